@@ -1,0 +1,14 @@
+# Thin wrappers around scripts/dev.py, which does the real set-up work.
+PYTHON ?= python3
+HOST ?= 127.0.0.1
+PORT ?= 8099
+
+.PHONY: run test setup
+run:
+	$(PYTHON) scripts/dev.py run --host $(HOST) --port $(PORT)
+
+test:
+	$(PYTHON) scripts/dev.py test
+
+setup:
+	$(PYTHON) scripts/dev.py setup

@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+"""Set-up and entry commands for a fresh clone: creates the virtual environments, then runs the service or the tests."""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+APP_VENV = ROOT / ".venv"
+FHIR_VENV = ROOT / ".venv-fhir"
+FHIR_SERVER_REQUIREMENT = "sekmet-fhir==0.1.1"
+FHIR_SERVER_CONSTRAINTS = ROOT / "tests" / "fhir_server" / "constraints.txt"
+
+
+def _python(env_dir: Path) -> Path:
+    return env_dir / "bin" / "python"
+
+
+def _stamp_matches(env_dir: Path, fingerprint: str) -> bool:
+    stamp = env_dir / ".bonecds-installed"
+    return stamp.exists() and stamp.read_text() == fingerprint
+
+
+def _ensure_venv(env_dir: Path, fingerprint: str, install_args: list[str]) -> None:
+    """Create env_dir and pip-install into it, unless it was already installed from the same inputs."""
+    if _stamp_matches(env_dir, fingerprint):
+        return
+    if not _python(env_dir).exists():
+        print(f"creating virtual environment {env_dir.name}/", flush=True)
+        venv.EnvBuilder(with_pip=True, clear=False).create(env_dir)
+    print(f"installing into {env_dir.name}/ ...", flush=True)
+    subprocess.run([str(_python(env_dir)), "-m", "pip", "install", "-q", "--disable-pip-version-check", *install_args],
+                   check=True, cwd=ROOT)
+    (env_dir / ".bonecds-installed").write_text(fingerprint)
+
+
+def ensure_app_venv() -> Path:
+    fingerprint = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    _ensure_venv(APP_VENV, fingerprint, ["-e", ".[test]"])
+    return APP_VENV
+
+
+def ensure_fhir_venv() -> Path:
+    fingerprint = FHIR_SERVER_REQUIREMENT + hashlib.sha256(FHIR_SERVER_CONSTRAINTS.read_bytes()).hexdigest()
+    _ensure_venv(FHIR_VENV, fingerprint, ["-c", str(FHIR_SERVER_CONSTRAINTS), FHIR_SERVER_REQUIREMENT])
+    return FHIR_VENV
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    env_dir = ensure_app_venv()
+    command = [str(env_dir / "bin" / "bonecds"), "serve", "--host", args.host, "--port", str(args.port)]
+    if args.workers:
+        command += ["--workers", str(args.workers)]
+    os.execv(command[0], command)
+    return 0  # not reached
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    env_dir = ensure_app_venv()
+    fhir_dir = ensure_fhir_venv()
+    env = dict(os.environ)
+    env.setdefault("BONECDS_FHIR_SERVER_COMMAND", str(fhir_dir / "bin" / "sekmet"))
+    return subprocess.call([str(_python(env_dir)), "-m", "pytest", *args.pytest_args], cwd=ROOT, env=env)
+
+
+def cmd_setup(_args: argparse.Namespace) -> int:
+    ensure_app_venv()
+    ensure_fhir_venv()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    if sys.version_info < (3, 11):
+        sys.exit("bonecds needs Python 3.11 or newer")
+    parser = argparse.ArgumentParser(prog="scripts/dev.py", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the service under gunicorn (creates .venv on first use)")
+    run.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+    run.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8099")))
+    run.add_argument("--workers", type=int, default=None)
+    run.set_defaults(func=cmd_run)
+    test = sub.add_parser("test", help="run the whole test suite, including the integration tests against a local FHIR server")
+    test.add_argument("pytest_args", nargs=argparse.REMAINDER)
+    test.set_defaults(func=cmd_test)
+    setup = sub.add_parser("setup", help="only create the virtual environments")
+    setup.set_defaults(func=cmd_setup)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
