@@ -1,0 +1,66 @@
+"""Flask app factory for the bonecds CDS Hooks service; every dependency is built here or injected by the caller."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from flask import Flask
+
+from hooks.knowledge import Knowledge, load_knowledge
+from hooks.order_sign import build_services
+from service.clock import FrozenClock, SystemClock
+from service.config import Settings
+from service.feedback_store import SqliteFeedbackStore
+from service.fhir_client import FhirFetcher
+from service.runtime import Runtime
+from service.validation import SchemaValidators
+
+log = logging.getLogger("bonecds")
+
+ICON_PATH = "/static/bonecds-icon.png"
+
+
+def create_app(settings: Settings | None = None, *, clock: Any = None, fetcher: FhirFetcher | None = None,
+               store: SqliteFeedbackStore | None = None, knowledge: Knowledge | None = None) -> Flask:
+    settings = settings or Settings.from_env()
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    knowledge = knowledge or load_knowledge(settings.knowledge_path)
+    services = {s.id: s for s in build_services(knowledge)}
+    from hooks.cards import CardRenderer  # imported here so model classes load inside the factory (warm-up below)
+    icon_url = f"{settings.public_base_url}{ICON_PATH}" if (settings.public_base_url or "").startswith("https://") else None
+    runtime = Runtime(
+        settings=settings,
+        clock=clock or (FrozenClock(settings.frozen_now) if settings.frozen_now else SystemClock()),
+        fetcher=fetcher or FhirFetcher(settings.fhir_timeout_seconds, settings.fhir_budget_seconds,
+                                       settings.fhir_max_pages, settings.fhir_max_parallel),
+        store=store or SqliteFeedbackStore(settings.sqlite_path),
+        knowledge=knowledge,
+        services=services,
+        validators=SchemaValidators(),
+        renderer=CardRenderer(knowledge, icon_url),
+        discovery_body=orjson.dumps({"services": [s.discovery_entry() for s in services.values()]}),
+    )
+    app.extensions["bonecds"] = runtime
+    from service.protocol import bp
+    app.register_blueprint(bp)
+    _warm_up(runtime)
+    if settings.frozen_now:
+        log.warning("clock frozen at %s (BONECDS_NOW): dates are judged against that instant", settings.frozen_now.isoformat())
+    log.info("bonecds ready: knowledge %s, services %s", knowledge.version, ", ".join(services))
+    return app
+
+
+def _warm_up(runtime: Runtime) -> None:
+    """Pay the first-use cost of the FHIR models and schema validators at start-up, not on the first clinician's order."""
+    from hooks.cards import validate_fhir_resource
+    validate_fhir_resource({"resourceType": "ServiceRequest", "status": "draft", "intent": "order",
+                            "subject": {"reference": "Patient/warm-up"}, "code": {"text": "warm-up"}})
+    validate_fhir_resource({"resourceType": "MedicationRequest", "status": "draft", "intent": "order",
+                            "subject": {"reference": "Patient/warm-up"}, "medicationCodeableConcept": {"text": "warm-up"},
+                            "dosageInstruction": [{"doseAndRate": [{"doseQuantity": {"value": 1, "unit": "mg"}}]}]})
+    try:
+        runtime.validators.validate("cds-request", {})
+    except Exception:
+        pass

@@ -1,0 +1,46 @@
+"""Runs the rules over each bone-agent order; a rule that fails yields a card saying so, never silence."""
+from __future__ import annotations
+
+import logging
+import traceback
+from datetime import datetime
+from typing import Callable, Iterable
+
+from hooks.cards import Finding
+from hooks.facts import PatientFacts
+from hooks.knowledge import Knowledge
+from hooks.orders import BoneAgentOrder
+from hooks.rules.context import OrderContext
+
+log = logging.getLogger(__name__)
+
+Rule = Callable[[OrderContext], "Finding | None"]
+
+
+def evaluate_orders(orders: Iterable[BoneAgentOrder], facts: PatientFacts, knowledge: Knowledge,
+                    rules: Iterable[tuple[str, Rule]], patient_reference: str, user_reference: str | None,
+                    now: datetime) -> list[Finding]:
+    findings: list[Finding] = []
+    rules = tuple(rules)
+    for order in orders:
+        ctx = OrderContext(order, facts, knowledge, patient_reference, user_reference, now)
+        for rule_id, rule in rules:
+            try:
+                finding = rule(ctx)
+            except Exception as error:  # one broken rule must not hide the others, nor pass silently
+                # Exception text can quote record values, so only the type and code location are logged.
+                where = traceback.extract_tb(error.__traceback__)[-1]
+                log.error("rule %s failed with %s at %s:%d", rule_id, type(error).__name__, where.filename, where.lineno)
+                finding = rule_error(rule_id, order)
+            if finding is not None:
+                findings.append(finding)
+    return findings
+
+
+def rule_error(rule_id: str, order: BoneAgentOrder) -> Finding:
+    return Finding(
+        "rule-error", "warning",
+        f"Safety check {rule_id} could not be completed for {order.ingredient_display}: check it manually",
+        f"An internal error stopped the `{rule_id}` check for {order.describe()}. The order was **not** checked for "
+        f"this hazard; please review it by hand. The error has been logged for the service's maintainers.",
+        (), (), order.reference)

@@ -1,0 +1,147 @@
+"""Small lenient readers for plain-JSON FHIR resources (prefetch and draft orders are never model-parsed)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from typing import Any, Iterator
+
+ABSENT_STATUS = frozenset({"entered-in-error", "cancelled"})
+
+
+def as_list(value: Any) -> list:
+    """FHIR arrays sometimes arrive as a single object (the CDS Hooks Sandbox does this with category)."""
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return value
+    return [value]
+
+
+def codings(concept: Any) -> Iterator[tuple[str | None, str | None, str | None]]:
+    """Yield (system, code, display) from a CodeableConcept, tolerating a bare Coding or junk."""
+    for item in as_list(concept):
+        if not isinstance(item, dict):
+            continue
+        if "coding" in item:
+            for coding in as_list(item.get("coding")):
+                if isinstance(coding, dict):
+                    yield _str(coding.get("system")), _str(coding.get("code")), _str(coding.get("display"))
+        elif "code" in item:
+            yield _str(item.get("system")), _str(item.get("code")), _str(item.get("display"))
+
+
+def concept_texts(concept: Any) -> Iterator[str]:
+    """Every human-readable string of a CodeableConcept: its text and each coding's display."""
+    for item in as_list(concept):
+        if isinstance(item, dict):
+            text = _str(item.get("text"))
+            if text:
+                yield text
+    for _system, _code, display in codings(concept):
+        if display:
+            yield display
+
+
+def concept_label(concept: Any, fallback: str = "unnamed") -> str:
+    return next(iter(concept_texts(concept)), fallback)
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def parse_datetime(value: Any) -> datetime | None:
+    """Parse a FHIR date, dateTime or instant to an aware UTC datetime; partial dates go to their first day."""
+    if not isinstance(value, str) or len(value) < 4:
+        return None
+    text = value.strip()
+    try:
+        if len(text) == 4:
+            return datetime(int(text), 1, 1, tzinfo=timezone.utc)
+        if len(text) == 7:
+            return datetime(int(text[:4]), int(text[5:7]), 1, tzinfo=timezone.utc)
+        if len(text) == 10:
+            return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
+
+
+def parse_date(value: Any) -> date | None:
+    parsed = parse_datetime(value)
+    return parsed.date() if parsed else None
+
+
+def days_between(earlier: datetime, later: datetime) -> int:
+    """Whole calendar days between two instants, by their UTC dates: a result from yesterday is 1 day old."""
+    return (later.astimezone(timezone.utc).date() - earlier.astimezone(timezone.utc).date()).days
+
+
+def reference_id(reference: Any) -> str | None:
+    """'Patient/123' or an absolute URL ending in Patient/123 -> '123'."""
+    if isinstance(reference, dict):
+        reference = reference.get("reference")
+    if not isinstance(reference, str) or "/" not in reference:
+        return None
+    parts = [p for p in reference.split("/") if p]
+    if len(parts) >= 4 and parts[-2] == "_history":
+        parts = parts[:-2]
+    return parts[-1] if parts else None
+
+
+@dataclass(frozen=True)
+class Quantity:
+    value: float
+    unit: str | None
+
+
+def quantity(value: Any) -> Quantity | None:
+    """A Quantity with a numeric value; the unit is the UCUM code when given, else the display unit."""
+    if not isinstance(value, dict):
+        return None
+    number = value.get("value")
+    if isinstance(number, bool) or not isinstance(number, (int, float)):
+        return None
+    unit = _str(value.get("code")) or _str(value.get("unit"))
+    return Quantity(float(number), unit)
+
+
+def effective_datetime(resource: dict) -> datetime | None:
+    """When an observation or event happened: effective[x], else issued."""
+    for key in ("effectiveDateTime", "effectiveInstant", "occurrenceDateTime", "performedDateTime"):
+        parsed = parse_datetime(resource.get(key))
+        if parsed:
+            return parsed
+    for key in ("effectivePeriod", "performedPeriod", "occurrencePeriod"):
+        period = resource.get(key)
+        if isinstance(period, dict):
+            parsed = parse_datetime(period.get("start")) or parse_datetime(period.get("end"))
+            if parsed:
+                return parsed
+    return parse_datetime(resource.get("issued"))
+
+
+def bundle_resources(bundle: Any) -> list[dict]:
+    """Resources of a Bundle (searchset, collection or anything else), skipping search outcome entries."""
+    if not isinstance(bundle, dict):
+        return []
+    resources = []
+    for entry in as_list(bundle.get("entry")):
+        if not isinstance(entry, dict):
+            continue
+        search = entry.get("search")
+        if isinstance(search, dict) and search.get("mode") == "outcome":
+            continue
+        resource = entry.get("resource")
+        if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str):
+            resources.append(resource)
+    return resources
+
+
+def format_number(value: float, digits: int = 1) -> str:
+    """Show a clinical number without trailing zeros: 3.0 -> '3', 1.25 -> '1.3' (display only, never compared)."""
+    text = f"{value:.{digits}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text

@@ -1,0 +1,198 @@
+"""Loads the versioned clinical knowledge file and builds the lookup indexes the rules read."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, Iterable
+
+DEFAULT_KNOWLEDGE_FILE = "bone-agents.json"
+
+
+@dataclass(frozen=True)
+class Product:
+    rxnorm: str
+    display: str
+    ingredient: str
+    route: str
+    strength_mg: float | None
+
+
+@dataclass(frozen=True)
+class Formulation:
+    id: str
+    display: str
+    ingredient: str
+    routes: tuple[str, ...]
+    dose_mg_range: tuple[float, float] | None
+    strength_mg: float | None
+    renal: dict[str, Any]
+
+    def admits(self, route: str | None, dose_mg: float | None) -> bool:
+        if route is not None and route not in self.routes:
+            return False
+        if dose_mg is not None and self.dose_mg_range is not None:
+            low, high = self.dose_mg_range
+            return low <= dose_mg <= high
+        return True
+
+
+@dataclass(frozen=True)
+class Source:
+    key: str
+    label: str
+    url: str
+    status: str
+
+
+def normalise_icd(code: str) -> str:
+    """ICD-10 codes arrive with and without the dot; compare them dotless and upper-case."""
+    return code.replace(".", "").strip().upper()
+
+
+@dataclass(frozen=True)
+class ConditionValueSet:
+    name: str
+    snomed: frozenset[str]
+    icd_codes: frozenset[str]
+    icd_prefixes: tuple[str, ...]
+
+    def matches(self, system: str | None, code: str | None, systems: dict[str, str]) -> bool:
+        if not code:
+            return False
+        if system == systems["snomed"]:
+            return code in self.snomed
+        if system in (systems["icd10cm"], systems["icd10"]):
+            dotless = normalise_icd(code)
+            return dotless in self.icd_codes or dotless.startswith(self.icd_prefixes)
+        return False
+
+
+@dataclass(frozen=True)
+class Knowledge:
+    """Read-only view of the knowledge file; every rule threshold comes from here."""
+
+    version: str
+    raw: dict[str, Any]
+    systems: dict[str, str]
+    sources: dict[str, Source]
+    ingredient_display: dict[str, str]
+    ingredient_class: dict[str, str]
+    ingredient_default_route: dict[str, str]
+    ingredient_by_rxnorm: dict[str, str]
+    ingredient_by_atc: dict[str, str]
+    ingredient_name_fragments: tuple[tuple[str, str], ...]
+    class_atc_prefixes: dict[str, tuple[str, ...]]
+    product_by_rxnorm: dict[str, Product]
+    formulations: tuple[Formulation, ...]
+    route_by_snomed: dict[str, str]
+    route_by_text: dict[str, str]
+    observation_kind_by_loinc: dict[str, str]
+    condition_sets: dict[str, ConditionValueSet]
+    thresholds: dict[str, Any] = field(repr=False)
+
+    def threshold(self, name: str) -> Any:
+        entry = self.thresholds[name]
+        return entry["value"] if isinstance(entry, dict) and "value" in entry else entry
+
+    def formulation(self, formulation_id: str) -> Formulation:
+        return next(f for f in self.formulations if f.id == formulation_id)
+
+    def formulations_for(self, ingredient: str) -> Iterable[Formulation]:
+        return (f for f in self.formulations if f.ingredient == ingredient)
+
+    def loinc_codes(self, kind: str) -> list[str]:
+        return list(self.raw["observations"][kind]["loinc"])
+
+    def rule_meta(self, rule_id: str) -> dict[str, Any]:
+        return self.raw["rules"][rule_id]
+
+    def override_reason(self, key: str) -> dict[str, str]:
+        entry = self.raw["override_reasons"][key]
+        return {"system": self.systems[entry["system"]], "code": entry["code"], "display": entry["display"]}
+
+    def unit_factor(self, table: str, unit: str | None) -> float | None:
+        if not unit:
+            return None
+        factors = self.raw["units"][table]
+        factor = factors.get(unit.strip())
+        return factor if isinstance(factor, (int, float)) else None
+
+
+def load_knowledge(path: str | None = None) -> Knowledge:
+    """Load the bundled knowledge file, or an operator-supplied one at `path`."""
+    if path:
+        with open(path, "rb") as handle:
+            raw = json.load(handle)
+    else:
+        raw = json.loads(resources.files(__package__).joinpath(DEFAULT_KNOWLEDGE_FILE).read_bytes())
+    return build_knowledge(raw)
+
+
+def build_knowledge(raw: dict[str, Any]) -> Knowledge:
+    systems = raw["systems"]
+    ingredients = raw["ingredients"]
+    ingredient_by_rxnorm = {code: key for key, entry in ingredients.items() for code in entry["rxnorm"]}
+    ingredient_by_atc = {code: key for key, entry in ingredients.items() for code in entry["atc"]}
+    fragments = tuple((fragment.lower(), key) for key, entry in ingredients.items() for fragment in entry["names"])
+    products = {
+        entry["rxnorm"]: Product(entry["rxnorm"], entry["display"], entry["ingredient"], entry["route"], entry.get("strength_mg"))
+        for entry in raw["products"]
+    }
+    formulations = tuple(
+        Formulation(
+            id=entry["id"], display=entry["display"], ingredient=entry["ingredient"], routes=tuple(entry["routes"]),
+            dose_mg_range=tuple(entry["dose_mg_range"]) if entry.get("dose_mg_range") else None,
+            strength_mg=entry.get("strength_mg"), renal=entry.get("renal", {}),
+        )
+        for entry in raw["formulations"]
+    )
+    route_by_snomed = {code: route for route, entry in raw["routes"].items() for code in entry["snomed"]}
+    route_by_text = {text: route for route, entry in raw["routes"].items() for text in entry["text"]}
+    observation_kind = {code: kind for kind, entry in raw["observations"].items() for code in entry["loinc"]}
+    condition_sets = {
+        name: ConditionValueSet(
+            name=name,
+            snomed=frozenset(entry.get("snomed", [])),
+            icd_codes=frozenset(normalise_icd(c) for c in entry.get("icd10cm", [])),
+            icd_prefixes=tuple(normalise_icd(p) for p in entry.get("icd10cm_prefixes", [])),
+        )
+        for name, entry in raw["conditions"].items()
+    }
+    sources = {key: Source(key, entry["label"], entry["url"], entry.get("status", "")) for key, entry in raw["sources"].items()}
+    _check_references(raw, sources, formulations)
+    return Knowledge(
+        version=raw["version"], raw=raw, systems=systems, sources=sources,
+        ingredient_display={k: v["display"] for k, v in ingredients.items()},
+        ingredient_class={k: v["class"] for k, v in ingredients.items()},
+        ingredient_default_route={k: v["default_route"] for k, v in ingredients.items() if v.get("default_route")},
+        ingredient_by_rxnorm=ingredient_by_rxnorm, ingredient_by_atc=ingredient_by_atc,
+        ingredient_name_fragments=fragments,
+        class_atc_prefixes={k: tuple(v) for k, v in raw["class_atc_prefixes"].items()},
+        product_by_rxnorm=products, formulations=formulations,
+        route_by_snomed=route_by_snomed, route_by_text=route_by_text,
+        observation_kind_by_loinc=observation_kind, condition_sets=condition_sets,
+        thresholds=raw["thresholds"],
+    )
+
+
+def _check_references(raw: dict[str, Any], sources: dict[str, Source], formulations: tuple[Formulation, ...]) -> None:
+    """Fail at start-up, not mid-request, when the knowledge file cites a source or ingredient it does not define."""
+    ingredients = raw["ingredients"]
+    for product in raw["products"]:
+        if product["ingredient"] not in ingredients:
+            raise ValueError(f"product {product['rxnorm']} names unknown ingredient {product['ingredient']}")
+    for formulation in formulations:
+        if formulation.ingredient not in ingredients:
+            raise ValueError(f"formulation {formulation.id} names unknown ingredient")
+        cited = [formulation.renal.get("source"), formulation.renal.get("dose_table", {}).get("source")]
+        for key in filter(None, cited):
+            if key not in sources:
+                raise ValueError(f"formulation {formulation.id} cites unknown source {key}")
+    for rule_id, meta in raw["rules"].items():
+        for key in meta["sources"]:
+            if key not in sources:
+                raise ValueError(f"rule {rule_id} cites unknown source {key}")
+        for reason in meta["override_reasons"]:
+            if reason not in raw["override_reasons"]:
+                raise ValueError(f"rule {rule_id} names unknown override reason {reason}")

@@ -1,0 +1,234 @@
+"""Recognises bone-modifying-agent orders in draftOrders and reads product, dose, route, interval and infusion time."""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+from hooks.fhir_read import as_list, bundle_resources, codings, concept_texts, quantity
+from hooks.knowledge import Formulation, Knowledge, Product
+
+DAYS_PER_UNIT = {"s": 1 / 86400, "min": 1 / 1440, "h": 1 / 24, "d": 1.0, "wk": 7.0, "mo": 365.25 / 12, "a": 365.25}
+UNIT_WORDS = {"s": "second", "min": "minute", "h": "hour", "d": "day", "wk": "week", "mo": "month", "a": "year"}
+MINUTES_PER_UNIT = {"s": 1 / 60, "min": 1.0, "h": 60.0, "d": 1440.0}
+MG_PER_UNIT = {"mg": 1.0, "g": 1000.0, "ug": 0.001, "mcg": 0.001, "µg": 0.001}
+ACTIVE_ORDER_STATUSES = frozenset({"draft", "active", "on-hold", "unknown"})
+
+
+@dataclass(frozen=True)
+class Interval:
+    """How often the order repeats, as written (every `period` `unit`, `frequency` times) and in days."""
+    frequency: float
+    period: float
+    unit: str
+
+    @property
+    def days(self) -> float:
+        return self.period * DAYS_PER_UNIT[self.unit] / self.frequency
+
+    def describe(self) -> str:
+        word = UNIT_WORDS[self.unit]
+        period = f"{self.period:g}"
+        every = f"every {word}" if self.period == 1 else f"every {period} {word}s"
+        return every if self.frequency == 1 else f"{self.frequency:g} times {every}"
+
+
+@dataclass(frozen=True)
+class BoneAgentOrder:
+    """A draft order for a bone-modifying agent, with what could be read from it."""
+    resource: dict[str, Any]
+    resource_type: str
+    resource_id: str | None
+    ingredient: str
+    ingredient_display: str
+    recognised_by: str
+    product: Product | None
+    formulation: Formulation | None
+    dose_mg: float | None
+    route: str | None
+    route_from: str | None
+    interval: Interval | None
+    infusion_minutes: float | None
+
+    @property
+    def reference(self) -> str | None:
+        return f"{self.resource_type}/{self.resource_id}" if self.resource_id else None
+
+    @property
+    def is_oral(self) -> bool:
+        return self.route == "oral"
+
+    @property
+    def is_parenteral(self) -> bool:
+        return self.route in ("intravenous", "subcutaneous")
+
+    def describe(self) -> str:
+        """e.g. 'zoledronic acid 4 mg IV every 12 weeks' for card text."""
+        parts = [self.ingredient_display]
+        if self.dose_mg is not None:
+            parts.append(f"{self.dose_mg:g} mg")
+        if self.route:
+            parts.append({"intravenous": "IV", "oral": "oral", "subcutaneous": "SC"}.get(self.route, self.route))
+        if self.interval:
+            parts.append(self.interval.describe())
+        return " ".join(parts)
+
+
+def find_bone_agent_orders(draft_orders: Any, knowledge: Knowledge) -> list[BoneAgentOrder]:
+    """Every MedicationRequest in draftOrders whose medication is a bone-modifying agent."""
+    resources = bundle_resources(draft_orders)
+    medications = {r.get("id"): r for r in resources if r.get("resourceType") == "Medication" and r.get("id")}
+    orders = []
+    for resource in resources:
+        if resource.get("resourceType") != "MedicationRequest":
+            continue
+        order = read_bone_agent_order(resource, medications, knowledge)
+        if order is not None:
+            orders.append(order)
+    return orders
+
+
+def medication_concepts(request: dict, bundled_medications: dict[str, dict]) -> list[Any]:
+    """The CodeableConcepts that name what a MedicationRequest orders: its own, or the referenced Medication's."""
+    concepts: list[Any] = []
+    if request.get("medicationCodeableConcept") is not None:
+        concepts.append(request["medicationCodeableConcept"])
+    reference = request.get("medicationReference")
+    if isinstance(reference, dict):
+        medication = _resolve_medication(reference, request, bundled_medications)
+        if medication:
+            concepts.append(medication.get("code"))
+            for ingredient in as_list(medication.get("ingredient")):
+                if isinstance(ingredient, dict):
+                    concepts.append(ingredient.get("itemCodeableConcept"))
+        if reference.get("display"):
+            concepts.append({"text": reference["display"]})
+    return [c for c in concepts if c is not None]
+
+
+def _resolve_medication(reference: dict, request: dict, bundled: dict[str, dict]) -> dict | None:
+    target = reference.get("reference")
+    if not isinstance(target, str):
+        return None
+    if target.startswith("#"):
+        for contained in as_list(request.get("contained")):
+            if isinstance(contained, dict) and contained.get("id") == target[1:]:
+                return contained
+        return None
+    return bundled.get(target.rstrip("/").split("/")[-1])
+
+
+def identify_ingredient(concepts: list[Any], knowledge: Knowledge) -> tuple[str, str, Product | None] | None:
+    """(ingredient, how it was recognised, product) from codes first; a name match is the last resort."""
+    rxnorm, atc = knowledge.systems["rxnorm"], knowledge.systems["atc"]
+    found: tuple[str, str, Product | None] | None = None
+    for concept in concepts:
+        for system, code, _display in codings(concept):
+            if not code:
+                continue
+            if system == rxnorm and code in knowledge.product_by_rxnorm:
+                product = knowledge.product_by_rxnorm[code]
+                return product.ingredient, "RxNorm product code", product
+            if system == rxnorm and code in knowledge.ingredient_by_rxnorm and found is None:
+                found = (knowledge.ingredient_by_rxnorm[code], "RxNorm ingredient code", None)
+            if system == atc and code in knowledge.ingredient_by_atc and found is None:
+                found = (knowledge.ingredient_by_atc[code], "ATC code", None)
+    if found:
+        return found
+    for concept in concepts:
+        for text in concept_texts(concept):
+            lowered = text.lower()
+            for fragment, ingredient in knowledge.ingredient_name_fragments:
+                if fragment in lowered:
+                    return ingredient, "name", None
+    return None
+
+
+def read_bone_agent_order(request: dict, bundled_medications: dict[str, dict], knowledge: Knowledge) -> BoneAgentOrder | None:
+    identified = identify_ingredient(medication_concepts(request, bundled_medications), knowledge)
+    if identified is None:
+        return None
+    ingredient, recognised_by, product = identified
+    dosage = next((d for d in as_list(request.get("dosageInstruction")) if isinstance(d, dict)), {})
+    dose_mg = _dose_mg(dosage)
+    route, route_from = _route(dosage, product, ingredient, knowledge)
+    dose_for_match = dose_mg if dose_mg is not None else (product.strength_mg if product else None)
+    formulation = _formulation(ingredient, route, dose_for_match, knowledge)
+    if route is None and formulation is not None and len(formulation.routes) == 1:
+        route, route_from = formulation.routes[0], "dose"
+    timing = dosage.get("timing") if isinstance(dosage.get("timing"), dict) else {}
+    repeat = timing.get("repeat") if isinstance(timing.get("repeat"), dict) else {}
+    return BoneAgentOrder(
+        resource=request,
+        resource_type="MedicationRequest",
+        resource_id=request.get("id") if isinstance(request.get("id"), str) else None,
+        ingredient=ingredient,
+        ingredient_display=knowledge.ingredient_display[ingredient],
+        recognised_by=recognised_by,
+        product=product,
+        formulation=formulation,
+        dose_mg=dose_mg,
+        route=route,
+        route_from=route_from,
+        interval=_interval(repeat),
+        infusion_minutes=_infusion_minutes(repeat),
+    )
+
+
+def _dose_mg(dosage: dict) -> float | None:
+    for dose_and_rate in as_list(dosage.get("doseAndRate")):
+        if not isinstance(dose_and_rate, dict):
+            continue
+        dose = quantity(dose_and_rate.get("doseQuantity"))
+        if dose and dose.unit and dose.unit.lower() in MG_PER_UNIT:
+            return dose.value * MG_PER_UNIT[dose.unit.lower()]
+    return None
+
+
+def _route(dosage: dict, product: Product | None, ingredient: str, knowledge: Knowledge) -> tuple[str | None, str | None]:
+    route_concept = dosage.get("route")
+    for system, code, _display in codings(route_concept):
+        if system == knowledge.systems["snomed"] and code in knowledge.route_by_snomed:
+            return knowledge.route_by_snomed[code], "order"
+    for text in concept_texts(route_concept):
+        route = knowledge.route_by_text.get(text.strip().lower())
+        if route is None:
+            route = next((r for t, r in knowledge.route_by_text.items() if len(t) > 3 and t in text.lower()), None)
+        if route:
+            return route, "order"
+    if product:
+        return product.route, "product"
+    if ingredient in knowledge.ingredient_default_route:
+        return knowledge.ingredient_default_route[ingredient], "ingredient"
+    return None, None
+
+
+def _formulation(ingredient: str, route: str | None, dose_mg: float | None, knowledge: Knowledge) -> Formulation | None:
+    """The first formulation in the knowledge file that admits this route and dose (file order encodes precedence)."""
+    return next((f for f in knowledge.formulations_for(ingredient) if f.admits(route, dose_mg)), None)
+
+
+def _interval(repeat: dict) -> Interval | None:
+    period, unit = repeat.get("period"), repeat.get("periodUnit")
+    if not isinstance(period, (int, float)) or isinstance(period, bool) or period <= 0 or unit not in DAYS_PER_UNIT:
+        return None
+    frequency = repeat.get("frequency", 1)
+    if not isinstance(frequency, (int, float)) or isinstance(frequency, bool) or frequency <= 0:
+        frequency = 1
+    return Interval(float(frequency), float(period), unit)
+
+
+def _infusion_minutes(repeat: dict) -> float | None:
+    duration, unit = repeat.get("duration"), repeat.get("durationUnit")
+    if not isinstance(duration, (int, float)) or isinstance(duration, bool) or unit not in MINUTES_PER_UNIT:
+        return None
+    return float(duration) * MINUTES_PER_UNIT[unit]
+
+
+def normalised_draft(resource: dict) -> dict:
+    """A copy of a draft order with known client deviations from R4 repaired, as the base of an update suggestion."""
+    fixed = copy.deepcopy(resource)
+    for key in ("category", "dosageInstruction", "note", "reasonCode", "identifier", "contained"):
+        if key in fixed and not isinstance(fixed[key], list):
+            fixed[key] = as_list(fixed[key])
+    return fixed

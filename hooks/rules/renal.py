@@ -1,0 +1,203 @@
+"""Renal safety rules: missing renal data, contraindication by creatinine clearance, dose table, creatinine rise."""
+from __future__ import annotations
+
+from hooks.cards import Finding
+from hooks.facts import LabResult
+from hooks.renal import RenalFunction, assess_renal_function
+from hooks.rules.context import OrderContext, at_least, below
+from hooks.suggestions import delete_draft, order_observation, update_draft_dose
+
+
+def renal_data_missing(ctx: OrderContext) -> Finding | None:
+    """No usable creatinine before the dose, or no way to turn it into a clearance: say what is missing and offer it."""
+    facts, order, window = ctx.facts, ctx.order, ctx.creatinine_window_days
+    problems: list[str] = []
+    need_creatinine = need_weight = False
+    unavailable = facts.is_unavailable("creatinine")
+    if unavailable:
+        problems.append(f"Creatinine results could not be retrieved from the EHR ({unavailable}).")
+        need_creatinine = True
+    elif ctx.recent_creatinine is None:
+        need_creatinine = True
+        older = facts.latest("creatinine")
+        unreadable = [u for u in facts.unreadable.get("creatinine", []) if u.when and (facts.now - u.when).days <= window]
+        if unreadable:
+            u = unreadable[0]
+            problems.append(f"A creatinine result from {u.when.date().isoformat()} cannot be used: {u.reason}"
+                            f"{f' ({u.recorded_unit!r})' if u.recorded_unit else ''}.")
+        problems.append(f"No serum creatinine within the last {window} days"
+                        + (f"; the latest is {older.shown()}." if older else "; none on record."))
+    elif ctx.current_renal.function is None:
+        missing = ctx.current_renal.missing
+        weight_unavailable = facts.is_unavailable("body_weight")
+        if weight_unavailable:
+            problems.append(f"Body weight could not be retrieved from the EHR ({weight_unavailable}).")
+        problems.append(f"Creatinine {ctx.recent_creatinine.shown()} is on record, but creatinine clearance cannot be "
+                        f"calculated without: {', '.join(missing)}; and there is no recent eGFR.")
+        need_weight = any(m.startswith("body weight") for m in missing)
+    if not problems:
+        return None
+    suggestions = []
+    if need_creatinine:
+        suggestions.append(order_observation(ctx.knowledge, "serum-creatinine", ctx.patient_reference, ctx.user_reference,
+                                             ctx.now, f"Renal function before {order.describe()}"))
+    if need_weight:
+        suggestions.append(order_observation(ctx.knowledge, "body-weight", ctx.patient_reference, ctx.user_reference,
+                                             ctx.now, "Weight for Cockcroft-Gault creatinine clearance"))
+    what = "Renal function could not be checked" if unavailable else "Renal function not documented"
+    detail = (f"**{what}** for {order.describe()}.\n\n" + "\n".join(f"- {p}" for p in problems) +
+              f"\n\nThe label asks for serum creatinine before each dose of an IV bisphosphonate; the dose limits here "
+              f"are set by creatinine clearance (Cockcroft-Gault). Check renal function before this order is given.")
+    primary = order.formulation.renal.get("source") if order.formulation and order.formulation.renal else None
+    return Finding("renal-data-missing", "warning", f"{what} before {order.ingredient_display}: order creatinine"
+                   + (" and weight" if need_weight and need_creatinine else (" or weight" if need_weight else "")),
+                   detail, _rule_sources(ctx, "renal-data-missing", primary, shows_clearance=False), tuple(suggestions),
+                   order.reference)
+
+
+def _rule_sources(ctx: OrderContext, rule_id: str, primary: str | None = None, shows_clearance: bool = True) -> tuple[str, ...]:
+    """The product's own label when known (else the rule's sources), plus Cockcroft-Gault when a clearance is shown."""
+    keys = [primary] if primary else list(ctx.knowledge.rule_meta(rule_id)["sources"])
+    function = ctx.current_renal.function
+    if shows_clearance and function is not None and function.is_clearance:
+        keys.append("cockcroft-gault")
+    return tuple(dict.fromkeys(keys))
+
+
+def _renal_function_line(function: RenalFunction) -> str:
+    return f"- {function.working()}"
+
+
+def renal_contraindicated(ctx: OrderContext) -> Finding | None:
+    """Clearance below the product's floor; in hypercalcemia of malignancy zoledronic acid is withheld only at creatinine >= 4.5."""
+    order = ctx.order
+    renal = order.formulation.renal if order.formulation else {}
+    floor = renal.get("crcl_floor")
+    function = ctx.current_renal.function
+    if floor is None or function is None:
+        return None
+    hypercalcemia_limit = renal.get("hypercalcemia_withhold_creatinine_mg_dl")
+    if ctx.facts.setting.name == "hypercalcemia-of-malignancy" and hypercalcemia_limit is not None:
+        creatinine = ctx.recent_creatinine
+        if creatinine is None or below(creatinine.value, hypercalcemia_limit):
+            return None
+        reason = (f"In hypercalcemia of malignancy the label needs no renal dose reduction below a serum creatinine of "
+                  f"{hypercalcemia_limit:g} mg/dL; the latest is {creatinine.shown()}.")
+        summary = f"Creatinine {creatinine.value:.1f} mg/dL is at or above {hypercalcemia_limit:g}: do not give {order.ingredient_display}"
+    else:
+        if not below(function.value, floor):
+            return None
+        reason = f"{order.formulation.display}: not to be given below a creatinine clearance of {floor} mL/min."
+        summary = f"{function.label} {function.value:.0f} is below {floor} {function.unit.split('/1.73')[0]}: do not give {order.formulation.display.split(' (')[0]}"
+    lines = [f"**{order.describe()}** is contraindicated at this renal function.", "", _renal_function_line(function),
+             f"- Clinical setting: {ctx.facts.setting.name} ({ctx.facts.setting.evidence}).", "", reason]
+    if ctx.facts.setting.name == "bone-metastatic" and order.ingredient != "denosumab":
+        lines.append("For bone metastases, denosumab needs no renal dose adjustment; if it is chosen, monitor calcium "
+                     "closely, since severe renal impairment raises the risk of hypocalcemia.")
+    suggestion = delete_draft(order, "Remove this order")
+    return Finding("renal-contraindicated", "critical", summary, "\n".join(lines),
+                   _rule_sources(ctx, "renal-contraindicated", renal.get("source")),
+                   (suggestion,) if suggestion else (), order.reference)
+
+
+def table_dose(bands: list[dict], clearance: float) -> float | None:
+    """The label dose for a clearance, from bands written as above / from-through / from-below (bounds as the label states)."""
+    for band in bands:
+        if "crcl_above" in band and not below(clearance, band["crcl_above"]) and clearance - band["crcl_above"] > 1e-9:
+            return band["dose_mg"]
+        low = band.get("crcl_from")
+        if low is None or below(clearance, low):
+            continue
+        if "crcl_through" in band and clearance <= band["crcl_through"] + 1e-9:
+            return band["dose_mg"]
+        if "crcl_below" in band and below(clearance, band["crcl_below"]):
+            return band["dose_mg"]
+    return None
+
+
+def describe_bands(bands: list[dict]) -> str:
+    """'above 60 mL/min: 4 mg; 50 to 60: 3.5 mg; 40 to under 50: 3.3 mg; ...' from the knowledge file's bands."""
+    parts = []
+    for band in bands:
+        if "crcl_above" in band:
+            parts.append(f"above {band['crcl_above']:g} mL/min: {band['dose_mg']:g} mg")
+        elif "crcl_through" in band:
+            parts.append(f"{band['crcl_from']:g} to {band['crcl_through']:g}: {band['dose_mg']:g} mg")
+        else:
+            parts.append(f"{band['crcl_from']:g} to under {band['crcl_below']:g}: {band['dose_mg']:g} mg")
+    return "; ".join(parts)
+
+
+def renal_dose_adjust(ctx: OrderContext) -> Finding | None:
+    """Zoledronic acid 4 mg above the label's dose for the baseline clearance (latest clearance for a first dose)."""
+    order, facts = ctx.order, ctx.facts
+    table = (order.formulation.renal.get("dose_table") if order.formulation else None) or None
+    if table is None or facts.setting.name == "hypercalcemia-of-malignancy" or ctx.current_renal.function is None:
+        return None
+    function, basis = ctx.current_renal.function, "latest renal function (first dose of a course)"
+    if ctx.course_start is not None:
+        baseline = _baseline_function(ctx)
+        if baseline is not None:
+            function, basis = baseline
+        else:
+            basis = "latest renal function, because no baseline clearance before this course could be calculated"
+    dose = table_dose(table["bands"], function.value)
+    if dose is None:
+        return None  # below the table's range: renal-contraindicated speaks
+    if order.dose_mg is not None and not order.dose_mg > dose + 1e-9:
+        return None
+    ordered = f"{order.dose_mg:g} mg" if order.dose_mg is not None else "no stated dose"
+    lines = [f"**{order.describe()}**: the label dose for this renal function is **{dose:g} mg** (ordered: {ordered}).", "",
+             _renal_function_line(function), f"- Dose based on the {basis}.",
+             "", f"Label dose table by creatinine clearance: {describe_bands(table['bands'])}. During a course the dose "
+             "stays tied to the baseline clearance; after a withhold for renal deterioration the label resumes at the "
+             "same dose as before."]
+    if not function.is_clearance:
+        lines.append("The table is written for creatinine clearance; here it was applied to eGFR because clearance could not be calculated.")
+    suggestion = update_draft_dose(order, dose, f"Change dose to {dose:g} mg")
+    return Finding("renal-dose-adjust", "warning",
+                   f"Zoledronic acid dose for {function.label} {function.value:.0f} {function.unit.split('/1.73')[0]} is {dose:g} mg (ordered {ordered})",
+                   "\n".join(lines), _rule_sources(ctx, "renal-dose-adjust", table.get("source")),
+                   (suggestion,) if suggestion else (), order.reference)
+
+
+def _baseline_function(ctx: OrderContext) -> tuple[RenalFunction, str] | None:
+    baseline = ctx.baseline_creatinine
+    if baseline is None or ctx.course_start is None or baseline[0].when >= ctx.course_start.when:
+        return None
+    assessment = assess_renal_function(ctx.facts, baseline[0], ctx.threshold("weight_max_age_days"),
+                                       ctx.creatinine_window_days, current=False)
+    if assessment.function is None:
+        return None
+    return assessment.function, f"baseline clearance: {baseline[1]}"
+
+
+def renal_deterioration(ctx: OrderContext) -> Finding | None:
+    """Patient already on zoledronic acid or pamidronate whose creatinine has risen past the label's withhold threshold."""
+    order, facts = ctx.order, ctx.facts
+    rule = ctx.threshold("renal_deterioration")
+    if order.ingredient not in rule["ingredients"] or not ctx.course_doses:
+        return None
+    latest = facts.latest("creatinine")
+    baseline = ctx.baseline_creatinine
+    if latest is None or baseline is None or latest is baseline[0] or latest.when <= baseline[0].when:
+        return None
+    base = baseline[0]
+    abnormal = at_least(base.value, rule["baseline_abnormal_from_mg_dl"])
+    limit = rule["rise_if_baseline_abnormal_mg_dl"] if abnormal else rule["rise_if_baseline_normal_mg_dl"]
+    rise = latest.value - base.value
+    if below(rise, limit):
+        return None
+    resume_below = base.value * (1 + rule["resume_within_fraction"])
+    lines = [f"**Withhold {order.describe()}**: serum creatinine has risen by {rise:.2f} mg/dL since baseline.", "",
+             f"- Baseline: {base.shown()} — {baseline[1]}.",
+             f"- Latest: {latest.shown()}.",
+             f"- Withhold threshold for a {'raised' if abnormal else 'normal'} baseline "
+             f"({'at or above' if abnormal else 'below'} {rule['baseline_abnormal_from_mg_dl']:g} mg/dL): a rise of {limit:g} mg/dL.",
+             "", f"Resume only when creatinine is back within {rule['resume_within_fraction']:.0%} of baseline "
+             f"(at or below {resume_below:.2f} mg/dL), at the same dose as before the pause."]
+    suggestion = delete_draft(order, "Withhold: remove this order")
+    return Finding("renal-deterioration", "critical",
+                   f"Creatinine up {rise:.1f} mg/dL from baseline on {order.ingredient_display}: withhold this dose",
+                   "\n".join(lines), _rule_sources(ctx, "renal-deterioration", rule.get("source"), shows_clearance=False),
+                   (suggestion,) if suggestion else (), order.reference)

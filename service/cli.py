@@ -1,0 +1,73 @@
+"""The `bonecds` command: serve the CDS service under gunicorn, and load the scenario fixtures into a FHIR server."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Any
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level, logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr)
+    # httpx logs full request URLs, which carry patient ids: keep it quiet.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from gunicorn.app.base import BaseApplication
+
+    from service import create_app
+    from service.config import Settings
+
+    settings = Settings.from_env()
+    configure_logging(settings.log_level)
+
+    class BonecdsServer(BaseApplication):
+        def load_config(self) -> None:
+            options = {
+                "bind": f"{args.host}:{args.port}",
+                "workers": args.workers,
+                "worker_class": "gthread",
+                "threads": args.threads,
+                "preload_app": True,  # build knowledge, schemas and models once, before forking
+                "timeout": 30,
+                "keepalive": 5,
+                "accesslog": None,
+                "loglevel": settings.log_level.lower(),
+            }
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            return create_app(settings)
+
+    logging.getLogger("bonecds").info("serving on http://%s:%d with %d workers", args.host, args.port, args.workers)
+    BonecdsServer().run()
+    return 0
+
+
+def cmd_load_fixtures(args: argparse.Namespace) -> int:
+    from fixtures.load import main as load_main
+    return load_main(args.rest)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bonecds", description="Bone-modifying agent CDS Hooks service")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the service under gunicorn")
+    serve.add_argument("--host", default=os.environ.get("BONECDS_HOST", "127.0.0.1"))
+    serve.add_argument("--port", type=int, default=int(os.environ.get("BONECDS_PORT", "8099")))
+    serve.add_argument("--workers", type=int, default=int(os.environ.get("BONECDS_WORKERS", "2")))
+    serve.add_argument("--threads", type=int, default=int(os.environ.get("BONECDS_THREADS", "4")))
+    serve.set_defaults(func=cmd_serve)
+    load = sub.add_parser("load-fixtures", help="load the scenario patients into a FHIR server (see --help)", add_help=False)
+    load.add_argument("rest", nargs=argparse.REMAINDER)
+    load.set_defaults(func=cmd_load_fixtures)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

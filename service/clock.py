@@ -1,0 +1,17 @@
+"""Clocks injected into the app: the system clock in production, a frozen one for tests and reproducible demos."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+
+class FrozenClock:
+    def __init__(self, instant: datetime) -> None:
+        self.instant = instant if instant.tzinfo else instant.replace(tzinfo=timezone.utc)
+
+    def now(self) -> datetime:
+        return self.instant

@@ -1,0 +1,72 @@
+"""Service settings, read once from environment variables (every one documented in the README) with embedded defaults."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Mapping
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as error:
+        raise ValueError(f"{name} must be a number, not {raw!r}") from error
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    return int(_float(env, name, default))
+
+
+def _instant(raw: str | None, name: str) -> datetime | None:
+    if not raw:
+        return None
+    try:
+        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError as error:
+        raise ValueError(f"{name} must be an ISO 8601 date-time, not {raw!r}") from error
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = "sqlite:///var/bonecds.sqlite3"
+    public_base_url: str | None = None
+    max_body_bytes: int = 8 * 1024 * 1024
+    fhir_timeout_seconds: float = 2.0
+    fhir_budget_seconds: float = 4.0
+    fhir_max_pages: int = 5
+    fhir_max_parallel: int = 8
+    cors_origins: tuple[str, ...] = ("*",)
+    frozen_now: datetime | None = None
+    knowledge_path: str | None = None
+    log_level: str = "INFO"
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        origins = tuple(o.strip() for o in env.get("BONECDS_CORS_ORIGINS", "*").split(",") if o.strip())
+        return cls(
+            database_url=env.get("DATABASE_URL") or cls.database_url,
+            public_base_url=(env.get("BONECDS_PUBLIC_BASE_URL") or "").rstrip("/") or None,
+            max_body_bytes=_int(env, "BONECDS_MAX_BODY_BYTES", cls.max_body_bytes),
+            fhir_timeout_seconds=_float(env, "BONECDS_FHIR_TIMEOUT", cls.fhir_timeout_seconds),
+            fhir_budget_seconds=_float(env, "BONECDS_FHIR_BUDGET", cls.fhir_budget_seconds),
+            fhir_max_pages=_int(env, "BONECDS_FHIR_MAX_PAGES", cls.fhir_max_pages),
+            fhir_max_parallel=_int(env, "BONECDS_FHIR_MAX_PARALLEL", cls.fhir_max_parallel),
+            cors_origins=origins or ("*",),
+            frozen_now=_instant(env.get("BONECDS_NOW"), "BONECDS_NOW"),
+            knowledge_path=env.get("BONECDS_KNOWLEDGE_FILE") or None,
+            log_level=env.get("BONECDS_LOG_LEVEL", cls.log_level).upper(),
+        )
+
+    @property
+    def sqlite_path(self) -> str:
+        prefix = "sqlite:///"
+        if not self.database_url.startswith(prefix):
+            raise ValueError("DATABASE_URL must be sqlite:///PATH (PostgreSQL support is not built yet)")
+        return self.database_url[len(prefix):]

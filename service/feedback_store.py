@@ -1,0 +1,149 @@
+"""Feedback persistence: cards issued (card uuid -> rule id) and clinicians' accept/override outcomes, in SQLite."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterable
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS issued_card (
+    card_uuid     TEXT PRIMARY KEY,
+    service_id    TEXT NOT NULL,
+    rule_id       TEXT NOT NULL,
+    indicator     TEXT NOT NULL,
+    hook_instance TEXT NOT NULL,
+    issued_at     TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS feedback (
+    id                   INTEGER PRIMARY KEY AUTOINCREMENT,
+    dedupe_key           TEXT NOT NULL UNIQUE,
+    service_id           TEXT NOT NULL,
+    card_uuid            TEXT NOT NULL,
+    rule_id              TEXT,
+    known_card           INTEGER NOT NULL,
+    outcome              TEXT NOT NULL,
+    outcome_timestamp    TEXT NOT NULL,
+    accepted_suggestions TEXT,
+    override_system      TEXT,
+    override_code        TEXT,
+    override_display     TEXT,
+    user_comment         TEXT,
+    received_at          TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS feedback_rule ON feedback (rule_id, outcome);
+"""
+
+
+@dataclass(frozen=True)
+class IssuedCard:
+    card_uuid: str
+    rule_id: str
+    indicator: str
+
+
+@dataclass(frozen=True)
+class FeedbackReceipt:
+    stored: int
+    duplicates: int
+    unknown_cards: int
+
+
+def feedback_dedupe_key(service_id: str, item: dict[str, Any]) -> str:
+    """The same clinician action sent twice is one row: key on everything that describes the action."""
+    reason = (item.get("overrideReason") or {}).get("reason") or {}
+    parts = [service_id, item["card"], item["outcome"], item["outcomeTimestamp"],
+             ",".join(sorted(s["id"] for s in item.get("acceptedSuggestions") or [])),
+             str(reason.get("system", "")), str(reason.get("code", ""))]
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+
+
+class SqliteFeedbackStore:
+    """One connection per process and thread, opened lazily so gunicorn's preload fork never shares one."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        with self._connection() as connection:
+            connection.executescript(SCHEMA)
+
+    def _connection(self) -> sqlite3.Connection:
+        local = self._local
+        if getattr(local, "pid", None) != os.getpid():
+            connection = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=True)
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+            connection.execute("PRAGMA busy_timeout=10000")
+            local.connection, local.pid = connection, os.getpid()
+        return local.connection
+
+    def record_cards(self, service_id: str, hook_instance: str, cards: Iterable[IssuedCard], issued_at: datetime) -> None:
+        rows = [(c.card_uuid, service_id, c.rule_id, c.indicator, hook_instance, issued_at.isoformat()) for c in cards]
+        if not rows:
+            return
+        connection = self._connection()
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            connection.executemany("INSERT OR IGNORE INTO issued_card VALUES (?, ?, ?, ?, ?, ?)", rows)
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+
+    def record_feedback(self, service_id: str, items: list[dict[str, Any]], received_at: datetime) -> FeedbackReceipt:
+        connection = self._connection()
+        stored = duplicates = unknown = 0
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            for item in items:
+                issued = connection.execute("SELECT rule_id FROM issued_card WHERE card_uuid = ?", (item["card"],)).fetchone()
+                reason = (item.get("overrideReason") or {}).get("reason") or {}
+                cursor = connection.execute(
+                    "INSERT OR IGNORE INTO feedback (dedupe_key, service_id, card_uuid, rule_id, known_card, outcome, "
+                    "outcome_timestamp, accepted_suggestions, override_system, override_code, override_display, "
+                    "user_comment, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (feedback_dedupe_key(service_id, item), service_id, item["card"], issued[0] if issued else None,
+                     1 if issued else 0, item["outcome"], item["outcomeTimestamp"],
+                     json.dumps([s["id"] for s in item.get("acceptedSuggestions") or []]) if item.get("acceptedSuggestions") else None,
+                     reason.get("system"), reason.get("code"), reason.get("display"),
+                     (item.get("overrideReason") or {}).get("userComment"), received_at.isoformat()))
+                if cursor.rowcount == 0:
+                    duplicates += 1
+                else:
+                    stored += 1
+                    unknown += 0 if issued else 1
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        return FeedbackReceipt(stored, duplicates, unknown)
+
+    def outcomes_by_rule(self) -> list[dict[str, Any]]:
+        """Per rule: cards issued, accepted and overridden feedback, and the override rate among cards with feedback."""
+        rows = self._connection().execute(
+            """
+            SELECT i.rule_id,
+                   COUNT(DISTINCT i.card_uuid),
+                   COUNT(DISTINCT CASE WHEN f.outcome = 'accepted' THEN f.card_uuid END),
+                   COUNT(DISTINCT CASE WHEN f.outcome = 'overridden' THEN f.card_uuid END)
+            FROM issued_card i LEFT JOIN feedback f ON f.card_uuid = i.card_uuid
+            GROUP BY i.rule_id ORDER BY i.rule_id
+            """).fetchall()
+        result = []
+        for rule_id, issued, accepted, overridden in rows:
+            answered = accepted + overridden
+            result.append({"rule_id": rule_id, "issued": issued, "accepted": accepted, "overridden": overridden,
+                           "override_rate": overridden / answered if answered else None})
+        return result
+
+    def feedback_rows(self) -> list[dict[str, Any]]:
+        cursor = self._connection().execute("SELECT * FROM feedback ORDER BY id")
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row)) for row in cursor.fetchall()]

@@ -1,0 +1,159 @@
+"""CDS Hooks 2.0 endpoints: discovery, service calls and feedback, with CORS, validation and OperationOutcome errors."""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import orjson
+from flask import Blueprint, Response, current_app, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from hooks.cards import Finding
+from service.errors import ApiError, error_response
+from service.feedback_store import IssuedCard
+from service.record import gather_record
+from service.runtime import Runtime
+from service.validation import SchemaViolation
+
+log = logging.getLogger("bonecds.protocol")
+bp = Blueprint("cds_hooks", __name__)
+
+EMPTY_RESPONSE = orjson.dumps({"cards": []})
+
+
+def runtime() -> Runtime:
+    return current_app.extensions["bonecds"]
+
+
+def json_response(body: Any, status: int = 200) -> Response:
+    return Response(body if isinstance(body, bytes) else orjson.dumps(body), status=status, mimetype="application/json")
+
+
+@bp.after_request
+def add_cors_headers(response: Response) -> Response:
+    origins = runtime().settings.cors_origins
+    origin = request.headers.get("Origin")
+    if "*" in origins:
+        response.headers["Access-Control-Allow-Origin"] = "*"
+    elif origin and origin in origins:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Vary"] = "Origin"
+    response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+    response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+    response.headers["Access-Control-Max-Age"] = "600"
+    return response
+
+
+@bp.app_errorhandler(ApiError)
+def handle_api_error(error: ApiError) -> Response:
+    return _with_cors(error_response(error.status, error.diagnostics, error.expression))
+
+
+@bp.app_errorhandler(HTTPException)
+def handle_http_error(error: HTTPException) -> Response:
+    status = error.code or 500
+    messages = {404: "No such endpoint or CDS service.", 405: "Method not allowed on this endpoint.",
+                413: f"Request body is larger than {runtime().settings.max_body_bytes} bytes."}
+    response = error_response(status, messages.get(status, error.name))
+    if status == 405 and error.valid_methods:
+        response.headers["Allow"] = ", ".join(error.valid_methods)
+    return _with_cors(response)
+
+
+@bp.app_errorhandler(Exception)
+def handle_unexpected(error: Exception) -> Response:
+    log.error("unhandled %s in %s %s", type(error).__name__, request.method, request.path, exc_info=False)
+    return _with_cors(error_response(500, "Internal error; it has been logged."))
+
+
+def _with_cors(response: Response) -> Response:
+    return add_cors_headers(response) if request.path.startswith("/cds-services") else response
+
+
+def read_json_body() -> Any:
+    """The request body as JSON, after content-type and size checks; the body itself is never logged."""
+    content_type = (request.mimetype or "").lower()
+    if content_type != "application/json" and not content_type.endswith("+json"):
+        raise ApiError(415, "Content-Type must be application/json.")
+    limit = runtime().settings.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise RequestEntityTooLarge()
+    raw = request.get_data(cache=False)
+    if len(raw) > limit:
+        raise RequestEntityTooLarge()
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise ApiError(400, "Request body is not valid JSON.") from None
+
+
+def validate(schema: str, document: Any, prefix: str = "") -> None:
+    try:
+        runtime().validators.validate(schema, document)
+    except SchemaViolation as violation:
+        path = violation.path.replace("data", prefix, 1) if prefix else violation.path
+        message = violation.message.replace("data", prefix, 1) if prefix else violation.message
+        raise ApiError(400, message, path) from None
+
+
+@bp.route("/cds-services", methods=["GET", "OPTIONS"])
+def discovery() -> Response:
+    if request.method == "OPTIONS":
+        return Response(status=204)
+    return json_response(runtime().discovery_body)
+
+
+@bp.route("/cds-services/<service_id>", methods=["POST", "OPTIONS"])
+def call_service(service_id: str) -> Response:
+    rt = runtime()
+    service = rt.services.get(service_id)
+    if service is None:
+        raise ApiError(404, f"No CDS service with id {service_id!r} is offered here; see GET /cds-services.")
+    if request.method == "OPTIONS":
+        return Response(status=204)
+    started = time.perf_counter()
+    body = read_json_body()
+    validate("cds-request", body)
+    if body["hook"] != service.hook:
+        raise ApiError(400, f"Service {service.id} answers the {service.hook} hook, not {body['hook']!r}.", "hook")
+    context = body["context"]
+    validate(service.context_schema, context, "context")
+    orders = service.relevant_orders(context)
+    if not orders:
+        log.info("hook=%s instance=%s service=%s orders=0 cards=0 ms=%.1f", service.hook, body["hookInstance"], service.id,
+                 (time.perf_counter() - started) * 1000)
+        return json_response(EMPTY_RESPONSE)
+    now = rt.clock.now()
+    record = gather_record(service.prefetch_keys, body, context, rt.fetcher)
+    findings = service.evaluate(context, orders, record.patient, record.resources, record.unavailable, now)
+    cards = [rt.renderer.render(f) for f in findings]
+    _remember_cards(service.id, body["hookInstance"], findings, cards, now)
+    log.info("hook=%s instance=%s service=%s orders=%d fetched=%s unavailable=%s rules=%s ms=%.1f", service.hook,
+             body["hookInstance"], service.id, len(orders), ",".join(record.fetched) or "-",
+             ",".join(sorted(record.unavailable)) or "-", ",".join(f.rule_id for f in findings) or "-",
+             (time.perf_counter() - started) * 1000)
+    return json_response({"cards": cards})
+
+
+def _remember_cards(service_id: str, hook_instance: str, findings: list[Finding], cards: list[dict], now) -> None:
+    issued = [IssuedCard(card["uuid"], finding.rule_id, card["indicator"]) for finding, card in zip(findings, cards)]
+    try:
+        runtime().store.record_cards(service_id, hook_instance, issued, now)
+    except Exception as error:  # the clinician's cards matter more than the feedback ledger
+        log.error("could not record issued cards: %s", type(error).__name__)
+
+
+@bp.route("/cds-services/<service_id>/feedback", methods=["POST", "OPTIONS"])
+def feedback(service_id: str) -> Response:
+    rt = runtime()
+    if service_id not in rt.services:
+        raise ApiError(404, f"No CDS service with id {service_id!r} is offered here.")
+    if request.method == "OPTIONS":
+        return Response(status=204)
+    body = read_json_body()
+    validate("feedback-request", body)
+    receipt = rt.store.record_feedback(service_id, body["feedback"], rt.clock.now())
+    log.info("feedback service=%s items=%d stored=%d duplicates=%d unknown_cards=%d", service_id, len(body["feedback"]),
+             receipt.stored, receipt.duplicates, receipt.unknown_cards)
+    return json_response({"stored": receipt.stored, "duplicates": receipt.duplicates, "unknownCards": receipt.unknown_cards})

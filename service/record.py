@@ -1,0 +1,113 @@
+"""Gathers the patient record for one hook call: prefetch where the EHR sent it, the FHIR server for the rest."""
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+from urllib.parse import quote
+
+from hooks.fhir_read import bundle_resources
+from hooks.order_sign import PrefetchKey
+from service.errors import ApiError
+from service.fhir_client import FhirFetcher, next_link
+
+log = logging.getLogger(__name__)
+
+CONTEXT_TOKEN = re.compile(r"\{\{\s*context\.([A-Za-z]+)\s*\}\}")
+USER_TOKENS = {"userPractitionerId": "Practitioner", "userPractitionerRoleId": "PractitionerRole",
+               "userPatientId": "Patient", "userRelatedPersonId": "RelatedPerson"}
+
+
+@dataclass
+class PatientRecord:
+    patient: dict | None
+    resources: list[dict] = field(default_factory=list)
+    unavailable: dict[str, str] = field(default_factory=dict)
+    fetched: list[str] = field(default_factory=list)
+
+
+def fill_template(template: str, context: dict[str, Any]) -> str:
+    """Replace 2.0 prefetch tokens with URL-encoded context values; a token without a value is an error."""
+    def context_value(match: re.Match) -> str:
+        value = context.get(match.group(1))
+        if not isinstance(value, str):
+            raise KeyError(match.group(1))
+        return quote(value, safe="/")
+    filled = CONTEXT_TOKEN.sub(context_value, template)
+    user = context.get("userId") if isinstance(context.get("userId"), str) else ""
+    for token, resource_type in USER_TOKENS.items():
+        if "{{" + token + "}}" in filled:
+            if not user.startswith(resource_type + "/"):
+                raise KeyError(token)
+            filled = filled.replace("{{" + token + "}}", quote(user.split("/", 1)[1], safe=""))
+    return filled
+
+
+def _prefetched(value: Any) -> tuple[str, Any]:
+    """Classify one prefetch value: ('none'|'resource'|'bundle'|'failed', payload)."""
+    if value is None:
+        return "none", None
+    if not isinstance(value, dict) or not isinstance(value.get("resourceType"), str):
+        return "failed", None
+    if value["resourceType"] == "OperationOutcome":
+        return "failed", None
+    if value["resourceType"] == "Bundle":
+        return "bundle", value
+    return "resource", value
+
+
+def gather_record(keys: Iterable[PrefetchKey], body: dict[str, Any], context: dict[str, Any],
+                  fetcher: FhirFetcher) -> PatientRecord:
+    prefetch = body.get("prefetch") if isinstance(body.get("prefetch"), dict) else {}
+    fhir_server = body.get("fhirServer") if isinstance(body.get("fhirServer"), str) else None
+    authorization = body.get("fhirAuthorization") if isinstance(body.get("fhirAuthorization"), dict) else {}
+    token = authorization.get("access_token") if isinstance(authorization.get("access_token"), str) else None
+    record = PatientRecord(patient=None)
+    to_fetch: dict[str, str] = {}
+    keys = tuple(keys)
+    for key in keys:
+        kind, payload = _prefetched(prefetch[key.key]) if key.key in prefetch else ("absent", None)
+        if kind == "none":
+            continue
+        if kind == "resource":
+            _add(record, key, [payload])
+            continue
+        if kind == "bundle":
+            _add(record, key, bundle_resources(payload))
+            following = next_link(payload)
+            if following:
+                to_fetch[key.key] = following  # the EHR paginated its prefetch: read the rest ourselves
+            continue
+        try:
+            to_fetch[key.key] = fill_template(key.template, context)
+        except KeyError as missing:
+            record.unavailable.update({group: f"no value for {missing.args[0]} in the request context" for group in key.provides})
+    if to_fetch and fhir_server:
+        outcomes = fetcher.fetch_all(fhir_server, token, to_fetch)
+        for key in keys:
+            outcome = outcomes.get(key.key)
+            if outcome is None:
+                continue
+            record.fetched.append(key.key)
+            _add(record, key, outcome.resources)
+            if not outcome.ok:
+                log.warning("prefetch key %s could not be fetched: %s", key.key, outcome.error)
+                record.unavailable.update({group: outcome.error for group in key.provides})
+    elif to_fetch:
+        for key in keys:
+            if key.key in to_fetch:
+                record.unavailable.update({group: "not prefetched, and the request gave no FHIR server to read it from"
+                                           for group in key.provides})
+    if record.patient is None:
+        reason = record.unavailable.get("patient", "the Patient resource was not found")
+        raise ApiError(412, f"The patient's record could not be obtained: {reason}.", "prefetch.patient")
+    return record
+
+
+def _add(record: PatientRecord, key: PrefetchKey, resources: list[dict]) -> None:
+    for resource in resources:
+        if "patient" in key.provides and resource.get("resourceType") == "Patient":
+            record.patient = resource
+        else:
+            record.resources.append(resource)
