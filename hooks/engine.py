@@ -1,6 +1,7 @@
 """Runs the rules over each bone-agent order; a rule that fails yields a card saying so, never silence."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import traceback
 from datetime import datetime
@@ -33,8 +34,17 @@ def evaluate_orders(orders: Iterable[BoneAgentOrder], facts: PatientFacts, knowl
                 log.error("rule %s failed with %s at %s:%d", rule_id, type(error).__name__, where.filename, where.lineno)
                 finding = rule_error(rule_id, order)
             if finding is not None:
-                findings.append(finding)
+                findings.append(_with_recognition_note(finding, order))
     return findings
+
+
+def _with_recognition_note(finding: Finding, order: BoneAgentOrder) -> Finding:
+    """A drug recognised only by its name may be misread; the clinician should know the check rests on that."""
+    if order.recognised_by != "name":
+        return finding
+    note = (f"\n\n*The drug was recognised as {order.ingredient_display} by its name only: the order carries no "
+            f"RxNorm or ATC code.*")
+    return dataclasses.replace(finding, detail=finding.detail + note)
 
 
 def rule_error(rule_id: str, order: BoneAgentOrder) -> Finding:

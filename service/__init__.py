@@ -43,8 +43,9 @@ def create_app(settings: Settings | None = None, *, clock: Any = None, fetcher: 
         discovery_body=orjson.dumps({"services": [s.discovery_entry() for s in services.values()]}),
     )
     app.extensions["bonecds"] = runtime
-    from service.protocol import bp
-    app.register_blueprint(bp)
+    from service import health, protocol
+    app.register_blueprint(protocol.bp)
+    app.register_blueprint(health.bp)
     _warm_up(runtime)
     if settings.frozen_now:
         log.warning("clock frozen at %s (BONECDS_NOW): dates are judged against that instant", settings.frozen_now.isoformat())

@@ -50,7 +50,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_load_fixtures(args: argparse.Namespace) -> int:
     from fixtures.load import main as load_main
-    return load_main(args.rest)
+    return load_main(args.rest, prog="bonecds load-fixtures")
 
 
 def main(argv: list[str] | None = None) -> int:
