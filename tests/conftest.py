@@ -1,0 +1,25 @@
+"""Shared fixtures: an app with a frozen clock at the fixtures' anchor instant and a throw-away SQLite file."""
+from __future__ import annotations
+
+import pytest
+
+from fixtures.builder import ANCHOR_INSTANT
+from service import create_app
+from service.config import Settings
+
+
+@pytest.fixture()
+def app(tmp_path):
+    settings = Settings(database_url=f"sqlite:///{tmp_path}/feedback.sqlite3", frozen_now=ANCHOR_INSTANT,
+                        public_base_url="https://cds.example.org")
+    return create_app(settings)
+
+
+@pytest.fixture()
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture()
+def service(app):
+    return app.extensions["bonecds"].services["bonecds-order-sign"]

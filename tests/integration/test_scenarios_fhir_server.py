@@ -1,0 +1,126 @@
+"""Every scenario gives the same cards with full prefetch, partial prefetch and none (read from a real FHIR server by the running service)."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from fixtures.builder import ANCHOR_INSTANT
+from fixtures.load import load_fixtures
+from fixtures.prefetch import hook_request, transaction_resources
+from fixtures.scenarios import all_scenarios
+
+SCENARIOS = all_scenarios()
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def rules(cards: list[dict]) -> list[tuple[str, str]]:
+    return sorted((c["source"]["topic"]["code"], c["indicator"]) for c in cards)
+
+
+@pytest.fixture(scope="module")
+def loaded_server(fhir_server):
+    names = load_fixtures(fhir_server.base_url, fhir_server.token, [s.patient.transaction() for s in SCENARIOS],
+                          names=[s.name for s in SCENARIOS])
+    assert len(names) == len(SCENARIOS)
+    return fhir_server
+
+
+@pytest.fixture(scope="module")
+def running_service(tmp_path_factory):
+    """The service as users run it: `bonecds serve` under gunicorn, on a free loopback port, clock frozen at the anchor."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    workdir = tmp_path_factory.mktemp("service")
+    env = {**os.environ, "BONECDS_NOW": ANCHOR_INSTANT.isoformat(), "DATABASE_URL": f"sqlite:///{workdir}/feedback.sqlite3",
+           "BONECDS_PUBLIC_BASE_URL": "https://cds.example.org"}
+    log = open(workdir / "service.log", "wb")
+    process = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+                                "--workers", "2"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(150):
+            try:
+                if httpx.get(f"{base}/cds-services", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None:
+                break
+            time.sleep(0.1)
+        else:
+            raise RuntimeError("service did not start")
+        if process.poll() is not None:
+            raise RuntimeError((workdir / "service.log").read_text()[-2000:])
+        yield base, workdir / "service.log"
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+        log.close()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("scn", SCENARIOS, ids=[s.name for s in SCENARIOS])
+def test_same_cards_with_full_partial_and_no_prefetch(scn, loaded_server, running_service, client, service):
+    resources = transaction_resources(scn.patient.transaction())
+    full = client.post("/cds-services/bonecds-order-sign",
+                       json=hook_request(service, scn.patient_id, scn.draft_orders, resources=resources))
+    assert full.status_code == 200
+    assert rules(full.get_json()["cards"]) == sorted(scn.expected)
+
+    partial_body = hook_request(service, scn.patient_id, scn.draft_orders, resources=resources,
+                                prefetch_keys=["patient", "renal"], fhir_server=loaded_server.base_url, token=loaded_server.token)
+    base, _log = running_service
+    partial = httpx.post(f"{base}/cds-services/bonecds-order-sign", json=partial_body, timeout=10)
+    assert partial.status_code == 200, partial.text
+    assert rules(partial.json()["cards"]) == sorted(scn.expected)
+
+    none_body = hook_request(service, scn.patient_id, scn.draft_orders, fhir_server=loaded_server.base_url,
+                             token=loaded_server.token)
+    assert "prefetch" not in none_body
+    fetched = httpx.post(f"{base}/cds-services/bonecds-order-sign", json=none_body, timeout=10)
+    assert fetched.status_code == 200, fetched.text
+    assert rules(fetched.json()["cards"]) == sorted(scn.expected)
+    full_details = [c["detail"] for c in full.get_json()["cards"]]
+    assert [c["detail"] for c in fetched.json()["cards"]] == full_details
+
+
+@pytest.mark.integration
+def test_unknown_patient_on_fhir_server_is_412(loaded_server, running_service, service):
+    scn = SCENARIOS[4]
+    body = hook_request(service, "bcds-nobody-here", scn.draft_orders, fhir_server=loaded_server.base_url, token=loaded_server.token)
+    response = httpx.post(f"{running_service[0]}/cds-services/bonecds-order-sign", json=body, timeout=10)
+    assert response.status_code == 412
+    assert response.json()["resourceType"] == "OperationOutcome"
+
+
+@pytest.mark.integration
+def test_wrong_token_still_answers_and_says_what_could_not_be_checked(loaded_server, running_service, service):
+    if loaded_server.token is None:
+        pytest.skip("this FHIR server does not enforce tokens")
+    scn = next(s for s in SCENARIOS if s.name == "dose-adjust-first-dose")
+    resources = transaction_resources(scn.patient.transaction())
+    body = hook_request(service, scn.patient_id, scn.draft_orders, resources=resources, prefetch_keys=["patient"],
+                        fhir_server=loaded_server.base_url, token="wrong-token")
+    response = httpx.post(f"{running_service[0]}/cds-services/bonecds-order-sign", json=body, timeout=10)
+    assert response.status_code == 200
+    cards = response.json()["cards"]
+    assert rules(cards) == [("renal-data-missing", "warning")]
+    assert "could not be retrieved" in cards[0]["detail"] and "HTTP 401" in cards[0]["detail"]
+
+
+@pytest.mark.integration
+def test_service_log_has_no_patient_names_or_tokens(loaded_server, running_service):
+    log_text = running_service[1].read_text()
+    assert "hook=order-sign" in log_text
+    for scn in SCENARIOS:
+        assert scn.patient.family not in log_text and scn.patient.patient()["birthDate"] not in log_text
+    if loaded_server.token:
+        assert loaded_server.token not in log_text

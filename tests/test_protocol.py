@@ -1,0 +1,394 @@
+"""CDS Hooks 2.0 conformance checks 1-23 (discovery, request handling, prefetch semantics, card content, feedback)."""
+from __future__ import annotations
+
+import copy
+import re
+import uuid
+from typing import Any, Iterator
+
+import pytest
+from jsonschema import Draft7Validator
+
+from fixtures.builder import draft_orders, medication_request
+from fixtures.prefetch import hook_request, transaction_resources
+from fixtures.scenarios import all_scenarios, scenario
+from service.validation import SchemaValidators
+
+SERVICE_URL = "/cds-services/bonecds-order-sign"
+SCHEMAS = SchemaValidators()
+ALLOWED_TOKENS = {"context.userId", "context.patientId", "context.encounterId", "userPractitionerId",
+                  "userPractitionerRoleId", "userPatientId", "userRelatedPersonId"}
+
+
+def scenario_request(service, name: str, **kwargs) -> dict:
+    s = scenario(name)
+    return hook_request(service, s.patient_id, s.draft_orders, resources=transaction_resources(s.patient.transaction()),
+                        **kwargs)
+
+
+def walk(value: Any, path: str = "$") -> Iterator[tuple[str, Any]]:
+    yield path, value
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from walk(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from walk(item, f"{path}[{index}]")
+
+
+def assert_outcome(response, status: int) -> None:
+    assert response.status_code == status, response.get_data(as_text=True)
+    body = response.get_json()
+    SCHEMAS.validate("operation-outcome", body)
+    assert body["issue"][0]["diagnostics"]
+
+
+# --- Discovery (1-4) ---------------------------------------------------------------------------------------------
+
+def test_1_discovery_is_json_and_schema_valid(client):
+    response = client.get("/cds-services")
+    assert response.status_code == 200
+    assert response.mimetype == "application/json"
+    SCHEMAS.validate("discovery-response", response.get_json())
+
+
+def test_2_order_sign_service_is_described(client):
+    services = client.get("/cds-services").get_json()["services"]
+    entry = next(s for s in services if s["id"] == "bonecds-order-sign")
+    assert entry["hook"] == "order-sign"
+    assert all(isinstance(entry[k], str) and entry[k] for k in ("id", "description", "title"))
+
+
+def test_3_ids_and_prefetch_tokens_are_legal(client):
+    for entry in client.get("/cds-services").get_json()["services"]:
+        assert not re.search(r"[/?#]", entry["id"])
+        for template in entry["prefetch"].values():
+            tokens = re.findall(r"\{\{\s*([^}]+?)\s*\}\}", template)
+            assert tokens and set(tokens) <= ALLOWED_TOKENS, template
+
+
+def test_4_prefetch_parameters_are_restricted_and_narrow(client):
+    for entry in client.get("/cds-services").get_json()["services"]:
+        for key, template in entry["prefetch"].items():
+            resource_type, _, query = template.partition("?")
+            if not query:
+                assert re.fullmatch(r"[A-Z][A-Za-z]+/\{\{context\.patientId\}\}", resource_type)
+                continue
+            params = dict(p.split("=", 1) for p in query.split("&"))
+            for name, value in params.items():
+                base, _, modifier = name.partition(":")
+                assert modifier in ("", "in"), name
+                assert base in {"patient", "code", "_sort", "_count", "date", "status", "clinical-status"}, name
+                if base == "date":
+                    assert value[:2] in {"eq", "lt", "gt", "ge", "le"}
+            assert "_count" in params, f"{key} is not bounded by _count"
+
+
+# --- Service requests (5-12) -------------------------------------------------------------------------------------
+
+def test_5_valid_request_with_full_prefetch(client, service):
+    response = client.post(SERVICE_URL, json=scenario_request(service, "dose-adjust-first-dose"))
+    assert response.status_code == 200
+    SCHEMAS.validate("cds-response", response.get_json())
+    Draft7Validator(__import__("json").load(open("service/schemas/cds-response.schema.json"))).validate(response.get_json())
+
+
+@pytest.mark.parametrize("mutate, status", [
+    (lambda b: b.pop("hook"), 400),
+    (lambda b: b.pop("hookInstance"), 400),
+    (lambda b: b.update(hookInstance="not-a-uuid"), 400),
+    (lambda b: b.pop("context"), 400),
+    (lambda b: b.update(context="Patient/1"), 400),
+    (lambda b: b.update(hook="patient-view"), 400),
+], ids=["no-hook", "no-hookInstance", "bad-hookInstance", "no-context", "context-not-object", "wrong-hook"])
+def test_6_request_errors_are_400_with_operation_outcome(client, service, mutate, status):
+    body = scenario_request(service, "dose-adjust-first-dose")
+    mutate(body)
+    assert_outcome(client.post(SERVICE_URL, json=body), status)
+
+
+def test_6_unknown_service_is_404(client, service):
+    assert_outcome(client.post("/cds-services/no-such-service", json=scenario_request(service, "no-bone-agent")), 404)
+
+
+def test_7_fhir_authorization_without_fhir_server(client, service):
+    body = scenario_request(service, "dose-adjust-first-dose")
+    body["fhirAuthorization"] = {"access_token": "secret", "token_type": "Bearer", "expires_in": 300, "scope": "x", "subject": "y"}
+    assert_outcome(client.post(SERVICE_URL, json=body), 400)
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda c: c.pop("userId"),
+    lambda c: c.update(userId="Patient/123"),
+    lambda c: c.pop("patientId"),
+    lambda c: c.pop("draftOrders"),
+    lambda c: c.update(draftOrders={"resourceType": "MedicationRequest"}),
+], ids=["no-userId", "userId-patient", "no-patientId", "no-draftOrders", "draftOrders-not-bundle"])
+def test_8_context_errors(client, service, mutate):
+    body = scenario_request(service, "dose-adjust-first-dose")
+    mutate(body["context"])
+    assert_outcome(client.post(SERVICE_URL, json=body), 400)
+
+
+def test_8_bundle_without_type_is_accepted(client, service):
+    body = scenario_request(service, "dose-adjust-first-dose")
+    assert "type" not in body["context"]["draftOrders"]
+    assert client.post(SERVICE_URL, json=body).status_code == 200
+
+
+@pytest.mark.parametrize("content_type, data, status", [
+    ("application/json", b"{not json", 400),
+    ("text/plain", b"{}", 415),
+    ("application/json", b"[]", 400),
+], ids=["not-json", "wrong-content-type", "json-array"])
+def test_malformed_bodies(client, content_type, data, status):
+    assert_outcome(client.post(SERVICE_URL, data=data, content_type=content_type), status)
+
+
+def test_oversized_body_is_413(client, service, app):
+    body = scenario_request(service, "dose-adjust-first-dose")
+    body["padding"] = "x" * (app.extensions["bonecds"].settings.max_body_bytes + 10)
+    assert_outcome(client.post(SERVICE_URL, json=body), 413)
+
+
+def test_9_absent_prefetch_without_fhir_server_is_412(client, service):
+    body = scenario_request(service, "dose-adjust-first-dose")
+    del body["prefetch"]["patient"]
+    assert_outcome(client.post(SERVICE_URL, json=body), 412)
+
+
+def test_9_null_prefetch_means_no_data(client, service):
+    body = scenario_request(service, "dose-adjust-first-dose")
+    body["prefetch"]["renal"] = None
+    cards = client.post(SERVICE_URL, json=body).get_json()["cards"]
+    assert [c["source"]["topic"]["code"] for c in cards] == ["renal-data-missing"]
+    assert "none on record" in cards[0]["detail"]
+
+
+def test_9_empty_bundle_means_no_results(client, service):
+    body = scenario_request(service, "dose-adjust-first-dose")
+    body["prefetch"]["renal"] = {"resourceType": "Bundle", "type": "searchset", "total": 0}
+    cards = client.post(SERVICE_URL, json=body).get_json()["cards"]
+    assert [c["source"]["topic"]["code"] for c in cards] == ["renal-data-missing"]
+
+
+def test_9_operation_outcome_without_server_says_data_could_not_be_had(client, service):
+    body = scenario_request(service, "dose-adjust-first-dose")
+    body["prefetch"]["renal"] = {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "timeout"}]}
+    cards = client.post(SERVICE_URL, json=body).get_json()["cards"]
+    assert [c["source"]["topic"]["code"] for c in cards] == ["renal-data-missing"]
+    assert "could not be retrieved" in cards[0]["detail"]
+
+
+def test_9_absent_key_with_server_is_fetched_and_outcome_is_refetched(client, service, app):
+    calls: list[str] = []
+    real = app.extensions["bonecds"].fetcher
+    s = scenario("dose-adjust-first-dose")
+    resources = transaction_resources(s.patient.transaction())
+    from fixtures.prefetch import answer_template
+    from service.fhir_client import FetchOutcome
+
+    class RecordingFetcher:
+        def fetch_all(self, base_url, token, queries):
+            calls.extend(queries)
+            assert base_url == "https://ehr.example.org/fhir" and token == "secret"
+            out = {}
+            for key, query in queries.items():
+                answer = answer_template(query, resources)
+                out[key] = FetchOutcome([answer] if answer and answer["resourceType"] != "Bundle" else transaction_resources(answer))
+            return out
+    app.extensions["bonecds"].fetcher = RecordingFetcher()
+    try:
+        body = hook_request(service, s.patient_id, s.draft_orders, resources=resources, fhir_server="https://ehr.example.org/fhir",
+                            token="secret")
+        del body["prefetch"]["renal"]
+        body["prefetch"]["weight"] = {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "timeout"}]}
+        cards = client.post(SERVICE_URL, json=body).get_json()["cards"]
+    finally:
+        app.extensions["bonecds"].fetcher = real
+    assert sorted(calls) == ["renal", "weight"]
+    assert [c["source"]["topic"]["code"] for c in cards] == ["renal-dose-adjust"]
+
+
+def test_10_paginated_prefetch_is_followed(client, service, app):
+    s = scenario("dose-adjust-first-dose")
+    resources = transaction_resources(s.patient.transaction())
+    body = hook_request(service, s.patient_id, s.draft_orders, resources=resources, fhir_server="https://ehr.example.org/fhir",
+                        token="secret")
+    weight_bundle = body["prefetch"]["weight"]
+    page_two = weight_bundle["entry"]
+    body["prefetch"]["weight"] = {"resourceType": "Bundle", "type": "searchset", "entry": [],
+                                  "link": [{"relation": "next", "url": "https://ehr.example.org/fhir/Observation?page=2"}]}
+    from service.fhir_client import FetchOutcome
+    seen = {}
+
+    class PageFetcher:
+        def fetch_all(self, base_url, token, queries):
+            seen.update(queries)
+            return {k: FetchOutcome([e["resource"] for e in page_two]) for k in queries}
+    real = app.extensions["bonecds"].fetcher
+    app.extensions["bonecds"].fetcher = PageFetcher()
+    try:
+        cards = client.post(SERVICE_URL, json=body).get_json()["cards"]
+    finally:
+        app.extensions["bonecds"].fetcher = real
+    assert seen == {"weight": "https://ehr.example.org/fhir/Observation?page=2"}
+    assert [c["source"]["topic"]["code"] for c in cards] == ["renal-dose-adjust"]
+
+
+def test_11_no_bone_agent_gives_exactly_empty_cards_without_fetching(client, service, app):
+    s = scenario("no-bone-agent")
+    body = hook_request(service, s.patient_id, s.draft_orders, fhir_server="https://ehr.example.org/fhir", token="secret")
+
+    class FailingFetcher:
+        def fetch_all(self, *args):
+            raise AssertionError("no FHIR call expected")
+    app.extensions["bonecds"].fetcher = FailingFetcher()
+    response = client.post(SERVICE_URL, json=body)
+    assert response.status_code == 200
+    assert response.get_data() == b'{"cards":[]}'
+
+
+def test_12_resigned_orders_and_mixed_types_do_not_crash(client, service):
+    body = scenario_request(service, "dose-adjust-first-dose")
+    order = body["context"]["draftOrders"]["entry"][0]["resource"]
+    order["status"] = "active"
+    body["context"]["draftOrders"]["entry"].append({"resource": {"resourceType": "ServiceRequest", "id": "sr1", "status": "draft",
+                                                                 "intent": "order", "subject": {"reference": "Patient/x"}}})
+    body["context"]["draftOrders"]["entry"].append({"resource": {"resourceType": "NutritionOrder", "id": "n1"}})
+    body["context"]["draftOrders"]["entry"].append({"not": "a resource"})
+    response = client.post(SERVICE_URL, json=body)
+    assert response.status_code == 200
+    assert [c["source"]["topic"]["code"] for c in response.get_json()["cards"]] == ["renal-dose-adjust"]
+
+
+# --- Card content (13-20), over every scenario --------------------------------------------------------------------
+
+def all_scenario_responses(client, service):
+    for s in all_scenarios():
+        body = hook_request(service, s.patient_id, s.draft_orders, resources=transaction_resources(s.patient.transaction()))
+        response = client.post(SERVICE_URL, json=body)
+        assert response.status_code == 200
+        yield s, body, response.get_json()
+
+
+def test_13_to_20_card_content_for_every_scenario(client, service):
+    seen_cards = 0
+    for s, request_body, body in all_scenario_responses(client, service):
+        SCHEMAS.validate("cds-response", body)
+        draft_refs = {f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in request_body["context"]["draftOrders"]["entry"]}
+        uuids = []
+        for card in body["cards"]:
+            seen_cards += 1
+            assert len(card["summary"]) <= 139  # 14
+            assert card["indicator"] in ("info", "warning", "critical")
+            assert card["source"]["label"] and card["source"]["url"].startswith("https://")
+            assert card["source"]["icon"].startswith("https://")
+            assert card["source"]["topic"]["code"] == next(code for code, _ in s.expected if code == card["source"]["topic"]["code"])
+            uuids.append(card["uuid"])
+            suggestions = card.get("suggestions", [])
+            if suggestions:  # 16
+                assert card["selectionBehavior"] in ("at-most-one", "any")
+                if card["selectionBehavior"] == "at-most-one":
+                    assert sum(1 for x in suggestions if x.get("isRecommended")) <= 1
+            for suggestion in suggestions:
+                uuids.append(suggestion["uuid"])
+                for action in suggestion["actions"]:  # 17
+                    assert action["type"] and action["description"]
+                    if action["type"] in ("create", "update"):
+                        assert action["resource"]["resourceType"]
+                    if action["type"] == "update":
+                        assert f"{action['resource']['resourceType']}/{action['resource']['id']}" in draft_refs
+                    if action["type"] == "delete":
+                        assert action["resourceId"] in draft_refs
+            for reason in card["overrideReasons"]:  # 18
+                assert reason["code"] and reason["system"] and reason["display"]
+            for link in card["links"]:
+                assert link["label"] and link["url"] and link["type"] == "absolute" and "appContext" not in link
+            assert not re.search(r"<[a-zA-Z/][^>]*>", card["detail"]), "detail must be markdown without raw HTML"  # 20
+        for value in uuids:  # 15
+            assert str(uuid.UUID(value)) == value
+        assert len(uuids) == len(set(uuids))
+        for path, value in walk(body):  # 19
+            if path == "$.cards":
+                continue
+            assert value is not None and value != "" and value != [] and value != {}, f"{s.name}: empty value at {path}"
+    assert seen_cards >= 10
+
+
+def test_emitted_resources_pass_fhir_r4b_models(client, service):
+    from fhir.resources.R4B import get_fhir_model_class
+    count = 0
+    for _s, _req, body in all_scenario_responses(client, service):
+        for card in body["cards"]:
+            for suggestion in card.get("suggestions", []):
+                for action in suggestion["actions"]:
+                    if "resource" in action:
+                        get_fhir_model_class(action["resource"]["resourceType"]).model_validate(action["resource"])
+                        count += 1
+    assert count >= 5
+
+
+# --- Feedback (21-23) ---------------------------------------------------------------------------------------------
+
+def issued_card(client, service) -> dict:
+    return client.post(SERVICE_URL, json=scenario_request(service, "dose-adjust-first-dose")).get_json()["cards"][0]
+
+
+def test_21_feedback_shapes_are_accepted_and_tied_to_rule(client, service, app):
+    card = issued_card(client, service)
+    accepted = {"feedback": [{"card": card["uuid"], "outcome": "accepted",
+                              "acceptedSuggestions": [{"id": card["suggestions"][0]["uuid"]}], "outcomeTimestamp": "2026-10-15T10:05:31Z"}]}
+    overridden = {"feedback": [{"card": card["uuid"], "outcome": "overridden", "outcomeTimestamp": "2026-10-15T10:06:00Z",
+                                "overrideReason": {"reason": {"code": "cds-not-applicable",
+                                                              "system": "http://terminology.hl7.org/CodeSystem/non-adherence-reason-codes"},
+                                                   "userComment": "dose already reduced at the infusion centre"}}]}
+    bare = {"feedback": [{"card": card["uuid"], "outcome": "overridden", "outcomeTimestamp": "2026-10-15T10:07:00Z"}]}
+    for body in (accepted, overridden, bare):
+        response = client.post(SERVICE_URL + "/feedback", json=body)
+        assert response.status_code == 200, response.get_data(as_text=True)
+    rows = app.extensions["bonecds"].store.feedback_rows()
+    assert [r["rule_id"] for r in rows] == ["renal-dose-adjust"] * 3
+    assert [r["override_code"] for r in rows] == [None, "cds-not-applicable", None]
+    stats = {r["rule_id"]: r for r in app.extensions["bonecds"].store.outcomes_by_rule()}
+    assert stats["renal-dose-adjust"]["accepted"] == 1 and stats["renal-dose-adjust"]["overridden"] == 1
+
+
+@pytest.mark.parametrize("item", [
+    {"outcome": "accepted", "acceptedSuggestions": [{"id": "x"}], "outcomeTimestamp": "2026-10-15T10:05:31Z"},
+    {"card": "c", "outcomeTimestamp": "2026-10-15T10:05:31Z"},
+    {"card": "c", "outcome": "ignored", "outcomeTimestamp": "2026-10-15T10:05:31Z"},
+    {"card": "c", "outcome": "accepted", "outcomeTimestamp": "2026-10-15T10:05:31Z"},
+    {"card": "c", "outcome": "overridden", "outcomeTimestamp": "2026-13-15T10:05:31Z"},
+    {"card": "c", "outcome": "overridden", "outcomeTimestamp": "2026-10-15"},
+], ids=["no-card", "no-outcome", "bad-outcome", "accepted-without-suggestions", "bad-month", "date-only"])
+def test_22_malformed_feedback_is_400(client, item):
+    assert_outcome(client.post(SERVICE_URL + "/feedback", json={"feedback": [item]}), 400)
+
+
+def test_23_unknown_card_is_stored_flagged_and_repeats_are_idempotent(client, app):
+    body = {"feedback": [{"card": str(uuid.uuid4()), "outcome": "overridden", "outcomeTimestamp": "2026-10-15T10:05:31Z"}]}
+    first = client.post(SERVICE_URL + "/feedback", json=body)
+    second = client.post(SERVICE_URL + "/feedback", json=copy.deepcopy(body))
+    assert first.status_code == 200 and second.status_code == 200
+    assert first.get_json() == {"stored": 1, "duplicates": 0, "unknownCards": 1}
+    assert second.get_json() == {"stored": 0, "duplicates": 1, "unknownCards": 0}
+    rows = app.extensions["bonecds"].store.feedback_rows()
+    assert len(rows) == 1 and rows[0]["known_card"] == 0 and rows[0]["rule_id"] is None
+
+
+def test_feedback_for_unknown_service_is_404(client):
+    assert_outcome(client.post("/cds-services/nope/feedback", json={"feedback": []}), 404)
+
+
+# --- CORS --------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", ["/cds-services", SERVICE_URL, SERVICE_URL + "/feedback"])
+def test_cors_preflight_on_all_endpoints(client, path):
+    response = client.options(path, headers={"Origin": "https://sandbox.cds-hooks.org",
+                                             "Access-Control-Request-Method": "POST"})
+    assert response.status_code == 204
+    assert "Authorization" in response.headers["Access-Control-Allow-Headers"]
+    assert "Content-Type" in response.headers["Access-Control-Allow-Headers"]
+    assert "POST" in response.headers["Access-Control-Allow-Methods"]
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
