@@ -85,11 +85,13 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--workers", type=int, default=None)
     run.set_defaults(func=cmd_run)
     test = sub.add_parser("test", help="run the whole test suite, including the integration tests against a local FHIR server")
-    test.add_argument("pytest_args", nargs=argparse.REMAINDER)
     test.set_defaults(func=cmd_test)
     setup = sub.add_parser("setup", help="only create the virtual environments")
     setup.set_defaults(func=cmd_setup)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "test":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.pytest_args = extra  # everything after `test` goes to pytest, e.g. -q or -k renal
     return args.func(args)
 
 
