@@ -39,6 +39,11 @@ class RenalFunction:
     def unit(self) -> str:
         return "mL/min" if self.is_clearance else "mL/min/1.73 m2"
 
+    @property
+    def short_unit(self) -> str:
+        """The unit without the body-surface part, for one-line summaries."""
+        return "mL/min"
+
     def shown_value(self) -> str:
         return f"{self.label} {self.value:.1f} {self.unit}"
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import time
+import traceback
 from typing import Any
 
 import orjson
@@ -63,7 +64,10 @@ def handle_http_error(error: HTTPException) -> Response:
 
 @bp.app_errorhandler(Exception)
 def handle_unexpected(error: Exception) -> Response:
-    log.error("unhandled %s in %s %s", type(error).__name__, request.method, request.path, exc_info=False)
+    # Exception text can quote request values, so log only the type and where it was raised.
+    where = traceback.extract_tb(error.__traceback__)[-1] if error.__traceback__ else None
+    log.error("unhandled %s in %s %s at %s", type(error).__name__, request.method, request.path,
+              f"{where.filename}:{where.lineno}" if where else "?")
     return _with_cors(error_response(500, "Internal error; it has been logged."))
 
 

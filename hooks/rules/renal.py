@@ -45,12 +45,13 @@ def renal_data_missing(ctx: OrderContext) -> Finding | None:
         suggestions.append(order_observation(ctx.knowledge, "body-weight", ctx.patient_reference, ctx.user_reference,
                                              ctx.now, "Weight for Cockcroft-Gault creatinine clearance"))
     what = "Renal function could not be checked" if unavailable else "Renal function not documented"
+    to_order = " and ".join(name for name, needed in (("creatinine", need_creatinine), ("weight", need_weight)) if needed)
     detail = (f"**{what}** for {order.describe()}.\n\n" + "\n".join(f"- {p}" for p in problems) +
               f"\n\nThe label asks for serum creatinine before each dose of an IV bisphosphonate; the dose limits here "
               f"are set by creatinine clearance (Cockcroft-Gault). Check renal function before this order is given.")
     primary = order.formulation.renal.get("source") if order.formulation and order.formulation.renal else None
-    return Finding("renal-data-missing", "warning", f"{what} before {order.ingredient_display}: order creatinine"
-                   + (" and weight" if need_weight and need_creatinine else (" or weight" if need_weight else "")),
+    summary = f"{what} before {order.ingredient_display}" + (f": order {to_order}" if to_order else "")
+    return Finding("renal-data-missing", "warning", summary,
                    detail, _rule_sources(ctx, "renal-data-missing", primary, shows_clearance=False), tuple(suggestions),
                    order.reference)
 
@@ -88,7 +89,7 @@ def renal_contraindicated(ctx: OrderContext) -> Finding | None:
         if not below(function.value, floor):
             return None
         reason = f"{order.formulation.display}: not to be given below a creatinine clearance of {floor} mL/min."
-        summary = f"{function.label} {function.value:.0f} is below {floor} {function.unit.split('/1.73')[0]}: do not give {order.formulation.display.split(' (')[0]}"
+        summary = f"{function.label} {function.value:.0f} is below {floor} {function.short_unit}: do not give {order.formulation.display.split(' (')[0]}"
     lines = [f"**{order.describe()}** is contraindicated at this renal function.", "", _renal_function_line(function),
              f"- Clinical setting: {ctx.facts.setting.name} ({ctx.facts.setting.evidence}).", "", reason]
     if ctx.facts.setting.name == "bone-metastatic" and order.ingredient != "denosumab":
@@ -156,7 +157,7 @@ def renal_dose_adjust(ctx: OrderContext) -> Finding | None:
         lines.append("The table is written for creatinine clearance; here it was applied to eGFR because clearance could not be calculated.")
     suggestion = update_draft_dose(order, dose, f"Change dose to {dose:g} mg")
     return Finding("renal-dose-adjust", "warning",
-                   f"Zoledronic acid dose for {function.label} {function.value:.0f} {function.unit.split('/1.73')[0]} is {dose:g} mg (ordered {ordered})",
+                   f"Zoledronic acid dose for {function.label} {function.value:.0f} {function.short_unit} is {dose:g} mg (ordered {ordered})",
                    "\n".join(lines), _rule_sources(ctx, "renal-dose-adjust", table.get("source")),
                    (suggestion,) if suggestion else (), order.reference)
 
