@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from fhir.resources.R4B import get_fhir_model_class
@@ -40,7 +40,6 @@ class Finding:
     sources: tuple[str, ...]
     suggestions: tuple[Suggestion, ...] = ()
     order_reference: str | None = None
-    extra_links: tuple[tuple[str, str], ...] = field(default=())
 
 
 def validate_fhir_resource(resource: dict[str, Any]) -> dict[str, Any]:
@@ -87,7 +86,6 @@ class CardRenderer:
         if reasons:
             card["overrideReasons"] = reasons
         links = [{"label": s.label, "url": s.url, "type": "absolute"} for s in sources]
-        links += [{"label": label, "url": url, "type": "absolute"} for label, url in finding.extra_links]
         if links:
             card["links"] = links
         return card

@@ -6,7 +6,7 @@ from datetime import date, datetime
 from typing import Any, Iterable
 
 from hooks.fhir_read import (
-    ABSENT_STATUS, codings, concept_label, days_between, effective_datetime, parse_date, parse_datetime, quantity,
+    codings, concept_label, days_between, effective_datetime, parse_date, parse_datetime, quantity,
 )
 from hooks.knowledge import Knowledge
 from hooks.orders import identify_ingredient, medication_concepts
@@ -162,7 +162,7 @@ def _read_observations(facts: PatientFacts, observations: Iterable[dict], knowle
     loinc = knowledge.systems["loinc"]
     egfr_units = set(knowledge.raw["units"]["egfr_units"])
     for observation in observations:
-        if observation.get("status") in ABSENT_STATUS or observation.get("status") not in READABLE_OBSERVATION_STATUS:
+        if observation.get("status") not in READABLE_OBSERVATION_STATUS:
             continue
         kind = next((knowledge.observation_kind_by_loinc[code] for system, code, _ in codings(observation.get("code"))
                      if system == loinc and code in knowledge.observation_kind_by_loinc), None)

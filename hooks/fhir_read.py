@@ -5,7 +5,6 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any, Iterator
 
-ABSENT_STATUS = frozenset({"entered-in-error", "cancelled"})
 
 
 def as_list(value: Any) -> list:

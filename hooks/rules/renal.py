@@ -47,13 +47,24 @@ def renal_data_missing(ctx: OrderContext) -> Finding | None:
     what = "Renal function could not be checked" if unavailable else "Renal function not documented"
     to_order = " and ".join(name for name, needed in (("creatinine", need_creatinine), ("weight", need_weight)) if needed)
     detail = (f"**{what}** for {order.describe()}.\n\n" + "\n".join(f"- {p}" for p in problems) +
-              f"\n\nThe label asks for serum creatinine before each dose of an IV bisphosphonate; the dose limits here "
-              f"are set by creatinine clearance (Cockcroft-Gault). Check renal function before this order is given.")
+              f"\n\n{_why_renal_function(order)} Check renal function before this order is given.")
     primary = order.formulation.renal.get("source") if order.formulation and order.formulation.renal else None
     summary = f"{what} before {order.ingredient_display}" + (f": order {to_order}" if to_order else "")
     return Finding("renal-data-missing", "warning", summary,
                    detail, _rule_sources(ctx, "renal-data-missing", primary, shows_clearance=False), tuple(suggestions),
                    order.reference)
+
+
+def _why_renal_function(order) -> str:
+    """Why this product needs renal function, in the clinician's terms."""
+    if order.ingredient == "denosumab":
+        return ("Denosumab needs no renal dose change, but severe renal impairment (CrCl below 30 mL/min or dialysis) "
+                "raises the risk of severe hypocalcemia, so renal function decides how closely calcium is monitored.")
+    if order.is_oral:
+        return ("Oral bisphosphonates are not recommended below the label's creatinine clearance limit "
+                "(Cockcroft-Gault), so a creatinine from the last year and a recent weight are needed.")
+    return ("The label asks for serum creatinine before each dose of an IV bisphosphonate; the dose and the "
+            "contraindication limits are set by creatinine clearance (Cockcroft-Gault).")
 
 
 def _rule_sources(ctx: OrderContext, rule_id: str, primary: str | None = None, shows_clearance: bool = True) -> tuple[str, ...]:
@@ -104,7 +115,7 @@ def renal_contraindicated(ctx: OrderContext) -> Finding | None:
 def table_dose(bands: list[dict], clearance: float) -> float | None:
     """The label dose for a clearance, from bands written as above / from-through / from-below (bounds as the label states)."""
     for band in bands:
-        if "crcl_above" in band and not below(clearance, band["crcl_above"]) and clearance - band["crcl_above"] > 1e-9:
+        if "crcl_above" in band and clearance > band["crcl_above"] + 1e-9:
             return band["dose_mg"]
         low = band.get("crcl_from")
         if low is None or below(clearance, low):
