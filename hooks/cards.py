@@ -40,6 +40,9 @@ class Finding:
     sources: tuple[str, ...]
     suggestions: tuple[Suggestion, ...] = ()
     order_reference: str | None = None
+    # fact groups whose retrieval failure this card already explains (the completeness check skips them)
+    reports_unavailable: tuple[str, ...] = ()
+    alternatives: bool = False
 
 
 def validate_fhir_resource(resource: dict[str, Any]) -> dict[str, Any]:
@@ -67,7 +70,7 @@ class CardRenderer:
             "label": primary.label if primary else "bonecds safety checks",
             "topic": {"system": knowledge.systems["rule"], "code": finding.rule_id, "display": meta["title"]},
         }
-        if primary:
+        if primary and primary.url:
             source["url"] = primary.url
         if self.icon_url:
             source["icon"] = self.icon_url
@@ -81,11 +84,12 @@ class CardRenderer:
         suggestions = [rendered for s in finding.suggestions if (rendered := self._suggestion(s, finding.rule_id))]
         if suggestions:
             card["suggestions"] = suggestions
-            card["selectionBehavior"] = "any" if len(suggestions) > 1 else "at-most-one"
+            # several findings of one rule are independent ("any"); alternative fixes exclude each other
+            card["selectionBehavior"] = "any" if len(suggestions) > 1 and not finding.alternatives else "at-most-one"
         reasons = [knowledge.override_reason(key) for key in meta["override_reasons"]]
         if reasons:
             card["overrideReasons"] = reasons
-        links = [{"label": s.label, "url": s.url, "type": "absolute"} for s in sources]
+        links = [{"label": s.label, "url": s.url, "type": "absolute"} for s in sources if s.url]
         if links:
             card["links"] = links
         return card
@@ -93,6 +97,9 @@ class CardRenderer:
     def _detail(self, finding: Finding, sources: list) -> str:
         cited = "; ".join(s.label for s in sources)
         footer = f"\n\n**Source:** {cited}." if cited else ""
+        evidence = self.knowledge.rule_meta(finding.rule_id).get("evidence") or []
+        if evidence:
+            footer += "\n\n**Evidence:** " + " ".join(line.rstrip(".") + "." for line in evidence)
         return f"{finding.detail}{footer}\n\n*Rule `{finding.rule_id}`, knowledge version {self.knowledge.version}.*"
 
     def _suggestion(self, suggestion: Suggestion, rule_id: str) -> dict[str, Any] | None:

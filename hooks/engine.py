@@ -18,14 +18,24 @@ log = logging.getLogger(__name__)
 Rule = Callable[[OrderContext], "Finding | None"]
 
 
+SEVERITY = {"critical": 0, "warning": 1, "info": 2}
+
+
 def evaluate_orders(orders: Iterable[BoneAgentOrder], facts: PatientFacts, knowledge: Knowledge,
                     rules: Iterable[tuple[str, Rule]], patient_reference: str, user_reference: str | None,
                     now: datetime) -> list[Finding]:
+    """Each order against each rule in scope for it; per order the cards come most serious first."""
     findings: list[Finding] = []
     rules = tuple(rules)
+    orders = tuple(orders)
+    checks = tuple(rule_id for rule_id, _ in rules)
     for order in orders:
-        ctx = OrderContext(order, facts, knowledge, patient_reference, user_reference, now)
+        ctx = OrderContext(order, facts, knowledge, patient_reference, user_reference, now, other_orders=orders,
+                           checks=checks)
+        for_order: list[Finding] = []
         for rule_id, rule in rules:
+            if not ctx.in_scope(rule_id):
+                continue
             try:
                 finding = rule(ctx)
             except Exception as error:  # one broken rule must not hide the others, nor pass silently
@@ -34,7 +44,9 @@ def evaluate_orders(orders: Iterable[BoneAgentOrder], facts: PatientFacts, knowl
                 log.error("rule %s failed with %s at %s:%d", rule_id, type(error).__name__, where.filename, where.lineno)
                 finding = rule_error(rule_id, order)
             if finding is not None:
-                findings.append(_with_recognition_note(finding, order))
+                ctx.reported_unavailable.update(finding.reports_unavailable)
+                for_order.append(_with_recognition_note(finding, order))
+        findings.extend(sorted(for_order, key=lambda f: SEVERITY.get(f.indicator, 3)))
     return findings
 
 

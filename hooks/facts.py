@@ -6,7 +6,7 @@ from datetime import date, datetime
 from typing import Any, Iterable
 
 from hooks.fhir_read import (
-    codings, concept_label, days_between, effective_datetime, parse_date, parse_datetime, quantity,
+    as_list, codings, concept_label, concept_texts, days_between, effective_datetime, parse_date, parse_datetime, quantity,
 )
 from hooks.knowledge import Knowledge
 from hooks.orders import identify_ingredient, medication_concepts
@@ -16,6 +16,7 @@ GIVEN_REQUEST_STATUS = frozenset({"active", "completed", "stopped", "on-hold"})
 GIVEN_ADMINISTRATION_STATUS = frozenset({"completed", "in-progress"})
 INACTIVE_CLINICAL_STATUS = frozenset({"inactive", "remission", "resolved"})
 EXCLUDED_VERIFICATION = frozenset({"refuted", "entered-in-error"})
+NOT_PERFORMED_STATUS = frozenset({"not-done", "entered-in-error", "preparation", "planned", "cancelled", "stopped"})
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,67 @@ class ConditionFact:
     active: bool
     label: str
     onset: datetime | None
+    status: str | None = None
+
+
+@dataclass(frozen=True)
+class MedicationFact:
+    """A MedicationRequest on record (not one of this request's drafts), classified by what the rules ask about."""
+    resource_id: str | None
+    label: str
+    status: str | None
+    authored: datetime | None
+    classes: frozenset[str]
+    bone_agent: str | None
+
+    @property
+    def reference(self) -> str | None:
+        return f"MedicationRequest/{self.resource_id}" if self.resource_id else None
+
+    def dated(self) -> str:
+        return f"{self.label} ({self.status or 'no status'}" + (f", ordered {self.authored.date().isoformat()})" if self.authored else ")")
+
+
+@dataclass(frozen=True)
+class AllergyFact:
+    label: str
+    ingredients: frozenset[str]
+    bisphosphonate_class: bool
+    criticality: str | None
+    verification: str | None
+
+
+@dataclass(frozen=True)
+class DentalExam:
+    when: datetime
+    evidence: str
+
+
+@dataclass(frozen=True)
+class PregnancyStatus:
+    answer: str
+    when: datetime
+    label: str
+
+
+@dataclass(frozen=True)
+class CalciumReading:
+    """The latest calcium for the calcium rules, in the unit family it was reported in (mg/dL or mmol/L)."""
+    value: float
+    unit: str
+    mg_dl: float
+    corrected: bool
+    when: datetime
+    explanation: str
+
+    def below(self, limits: dict[str, float]) -> bool:
+        return self.value < self.limit(limits) - 1e-9
+
+    def at_least(self, limits: dict[str, float]) -> bool:
+        return not self.below(limits)
+
+    def limit(self, limits: dict[str, float]) -> float:
+        return limits["corrected_mmol_l"] if self.unit == "mmol/L" else limits["corrected_mg_dl"]
 
 
 @dataclass(frozen=True)
@@ -83,6 +145,10 @@ class PatientFacts:
     unreadable: dict[str, list[UnreadableResult]] = field(default_factory=dict)
     conditions: list[ConditionFact] = field(default_factory=list)
     bone_agent_doses: list[DoseEvent] = field(default_factory=list)
+    medications: list[MedicationFact] = field(default_factory=list)
+    allergies: list[AllergyFact] = field(default_factory=list)
+    dental_exams: list[DentalExam] = field(default_factory=list)
+    pregnancy_statuses: list[PregnancyStatus] = field(default_factory=list)
     unavailable: dict[str, str] = field(default_factory=dict)
     setting: Setting = field(default_factory=lambda: Setting("no-breast-cancer", "no breast cancer diagnosis on record"))
 
@@ -108,6 +174,13 @@ class PatientFacts:
 
     def has_condition(self, value_set: str) -> bool:
         return any(c.active and value_set in c.value_sets for c in self.conditions)
+
+    def conditions_in(self, value_set: str, *, active_only: bool) -> list[ConditionFact]:
+        """Conditions of a value set; refuted and entered-in-error ones were never read."""
+        return [c for c in self.conditions if value_set in c.value_sets and (c.active or not active_only)]
+
+    def active_medications(self, medication_class: str) -> list[MedicationFact]:
+        return [m for m in self.medications if m.status == "active" and medication_class in m.classes]
 
     def doses_of(self, ingredient: str) -> list[DoseEvent]:
         return [d for d in self.bone_agent_doses if d.ingredient == ingredient]
@@ -143,8 +216,12 @@ def build_facts(
     _read_observations(facts, by_type.get("Observation", {}).values(), knowledge)
     _read_conditions(facts, by_type.get("Condition", {}).values(), knowledge)
     medications = by_type.get("Medication", {})
-    _read_doses(facts, by_type.get("MedicationRequest", {}).values(), by_type.get("MedicationAdministration", {}).values(),
-                medications, knowledge, draft_ids)
+    requests = [r for r in by_type.get("MedicationRequest", {}).values() if r.get("id") not in draft_ids]
+    _read_doses(facts, requests, by_type.get("MedicationAdministration", {}).values(), medications, knowledge)
+    facts.medications = [read_medication(r, medications, knowledge) for r in requests]
+    facts.allergies = [a for a in (_read_allergy(r, knowledge) for r in by_type.get("AllergyIntolerance", {}).values()) if a]
+    facts.dental_exams = _read_dental_exams(facts, by_type.get("Procedure", {}).values(),
+                                            by_type.get("Encounter", {}).values(), knowledge)
     facts.setting = derive_setting(facts, knowledge)
     return facts
 
@@ -154,8 +231,11 @@ UNIT_TABLES = {
     "body_weight": ("weight_to_kg", "kg"),
     "calcium_total": ("calcium_to_mg_dl", "mg/dL"),
     "calcium_corrected": ("calcium_to_mg_dl", "mg/dL"),
+    "calcium_ionized": ("ionized_calcium_to_mmol_l", "mmol/L"),
     "albumin": ("albumin_to_g_dl", "g/dL"),
+    "vitamin_d": ("vitamin_d_to_ng_ml", "ng/mL"),
 }
+MOLAR_UNITS = frozenset({"mmol/L", "mmol/l"})
 
 
 def _read_observations(facts: PatientFacts, observations: Iterable[dict], knowledge: Knowledge) -> None:
@@ -167,6 +247,7 @@ def _read_observations(facts: PatientFacts, observations: Iterable[dict], knowle
         kind = next((knowledge.observation_kind_by_loinc[code] for system, code, _ in codings(observation.get("code"))
                      if system == loinc and code in knowledge.observation_kind_by_loinc), None)
         if kind is None:
+            _read_pregnancy_status(facts, observation, knowledge)
             continue
         when = effective_datetime(observation)
         measured = quantity(observation.get("valueQuantity"))
@@ -174,10 +255,9 @@ def _read_observations(facts: PatientFacts, observations: Iterable[dict], knowle
             reason = "no date" if when is None else "no numeric value"
             facts.unreadable.setdefault(kind, []).append(UnreadableResult(kind, when, None, reason))
             continue
-        if kind == "egfr" or kind == "calcium_ionized":
-            unit = "mL/min/1.73 m2" if kind == "egfr" else "mmol/L"
-            accepted = egfr_units if kind == "egfr" else {"mmol/L", "mmol/l"}
-            if measured.unit not in accepted:
+        if kind == "egfr":
+            unit = "mL/min/1.73 m2"
+            if measured.unit not in egfr_units:
                 facts.unreadable.setdefault(kind, []).append(UnreadableResult(kind, when, measured.unit, "unknown unit"))
                 continue
             value = measured.value
@@ -194,6 +274,18 @@ def _read_observations(facts: PatientFacts, observations: Iterable[dict], knowle
         results.sort(key=lambda r: r.when, reverse=True)
     for unreadable in facts.unreadable.values():
         unreadable.sort(key=lambda r: r.when or datetime.min.replace(tzinfo=facts.now.tzinfo), reverse=True)
+    facts.pregnancy_statuses.sort(key=lambda p: p.when, reverse=True)
+
+
+def _read_pregnancy_status(facts: PatientFacts, observation: dict, knowledge: Knowledge) -> None:
+    """Pregnancy status is recognised by its answer (the question's LOINC code is unverified)."""
+    answers = knowledge.raw["pregnancy_status"]
+    for system, code, _ in codings(observation.get("valueCodeableConcept")):
+        answer = next((name for name in ("pregnant", "not_pregnant", "unknown") if knowledge.coding_in(answers[name], system, code)), None)
+        when = effective_datetime(observation)
+        if answer and when:
+            facts.pregnancy_statuses.append(PregnancyStatus(answer, when, concept_label(observation.get("valueCodeableConcept"))))
+            return
 
 
 def _condition_status(concept: Any) -> str | None:
@@ -213,11 +305,87 @@ def _read_conditions(facts: PatientFacts, conditions: Iterable[dict], knowledge:
         clinical = _condition_status(condition.get("clinicalStatus"))
         active = clinical not in INACTIVE_CLINICAL_STATUS and condition.get("abatementDateTime") is None
         onset = parse_datetime(condition.get("onsetDateTime")) or parse_datetime(condition.get("recordedDate"))
-        facts.conditions.append(ConditionFact(matched, active, concept_label(condition.get("code"), "condition"), onset))
+        facts.conditions.append(ConditionFact(matched, active, concept_label(condition.get("code"), "condition"), onset,
+                                              clinical or "no clinical status"))
+
+
+def read_medication(request: dict, medications: dict[str, dict], knowledge: Knowledge) -> MedicationFact:
+    concepts = medication_concepts(request, medications)
+    bone_agent = identify_ingredient(concepts, knowledge)
+    dosage = next((d for d in as_list(request.get("dosageInstruction")) if isinstance(d, dict)), {})
+    route_texts = " ".join(concept_texts(dosage.get("route"))).lower()
+    classes = frozenset(name for name, drug_class in knowledge.medication_classes.items()
+                        if _in_class(concepts, drug_class, knowledge)
+                        and not any(word in route_texts for word in drug_class.excluded_routes))
+    status = request.get("status") if isinstance(request.get("status"), str) else None
+    label = next((text for concept in concepts for text in concept_texts(concept)), "unnamed medication")
+    return MedicationFact(request.get("id") if isinstance(request.get("id"), str) else None, label, status,
+                          parse_datetime(request.get("authoredOn")), classes, bone_agent[0] if bone_agent else None)
+
+
+def _in_class(concepts: list[Any], drug_class: Any, knowledge: Knowledge) -> bool:
+    rxnorm, atc = knowledge.systems["rxnorm"], knowledge.systems["atc"]
+    for concept in concepts:
+        for system, code, _ in codings(concept):
+            if system == rxnorm and code in drug_class.rxnorm:
+                return True
+            if system == atc and code and (code in drug_class.atc or code.startswith(drug_class.atc_prefixes)):
+                return True
+        for text in concept_texts(concept):
+            lowered = text.lower()
+            if any(fragment in lowered for fragment in drug_class.name_fragments):
+                return True
+    return False
+
+
+def _read_allergy(allergy: dict, knowledge: Knowledge) -> AllergyFact | None:
+    verification = _condition_status(allergy.get("verificationStatus"))
+    clinical = _condition_status(allergy.get("clinicalStatus"))
+    if verification in EXCLUDED_VERIFICATION or clinical in INACTIVE_CLINICAL_STATUS:
+        return None
+    concepts = [allergy.get("code")] + [r.get("substance") for r in as_list(allergy.get("reaction")) if isinstance(r, dict)]
+    concepts = [c for c in concepts if c is not None]
+    ingredients = frozenset(found[0] for c in concepts if (found := identify_ingredient([c], knowledge)))
+    atc, bisphosphonate_atc = knowledge.systems["atc"], knowledge.class_atc_prefixes["bisphosphonate"]
+    by_code = any(system == atc and code and code.startswith(bisphosphonate_atc) for c in concepts for system, code, _ in codings(c))
+    by_text = any("bisphosphonate" in text.lower() for c in concepts for text in concept_texts(c))
+    by_ingredient = any(knowledge.ingredient_class[i] == "bisphosphonate" for i in ingredients)
+    if not ingredients and not (by_code or by_text):
+        return None
+    criticality = allergy.get("criticality") if isinstance(allergy.get("criticality"), str) else None
+    return AllergyFact(concept_label(allergy.get("code"), "unnamed substance"), ingredients, by_code or by_text or by_ingredient,
+                       criticality, verification)
+
+
+def _read_dental_exams(facts: PatientFacts, procedures: Iterable[dict], encounters: Iterable[dict],
+                       knowledge: Knowledge) -> list[DentalExam]:
+    """Dental examinations from Procedures (CDT, SNOMED), Encounters and encounter diagnoses (ICD-10-CM Z01.2x)."""
+    spec = knowledge.raw["dental_examination"]
+    exam_set = knowledge.condition_sets[spec["encounter_condition_set"]]
+    exams: list[DentalExam] = []
+    for procedure in procedures:
+        if procedure.get("status") in NOT_PERFORMED_STATUS:
+            continue
+        coded = [(system, code) for system, code, _ in codings(procedure.get("code"))]
+        when = effective_datetime(procedure)
+        if when and any(knowledge.coding_in(spec["procedure_codes"], system, code) for system, code in coded):
+            exams.append(DentalExam(when, f"{concept_label(procedure.get('code'), 'dental procedure')} on {when.date().isoformat()}"))
+    for encounter in encounters:
+        if encounter.get("status") in NOT_PERFORMED_STATUS:
+            continue
+        coded = [c for key in ("reasonCode", "type") for c in codings(encounter.get(key))]
+        period = encounter.get("period") if isinstance(encounter.get("period"), dict) else {}
+        when = parse_datetime(period.get("start")) or parse_datetime(period.get("end"))
+        if when and any(exam_set.matches(system, code, knowledge.systems) for system, code, _ in coded):
+            exams.append(DentalExam(when, f"dental examination encounter on {when.date().isoformat()}"))
+    for condition in facts.conditions:
+        if exam_set.name in condition.value_sets and condition.onset:
+            exams.append(DentalExam(condition.onset, f"{condition.label} on {condition.onset.date().isoformat()}"))
+    return sorted(exams, key=lambda e: e.when, reverse=True)
 
 
 def _read_doses(facts: PatientFacts, requests: Iterable[dict], administrations: Iterable[dict],
-                medications: dict[str, dict], knowledge: Knowledge, draft_ids: frozenset[str]) -> None:
+                medications: dict[str, dict], knowledge: Knowledge) -> None:
     from_administrations: list[DoseEvent] = []
     for administration in administrations:
         if administration.get("status") not in GIVEN_ADMINISTRATION_STATUS:
@@ -229,7 +397,7 @@ def _read_doses(facts: PatientFacts, requests: Iterable[dict], administrations: 
     administered = {d.ingredient for d in from_administrations}
     from_requests: list[DoseEvent] = []
     for request in requests:
-        if request.get("id") in draft_ids or request.get("status") not in GIVEN_REQUEST_STATUS:
+        if request.get("status") not in GIVEN_REQUEST_STATUS:
             continue
         identified = identify_ingredient(medication_concepts(request, medications), knowledge)
         when = parse_datetime(request.get("authoredOn"))
@@ -238,23 +406,51 @@ def _read_doses(facts: PatientFacts, requests: Iterable[dict], administrations: 
     facts.bone_agent_doses = sorted(from_administrations + from_requests, key=lambda d: d.when, reverse=True)
 
 
-def corrected_calcium(facts: PatientFacts, knowledge: Knowledge, max_age_days: int) -> tuple[float, str] | None:
-    """Latest albumin-corrected calcium in mg/dL with how it was derived, or None when no calcium is recent enough."""
+def latest_calcium(facts: PatientFacts, knowledge: Knowledge, max_age_days: int) -> CalciumReading | None:
+    """Latest albumin-corrected calcium (measured, or computed from total calcium and a same-day albumin; uncorrected
+    total calcium when there is no albumin, said so), in the unit family it was reported in."""
     direct = facts.latest("calcium_corrected", max_age_days)
     total = facts.latest("calcium_total", max_age_days)
     if direct and (total is None or direct.when >= total.when):
-        return direct.value, f"albumin-corrected calcium {direct.shown()}"
+        value, unit = _in_family(direct)
+        return CalciumReading(value, unit, direct.value, True, direct.when, f"albumin-corrected calcium {direct.shown()}")
     if total is None:
         return None
+    value, unit = _in_family(total)
     pairing_days = knowledge.threshold("albumin_pairing_days")
     albumin = next((a for a in facts.results("albumin") if abs(days_between(a.when, total.when)) <= pairing_days), None)
     if albumin is None:
-        return total.value, f"total calcium {total.shown()}, not corrected (no albumin from the same day)"
+        return CalciumReading(value, unit, total.value, False, total.when,
+                              f"total calcium {total.shown()}, **not corrected for albumin** (no albumin from the same day)")
     reference = knowledge.threshold("albumin_correction_reference_g_dl")
-    factor = knowledge.threshold("albumin_correction_factor")
-    value = total.value + factor * (reference - albumin.value)
-    return value, (f"calcium {total.shown()} with albumin {albumin.shown()} gives albumin-corrected calcium "
-                   f"{_trim(value, 2)} mg/dL")
+    factor = knowledge.threshold("albumin_correction_factor" if unit == "mg/dL" else "albumin_correction_factor_mmol_l_per_g_dl")
+    corrected = value + factor * (reference - albumin.value)
+    mg_dl = total.value + knowledge.threshold("albumin_correction_factor") * (reference - albumin.value)
+    return CalciumReading(corrected, unit, mg_dl, True, total.when,
+                          f"calcium {total.shown()} with albumin {albumin.shown()} gives albumin-corrected calcium "
+                          f"{_trim(corrected, 2)} {unit}")
+
+
+def latest_ionized_calcium(facts: PatientFacts, max_age_days: int) -> LabResult | None:
+    return facts.latest("calcium_ionized", max_age_days)
+
+
+def _in_family(result: LabResult) -> tuple[float, str]:
+    """Calcium compared in the unit it was reported in, so 2.12 mmol/L and 8.5 mg/dL are each exactly at their limit."""
+    if result.recorded_unit in MOLAR_UNITS:
+        return result.recorded_value, "mmol/L"
+    return result.value, "mg/dL"
+
+
+def is_hypercalcemic(facts: PatientFacts, knowledge: Knowledge) -> tuple[bool, str]:
+    """Active hypercalcemia diagnosis, or a recent calcium above the upper limit used for supplements."""
+    if facts.has_condition("hypercalcemia"):
+        return True, "active hypercalcemia diagnosis"
+    limits = knowledge.thresholds["calcium_high_for_supplements"]
+    reading = latest_calcium(facts, knowledge, limits["max_age_days"])
+    if reading and reading.value > reading.limit(limits) + 1e-9:
+        return True, reading.explanation
+    return False, ""
 
 
 def derive_setting(facts: PatientFacts, knowledge: Knowledge) -> Setting:
@@ -263,9 +459,11 @@ def derive_setting(facts: PatientFacts, knowledge: Knowledge) -> Setting:
     if cancer:
         if facts.has_condition("hypercalcemia"):
             return Setting("hypercalcemia-of-malignancy", "active hypercalcemia diagnosis with an active cancer")
-        calcium = corrected_calcium(facts, knowledge, knowledge.threshold("calcium_max_age_days"))
-        if calcium and calcium[0] >= knowledge.threshold("hypercalcemia_corrected_calcium_mg_dl"):
-            return Setting("hypercalcemia-of-malignancy", f"{calcium[1]} with an active cancer")
+        calcium = latest_calcium(facts, knowledge, knowledge.threshold("calcium_max_age_days"))
+        limits = {"corrected_mg_dl": knowledge.threshold("hypercalcemia_corrected_calcium_mg_dl"),
+                  "corrected_mmol_l": knowledge.threshold("hypercalcemia_corrected_calcium_mmol_l")}
+        if calcium and calcium.at_least(limits):
+            return Setting("hypercalcemia-of-malignancy", f"{calcium.explanation} with an active cancer")
     if facts.has_condition("bone-metastasis"):
         return Setting("bone-metastatic", "active bone metastasis on the problem list")
     if facts.has_condition("breast-cancer"):

@@ -26,9 +26,17 @@ def _codes(knowledge: Knowledge, *kinds: str) -> str:
     return ",".join(f"{loinc}|{code}" for kind in kinds for code in knowledge.loinc_codes(kind))
 
 
+def _tokens(knowledge: Knowledge, pairs) -> str:
+    """'system|code,...' for the knowledge file's [system key, code] pairs."""
+    return ",".join(f"{knowledge.systems[key]}|{code}" for key, code in pairs)
+
+
 def order_prefetch_keys(knowledge: Knowledge) -> tuple[PrefetchKey, ...]:
     """Prefetch templates legal in CDS Hooks 2.0: top-level context tokens only, narrowed by code, _sort and _count."""
     patient = "{{context.patientId}}"
+    pregnancy = knowledge.raw["pregnancy_status"]
+    dental = knowledge.raw["dental_examination"]
+    dental_set = dental["encounter_condition_set"]
     return (
         PrefetchKey("patient", f"Patient/{patient}", ("patient",)),
         PrefetchKey("renal", f"Observation?patient={patient}&code={_codes(knowledge, 'creatinine', 'egfr')}&_sort=-date&_count=100",
@@ -36,11 +44,28 @@ def order_prefetch_keys(knowledge: Knowledge) -> tuple[PrefetchKey, ...]:
         PrefetchKey("weight", f"Observation?patient={patient}&code={_codes(knowledge, 'body_weight')}&_sort=-date&_count=20",
                     ("body_weight",)),
         PrefetchKey("calcium", f"Observation?patient={patient}&code="
-                    f"{_codes(knowledge, 'calcium_total', 'calcium_corrected', 'calcium_ionized', 'albumin')}&_sort=-date&_count=20",
+                    f"{_codes(knowledge, 'calcium_total', 'calcium_corrected', 'calcium_ionized', 'albumin')}&_sort=-date&_count=40",
                     ("calcium",)),
+        PrefetchKey("vitaminD", f"Observation?patient={patient}&code={_codes(knowledge, 'vitamin_d')}&_sort=-date&_count=5",
+                    ("vitamin_d",)),
+        PrefetchKey("pregnancyStatus", f"Observation?patient={patient}&value-concept="
+                    f"{_tokens(knowledge, [p for answers in ('pregnant', 'not_pregnant', 'unknown') for p in pregnancy[answers]])}"
+                    f"&_sort=-date&_count=5", ("pregnancy_status",)),
         PrefetchKey("medications", f"MedicationRequest?patient={patient}&_sort=-authoredon&_count=100", ("medications",)),
+        PrefetchKey("administrations", f"MedicationAdministration?patient={patient}&_sort=-effective-time&_count=100",
+                    ("administrations",)),
         PrefetchKey("conditions", f"Condition?patient={patient}&_count=100", ("conditions",)),
+        PrefetchKey("allergies", f"AllergyIntolerance?patient={patient}&_count=50", ("allergies",)),
+        PrefetchKey("dentalProcedures", f"Procedure?patient={patient}&code={_tokens(knowledge, dental['procedure_codes'])}"
+                    f"&_sort=-date&_count=5", ("dental_exams",)),
+        PrefetchKey("dentalEncounters", f"Encounter?patient={patient}&reason-code={_icd_tokens(knowledge, dental_set)}"
+                    f"&_sort=-date&_count=5", ("dental_exams",)),
     )
+
+
+def _icd_tokens(knowledge: Knowledge, value_set: str) -> str:
+    codes = knowledge.raw["conditions"][value_set]["icd10cm"]
+    return ",".join(f"{knowledge.systems['icd10cm']}|{code}" for code in codes)
 
 
 class OrderSignService:
@@ -50,7 +75,9 @@ class OrderSignService:
     hook = "order-sign"
     title = "Bone-modifying agent order safety check"
     description = ("Checks orders for zoledronic acid, pamidronate, ibandronate, alendronate, risedronate, clodronate "
-                   "and denosumab against renal function and the product labels before they are signed.")
+                   "and denosumab before they are signed: renal function, calcium, vitamin D, supplements, dental "
+                   "check, osteonecrosis of the jaw, schedule and dose, duplicates, pregnancy, allergies and "
+                   "contraindications from the product labels and the AGO guideline.")
     context_schema = "order-sign-context"
 
     def __init__(self, knowledge: Knowledge) -> None:
@@ -66,8 +93,9 @@ class OrderSignService:
             "description": self.description,
             "prefetch": {p.key: p.template for p in self.prefetch_keys},
             "usageRequirements": ("Send draft MedicationRequests in context.draftOrders. Without prefetch the service "
-                                  "reads Patient, Observation, MedicationRequest and Condition from fhirServer "
-                                  "with the token in fhirAuthorization."),
+                                  "reads Patient, Observation, MedicationRequest, MedicationAdministration, Condition, "
+                                  "AllergyIntolerance, Procedure and Encounter from fhirServer with the token in "
+                                  "fhirAuthorization."),
         }
 
     def relevant_orders(self, context: dict[str, Any]) -> list[BoneAgentOrder]:

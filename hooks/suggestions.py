@@ -1,62 +1,184 @@
-"""Builders for the FHIR resources that suggestions carry: lab orders, draft updates and draft deletions."""
+"""Builders for the FHIR resources that suggestions carry: lab and dental orders, supplements, draft updates, deletions."""
 from __future__ import annotations
 
 import copy
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Callable
 
 from hooks.cards import Action, Suggestion
 from hooks.knowledge import Knowledge
-from hooks.orders import BoneAgentOrder, normalised_draft
+from hooks.orders import UNIT_WORDS, BoneAgentOrder, normalised_draft
 
 LABORATORY_CATEGORY = {"system": "http://snomed.info/sct", "code": "108252007", "display": "Laboratory procedure"}
+ROUTE_CODES = {"intravenous": ("47625008", "Intravenous route"), "oral": ("26643006", "Oral route"),
+               "subcutaneous": ("34206005", "Subcutaneous route")}
+UCUM = "http://unitsofmeasure.org"
+
+
+def _instant(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _requested_by(resource: dict[str, Any], requester: str | None) -> dict[str, Any]:
+    if requester:
+        resource["requester"] = {"reference": requester}
+    return resource
 
 
 def order_observation(knowledge: Knowledge, orderable: str, patient_reference: str, requester: str | None,
-                      now: datetime, reason: str) -> Suggestion:
-    """Suggest a draft ServiceRequest for a measurement named in the knowledge file's orderables."""
+                      now: datetime, reason: str, within_days: int | None = None) -> Suggestion:
+    """Suggest a draft ServiceRequest for a measurement or examination named in the knowledge file's orderables."""
     entry = knowledge.raw["orderables"][orderable]
+    system = knowledge.systems[entry.get("system", "loinc")]
+    code = entry.get("code", entry.get("loinc"))
     resource: dict[str, Any] = {
         "resourceType": "ServiceRequest",
         "status": "draft",
         "intent": "order",
-        "category": [{"coding": [LABORATORY_CATEGORY]}],
-        "code": {"coding": [{"system": knowledge.systems["loinc"], "code": entry["loinc"], "display": entry["display"]}],
-                 "text": entry["display"]},
+        "category": [{"coding": [LABORATORY_CATEGORY]}] if "loinc" in entry else [{"text": entry.get("category_text", "Procedure")}],
+        "code": {"coding": [{"system": system, "code": code, "display": entry["display"]}], "text": entry["display"]},
         "subject": {"reference": patient_reference},
-        "authoredOn": now.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "authoredOn": _instant(now),
         "reasonCode": [{"text": reason}],
     }
-    if requester:
-        resource["requester"] = {"reference": requester}
-    return Suggestion(f"Order {entry['display'].split(' [')[0].lower()}",
-                      (Action("create", f"Create a draft order: {entry['display']}", resource=resource),))
+    if entry.get("reason"):
+        coded = entry["reason"]
+        resource["reasonCode"][0]["coding"] = [{"system": knowledge.systems[coded["system"]], "code": coded["code"],
+                                                "display": coded["display"]}]
+    if within_days is not None:
+        resource["occurrencePeriod"] = {"start": _instant(now), "end": _instant(now + timedelta(days=within_days))}
+    _requested_by(resource, requester)
+    when = f" within {within_days} days" if within_days is not None else ""
+    return Suggestion(f"Order {entry['display'].split(' [')[0].lower()}{when}",
+                      (Action("create", f"Create a draft order: {entry['display']}{when}", resource=resource),))
+
+
+def prescribe_supplement(knowledge: Knowledge, supplement: str, patient_reference: str, requester: str | None,
+                         now: datetime, reason: str) -> Suggestion:
+    """Suggest a draft MedicationRequest for a supplement described in the knowledge file (vitamin D3, calcium)."""
+    entry = knowledge.raw["supplements"][supplement]
+    dosage: dict[str, Any] = {"text": entry["text"]}
+    if entry.get("every"):
+        period, unit = entry["every"]
+        dosage["timing"] = {"repeat": {"frequency": 1, "period": period, "periodUnit": unit}}
+    route_code, route_display = ROUTE_CODES[entry["route"]]
+    dosage["route"] = {"coding": [{"system": knowledge.systems["snomed"], "code": route_code, "display": route_display}]}
+    if entry.get("dose"):
+        dose = entry["dose"]
+        dosage["doseAndRate"] = [{"doseQuantity": {"value": dose["value"], "unit": dose["unit"], "system": UCUM,
+                                                   "code": dose["code"]}}]
+    resource = _requested_by({
+        "resourceType": "MedicationRequest",
+        "status": "draft",
+        "intent": "order",
+        "medicationCodeableConcept": {"coding": [{"system": knowledge.systems["rxnorm"], "code": entry["rxnorm"],
+                                                  "display": entry["display"]}], "text": entry["display"]},
+        "subject": {"reference": patient_reference},
+        "authoredOn": _instant(now),
+        "reasonCode": [{"text": reason}],
+        "dosageInstruction": [dosage],
+    }, requester)
+    return Suggestion(f"Prescribe {entry['text'][0].lower()}{entry['text'][1:]}",
+                      (Action("create", f"Create a draft prescription: {entry['text']}", resource=resource),))
 
 
 def delete_draft(order: BoneAgentOrder, label: str) -> Suggestion | None:
-    """Remove the draft order being signed; impossible when the draft has no id."""
+    """Remove a draft order; impossible when the draft has no id."""
     if order.reference is None:
         return None
     return Suggestion(label, (Action("delete", f"Remove the draft order for {order.describe()}", resource_id=order.reference),))
 
 
-def update_draft_dose(order: BoneAgentOrder, dose_mg: float, label: str) -> Suggestion | None:
-    """The draft order with its dose replaced (whole resource, as CDS Hooks update actions require)."""
+def _update_draft(order: BoneAgentOrder, label: str, description: str, change: Callable[[dict[str, Any]], None],
+                  recommended: bool = True) -> Suggestion | None:
+    """The whole draft with one change applied (CDS Hooks update actions carry the complete resource)."""
     if order.reference is None:
         return None
     updated = normalised_draft(order.resource)
     dosages = updated.setdefault("dosageInstruction", [{}])
-    if not dosages:
-        dosages.append({})
-    first = dosages[0]
-    new_dose = {"value": dose_mg, "unit": "mg", "system": "http://unitsofmeasure.org", "code": "mg"}
-    rates = first.get("doseAndRate") if isinstance(first.get("doseAndRate"), list) else []
+    if not dosages or not isinstance(dosages[0], dict):
+        dosages[:1] = [{}]
+    change(updated)
+    return Suggestion(label, (Action("update", description, resource=updated),), is_recommended=recommended)
+
+
+def _note_change(dosage: dict[str, Any], change: str) -> None:
+    if isinstance(dosage.get("text"), str):
+        dosage["text"] = f"{dosage['text']} ({change})"
+
+
+def _set_dose(dosage: dict[str, Any], dose_mg: float) -> None:
+    new_dose = {"value": dose_mg, "unit": "mg", "system": UCUM, "code": "mg"}
+    rates = dosage.get("doseAndRate") if isinstance(dosage.get("doseAndRate"), list) else []
     if rates and isinstance(rates[0], dict):
         rates[0] = {**copy.deepcopy(rates[0]), "doseQuantity": new_dose}
     else:
         rates = [{"doseQuantity": new_dose}]
-    first["doseAndRate"] = rates
-    if isinstance(first.get("text"), str):
-        first["text"] = f"{first['text']} (dose changed to {dose_mg:g} mg)"
-    return Suggestion(label, (Action("update", f"Change the dose of the draft order to {dose_mg:g} mg", resource=updated),),
-                      is_recommended=True)
+    dosage["doseAndRate"] = rates
+
+
+def _repeat(dosage: dict[str, Any]) -> dict[str, Any]:
+    timing = dosage.get("timing") if isinstance(dosage.get("timing"), dict) else {}
+    repeat = timing.get("repeat") if isinstance(timing.get("repeat"), dict) else {}
+    timing["repeat"] = repeat
+    dosage["timing"] = timing
+    return repeat
+
+
+def every_words(every: tuple[float, str] | list) -> str:
+    period, unit = every
+    word = UNIT_WORDS[unit]
+    return f"every {word}" if period == 1 else f"every {period:g} {word}s"
+
+
+def update_draft_dose(order: BoneAgentOrder, dose_mg: float, label: str) -> Suggestion | None:
+    def change(draft: dict[str, Any]) -> None:
+        _set_dose(draft["dosageInstruction"][0], dose_mg)
+        _note_change(draft["dosageInstruction"][0], f"dose changed to {dose_mg:g} mg")
+    return _update_draft(order, label, f"Change the dose of the draft order to {dose_mg:g} mg", change)
+
+
+def update_draft_timing(order: BoneAgentOrder, label: str, every: tuple[float, str] | None = None,
+                        not_before: datetime | None = None) -> Suggestion | None:
+    """Set the draft's repeat interval, and/or make it start no earlier than a date."""
+    def change(draft: dict[str, Any]) -> None:
+        repeat = _repeat(draft["dosageInstruction"][0])
+        if every is not None:
+            repeat.update(frequency=1, period=every[0], periodUnit=every[1])
+        if not_before is not None:
+            repeat["boundsPeriod"] = {"start": not_before.date().isoformat()}
+        _note_change(draft["dosageInstruction"][0], "timing changed")
+    parts = ([every_words(every)] if every else []) + ([f"starting {not_before.date().isoformat()}"] if not_before else [])
+    return _update_draft(order, label, f"Change the timing of the draft order to {', '.join(parts)}", change)
+
+
+def update_draft_infusion(order: BoneAgentOrder, minutes: float, label: str) -> Suggestion | None:
+    def change(draft: dict[str, Any]) -> None:
+        repeat = _repeat(draft["dosageInstruction"][0])
+        repeat.update(duration=minutes, durationUnit="min")
+        _note_change(draft["dosageInstruction"][0], f"infused over at least {minutes:g} minutes")
+    return _update_draft(order, label, f"Infuse the draft order over {minutes:g} minutes", change)
+
+
+def replace_draft_regimen(order: BoneAgentOrder, knowledge: Knowledge, regimen: dict[str, Any],
+                          recommended: bool) -> Suggestion | None:
+    """Turn the draft into another regimen (product, dose, route, interval, infusion time) in one update."""
+    product = knowledge.product_by_rxnorm[regimen["product"]]
+
+    def change(draft: dict[str, Any]) -> None:
+        draft.pop("medicationReference", None)
+        draft["medicationCodeableConcept"] = {"coding": [{"system": knowledge.systems["rxnorm"], "code": product.rxnorm,
+                                                          "display": product.display}], "text": product.display}
+        dosage = draft["dosageInstruction"][0]
+        _set_dose(dosage, regimen["dose_mg"])
+        route_code, route_display = ROUTE_CODES[regimen["route"]]
+        dosage["route"] = {"coding": [{"system": knowledge.systems["snomed"], "code": route_code, "display": route_display}]}
+        repeat = _repeat(dosage)
+        for key in ("frequency", "period", "periodUnit", "duration", "durationUnit", "boundsPeriod"):
+            repeat.pop(key, None)
+        repeat.update(frequency=1, period=regimen["every"][0], periodUnit=regimen["every"][1])
+        if regimen.get("infusion_minutes"):
+            repeat.update(duration=regimen["infusion_minutes"], durationUnit="min")
+        dosage["text"] = regimen["label"]
+    return _update_draft(order, f"Change to {regimen['label']}", f"Replace the draft with {regimen['label']}", change,
+                         recommended=recommended)

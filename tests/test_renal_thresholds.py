@@ -58,8 +58,9 @@ def weight_for(crcl: float, *, age: int, creatinine_mg_dl: float, sex: str) -> f
 
 
 def patient(sex: str = "female", age: int = 70) -> PatientBuilder:
+    """A patient prepared in every other respect (supplements, calcium, dental check), so only renal cards can appear."""
     p = PatientBuilder(f"renal-t{next(_ids)}-pt", sex=sex, age=age)
-    p.medication("calcium-vitamin-d", 30, status="active")
+    p.medication("calcium-vitamin-d", 30, status="active").calcium(5, 9.4, albumin=4.1).dental_exam(60)
     return p
 
 

@@ -27,6 +27,10 @@ class Formulation:
     dose_mg_range: tuple[float, float] | None
     strength_mg: float | None
     renal: dict[str, Any]
+    label_source: str | None = None
+    min_infusion_minutes: float | None = None
+    max_dose_mg: float | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def admits(self, route: str | None, dose_mg: float | None) -> bool:
         if route is not None and route not in self.routes:
@@ -41,8 +45,13 @@ class Formulation:
 class Source:
     key: str
     label: str
-    url: str
+    url: str | None
     status: str
+
+
+ORDER_SCOPES = frozenset({"any", "parenteral", "oral-bisphosphonate", "bisphosphonate", "denosumab"})
+FACT_GROUPS = frozenset({"creatinine", "egfr", "body_weight", "calcium", "vitamin_d", "pregnancy_status", "medications",
+                         "administrations", "conditions", "allergies", "dental_exams"})
 
 
 def normalise_icd(code: str) -> str:
@@ -56,16 +65,32 @@ class ConditionValueSet:
     snomed: frozenset[str]
     icd_codes: frozenset[str]
     icd_prefixes: tuple[str, ...]
+    who_icd_codes: frozenset[str] = frozenset()
 
     def matches(self, system: str | None, code: str | None, systems: dict[str, str]) -> bool:
+        """SNOMED by code; ICD-10-CM codes also match WHO ICD-10 data, but WHO-only codes (K10.2) never match -CM data."""
         if not code:
             return False
         if system == systems["snomed"]:
             return code in self.snomed
         if system in (systems["icd10cm"], systems["icd10"]):
             dotless = normalise_icd(code)
-            return dotless in self.icd_codes or dotless.startswith(self.icd_prefixes)
+            if dotless in self.icd_codes or dotless.startswith(self.icd_prefixes):
+                return True
+            return system == systems["icd10"] and dotless in self.who_icd_codes
         return False
+
+
+@dataclass(frozen=True)
+class MedicationClass:
+    """A drug class the rules ask about (supplements, anti-angiogenics...), recognised by code, then by name."""
+    name: str
+    display: str
+    rxnorm: frozenset[str]
+    atc: frozenset[str]
+    atc_prefixes: tuple[str, ...]
+    name_fragments: tuple[str, ...]
+    excluded_routes: frozenset[str]
 
 
 @dataclass(frozen=True)
@@ -89,6 +114,7 @@ class Knowledge:
     route_by_text: dict[str, str]
     observation_kind_by_loinc: dict[str, str]
     condition_sets: dict[str, ConditionValueSet]
+    medication_classes: dict[str, MedicationClass]
     thresholds: dict[str, Any] = field(repr=False)
 
     def threshold(self, name: str) -> Any:
@@ -106,6 +132,10 @@ class Knowledge:
 
     def rule_meta(self, rule_id: str) -> dict[str, Any]:
         return self.raw["rules"][rule_id]
+
+    def coding_in(self, pairs: Iterable[Iterable[str]], system: str | None, code: str | None) -> bool:
+        """Whether (system, code) is one of the knowledge file's [system key, code] pairs."""
+        return any(system == self.systems[key] and code == value for key, value in pairs)
 
     def override_reason(self, key: str) -> dict[str, str]:
         entry = self.raw["override_reasons"][key]
@@ -143,7 +173,8 @@ def build_knowledge(raw: dict[str, Any]) -> Knowledge:
         Formulation(
             id=entry["id"], display=entry["display"], ingredient=entry["ingredient"], routes=tuple(entry["routes"]),
             dose_mg_range=tuple(entry["dose_mg_range"]) if entry.get("dose_mg_range") else None,
-            strength_mg=entry.get("strength_mg"), renal=entry.get("renal", {}),
+            strength_mg=entry.get("strength_mg"), renal=entry.get("renal", {}), label_source=entry.get("label_source"),
+            min_infusion_minutes=entry.get("min_infusion_minutes"), max_dose_mg=entry.get("max_dose_mg"), raw=entry,
         )
         for entry in raw["formulations"]
     )
@@ -156,10 +187,19 @@ def build_knowledge(raw: dict[str, Any]) -> Knowledge:
             snomed=frozenset(entry.get("snomed", [])),
             icd_codes=frozenset(normalise_icd(c) for c in entry.get("icd10cm", [])),
             icd_prefixes=tuple(normalise_icd(p) for p in entry.get("icd10cm_prefixes", [])),
+            who_icd_codes=frozenset(normalise_icd(c) for c in entry.get("icd10_who", [])),
         )
         for name, entry in raw["conditions"].items()
     }
-    sources = {key: Source(key, entry["label"], entry["url"], entry.get("status", "")) for key, entry in raw["sources"].items()}
+    medication_classes = {
+        name: MedicationClass(
+            name=name, display=entry["display"], rxnorm=frozenset(entry.get("rxnorm", [])), atc=frozenset(entry.get("atc", [])),
+            atc_prefixes=tuple(entry.get("atc_prefixes", [])), name_fragments=tuple(n.lower() for n in entry.get("names", [])),
+            excluded_routes=frozenset(entry.get("excluded_routes", [])),
+        )
+        for name, entry in raw["medication_classes"].items()
+    }
+    sources = {key: Source(key, entry["label"], entry.get("url"), entry.get("status", "")) for key, entry in raw["sources"].items()}
     _check_references(raw, sources, formulations)
     return Knowledge(
         version=raw["version"], raw=raw, systems=systems, sources=sources,
@@ -172,7 +212,7 @@ def build_knowledge(raw: dict[str, Any]) -> Knowledge:
         product_by_rxnorm=products, formulations=formulations,
         route_by_snomed=route_by_snomed, route_by_text=route_by_text,
         observation_kind_by_loinc=observation_kind, condition_sets=condition_sets,
-        thresholds=raw["thresholds"],
+        medication_classes=medication_classes, thresholds=raw["thresholds"],
     )
 
 
@@ -196,3 +236,19 @@ def _check_references(raw: dict[str, Any], sources: dict[str, Source], formulati
         for reason in meta["override_reasons"]:
             if reason not in raw["override_reasons"]:
                 raise ValueError(f"rule {rule_id} names unknown override reason {reason}")
+        if not set(meta["applies_to"]) <= ORDER_SCOPES or not set(meta["needs"]) <= FACT_GROUPS:
+            raise ValueError(f"rule {rule_id} has an unknown scope or fact group")
+    formulation_ids = {f.id for f in formulations}
+    thresholds = raw["thresholds"]
+    for table in ("minimum_intervals", "oral_bisphosphonate_regimens", "metastatic_inappropriate_regimens"):
+        for entry in thresholds[table]["entries"]:
+            if entry.get("formulation") and entry["formulation"] not in formulation_ids:
+                raise ValueError(f"{table} names unknown formulation {entry['formulation']}")
+            if entry.get("ingredient") and entry["ingredient"] not in ingredients:
+                raise ValueError(f"{table} names unknown ingredient {entry['ingredient']}")
+            if entry.get("source") and entry["source"] not in sources:
+                raise ValueError(f"{table} cites unknown source {entry['source']}")
+    for formulation in raw["formulations"]:
+        for key in ("infusion_source", "max_dose_source", "label_source"):
+            if formulation.get(key) and formulation[key] not in sources:
+                raise ValueError(f"formulation {formulation['id']} cites unknown source {formulation[key]}")

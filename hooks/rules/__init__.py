@@ -1,11 +1,43 @@
-"""Rule registry: the rule functions each hook runs, in the order their cards should appear."""
+"""Rule registry: the rule functions each hook runs, most serious kinds first; the completeness check runs last."""
 from __future__ import annotations
 
+from hooks.rules.calcium import (
+    calcium_data_missing, calcium_low, denosumab_renal_hypocalcemia, supplements_missing, vitamin_d_low,
+)
+from hooks.rules.completeness import record_incomplete
+from hooks.rules.history import (
+    atypical_femur_fracture_history, dental_check_missing, hypersensitivity, onj_history, onj_risk_antiangiogenic,
+    oral_bp_esophageal, pregnancy_or_lactation,
+)
+from hooks.rules.regimen import (
+    adjuvant_duration_exceeded, dose_above_maximum, duplicate_bone_agent, infusion_too_fast, interval_too_short,
+    metastatic_schedule_inappropriate, oral_bp_regimen,
+)
 from hooks.rules.renal import renal_contraindicated, renal_data_missing, renal_deterioration, renal_dose_adjust
 
 ORDER_SAFETY_RULES = (
+    ("pregnancy-or-lactation", pregnancy_or_lactation),
+    ("hypersensitivity", hypersensitivity),
+    ("onj-history", onj_history),
+    ("duplicate-bone-agent", duplicate_bone_agent),
+    ("calcium-low", calcium_low),
     ("renal-contraindicated", renal_contraindicated),
     ("renal-deterioration", renal_deterioration),
+    ("oral-bp-esophageal", oral_bp_esophageal),
     ("renal-dose-adjust", renal_dose_adjust),
+    ("dose-above-maximum", dose_above_maximum),
+    ("infusion-too-fast", infusion_too_fast),
+    ("interval-too-short", interval_too_short),
+    ("oral-bp-regimen", oral_bp_regimen),
+    ("metastatic-schedule-inappropriate", metastatic_schedule_inappropriate),
+    ("adjuvant-duration-exceeded", adjuvant_duration_exceeded),
+    ("denosumab-renal-hypocalcemia", denosumab_renal_hypocalcemia),
+    ("onj-risk-antiangiogenic", onj_risk_antiangiogenic),
+    ("atypical-femur-fracture-history", atypical_femur_fracture_history),
     ("renal-data-missing", renal_data_missing),
+    ("calcium-data-missing", calcium_data_missing),
+    ("dental-check-missing", dental_check_missing),
+    ("vitamin-d-low", vitamin_d_low),
+    ("supplements-missing", supplements_missing),
+    ("record-incomplete", record_incomplete),
 )

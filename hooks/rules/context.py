@@ -1,14 +1,19 @@
 """What a rule sees about one order: the order, the patient's facts, the knowledge and shared derived values."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import calendar
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
+from typing import Any, Iterable
 
-from hooks.facts import DoseEvent, LabResult, PatientFacts
+from hooks.facts import CalciumReading, DoseEvent, LabResult, PatientFacts, latest_calcium
+from hooks.fhir_read import days_between
 from hooks.knowledge import Knowledge
-from hooks.orders import BoneAgentOrder
+from hooks.orders import DAYS_PER_UNIT, BoneAgentOrder
 from hooks.renal import RenalAssessment, assess_renal_function
+
+MONTH_UNITS = frozenset({"mo", "a"})
 
 
 def below(value: float, limit: float) -> bool:
@@ -20,6 +25,57 @@ def at_least(value: float, limit: float) -> bool:
     return not below(value, limit)
 
 
+def shift_months(moment: datetime, months: int) -> datetime:
+    """The same day `months` calendar months later (or earlier), clamped to the month's last day."""
+    index = moment.year * 12 + moment.month - 1 + months
+    year, month = divmod(index, 12)
+    return moment.replace(year=year, month=month + 1, day=min(moment.day, calendar.monthrange(year, month + 1)[1]))
+
+
+def minimum_days(every: Iterable[Any], grace_days: float) -> float:
+    """A minimum interval in days; minimums written in months or years are met `grace_days` early."""
+    period, unit = every
+    days = period * DAYS_PER_UNIT[unit]
+    return days - grace_days if unit in MONTH_UNITS else days
+
+
+def course_of(doses: list[DoseEvent], now: datetime, gap_days: int) -> list[DoseEvent]:
+    """The doses (newest first) of the course running up to now: a longer gap than `gap_days` ends the search."""
+    course: list[DoseEvent] = []
+    later = now
+    for dose in doses:
+        if (later - dose.when).days > gap_days:
+            break
+        course.append(dose)
+        later = dose.when
+    return course
+
+
+def order_in_scope(order: BoneAgentOrder, scopes: Iterable[str], knowledge: Knowledge) -> bool:
+    """Whether a rule written for these kinds of order (knowledge file `applies_to`) concerns this order.
+    A bisphosphonate whose route is unknown counts as parenteral, the stricter reading."""
+    bisphosphonate = knowledge.ingredient_class[order.ingredient] == "bisphosphonate"
+    kinds = {"any", "bisphosphonate" if bisphosphonate else "denosumab"}
+    kinds.add("oral-bisphosphonate" if bisphosphonate and order.is_oral else "parenteral")
+    return bool(kinds & set(scopes))
+
+
+def matches_regimen(entry: dict[str, Any], order: BoneAgentOrder) -> bool:
+    """Whether a regimen-table entry (formulation or ingredient, route, dose range) describes this order."""
+    if "formulation" in entry and (order.formulation is None or order.formulation.id != entry["formulation"]):
+        return False
+    if "ingredient" in entry and order.ingredient != entry["ingredient"]:
+        return False
+    if "route" in entry and order.route != entry["route"]:
+        return False
+    if "dose_mg_range" in entry:
+        dose = order.dose_mg if order.dose_mg is not None else (order.product.strength_mg if order.product else None)
+        low, high = entry["dose_mg_range"]
+        if dose is None or not low <= dose <= high:
+            return False
+    return True
+
+
 @dataclass
 class OrderContext:
     order: BoneAgentOrder
@@ -28,9 +84,34 @@ class OrderContext:
     patient_reference: str
     user_reference: str | None
     now: datetime
+    other_orders: tuple[BoneAgentOrder, ...] = ()
+    checks: tuple[str, ...] = ()
+    reported_unavailable: set[str] = field(default_factory=set)
 
     def threshold(self, name: str):
         return self.knowledge.threshold(name)
+
+    @property
+    def setting(self) -> str:
+        return self.facts.setting.name
+
+    def setting_line(self) -> str:
+        return f"- Clinical setting: {self.facts.setting.name} ({self.facts.setting.evidence})."
+
+    def in_scope(self, rule_id: str) -> bool:
+        return order_in_scope(self.order, self.knowledge.rule_meta(rule_id)["applies_to"], self.knowledge)
+
+    @property
+    def is_bisphosphonate(self) -> bool:
+        return self.knowledge.ingredient_class[self.order.ingredient] == "bisphosphonate"
+
+    @property
+    def label_source(self) -> str | None:
+        """The ordered product's own label, when the knowledge file knows it."""
+        return self.order.formulation.label_source if self.order.formulation else None
+
+    def days_since(self, moment: datetime) -> int:
+        return days_between(moment, self.now)
 
     @cached_property
     def creatinine_window_days(self) -> int:
@@ -48,21 +129,39 @@ class OrderContext:
                                      self.creatinine_window_days, current=True)
 
     @cached_property
+    def calcium(self) -> CalciumReading | None:
+        """Latest (corrected where possible) calcium within the calcium rules' window."""
+        return latest_calcium(self.facts, self.knowledge, self.knowledge.thresholds["calcium_low"]["max_age_days"])
+
+    @cached_property
+    def ionized_calcium(self) -> LabResult | None:
+        return self.facts.latest("calcium_ionized", self.knowledge.thresholds["calcium_low"]["max_age_days"])
+
+    @cached_property
+    def low_vitamin_d(self) -> LabResult | None:
+        """The latest 25-OH vitamin D within the window when it is below the limit (compared in the unit reported)."""
+        limits = self.knowledge.thresholds["vitamin_d_low"]
+        result = self.facts.latest("vitamin_d", limits["max_age_days"])
+        if result is None:
+            return None
+        molar = result.recorded_unit in ("nmol/L", "nmol/l")
+        value, limit = (result.recorded_value, limits["nmol_l"]) if molar else (result.value, limits["ng_ml"])
+        return result if below(value, limit) else None
+
+    @cached_property
     def course_doses(self) -> list[DoseEvent]:
         """Earlier doses of the ordered ingredient in the current course, newest first."""
-        gap = self.threshold("course_gap_days")
-        course: list[DoseEvent] = []
-        later = self.now
-        for dose in self.facts.doses_of(self.order.ingredient):
-            if (later - dose.when).days > gap:
-                break
-            course.append(dose)
-            later = dose.when
-        return course
+        return course_of(self.facts.doses_of(self.order.ingredient), self.now, self.threshold("course_gap_days"))
 
     @cached_property
     def course_start(self) -> DoseEvent | None:
         return self.course_doses[-1] if self.course_doses else None
+
+    @cached_property
+    def last_dose(self) -> DoseEvent | None:
+        """The most recent earlier dose of the ordered ingredient, in or out of the current course."""
+        doses = self.facts.doses_of(self.order.ingredient)
+        return doses[0] if doses else None
 
     @cached_property
     def baseline_creatinine(self) -> tuple[LabResult, str] | None:

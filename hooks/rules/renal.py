@@ -52,7 +52,7 @@ def renal_data_missing(ctx: OrderContext) -> Finding | None:
     summary = f"{what} before {order.ingredient_display}" + (f": order {to_order}" if to_order else "")
     return Finding("renal-data-missing", "warning", summary,
                    detail, _rule_sources(ctx, "renal-data-missing", primary, shows_clearance=False), tuple(suggestions),
-                   order.reference)
+                   order.reference, reports_unavailable=("creatinine", "egfr", "body_weight"))
 
 
 def _why_renal_function(order) -> str:

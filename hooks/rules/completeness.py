@@ -1,0 +1,35 @@
+"""The completeness check: parts of the record that could not be read, and which safety checks that left undone."""
+from __future__ import annotations
+
+from hooks.cards import Finding
+from hooks.rules.common import finding
+from hooks.rules.context import OrderContext
+
+GROUP_NAMES = {
+    "creatinine": "Creatinine results", "egfr": "eGFR results", "body_weight": "Body weight", "calcium": "Calcium results",
+    "vitamin_d": "Vitamin D results", "pregnancy_status": "Pregnancy status", "medications": "Medication orders",
+    "administrations": "Medication administrations", "conditions": "Problem list (conditions)", "allergies": "Allergies",
+    "dental_exams": "Dental examinations",
+}
+
+
+def record_incomplete(ctx: OrderContext) -> Finding | None:
+    """Runs last: for each fact group that could not be retrieved and that no other card explained, name the checks it blocked."""
+    knowledge = ctx.knowledge
+    lines: list[str] = []
+    for group in sorted(ctx.facts.unavailable):
+        if group not in GROUP_NAMES or group in ctx.reported_unavailable:
+            continue
+        blocked = [knowledge.rule_meta(rule_id)["title"].lower() for rule_id in ctx.checks
+                   if group in knowledge.rule_meta(rule_id)["needs"] and ctx.in_scope(rule_id)]
+        if blocked:
+            lines.append(f"- {GROUP_NAMES[group]} could not be retrieved ({ctx.facts.unavailable[group]}). Not checked: "
+                         f"{'; '.join(dict.fromkeys(blocked))}.")
+    if not lines:
+        return None
+    detail = [f"**Some safety checks for {ctx.order.describe()} could not be completed.**", "", *lines, "",
+              "These parts of the record were unavailable to the service; they are not assumed to be normal. Review "
+              "them in the chart before signing."]
+    return finding(ctx, "record-incomplete", "warning",
+                   f"Part of the record could not be read: some checks for {ctx.order.ingredient_display} were not done",
+                   detail)

@@ -1,0 +1,133 @@
+"""Rules on the patient's history: jaw osteonecrosis and its risks, dental check, pregnancy, allergy, esophagus, femur."""
+from __future__ import annotations
+
+from hooks.cards import Finding
+from hooks.rules.common import condition_line, finding, unavailable_line
+from hooks.rules.context import OrderContext, shift_months
+from hooks.suggestions import delete_draft, order_observation
+
+
+def onj_history(ctx: OrderContext) -> Finding | None:
+    """Osteonecrosis of the jaw on record, whatever its clinical status (resolved counts; refuted does not)."""
+    conditions = ctx.facts.conditions_in("onj", active_only=False)
+    if not conditions:
+        return None
+    lines = [f"**{ctx.order.describe()}**: the patient has a history of osteonecrosis of the jaw.", "",
+             *map(condition_line, conditions), "",
+             "Bisphosphonates and denosumab cause osteonecrosis of the jaw; after an episode, re-exposure needs a "
+             "decision with the oral surgeon or dentist. Do not give as ordered."]
+    return finding(ctx, "onj-history", "critical",
+                   f"History of osteonecrosis of the jaw: do not give {ctx.order.ingredient_display} as ordered",
+                   lines, sources=[ctx.label_source, "ago-2024"], suggestions=[delete_draft(ctx.order, "Remove this order")])
+
+
+def atypical_femur_fracture_history(ctx: OrderContext) -> Finding | None:
+    """Atypical femoral fracture on record, whatever its clinical status unless refuted."""
+    conditions = ctx.facts.conditions_in("atypical-femoral-fracture", active_only=False)
+    if not conditions:
+        return None
+    lines = [f"**{ctx.order.describe()}**: the patient has had an atypical femoral fracture.", "",
+             *map(condition_line, conditions), "",
+             "Atypical femoral fractures are linked to long-term bisphosphonate and denosumab use (about 11 per 10,000 "
+             "person-years). Weigh whether to continue, ask about thigh or groin pain, and image the other femur if "
+             "symptoms appear."]
+    return finding(ctx, "atypical-femur-fracture-history", "warning",
+                   f"History of atypical femoral fracture: reconsider {ctx.order.ingredient_display}", lines,
+                   sources=[ctx.label_source, "ago-2024"])
+
+
+def oral_bp_esophageal(ctx: OrderContext) -> Finding | None:
+    """Oral bisphosphonate with an active esophageal stricture, achalasia or Barrett's esophagus."""
+    conditions = ctx.facts.conditions_in("esophageal-disorder", active_only=True)
+    if not conditions:
+        return None
+    lines = [f"**{ctx.order.describe()}** is contraindicated with esophageal disorders that delay emptying.", "",
+             *map(condition_line, conditions), "",
+             "Oral bisphosphonates can injure the esophagus when transit is slow. If a bisphosphonate is needed, "
+             "intravenous zoledronic acid avoids the esophagus."]
+    return finding(ctx, "oral-bp-esophageal", "critical",
+                   f"Esophageal disorder: oral {ctx.order.ingredient_display} is contraindicated", lines,
+                   sources=[ctx.label_source], suggestions=[delete_draft(ctx.order, "Remove this order")])
+
+
+def pregnancy_or_lactation(ctx: OrderContext) -> Finding | None:
+    """Active pregnancy or lactation on the problem list, or a current pregnancy-status observation of 'pregnant'."""
+    facts = ctx.facts
+    evidence = [condition_line(c) for value_set in ("pregnancy", "lactation")
+                for c in facts.conditions_in(value_set, active_only=True)]
+    window = ctx.knowledge.raw["pregnancy_status"]["max_age_days"]
+    latest_status = facts.pregnancy_statuses[0] if facts.pregnancy_statuses else None
+    if latest_status and latest_status.answer == "pregnant" and ctx.days_since(latest_status.when) <= window:
+        evidence.append(f"- Pregnancy status: {latest_status.label} on {latest_status.when.date().isoformat()}.")
+    if not evidence:
+        return None
+    lines = [f"**{ctx.order.describe()}** must not be given in pregnancy or while breast-feeding.", "", *evidence, "",
+             "Bisphosphonates and denosumab can harm the fetus or the breast-fed child. Denosumab also needs effective "
+             "contraception during treatment and for at least 5 months after the last dose."]
+    return finding(ctx, "pregnancy-or-lactation", "critical",
+                   f"Pregnancy or breast-feeding on record: do not give {ctx.order.ingredient_display}", lines,
+                   sources=[ctx.label_source], suggestions=[delete_draft(ctx.order, "Remove this order")])
+
+
+def hypersensitivity(ctx: OrderContext) -> Finding | None:
+    """Allergy to the ordered ingredient, or to bisphosphonates as a class when a bisphosphonate is ordered."""
+    order = ctx.order
+    matching = [a for a in ctx.facts.allergies
+                if order.ingredient in a.ingredients or (ctx.is_bisphosphonate and a.bisphosphonate_class)]
+    if not matching:
+        return None
+    lines = [f"**{order.describe()}**: the record lists an allergy that covers this drug.", ""]
+    for allergy in matching:
+        scope = "this drug" if order.ingredient in allergy.ingredients else "bisphosphonates (class)"
+        details = ", ".join(filter(None, [allergy.verification, f"criticality {allergy.criticality}" if allergy.criticality else None]))
+        lines.append(f"- {allergy.label}: {scope}" + (f" ({details})" if details else "") + ".")
+    lines += ["", "Hypersensitivity to the active substance (or, for bisphosphonates, to any bisphosphonate) is a label "
+              "contraindication."]
+    return finding(ctx, "hypersensitivity", "critical",
+                   f"Allergy on record to {order.ingredient_display}" + (" or bisphosphonates" if ctx.is_bisphosphonate else ""),
+                   lines, sources=[ctx.label_source], suggestions=[delete_draft(order, "Remove this order")])
+
+
+def onj_risk_antiangiogenic(ctx: OrderContext) -> Finding | None:
+    """IV bisphosphonate or denosumab while an anti-angiogenic drug (bevacizumab) is active."""
+    drugs = ctx.facts.active_medications("anti-angiogenic")
+    if not drugs:
+        return None
+    lines = [f"**{ctx.order.describe()}** with active anti-angiogenic therapy.", "",
+             *(f"- {drug.dated()}." for drug in drugs), "",
+             "Anti-angiogenic therapy is associated with a higher risk of osteonecrosis of the jaw under IV "
+             "bisphosphonates and denosumab. Make sure the dental status is optimised, avoid invasive dental "
+             "procedures, and tell the patient which symptoms to report."]
+    return finding(ctx, "onj-risk-antiangiogenic", "warning",
+                   f"Anti-angiogenic therapy raises the jaw osteonecrosis risk of {ctx.order.ingredient_display}", lines)
+
+
+def dental_check_missing(ctx: OrderContext) -> Finding | None:
+    """First course of an IV bisphosphonate or denosumab (not emergency hypercalcemia) with no recent dental examination."""
+    facts, order = ctx.facts, ctx.order
+    if ctx.setting == "hypercalcemia-of-malignancy" or facts.bone_agent_doses:
+        return None
+    months = ctx.threshold("dental_exam_max_age_months")
+    since = shift_months(ctx.now, -months).date()
+    if any(exam.when.date() >= since for exam in facts.dental_exams):
+        return None
+    problems: list[str] = []
+    unavailable = facts.is_unavailable("dental_exams")
+    if unavailable:
+        problems.append(unavailable_line("Dental examinations", unavailable))
+    else:
+        latest = facts.dental_exams[0] if facts.dental_exams else None
+        problems.append(f"- No dental examination since {since.isoformat()}"
+                        + (f"; the latest is {latest.evidence}." if latest else "; none on record."))
+    for group, what in (("medications", "Medication orders"), ("administrations", "Medication administrations")):
+        reason = facts.is_unavailable(group)
+        if reason:
+            problems.append(f"- {what} could not be retrieved ({reason}), so earlier doses may be missing from this view.")
+    what = "Dental examination could not be checked" if unavailable else "No dental examination"
+    lines = [f"**{what}** before the first dose of {order.describe()}.", "", *problems, "",
+             f"Osteonecrosis of the jaw is rarer when dental problems are treated before the first dose: arrange a dental "
+             f"examination (within {months} months before starting) and complete needed dental work first."]
+    suggestion = order_observation(ctx.knowledge, "dental-examination", ctx.patient_reference, ctx.user_reference, ctx.now,
+                                   f"Dental clearance before starting {order.ingredient_display}")
+    return finding(ctx, "dental-check-missing", "warning", f"{what} before starting {order.ingredient_display}", lines,
+                   suggestions=[suggestion], reports=["dental_exams"])

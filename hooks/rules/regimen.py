@@ -1,0 +1,177 @@
+"""Regimen rules: interval, schedule for bone metastases, adjuvant duration, infusion time, dose, oral regimens, duplicates."""
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+from typing import Any
+
+from hooks.cards import Finding
+from hooks.rules.common import finding
+from hooks.rules.context import OrderContext, course_of, matches_regimen, minimum_days, shift_months
+from hooks.suggestions import (
+    delete_draft, every_words, replace_draft_regimen, update_draft_dose, update_draft_infusion, update_draft_timing,
+)
+
+
+def _regimen_entry(ctx: OrderContext, table: str) -> dict[str, Any] | None:
+    """The first entry of a regimen table (knowledge thresholds) that describes this order in this setting."""
+    return next((entry for entry in ctx.threshold(table)["entries"]
+                 if matches_regimen(entry, ctx.order) and ctx.setting in entry.get("settings", [ctx.setting])), None)
+
+
+def _grace(ctx: OrderContext) -> float:
+    return ctx.threshold("interval_grace_days_for_months")
+
+
+def interval_too_short(ctx: OrderContext) -> Finding | None:
+    """The order's interval, or the time since the last dose of the same drug, is under the minimum for product and setting."""
+    entry = _regimen_entry(ctx, "minimum_intervals")
+    if entry is None:
+        return None
+    order = ctx.order
+    shortest = minimum_days(entry["every"], _grace(ctx))
+    problems: list[str] = []
+    new_every = not_before = None
+    if order.interval is not None and order.interval.days < shortest - 1e-9:
+        problems.append(f"- The order repeats {order.interval.describe()}.")
+        new_every = tuple(entry["every"])
+    last = ctx.last_dose
+    if last is not None and ctx.days_since(last.when) < shortest:
+        problems.append(f"- The last dose of {order.ingredient_display} was {ctx.days_since(last.when)} days ago, on "
+                        f"{last.when.date().isoformat()} ({last.evidence}).")
+        not_before = last.when + timedelta(days=math.ceil(shortest))
+    if not problems:
+        return None
+    allowance = " (2 weeks early is accepted)" if entry["every"][1] in ("mo", "a") else ""
+    lines = [f"**{order.describe()}** is more frequent than the minimum of {every_words(entry['every'])}{allowance} "
+             f"for this product in this setting.", "", *problems, ctx.setting_line(), "", f"{entry['basis']}."]
+    if not_before is not None:
+        lines.append(f"The next dose is due from {not_before.date().isoformat()}.")
+    suggestion = update_draft_timing(order, "Change the timing", every=new_every, not_before=not_before)
+    return finding(ctx, "interval-too-short", "warning",
+                   f"{order.ingredient_display.capitalize()} too soon: minimum interval is {every_words(entry['every'])}",
+                   lines, sources=[entry.get("source")], suggestions=[suggestion])
+
+
+def metastatic_schedule_inappropriate(ctx: OrderContext) -> Finding | None:
+    """Bone metastases treated with an adjuvant or osteoporosis regimen instead of an oncology schedule."""
+    if ctx.setting != "bone-metastatic":
+        return None
+    order = ctx.order
+    table = ctx.threshold("metastatic_inappropriate_regimens")
+    entry = None
+    for candidate in table["entries"]:
+        if not matches_regimen(candidate, order):
+            continue
+        floor = candidate.get("every_at_least")
+        if floor and (order.interval is None or order.interval.days < minimum_days(floor, _grace(ctx)) - 1e-9):
+            continue
+        entry = candidate
+        break
+    if entry is None:
+        return None
+    regimens = ctx.threshold("metastatic_regimen_suggestions")["entries"]
+    lines = [f"**{order.describe()}** is an adjuvant or osteoporosis regimen: {entry['describe']}.", "", ctx.setting_line(), "",
+             "For bone metastases the guideline regimens are zoledronic acid 4 mg every 12 weeks (preferred) or every 4 "
+             "weeks, denosumab 120 mg every 4 weeks, pamidronate 90 mg or ibandronate 6 mg IV every 3-4 weeks, "
+             "ibandronate 50 mg or clodronate 1600 mg by mouth daily, or clodronate 1500 mg IV every 3-4 weeks. "
+             "Schedules from adjuvant trials or osteoporosis are not recommended for bone metastases."]
+    suggestions = [replace_draft_regimen(order, ctx.knowledge, regimen, regimen.get("recommended", False)) for regimen in regimens]
+    return finding(ctx, "metastatic-schedule-inappropriate", "warning",
+                   "Bone metastases: use an oncology schedule, not an adjuvant or osteoporosis regimen", lines,
+                   sources=[table.get("source")], suggestions=suggestions, alternatives=True)
+
+
+def adjuvant_duration_exceeded(ctx: OrderContext) -> Finding | None:
+    """Early breast cancer: the adjuvant bisphosphonate course began more than the maximum number of years ago."""
+    if ctx.setting != "early":
+        return None
+    knowledge = ctx.knowledge
+    doses = [d for d in ctx.facts.bone_agent_doses if knowledge.ingredient_class[d.ingredient] == "bisphosphonate"]
+    course = course_of(doses, ctx.now, ctx.threshold("course_gap_days"))
+    if not course:
+        return None
+    start = course[-1]
+    years = ctx.threshold("adjuvant_max_years")
+    if ctx.now.date() <= shift_months(start.when, 12 * years).date():
+        return None
+    lines = [f"**{ctx.order.describe()}**: the adjuvant bisphosphonate course began on {start.when.date().isoformat()} "
+             f"({start.evidence}), more than {years} years ago ({len(course)} earlier doses on record).", "",
+             ctx.setting_line(), "",
+             f"Adjuvant bisphosphonates are given for 3 to {years} years; longer treatment has shown no further benefit "
+             "(SUCCESS A: 5 years no better than 2 for disease-free or overall survival, with more adverse events)."]
+    return finding(ctx, "adjuvant-duration-exceeded", "warning",
+                   f"Adjuvant bisphosphonate for more than {years} years: consider stopping", lines,
+                   suggestions=[delete_draft(ctx.order, "Stop: remove this order")])
+
+
+def infusion_too_fast(ctx: OrderContext) -> Finding | None:
+    """The order states an infusion time shorter than the product's minimum."""
+    order = ctx.order
+    minimum = order.formulation.min_infusion_minutes if order.formulation else None
+    if minimum is None or order.infusion_minutes is None or not order.infusion_minutes < minimum - 1e-9:
+        return None
+    lines = [f"**{order.describe()}** is to be infused over {order.infusion_minutes:g} minutes; the label minimum is "
+             f"{minimum:g} minutes.", "",
+             "Faster infusion raises the risk of renal toxicity."]
+    return finding(ctx, "infusion-too-fast", "warning",
+                   f"Infusion of {order.ingredient_display} over {order.infusion_minutes:g} min: the minimum is {minimum:g} min",
+                   lines, sources=[order.formulation.raw.get("infusion_source")],
+                   suggestions=[update_draft_infusion(order, minimum, f"Infuse over {minimum:g} minutes")])
+
+
+def dose_above_maximum(ctx: OrderContext) -> Finding | None:
+    """A single dose above the product's label maximum."""
+    order = ctx.order
+    maximum = order.formulation.max_dose_mg if order.formulation else None
+    if maximum is None or order.dose_mg is None or not order.dose_mg > maximum + 1e-9:
+        return None
+    lines = [f"**{order.describe()}**: a single dose of {order.dose_mg:g} mg is above the label maximum of {maximum:g} mg.",
+             "", "Higher single doses add renal toxicity without added benefit."]
+    return finding(ctx, "dose-above-maximum", "warning",
+                   f"{order.ingredient_display.capitalize()} {order.dose_mg:g} mg is above the maximum single dose of {maximum:g} mg",
+                   lines, sources=[order.formulation.raw.get("max_dose_source")],
+                   suggestions=[update_draft_dose(order, maximum, f"Change dose to {maximum:g} mg")])
+
+
+def oral_bp_regimen(ctx: OrderContext) -> Finding | None:
+    """A weekly or monthly oral bisphosphonate strength ordered more often than its label interval."""
+    entry = _regimen_entry(ctx, "oral_bisphosphonate_regimens")
+    order = ctx.order
+    if entry is None or order.interval is None:
+        return None
+    if not order.interval.days < minimum_days(entry["every"], _grace(ctx)) - 1e-9:
+        return None
+    lines = [f"**{order.describe()}**: the {entry['strength']} strength is taken {every_words(entry['every'])}, not "
+             f"{order.interval.describe()}.", "",
+             "Taking it more often multiplies the dose and the risk of esophageal and gastric injury."]
+    return finding(ctx, "oral-bp-regimen", "warning",
+                   f"{order.ingredient_display.capitalize()} {entry['strength']} is taken {every_words(entry['every'])}",
+                   lines, sources=[entry.get("source")],
+                   suggestions=[update_draft_timing(order, f"Change to {every_words(entry['every'])}", every=tuple(entry["every"]))])
+
+
+DUPLICATE_STATUSES = frozenset({"active", "on-hold", "draft"})
+
+
+def duplicate_bone_agent(ctx: OrderContext) -> Finding | None:
+    """Another bone-agent order, active or draft, in the record or in the same request."""
+    order, knowledge = ctx.order, ctx.knowledge
+    drafts = [other for other in ctx.other_orders if other.resource is not order.resource]
+    on_record = [m for m in ctx.facts.medications if m.bone_agent and m.status in DUPLICATE_STATUSES]
+    if not drafts and not on_record:
+        return None
+    same = any(o.ingredient == order.ingredient for o in drafts) or any(m.bone_agent == order.ingredient for m in on_record)
+    lines = [f"**{order.describe()}** would duplicate bone-modifying therapy:", ""]
+    lines += [f"- Also being ordered now: {o.describe()}." for o in drafts]
+    lines += [f"- On record: {m.dated()}." for m in on_record]
+    lines += ["", ("The same drug must not be given twice (for example Zometa and Reclast are both zoledronic acid)."
+                   if same else "Two bone-modifying agents are not given together: choose one.")]
+    suggestions = [delete_draft(order, "Remove this order")]
+    suggestions += [delete_draft(o, f"Remove the other order ({o.describe()})") for o in drafts]
+    others = sorted({knowledge.ingredient_display[o.ingredient] for o in drafts} |
+                    {knowledge.ingredient_display[m.bone_agent] for m in on_record if m.bone_agent})
+    summary = (f"Duplicate {order.ingredient_display}: already ordered or active" if same else
+               f"{order.ingredient_display.capitalize()} with another bone agent ({', '.join(others)})")
+    return finding(ctx, "duplicate-bone-agent", "critical" if same else "warning", summary, lines,
+                   sources=[ctx.label_source] if same else [], suggestions=suggestions, alternatives=True)
