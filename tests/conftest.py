@@ -23,3 +23,16 @@ def client(app):
 @pytest.fixture()
 def service(app):
     return app.extensions["bonecds"].services["bonecds-order-sign"]
+
+
+@pytest.fixture(scope="module")
+def frozen_order_sign_app(tmp_path_factory):
+    from tests.order_sign_http import frozen_app
+    return frozen_app(tmp_path_factory)
+
+
+@pytest.fixture()
+def post(frozen_order_sign_app):
+    """post(patient, *orders, prefetch_keys=None) -> cards, through the HTTP endpoint with the clock frozen."""
+    from tests.order_sign_http import poster
+    return poster(frozen_order_sign_app)

@@ -5,50 +5,17 @@ import itertools
 
 import pytest
 
-from fixtures.builder import ANCHOR_INSTANT, PatientBuilder, draft_orders, medication_request
-from fixtures.prefetch import hook_request, transaction_resources
-from service import create_app
-from service.config import Settings
+from fixtures.builder import PatientBuilder, medication_request
+from tests.order_sign_http import rules
 
 UMOL_PER_MG_DL = 88.4
 UNITS = ["mg/dL", "umol/L"]
 _ids = itertools.count(1)
 
 
-@pytest.fixture(scope="module")
-def renal_app(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("renal")
-    return create_app(Settings(database_url=f"sqlite:///{tmp}/t.db", frozen_now=ANCHOR_INSTANT))
-
-
-@pytest.fixture(scope="module")
-def renal_client(renal_app):
-    return renal_app.test_client()
-
-
-@pytest.fixture(scope="module")
-def renal_service(renal_app):
-    return renal_app.extensions["bonecds"].services["bonecds-order-sign"]
-
-
 @pytest.fixture(params=UNITS, ids=["mgdl", "umol"])
 def unit(request):
     return request.param
-
-
-@pytest.fixture()
-def post(renal_client, renal_service):
-    def _post(patient: PatientBuilder, order: dict) -> list[dict]:
-        body = hook_request(renal_service, patient.patient_id, draft_orders(order),
-                            resources=transaction_resources(patient.transaction()))
-        response = renal_client.post("/cds-services/bonecds-order-sign", json=body)
-        assert response.status_code == 200, response.get_data(as_text=True)
-        return response.get_json()["cards"]
-    return _post
-
-
-def rules(cards: list[dict]) -> dict[str, dict]:
-    return {card["source"]["topic"]["code"]: card for card in cards}
 
 
 def weight_for(crcl: float, *, age: int, creatinine_mg_dl: float, sex: str) -> float:
