@@ -45,6 +45,7 @@ def evaluate_orders(orders: Iterable[BoneAgentOrder], facts: PatientFacts, knowl
                 finding = rule_error(rule_id, order)
             if finding is not None:
                 ctx.reported_unavailable.update(finding.reports_unavailable)
+                ctx.decided.add(finding.rule_id)
                 for_order.append(_with_recognition_note(finding, order))
         findings.extend(sorted(for_order, key=lambda f: SEVERITY.get(f.indicator, 3)))
     return findings

@@ -1,7 +1,7 @@
 """Turns the gathered patient record (plain FHIR JSON) into typed, unit-normalised facts for the rules."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any, Iterable
 
@@ -70,12 +70,19 @@ class MedicationFact:
     authored: datetime | None
     classes: frozenset[str]
     bone_agent: str | None
+    in_request: bool = False  # drafted in this same request (e.g. calcium signed together with the bone agent)
 
     @property
     def reference(self) -> str | None:
         return f"MedicationRequest/{self.resource_id}" if self.resource_id else None
 
+    @property
+    def current(self) -> bool:
+        return self.status == "active" or self.in_request
+
     def dated(self) -> str:
+        if self.in_request:
+            return f"{self.label} (being ordered now)"
         return f"{self.label} ({self.status or 'no status'}" + (f", ordered {self.authored.date().isoformat()})" if self.authored else ")")
 
 
@@ -180,7 +187,8 @@ class PatientFacts:
         return [c for c in self.conditions if value_set in c.value_sets and (c.active or not active_only)]
 
     def active_medications(self, medication_class: str) -> list[MedicationFact]:
-        return [m for m in self.medications if m.status == "active" and medication_class in m.classes]
+        """Active orders of a class, and orders of it drafted in this request."""
+        return [m for m in self.medications if m.current and medication_class in m.classes]
 
     def doses_of(self, ingredient: str) -> list[DoseEvent]:
         return [d for d in self.bone_agent_doses if d.ingredient == ingredient]
@@ -197,8 +205,10 @@ def build_facts(
     knowledge: Knowledge,
     now: datetime,
     draft_ids: frozenset[str] = frozenset(),
+    companion_drafts: Iterable[dict] = (),
 ) -> PatientFacts:
-    """Sort the record's resources into typed facts; the draft orders themselves are not history."""
+    """Sort the record's resources into typed facts; the draft orders themselves are not history, but drafts of other
+    drugs signed in the same request (companion_drafts) count as current medications."""
     patient = patient or {}
     gender = patient.get("gender")
     facts = PatientFacts(
@@ -218,7 +228,11 @@ def build_facts(
     medications = by_type.get("Medication", {})
     requests = [r for r in by_type.get("MedicationRequest", {}).values() if r.get("id") not in draft_ids]
     _read_doses(facts, requests, by_type.get("MedicationAdministration", {}).values(), medications, knowledge)
-    facts.medications = [read_medication(r, medications, knowledge) for r in requests]
+    companions = [r for r in companion_drafts if r.get("resourceType") == "MedicationRequest"]
+    companion_ids = {r.get("id") for r in companions if r.get("id")}
+    facts.medications = [read_medication(r, medications, knowledge) for r in requests if r.get("id") not in companion_ids]
+    drafted = [read_medication(r, medications, knowledge) for r in companions]
+    facts.medications += [replace(m, in_request=True) for m in drafted if m.bone_agent is None]  # bone agents are orders
     facts.allergies = [a for a in (_read_allergy(r, knowledge) for r in by_type.get("AllergyIntolerance", {}).values()) if a]
     facts.dental_exams = _read_dental_exams(facts, by_type.get("Procedure", {}).values(),
                                             by_type.get("Encounter", {}).values(), knowledge)
@@ -348,7 +362,9 @@ def _read_allergy(allergy: dict, knowledge: Knowledge) -> AllergyFact | None:
     ingredients = frozenset(found[0] for c in concepts if (found := identify_ingredient([c], knowledge)))
     atc, bisphosphonate_atc = knowledge.systems["atc"], knowledge.class_atc_prefixes["bisphosphonate"]
     by_code = any(system == atc and code and code.startswith(bisphosphonate_atc) for c in concepts for system, code, _ in codings(c))
-    by_text = any("bisphosphonate" in text.lower() for c in concepts for text in concept_texts(c))
+    # "biphosphonate" is a common misspelling in free-text allergy entries.
+    by_text = any(word in text.lower() for c in concepts for text in concept_texts(c)
+                  for word in ("bisphosphonate", "biphosphonate"))
     by_ingredient = any(knowledge.ingredient_class[i] == "bisphosphonate" for i in ingredients)
     if not ingredients and not (by_code or by_text):
         return None
@@ -428,7 +444,7 @@ def latest_calcium(facts: PatientFacts, knowledge: Knowledge, max_age_days: int)
     mg_dl = total.value + knowledge.threshold("albumin_correction_factor") * (reference - albumin.value)
     return CalciumReading(corrected, unit, mg_dl, True, total.when,
                           f"calcium {total.shown()} with albumin {albumin.shown()} gives albumin-corrected calcium "
-                          f"{_trim(corrected, 2)} {unit}")
+                          f"{_trim(corrected, 3)} {unit}")
 
 
 def latest_ionized_calcium(facts: PatientFacts, max_age_days: int) -> LabResult | None:
@@ -443,12 +459,12 @@ def _in_family(result: LabResult) -> tuple[float, str]:
 
 
 def is_hypercalcemic(facts: PatientFacts, knowledge: Knowledge) -> tuple[bool, str]:
-    """Active hypercalcemia diagnosis, or a recent calcium above the upper limit used for supplements."""
+    """Active hypercalcemia diagnosis, or a recent calcium at or above the upper limit used for supplements."""
     if facts.has_condition("hypercalcemia"):
         return True, "active hypercalcemia diagnosis"
     limits = knowledge.thresholds["calcium_high_for_supplements"]
     reading = latest_calcium(facts, knowledge, limits["max_age_days"])
-    if reading and reading.value > reading.limit(limits) + 1e-9:
+    if reading and reading.at_least(limits):
         return True, reading.explanation
     return False, ""
 

@@ -8,6 +8,7 @@ from typing import Any
 from hooks.cards import Finding
 from hooks.engine import evaluate_orders
 from hooks.facts import build_facts
+from hooks.fhir_read import bundle_resources
 from hooks.knowledge import Knowledge
 from hooks.orders import BoneAgentOrder, find_bone_agent_orders
 from hooks.rules import ORDER_SAFETY_RULES
@@ -104,7 +105,8 @@ class OrderSignService:
     def evaluate(self, context: dict[str, Any], orders: list[BoneAgentOrder], patient: dict | None,
                  resources: list[dict], unavailable: dict[str, str], now: datetime) -> list[Finding]:
         draft_ids = frozenset(o.resource_id for o in orders if o.resource_id)
-        facts = build_facts(patient, resources, unavailable, self.knowledge, now, draft_ids)
+        companions = [r for r in bundle_resources(context.get("draftOrders")) if r.get("id") not in draft_ids]
+        facts = build_facts(patient, resources, unavailable, self.knowledge, now, draft_ids, companions)
         patient_reference = f"Patient/{context['patientId']}"
         return evaluate_orders(orders, facts, self.knowledge, self.rules, patient_reference, context.get("userId"), now)
 

@@ -153,7 +153,7 @@ def read_bone_agent_order(request: dict, bundled_medications: dict[str, dict], k
     dose_mg = _dose_mg(dosage)
     route, route_from = _route(dosage, product, ingredient, knowledge)
     dose_for_match = dose_mg if dose_mg is not None else (product.strength_mg if product else None)
-    formulation = _formulation(ingredient, route, dose_for_match, knowledge)
+    formulation = _formulation(ingredient, route, dose_for_match, knowledge, product)
     if route is None and formulation is not None and len(formulation.routes) == 1:
         route, route_from = formulation.routes[0], "dose"
     timing = dosage.get("timing") if isinstance(dosage.get("timing"), dict) else {}
@@ -203,9 +203,17 @@ def _route(dosage: dict, product: Product | None, ingredient: str, knowledge: Kn
     return None, None
 
 
-def _formulation(ingredient: str, route: str | None, dose_mg: float | None, knowledge: Knowledge) -> Formulation | None:
-    """The first formulation in the knowledge file that admits this route and dose (file order encodes precedence)."""
-    return next((f for f in knowledge.formulations_for(ingredient) if f.admits(route, dose_mg)), None)
+def _formulation(ingredient: str, route: str | None, dose_mg: float | None, knowledge: Knowledge,
+                 product: Product | None = None) -> Formulation | None:
+    """The formulation of the ordered product's strength when there is one (5 mg of the 4 mg oncology product is an
+    overdose of it, not the osteoporosis strength); else the first formulation in the knowledge file that admits this
+    route and dose (file order encodes precedence)."""
+    formulations = list(knowledge.formulations_for(ingredient))
+    if product is not None and product.strength_mg is not None:
+        own = next((f for f in formulations if f.strength_mg == product.strength_mg and f.admits(route, None)), None)
+        if own is not None:
+            return own
+    return next((f for f in formulations if f.admits(route, dose_mg)), None)
 
 
 def _interval(repeat: dict) -> Interval | None:

@@ -9,6 +9,15 @@ from hooks.rules.context import OrderContext, below
 from hooks.suggestions import delete_draft, order_observation, prescribe_supplement
 
 
+def _below_text(value: float, limit: float) -> str:
+    """A value found below a limit, shown with enough digits not to read as the limit itself (8.496, not 8.5)."""
+    for digits in (2, 3, 4):
+        text = format_number(value, digits)
+        if below(float(text), limit):
+            return text
+    return f"{value:g}"
+
+
 def calcium_low(ctx: OrderContext) -> Finding | None:
     """Corrected (or, without albumin, total) calcium or ionized calcium below the label's limit within the window."""
     limits = ctx.threshold("calcium_low")
@@ -17,7 +26,7 @@ def calcium_low(ctx: OrderContext) -> Finding | None:
     if reading is not None and reading.below(limits):
         low.append(f"{reading.explanation}: below {format_number(reading.limit(limits), 2)} {reading.unit}.")
     if ionized is not None and below(ionized.value, limits["ionized_mmol_l"]):
-        low.append(f"Ionized calcium {ionized.shown()}: below {limits['ionized_mmol_l']:g} mmol/L.")
+        low.append(f"Ionized calcium {ionized.shown(3)}: below {limits['ionized_mmol_l']:g} mmol/L.")
     if not low:
         return None
     risk = ("Denosumab can cause severe, sometimes fatal, hypocalcemia; the label requires pre-existing hypocalcemia "
@@ -27,9 +36,10 @@ def calcium_low(ctx: OrderContext) -> Finding | None:
     lines = [f"**Do not give {order.describe()} until calcium is corrected.**", "", *(f"- {line}" for line in low), "", risk]
     if reading is not None and not reading.corrected:
         lines.append("The total calcium could not be corrected for albumin; a same-day albumin would confirm the level.")
-    shown = f"{format_number(reading.value, 2)} {reading.unit}" if reading is not None and reading.below(limits) else \
-        f"ionized {format_number(ionized.value, 2)} mmol/L"
-    return finding(ctx, "calcium-low", "critical", f"Calcium {shown} is low: correct it before {order.ingredient_display}",
+    shown = (f"Calcium {_below_text(reading.value, reading.limit(limits))} {reading.unit}"
+             if reading is not None and reading.below(limits) else
+             f"Ionized calcium {_below_text(ionized.value, limits['ionized_mmol_l'])} mmol/L")
+    return finding(ctx, "calcium-low", "critical", f"{shown} is low: correct it before {order.ingredient_display}",
                    lines, sources=[ctx.label_source], suggestions=[delete_draft(order, "Remove this order")])
 
 
@@ -139,6 +149,8 @@ def vitamin_d_low(ctx: OrderContext) -> Finding | None:
              "bone-modifying agents. Choose the repletion dose per local protocol, then continue vitamin D3 800 IU daily."]
     suggestion = prescribe_supplement(ctx.knowledge, "vitamin-d-repletion", ctx.patient_reference, ctx.user_reference,
                                       ctx.now, f"25-OH vitamin D {result.shown()}")
-    return finding(ctx, "vitamin-d-low", "warning",
-                   f"Vitamin D low ({format_number(result.recorded_value)} {result.recorded_unit}): replete it", lines,
+    molar = result.recorded_unit in ("nmol/L", "nmol/l")
+    factor = ctx.knowledge.unit_factor("vitamin_d_to_ng_ml", result.recorded_unit) or 1.0
+    shown = _below_text(result.recorded_value, limits["nmol_l"] if molar else limits["ng_ml"] / factor)
+    return finding(ctx, "vitamin-d-low", "warning", f"Vitamin D low ({shown} {result.recorded_unit}): replete it", lines,
                    suggestions=[suggestion])

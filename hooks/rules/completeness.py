@@ -13,6 +13,11 @@ GROUP_NAMES = {
 }
 
 
+def _lower_first(title: str) -> str:
+    """'Low 25-OH vitamin D' -> 'low 25-OH vitamin D': only the capital that starts the sentence is lowered."""
+    return title[:1].lower() + title[1:]
+
+
 def record_incomplete(ctx: OrderContext) -> Finding | None:
     """Runs last: for each fact group that could not be retrieved and that no other card explained, name the checks it blocked."""
     knowledge = ctx.knowledge
@@ -20,10 +25,11 @@ def record_incomplete(ctx: OrderContext) -> Finding | None:
     for group in sorted(ctx.facts.unavailable):
         if group not in GROUP_NAMES or group in ctx.reported_unavailable:
             continue
-        blocked = [knowledge.rule_meta(rule_id)["title"].lower() for rule_id in ctx.checks
-                   if group in knowledge.rule_meta(rule_id)["needs"] and ctx.in_scope(rule_id)]
+        # A rule that fired or decided anyway has nothing more to say; the others may have missed a finding.
+        blocked = [_lower_first(knowledge.rule_meta(rule_id)["title"]) for rule_id in ctx.checks
+                   if group in knowledge.rule_meta(rule_id)["needs"] and ctx.in_scope(rule_id) and rule_id not in ctx.decided]
         if blocked:
-            lines.append(f"- {GROUP_NAMES[group]} could not be retrieved ({ctx.facts.unavailable[group]}). Not checked: "
+            lines.append(f"- {GROUP_NAMES[group]} could not be retrieved ({ctx.facts.unavailable[group]}). Not fully checked: "
                          f"{'; '.join(dict.fromkeys(blocked))}.")
     if not lines:
         return None

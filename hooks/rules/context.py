@@ -87,6 +87,8 @@ class OrderContext:
     other_orders: tuple[BoneAgentOrder, ...] = ()
     checks: tuple[str, ...] = ()
     reported_unavailable: set[str] = field(default_factory=set)
+    # Rules that fired, or that could decide although some data they use was unavailable (the completeness card skips them).
+    decided: set[str] = field(default_factory=set)
 
     def threshold(self, name: str):
         return self.knowledge.threshold(name)

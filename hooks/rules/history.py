@@ -1,6 +1,8 @@
 """Rules on the patient's history: jaw osteonecrosis and its risks, dental check, pregnancy, allergy, esophagus, femur."""
 from __future__ import annotations
 
+from datetime import timezone
+
 from hooks.cards import Finding
 from hooks.rules.common import condition_line, finding, unavailable_line
 from hooks.rules.context import OrderContext, shift_months
@@ -56,14 +58,17 @@ def pregnancy_or_lactation(ctx: OrderContext) -> Finding | None:
     evidence = [condition_line(c) for value_set in ("pregnancy", "lactation")
                 for c in facts.conditions_in(value_set, active_only=True)]
     window = ctx.knowledge.raw["pregnancy_status"]["max_age_days"]
-    latest_status = facts.pregnancy_statuses[0] if facts.pregnancy_statuses else None
+    # An "unknown" answer says nothing either way, so it does not cancel an earlier "pregnant" one.
+    latest_status = next((s for s in facts.pregnancy_statuses if s.answer != "unknown"), None)
     if latest_status and latest_status.answer == "pregnant" and ctx.days_since(latest_status.when) <= window:
         evidence.append(f"- Pregnancy status: {latest_status.label} on {latest_status.when.date().isoformat()}.")
     if not evidence:
         return None
     lines = [f"**{ctx.order.describe()}** must not be given in pregnancy or while breast-feeding.", "", *evidence, "",
-             "Bisphosphonates and denosumab can harm the fetus or the breast-fed child. Denosumab also needs effective "
-             "contraception during treatment and for at least 5 months after the last dose."]
+             "Bisphosphonates and denosumab can harm the fetus or the breast-fed child."]
+    if ctx.order.ingredient == "denosumab":
+        lines.append("Denosumab also needs effective contraception during treatment and for at least 5 months after "
+                     "the last dose.")
     return finding(ctx, "pregnancy-or-lactation", "critical",
                    f"Pregnancy or breast-feeding on record: do not give {ctx.order.ingredient_display}", lines,
                    sources=[ctx.label_source], suggestions=[delete_draft(ctx.order, "Remove this order")])
@@ -83,8 +88,9 @@ def hypersensitivity(ctx: OrderContext) -> Finding | None:
         lines.append(f"- {allergy.label}: {scope}" + (f" ({details})" if details else "") + ".")
     lines += ["", "Hypersensitivity to the active substance (or, for bisphosphonates, to any bisphosphonate) is a label "
               "contraindication."]
+    class_only = all(order.ingredient not in a.ingredients for a in matching)
     return finding(ctx, "hypersensitivity", "critical",
-                   f"Allergy on record to {order.ingredient_display}" + (" or bisphosphonates" if ctx.is_bisphosphonate else ""),
+                   f"Allergy on record to {'bisphosphonates, which include ' if class_only else ''}{order.ingredient_display}",
                    lines, sources=[ctx.label_source], suggestions=[delete_draft(order, "Remove this order")])
 
 
@@ -106,10 +112,13 @@ def dental_check_missing(ctx: OrderContext) -> Finding | None:
     """First course of an IV bisphosphonate or denosumab (not emergency hypercalcemia) with no recent dental examination."""
     facts, order = ctx.facts, ctx.order
     if ctx.setting == "hypercalcemia-of-malignancy" or facts.bone_agent_doses:
+        ctx.decided.add("dental-check-missing")  # exempt whatever the missing data would have shown
         return None
     months = ctx.threshold("dental_exam_max_age_months")
-    since = shift_months(ctx.now, -months).date()
+    # Exam times are read as UTC; count back from the UTC day too (a frozen clock may carry another offset).
+    since = shift_months(ctx.now.astimezone(timezone.utc), -months).date()
     if any(exam.when.date() >= since for exam in facts.dental_exams):
+        ctx.decided.add("dental-check-missing")
         return None
     problems: list[str] = []
     unavailable = facts.is_unavailable("dental_exams")

@@ -23,6 +23,16 @@ def _grace(ctx: OrderContext) -> float:
     return ctx.threshold("interval_grace_days_for_months")
 
 
+SHORTEST_MONTH_DAYS = 28
+
+
+def _label_interval_days(every: list | tuple) -> float:
+    """An oral tablet's labelled interval in days. The 2-week grace of the interval rule does not apply (it would let
+    a monthly tablet be taken every 3 weeks); 'monthly' is met by any calendar month, so by 28 days."""
+    period, unit = every
+    return period * SHORTEST_MONTH_DAYS if unit == "mo" else minimum_days(every, 0)
+
+
 def interval_too_short(ctx: OrderContext) -> Finding | None:
     """The order's interval, or the time since the last dose of the same drug, is under the minimum for product and setting."""
     entry = _regimen_entry(ctx, "minimum_intervals")
@@ -34,7 +44,7 @@ def interval_too_short(ctx: OrderContext) -> Finding | None:
     new_every = not_before = None
     if order.interval is not None and order.interval.days < shortest - 1e-9:
         problems.append(f"- The order repeats {order.interval.describe()}.")
-        new_every = tuple(entry["every"])
+        new_every = tuple(entry.get("suggested_every", entry["every"]))
     last = ctx.last_dose
     if last is not None and ctx.days_since(last.when) < shortest:
         problems.append(f"- The last dose of {order.ingredient_display} was {ctx.days_since(last.when)} days ago, on "
@@ -140,7 +150,7 @@ def oral_bp_regimen(ctx: OrderContext) -> Finding | None:
     order = ctx.order
     if entry is None or order.interval is None:
         return None
-    if not order.interval.days < minimum_days(entry["every"], _grace(ctx)) - 1e-9:
+    if not order.interval.days < _label_interval_days(entry["every"]) - 1e-9:
         return None
     lines = [f"**{order.describe()}**: the {entry['strength']} strength is taken {every_words(entry['every'])}, not "
              f"{order.interval.describe()}.", "",

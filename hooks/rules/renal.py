@@ -156,6 +156,9 @@ def renal_dose_adjust(ctx: OrderContext) -> Finding | None:
     dose = table_dose(table["bands"], function.value)
     if dose is None:
         return None  # below the table's range: renal-contraindicated speaks
+    full_dose = order.formulation.max_dose_mg
+    if full_dose is not None and dose >= full_dose - 1e-9:
+        return None  # no renal reduction at this clearance: an overdose is dose-above-maximum's to report
     if order.dose_mg is not None and not order.dose_mg > dose + 1e-9:
         return None
     ordered = f"{order.dose_mg:g} mg" if order.dose_mg is not None else "no stated dose"
