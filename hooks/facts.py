@@ -33,7 +33,7 @@ class LabResult:
     def shown(self, digits: int = 2) -> str:
         """'1.9 mg/dL on 2026-10-02', or '168 umol/L (1.9 mg/dL) on 2026-10-02' when it was converted."""
         converted = f"{_trim(self.value, digits)} {self.unit}"
-        if self.recorded_unit and self.recorded_unit != self.unit:
+        if self.recorded_unit and self.recorded_unit != self.unit and self.recorded_value != self.value:
             return f"{_trim(self.recorded_value, digits)} {self.recorded_unit} ({converted}) on {self.when.date().isoformat()}"
         return f"{converted} on {self.when.date().isoformat()}"
 
@@ -423,7 +423,7 @@ def _read_doses(facts: PatientFacts, requests: Iterable[dict], administrations: 
 
 
 def latest_calcium(facts: PatientFacts, knowledge: Knowledge, max_age_days: int) -> CalciumReading | None:
-    """Latest albumin-corrected calcium (measured, or computed from total calcium and a same-day albumin; uncorrected
+    """Latest albumin-corrected calcium (measured, or computed from total calcium and an albumin drawn with it; uncorrected
     total calcium when there is no albumin, said so), in the unit family it was reported in."""
     direct = facts.latest("calcium_corrected", max_age_days)
     total = facts.latest("calcium_total", max_age_days)
@@ -437,7 +437,8 @@ def latest_calcium(facts: PatientFacts, knowledge: Knowledge, max_age_days: int)
     albumin = next((a for a in facts.results("albumin") if abs(days_between(a.when, total.when)) <= pairing_days), None)
     if albumin is None:
         return CalciumReading(value, unit, total.value, False, total.when,
-                              f"total calcium {total.shown()}, **not corrected for albumin** (no albumin from the same day)")
+                              f"total calcium {total.shown()}, **not corrected for albumin** (no albumin within "
+                              f"{pairing_days:g} day{'s' if pairing_days != 1 else ''} of it)")
     reference = knowledge.threshold("albumin_correction_reference_g_dl")
     factor = knowledge.threshold("albumin_correction_factor" if unit == "mg/dL" else "albumin_correction_factor_mmol_l_per_g_dl")
     corrected = value + factor * (reference - albumin.value)

@@ -35,7 +35,7 @@ def calcium_low(ctx: OrderContext) -> Finding | None:
             "re-check before giving.")
     lines = [f"**Do not give {order.describe()} until calcium is corrected.**", "", *(f"- {line}" for line in low), "", risk]
     if reading is not None and not reading.corrected:
-        lines.append("The total calcium could not be corrected for albumin; a same-day albumin would confirm the level.")
+        lines.append("The total calcium could not be corrected for albumin; an albumin drawn with the calcium would confirm the level.")
     shown = (f"Calcium {_below_text(reading.value, reading.limit(limits))} {reading.unit}"
              if reading is not None and reading.below(limits) else
              f"Ionized calcium {_below_text(ionized.value, limits['ionized_mmol_l'])} mmol/L")
