@@ -102,6 +102,12 @@ LOW_CASES = [  # (record, None or (summary text, detail texts...))
     pytest.param(lambda p: p.calcium(20, 8.0, albumin=4.0).calcium(5, 9.0, albumin=4.0), None, id="latest-normal-decides"),
     pytest.param(lambda p: p.calcium(20, 9.0, albumin=4.0).calcium(5, 8.0, albumin=4.0),
                  ("Calcium 8 mg/dL", "albumin-corrected calcium 8 mg/dL"), id="latest-low-decides"),
+    pytest.param(lambda p: p.ionized_calcium(20, 1.0).calcium(5, 9.4, albumin=4.1), None,
+                 id="older-low-ionized-newer-normal-total"),
+    pytest.param(lambda p: p.calcium(20, 8.0, albumin=4.0).ionized_calcium(5, 1.2), None,
+                 id="older-low-total-newer-normal-ionized"),
+    pytest.param(lambda p: p.calcium(20, 9.4, albumin=4.1).ionized_calcium(5, 1.05),
+                 ("Ionized calcium 1.05 mmol/L", "below 1.12 mmol/L"), id="newer-low-ionized-decides"),
 ]
 
 

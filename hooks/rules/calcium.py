@@ -22,6 +22,9 @@ def calcium_low(ctx: OrderContext) -> Finding | None:
     """Corrected (or, without albumin, total) calcium or ionized calcium below the label's limit within the window."""
     limits = ctx.threshold("calcium_low")
     order, reading, ionized = ctx.order, ctx.calcium, ctx.ionized_calcium
+    if reading is not None and ionized is not None and reading.when.date() != ionized.when.date():
+        # A later calcium of the other kind shows the current level; only same-day results are judged together.
+        reading, ionized = (reading, None) if reading.when > ionized.when else (None, ionized)
     low: list[str] = []
     if reading is not None and reading.below(limits):
         low.append(f"{reading.explanation}: below {format_number(reading.limit(limits), 2)} {reading.unit}.")
