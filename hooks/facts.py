@@ -71,6 +71,7 @@ class MedicationFact:
     classes: frozenset[str]
     bone_agent: str | None
     in_request: bool = False  # drafted in this same request (e.g. calcium signed together with the bone agent)
+    route_text: str = ""
 
     @property
     def reference(self) -> str | None:
@@ -129,6 +130,28 @@ class CalciumReading:
 
 
 @dataclass(frozen=True)
+class TScore:
+    """A DXA T-score at one site (lumbar spine, hip, femur)."""
+    value: float
+    site: str
+    when: datetime
+
+    def shown(self) -> str:
+        return f"T-score {self.value:g} ({self.site}) on {self.when.date().isoformat()}"
+
+
+@dataclass(frozen=True)
+class CodedFinding:
+    """A dated coded answer or procedure the eligibility logic reads: menopausal status, smoking, oophorectomy."""
+    value: str
+    when: datetime | None
+    label: str
+
+    def dated(self) -> str:
+        return f"{self.label}" + (f" ({self.when.date().isoformat()})" if self.when else "")
+
+
+@dataclass(frozen=True)
 class DoseEvent:
     """A dose of a bone-modifying agent that was given (or ordered and not cancelled) before this order."""
     ingredient: str
@@ -156,6 +179,10 @@ class PatientFacts:
     allergies: list[AllergyFact] = field(default_factory=list)
     dental_exams: list[DentalExam] = field(default_factory=list)
     pregnancy_statuses: list[PregnancyStatus] = field(default_factory=list)
+    t_scores: list[TScore] = field(default_factory=list)
+    menopause_observations: list[CodedFinding] = field(default_factory=list)
+    smoking_statuses: list[CodedFinding] = field(default_factory=list)
+    oophorectomies: list[CodedFinding] = field(default_factory=list)
     unavailable: dict[str, str] = field(default_factory=dict)
     setting: Setting = field(default_factory=lambda: Setting("no-breast-cancer", "no breast cancer diagnosis on record"))
 
@@ -236,6 +263,7 @@ def build_facts(
     facts.allergies = [a for a in (_read_allergy(r, knowledge) for r in by_type.get("AllergyIntolerance", {}).values()) if a]
     facts.dental_exams = _read_dental_exams(facts, by_type.get("Procedure", {}).values(),
                                             by_type.get("Encounter", {}).values(), knowledge)
+    facts.oophorectomies = _read_oophorectomies(by_type.get("Procedure", {}).values(), knowledge)
     facts.setting = derive_setting(facts, knowledge)
     return facts
 
@@ -248,13 +276,15 @@ UNIT_TABLES = {
     "calcium_ionized": ("ionized_calcium_to_mmol_l", "mmol/L"),
     "albumin": ("albumin_to_g_dl", "g/dL"),
     "vitamin_d": ("vitamin_d_to_ng_ml", "ng/mL"),
+    "body_height": ("height_to_cm", "cm"),
 }
+# Results whose unit is checked against a list (no conversion): kind -> (knowledge units list, unit the rules use).
+UNIT_LISTS = {"egfr": ("egfr_units", "mL/min/1.73 m2"), "bmi": ("bmi_units", "kg/m2"), "dxa_t_score": ("t_score_units", "T-score")}
 MOLAR_UNITS = frozenset({"mmol/L", "mmol/l"})
 
 
 def _read_observations(facts: PatientFacts, observations: Iterable[dict], knowledge: Knowledge) -> None:
     loinc = knowledge.systems["loinc"]
-    egfr_units = set(knowledge.raw["units"]["egfr_units"])
     for observation in observations:
         if observation.get("status") not in READABLE_OBSERVATION_STATUS:
             continue
@@ -262,19 +292,30 @@ def _read_observations(facts: PatientFacts, observations: Iterable[dict], knowle
                      if system == loinc and code in knowledge.observation_kind_by_loinc), None)
         if kind is None:
             _read_pregnancy_status(facts, observation, knowledge)
+            _read_menopause_observation(facts, observation, knowledge)
             continue
         when = effective_datetime(observation)
+        if kind == "smoking_status":
+            _read_smoking_status(facts, observation, when, knowledge)
+            continue
         measured = quantity(observation.get("valueQuantity"))
+        if kind == "dxa_t_score" and measured is not None and measured.unit is None:
+            measured = type(measured)(measured.value, "")  # T-scores are often sent without a unit
         if measured is None or when is None:
             reason = "no date" if when is None else "no numeric value"
             facts.unreadable.setdefault(kind, []).append(UnreadableResult(kind, when, None, reason))
             continue
-        if kind == "egfr":
-            unit = "mL/min/1.73 m2"
-            if measured.unit not in egfr_units:
+        if kind in UNIT_LISTS:
+            units_key, unit = UNIT_LISTS[kind]
+            if measured.unit not in set(knowledge.raw["units"][units_key]):
                 facts.unreadable.setdefault(kind, []).append(UnreadableResult(kind, when, measured.unit, "unknown unit"))
                 continue
             value = measured.value
+            if kind == "dxa_t_score":
+                site = next((knowledge.raw["observations"]["dxa_t_score"]["sites"][code]
+                             for system, code, _ in codings(observation.get("code"))
+                             if system == loinc and code in knowledge.raw["observations"]["dxa_t_score"]["sites"]), "DXA")
+                facts.t_scores.append(TScore(value, site, when))
         else:
             table, unit = UNIT_TABLES[kind]
             factor = knowledge.unit_factor(table, measured.unit)
@@ -289,6 +330,43 @@ def _read_observations(facts: PatientFacts, observations: Iterable[dict], knowle
     for unreadable in facts.unreadable.values():
         unreadable.sort(key=lambda r: r.when or datetime.min.replace(tzinfo=facts.now.tzinfo), reverse=True)
     facts.pregnancy_statuses.sort(key=lambda p: p.when, reverse=True)
+    facts.t_scores.sort(key=lambda t: t.when, reverse=True)
+    for findings in (facts.menopause_observations, facts.smoking_statuses):
+        findings.sort(key=lambda f: f.when.timestamp() if f.when else 0, reverse=True)
+
+
+def _read_menopause_observation(facts: PatientFacts, observation: dict, knowledge: Knowledge) -> None:
+    """A menopausal-status observation (SNOMED observable 161712005) answered before/after menopause."""
+    spec = knowledge.raw["menopause"]
+    if not any(knowledge.coding_in(spec["status_observation"], system, code) for system, code, _ in codings(observation.get("code"))):
+        return
+    answer = observation.get("valueCodeableConcept")
+    for system, code, _ in codings(answer):
+        for value_set, status in spec["status_answers"].items():
+            if knowledge.condition_sets[value_set].matches(system, code, knowledge.systems):
+                facts.menopause_observations.append(CodedFinding(status, effective_datetime(observation),
+                                                                 f"menopausal status observation: {concept_label(answer)}"))
+                return
+
+
+def _read_smoking_status(facts: PatientFacts, observation: dict, when: datetime | None, knowledge: Knowledge) -> None:
+    answer = observation.get("valueCodeableConcept")
+    current = any(knowledge.coding_in(knowledge.raw["smoking"]["current_smoker_answers"], system, code)
+                  for system, code, _ in codings(answer))
+    facts.smoking_statuses.append(CodedFinding("current" if current else "not-current", when,
+                                               f"smoking status: {concept_label(answer, 'coded answer')}"))
+
+
+def _read_oophorectomies(procedures: Iterable[dict], knowledge: Knowledge) -> list[CodedFinding]:
+    codes = knowledge.raw["menopause"]["bilateral_oophorectomy"]
+    found = []
+    for procedure in procedures:
+        if procedure.get("status") in NOT_PERFORMED_STATUS:
+            continue
+        if any(knowledge.coding_in(codes, system, code) for system, code, _ in codings(procedure.get("code"))):
+            found.append(CodedFinding("bilateral-oophorectomy", effective_datetime(procedure),
+                                      concept_label(procedure.get("code"), "bilateral oophorectomy")))
+    return found
 
 
 def _read_pregnancy_status(facts: PatientFacts, observation: dict, knowledge: Knowledge) -> None:
@@ -334,7 +412,8 @@ def read_medication(request: dict, medications: dict[str, dict], knowledge: Know
     status = request.get("status") if isinstance(request.get("status"), str) else None
     label = next((text for concept in concepts for text in concept_texts(concept)), "unnamed medication")
     return MedicationFact(request.get("id") if isinstance(request.get("id"), str) else None, label, status,
-                          parse_datetime(request.get("authoredOn")), classes, bone_agent[0] if bone_agent else None)
+                          parse_datetime(request.get("authoredOn")), classes, bone_agent[0] if bone_agent else None,
+                          route_text=route_texts)
 
 
 def _in_class(concepts: list[Any], drug_class: Any, knowledge: Knowledge) -> bool:

@@ -1,10 +1,10 @@
 """Small lenient readers for plain-JSON FHIR resources (prefetch and draft orders are never model-parsed)."""
 from __future__ import annotations
 
+import calendar
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any, Iterator
-
 
 
 def as_list(value: Any) -> list:
@@ -72,6 +72,13 @@ def parse_datetime(value: Any) -> datetime | None:
 def parse_date(value: Any) -> date | None:
     parsed = parse_datetime(value)
     return parsed.date() if parsed else None
+
+
+def shift_months(moment: datetime, months: int) -> datetime:
+    """The same day `months` calendar months later (or earlier), clamped to the month's last day."""
+    index = moment.year * 12 + moment.month - 1 + months
+    year, month = divmod(index, 12)
+    return moment.replace(year=year, month=month + 1, day=min(moment.day, calendar.monthrange(year, month + 1)[1]))
 
 
 def days_between(earlier: datetime, later: datetime) -> int:

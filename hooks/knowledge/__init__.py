@@ -51,7 +51,8 @@ class Source:
 
 ORDER_SCOPES = frozenset({"any", "parenteral", "oral-bisphosphonate", "bisphosphonate", "denosumab"})
 FACT_GROUPS = frozenset({"creatinine", "egfr", "body_weight", "calcium", "vitamin_d", "pregnancy_status", "medications",
-                         "administrations", "conditions", "allergies", "dental_exams"})
+                         "administrations", "conditions", "allergies", "dental_exams", "bone_density", "menopause",
+                         "procedures"})
 
 
 def normalise_icd(code: str) -> str:
@@ -248,6 +249,10 @@ def _check_references(raw: dict[str, Any], sources: dict[str, Source], formulati
                 raise ValueError(f"{table} names unknown ingredient {entry['ingredient']}")
             if entry.get("source") and entry["source"] not in sources:
                 raise ValueError(f"{table} cites unknown source {entry['source']}")
+    for name, regimen in raw["regimens"]["entries"].items():
+        system, _code, _display = regimen["medication"]
+        if system not in raw["systems"] or regimen["route"] not in raw["routes"]:
+            raise ValueError(f"regimen {name} names an unknown code system or route")
     for formulation in raw["formulations"]:
         for key in ("infusion_source", "max_dose_source", "label_source"):
             if formulation.get(key) and formulation[key] not in sources:

@@ -1,14 +1,13 @@
 """What a rule sees about one order: the order, the patient's facts, the knowledge and shared derived values."""
 from __future__ import annotations
 
-import calendar
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 from typing import Any, Iterable
 
 from hooks.facts import CalciumReading, DoseEvent, LabResult, PatientFacts, latest_calcium
-from hooks.fhir_read import days_between
+from hooks.fhir_read import days_between, shift_months  # noqa: F401  (shift_months: re-exported for the rules)
 from hooks.knowledge import Knowledge
 from hooks.orders import DAYS_PER_UNIT, BoneAgentOrder
 from hooks.renal import RenalAssessment, assess_renal_function
@@ -23,13 +22,6 @@ def below(value: float, limit: float) -> bool:
 
 def at_least(value: float, limit: float) -> bool:
     return not below(value, limit)
-
-
-def shift_months(moment: datetime, months: int) -> datetime:
-    """The same day `months` calendar months later (or earlier), clamped to the month's last day."""
-    index = moment.year * 12 + moment.month - 1 + months
-    year, month = divmod(index, 12)
-    return moment.replace(year=year, month=month + 1, day=min(moment.day, calendar.monthrange(year, month + 1)[1]))
 
 
 def minimum_days(every: Iterable[Any], grace_days: float) -> float:
