@@ -23,15 +23,18 @@ SEVERITY = {"critical": 0, "warning": 1, "info": 2}
 
 def evaluate_orders(orders: Iterable[BoneAgentOrder], facts: PatientFacts, knowledge: Knowledge,
                     rules: Iterable[tuple[str, Rule]], patient_reference: str, user_reference: str | None,
-                    now: datetime) -> list[Finding]:
-    """Each order against each rule in scope for it; per order the cards come most serious first."""
+                    now: datetime, *, all_orders: Iterable[BoneAgentOrder] | None = None,
+                    tolerant: bool = False) -> list[Finding]:
+    """Each order against each rule in scope for it; per order the cards come most serious first. `all_orders` are the
+    bone-agent drafts of the whole order set (order-select checks only the selected ones, but sees the rest)."""
     findings: list[Finding] = []
     rules = tuple(rules)
     orders = tuple(orders)
+    others = tuple(all_orders) if all_orders is not None else orders
     checks = tuple(rule_id for rule_id, _ in rules)
     for order in orders:
-        ctx = OrderContext(order, facts, knowledge, patient_reference, user_reference, now, other_orders=orders,
-                           checks=checks)
+        ctx = OrderContext(order, facts, knowledge, patient_reference, user_reference, now, other_orders=others,
+                           checks=checks, tolerant=tolerant)
         for_order: list[Finding] = []
         for rule_id, rule in rules:
             if not ctx.in_scope(rule_id):

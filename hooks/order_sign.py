@@ -1,4 +1,4 @@
-"""The order-sign CDS service: which data it asks for, which orders it checks, and which rules it runs."""
+"""The order-sign and order-select CDS services: which data they ask for, which orders they check, which rules they run."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -11,7 +11,7 @@ from hooks.facts import build_facts
 from hooks.fhir_read import bundle_resources
 from hooks.knowledge import Knowledge
 from hooks.orders import BoneAgentOrder, find_bone_agent_orders
-from hooks.rules import ORDER_SAFETY_RULES
+from hooks.rules import ORDER_RULES
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,7 @@ class PrefetchKey:
     provides: tuple[str, ...]
 
 
-def _codes(knowledge: Knowledge, *kinds: str) -> str:
+def loinc_tokens(knowledge: Knowledge, *kinds: str) -> str:
     loinc = knowledge.systems["loinc"]
     return ",".join(f"{loinc}|{code}" for kind in kinds for code in knowledge.loinc_codes(kind))
 
@@ -40,14 +40,14 @@ def order_prefetch_keys(knowledge: Knowledge) -> tuple[PrefetchKey, ...]:
     dental_set = dental["encounter_condition_set"]
     return (
         PrefetchKey("patient", f"Patient/{patient}", ("patient",)),
-        PrefetchKey("renal", f"Observation?patient={patient}&code={_codes(knowledge, 'creatinine', 'egfr')}&_sort=-date&_count=100",
+        PrefetchKey("renal", f"Observation?patient={patient}&code={loinc_tokens(knowledge, 'creatinine', 'egfr')}&_sort=-date&_count=100",
                     ("creatinine", "egfr")),
-        PrefetchKey("weight", f"Observation?patient={patient}&code={_codes(knowledge, 'body_weight')}&_sort=-date&_count=20",
+        PrefetchKey("weight", f"Observation?patient={patient}&code={loinc_tokens(knowledge, 'body_weight')}&_sort=-date&_count=20",
                     ("body_weight",)),
         PrefetchKey("calcium", f"Observation?patient={patient}&code="
-                    f"{_codes(knowledge, 'calcium_total', 'calcium_corrected', 'calcium_ionized', 'albumin')}&_sort=-date&_count=40",
+                    f"{loinc_tokens(knowledge, 'calcium_total', 'calcium_corrected', 'calcium_ionized', 'albumin')}&_sort=-date&_count=40",
                     ("calcium",)),
-        PrefetchKey("vitaminD", f"Observation?patient={patient}&code={_codes(knowledge, 'vitamin_d')}&_sort=-date&_count=5",
+        PrefetchKey("vitaminD", f"Observation?patient={patient}&code={loinc_tokens(knowledge, 'vitamin_d')}&_sort=-date&_count=5",
                     ("vitamin_d",)),
         PrefetchKey("pregnancyStatus", f"Observation?patient={patient}&value-concept="
                     f"{_tokens(knowledge, [p for answers in ('pregnant', 'not_pregnant', 'unknown') for p in pregnancy[answers]])}"
@@ -61,6 +61,22 @@ def order_prefetch_keys(knowledge: Knowledge) -> tuple[PrefetchKey, ...]:
                     f"&_sort=-date&_count=5", ("dental_exams",)),
         PrefetchKey("dentalEncounters", f"Encounter?patient={patient}&reason-code={_icd_tokens(knowledge, dental_set)}"
                     f"&_sort=-date&_count=5", ("dental_exams",)),
+        *eligibility_prefetch_keys(knowledge),
+    )
+
+
+def eligibility_prefetch_keys(knowledge: Knowledge) -> tuple[PrefetchKey, ...]:
+    """What menopausal status and the bone-loss indication read: DXA, BMI, height, smoking, status, oophorectomy."""
+    patient = "{{context.patientId}}"
+    menopause = knowledge.raw["menopause"]
+    return (
+        PrefetchKey("boneDensity", f"Observation?patient={patient}&code="
+                    f"{loinc_tokens(knowledge, 'dxa_t_score', 'bmi', 'body_height', 'smoking_status')}&_sort=-date&_count=50",
+                    ("bone_density",)),
+        PrefetchKey("menopauseStatus", f"Observation?patient={patient}&code={_tokens(knowledge, menopause['status_observation'])}"
+                    f"&_sort=-date&_count=5", ("menopause",)),
+        PrefetchKey("oophorectomy", f"Procedure?patient={patient}&code={_tokens(knowledge, menopause['bilateral_oophorectomy'])}"
+                    f"&_count=5", ("procedures",)),
     )
 
 
@@ -78,13 +94,15 @@ class OrderSignService:
     description = ("Checks orders for zoledronic acid, pamidronate, ibandronate, alendronate, risedronate, clodronate "
                    "and denosumab before they are signed: renal function, calcium, vitamin D, supplements, dental "
                    "check, osteonecrosis of the jaw, schedule and dose, duplicates, pregnancy, allergies and "
-                   "contraindications from the product labels and the AGO guideline.")
+                   "contraindications from the product labels, and adjuvant eligibility (menopausal status, "
+                   "chemotherapy, bone loss) from the AGO guideline and the EBCTCG meta-analysis.")
     context_schema = "order-sign-context"
+    tolerant = False
 
     def __init__(self, knowledge: Knowledge) -> None:
         self.knowledge = knowledge
         self.prefetch_keys = order_prefetch_keys(knowledge)
-        self.rules = ORDER_SAFETY_RULES
+        self.rules = ORDER_RULES
 
     def discovery_entry(self) -> dict[str, Any]:
         return {
@@ -99,17 +117,38 @@ class OrderSignService:
                                   "fhirAuthorization."),
         }
 
-    def relevant_orders(self, context: dict[str, Any]) -> list[BoneAgentOrder]:
+    def triage(self, context: dict[str, Any]) -> list[BoneAgentOrder]:
+        """The orders to check; none means an empty answer without reading the record."""
         return find_bone_agent_orders(context.get("draftOrders"), self.knowledge)
 
     def evaluate(self, context: dict[str, Any], orders: list[BoneAgentOrder], patient: dict | None,
                  resources: list[dict], unavailable: dict[str, str], now: datetime) -> list[Finding]:
-        draft_ids = frozenset(o.resource_id for o in orders if o.resource_id)
+        all_orders = find_bone_agent_orders(context.get("draftOrders"), self.knowledge)
+        draft_ids = frozenset(o.resource_id for o in all_orders if o.resource_id)
         companions = [r for r in bundle_resources(context.get("draftOrders")) if r.get("id") not in draft_ids]
         facts = build_facts(patient, resources, unavailable, self.knowledge, now, draft_ids, companions)
         patient_reference = f"Patient/{context['patientId']}"
-        return evaluate_orders(orders, facts, self.knowledge, self.rules, patient_reference, context.get("userId"), now)
+        return evaluate_orders(orders, facts, self.knowledge, self.rules, patient_reference, context.get("userId"), now,
+                               all_orders=all_orders, tolerant=self.tolerant)
+
+
+class OrderSelectService(OrderSignService):
+    """The same checks when a bone agent is selected, before dose and timing are complete: what it does not say yet is
+    skipped; the other drafts of the order set are seen for duplicates."""
+
+    id = "bonecds-order-select"
+    hook = "order-select"
+    title = "Bone-modifying agent selection check"
+    description = ("Runs the order-sign checks as soon as a bone-modifying agent is selected, skipping what the order "
+                   "does not state yet (dose, interval), so problems show before the order is completed.")
+    context_schema = "order-select-context"
+    tolerant = True
+
+    def triage(self, context: dict[str, Any]) -> list[BoneAgentOrder]:
+        selected = {s for s in context.get("selections", []) if isinstance(s, str)}
+        return [o for o in find_bone_agent_orders(context.get("draftOrders"), self.knowledge) if o.reference in selected]
 
 
 def build_services(knowledge: Knowledge) -> list:
-    return [OrderSignService(knowledge)]
+    from hooks.patient_view import PatientViewService
+    return [OrderSignService(knowledge), OrderSelectService(knowledge), PatientViewService(knowledge)]

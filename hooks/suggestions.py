@@ -160,25 +160,56 @@ def update_draft_infusion(order: BoneAgentOrder, minutes: float, label: str) -> 
     return _update_draft(order, label, f"Infuse the draft order over {minutes:g} minutes", change)
 
 
+def regimen_medication(knowledge: Knowledge, regimen: dict[str, Any]) -> dict[str, Any]:
+    """The CodeableConcept a regimen names: a product of the product table, or a [system key, code, display] triple."""
+    if "product" in regimen:
+        product = knowledge.product_by_rxnorm[regimen["product"]]
+        system, code, display = knowledge.systems["rxnorm"], product.rxnorm, product.display
+    else:
+        key, code, display = regimen["medication"]
+        system = knowledge.systems[key]
+    return {"coding": [{"system": system, "code": code, "display": display}], "text": display}
+
+
+def _apply_regimen(knowledge: Knowledge, regimen: dict[str, Any], dosage: dict[str, Any]) -> None:
+    _set_dose(dosage, regimen["dose_mg"])
+    route_code, route_display = ROUTE_CODES[regimen["route"]]
+    dosage["route"] = {"coding": [{"system": knowledge.systems["snomed"], "code": route_code, "display": route_display}]}
+    repeat = _repeat(dosage)
+    for key in ("frequency", "period", "periodUnit", "duration", "durationUnit", "boundsPeriod"):
+        repeat.pop(key, None)
+    repeat.update(frequency=1, period=regimen["every"][0], periodUnit=regimen["every"][1])
+    if regimen.get("infusion_minutes"):
+        repeat.update(duration=regimen["infusion_minutes"], durationUnit="min")
+    dosage["text"] = regimen["label"]
+
+
 def replace_draft_regimen(order: BoneAgentOrder, knowledge: Knowledge, regimen: dict[str, Any],
                           recommended: bool) -> Suggestion | None:
     """Turn the draft into another regimen (product, dose, route, interval, infusion time) in one update."""
-    product = knowledge.product_by_rxnorm[regimen["product"]]
-
     def change(draft: dict[str, Any]) -> None:
         draft.pop("medicationReference", None)
-        draft["medicationCodeableConcept"] = {"coding": [{"system": knowledge.systems["rxnorm"], "code": product.rxnorm,
-                                                          "display": product.display}], "text": product.display}
-        dosage = draft["dosageInstruction"][0]
-        _set_dose(dosage, regimen["dose_mg"])
-        route_code, route_display = ROUTE_CODES[regimen["route"]]
-        dosage["route"] = {"coding": [{"system": knowledge.systems["snomed"], "code": route_code, "display": route_display}]}
-        repeat = _repeat(dosage)
-        for key in ("frequency", "period", "periodUnit", "duration", "durationUnit", "boundsPeriod"):
-            repeat.pop(key, None)
-        repeat.update(frequency=1, period=regimen["every"][0], periodUnit=regimen["every"][1])
-        if regimen.get("infusion_minutes"):
-            repeat.update(duration=regimen["infusion_minutes"], durationUnit="min")
-        dosage["text"] = regimen["label"]
+        draft["medicationCodeableConcept"] = regimen_medication(knowledge, regimen)
+        _apply_regimen(knowledge, regimen, draft["dosageInstruction"][0])
     return _update_draft(order, f"Change to {regimen['label']}", f"Replace the draft with {regimen['label']}", change,
                          recommended=recommended)
+
+
+def prescribe_regimen(knowledge: Knowledge, regimen_key: str, patient_reference: str, requester: str | None,
+                      now: datetime, reason: str, recommended: bool = False) -> Suggestion:
+    """Suggest a new draft MedicationRequest for a guideline regimen of the knowledge file (patient-view review)."""
+    regimen = knowledge.raw["regimens"]["entries"][regimen_key]
+    dosage: dict[str, Any] = {}
+    _apply_regimen(knowledge, regimen, dosage)
+    resource = _requested_by({
+        "resourceType": "MedicationRequest",
+        "status": "draft",
+        "intent": "order",
+        "medicationCodeableConcept": regimen_medication(knowledge, regimen),
+        "subject": {"reference": patient_reference},
+        "authoredOn": _instant(now),
+        "reasonCode": [{"text": reason}],
+        "dosageInstruction": [dosage],
+    }, requester)
+    return Suggestion(f"Order {regimen['label']}", (Action("create", f"Create a draft order: {regimen['label']}",
+                                                           resource=resource),), is_recommended=recommended)

@@ -123,18 +123,18 @@ def call_service(service_id: str) -> Response:
         raise ApiError(400, f"Service {service.id} answers the {service.hook} hook, not {body['hook']!r}.", "hook")
     context = body["context"]
     validate(service.context_schema, context, "context")
-    orders = service.relevant_orders(context)
-    if not orders:
-        log.info("hook=%s instance=%s service=%s orders=0 cards=0 ms=%.1f", service.hook, body["hookInstance"], service.id,
+    work = service.triage(context)
+    if not work:
+        log.info("hook=%s instance=%s service=%s items=0 cards=0 ms=%.1f", service.hook, body["hookInstance"], service.id,
                  (time.perf_counter() - started) * 1000)
         return json_response(EMPTY_RESPONSE)
     now = rt.clock.now()
     record = gather_record(service.prefetch_keys, body, context, rt.fetcher)
-    findings = service.evaluate(context, orders, record.patient, record.resources, record.unavailable, now)
+    findings = service.evaluate(context, work, record.patient, record.resources, record.unavailable, now)
     cards = [rt.renderer.render(f) for f in findings]
     _remember_cards(service.id, body["hookInstance"], findings, cards, now)
-    log.info("hook=%s instance=%s service=%s orders=%d fetched=%s unavailable=%s rules=%s ms=%.1f", service.hook,
-             body["hookInstance"], service.id, len(orders), ",".join(record.fetched) or "-",
+    log.info("hook=%s instance=%s service=%s items=%d fetched=%s unavailable=%s rules=%s ms=%.1f", service.hook,
+             body["hookInstance"], service.id, len(work), ",".join(record.fetched) or "-",
              ",".join(sorted(record.unavailable)) or "-", ",".join(f.rule_id for f in findings) or "-",
              (time.perf_counter() - started) * 1000)
     return json_response({"cards": cards})

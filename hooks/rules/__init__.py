@@ -5,6 +5,10 @@ from hooks.rules.calcium import (
     calcium_data_missing, calcium_low, denosumab_renal_hypocalcemia, supplements_missing, vitamin_d_low,
 )
 from hooks.rules.completeness import record_incomplete
+from hooks.rules.eligibility import (
+    adjuvant_denosumab_not_recommended, adjuvant_no_benefit_premenopausal, adjuvant_premenopausal_chemotherapy,
+    dxa_missing, menopausal_status_unknown,
+)
 from hooks.rules.history import (
     atypical_femur_fracture_history, dental_check_missing, hypersensitivity, onj_history, onj_risk_antiangiogenic,
     oral_bp_esophageal, pregnancy_or_lactation,
@@ -39,5 +43,13 @@ ORDER_SAFETY_RULES = (
     ("dental-check-missing", dental_check_missing),
     ("vitamin-d-low", vitamin_d_low),
     ("supplements-missing", supplements_missing),
-    ("record-incomplete", record_incomplete),
 )
+ORDER_ELIGIBILITY_RULES = (
+    ("adjuvant-premenopausal-chemotherapy", adjuvant_premenopausal_chemotherapy),
+    ("adjuvant-denosumab-not-recommended", adjuvant_denosumab_not_recommended),
+    ("adjuvant-no-benefit-premenopausal", adjuvant_no_benefit_premenopausal),
+    ("menopausal-status-unknown", menopausal_status_unknown),
+    ("dxa-missing", dxa_missing),
+)
+# Safety first, then eligibility; the completeness card runs last so it knows what the others already said.
+ORDER_RULES = ORDER_SAFETY_RULES + ORDER_ELIGIBILITY_RULES + (("record-incomplete", record_incomplete),)

@@ -10,6 +10,8 @@ from hooks.facts import CalciumReading, DoseEvent, LabResult, PatientFacts, late
 from hooks.fhir_read import days_between, shift_months  # noqa: F401  (shift_months: re-exported for the rules)
 from hooks.knowledge import Knowledge
 from hooks.orders import DAYS_PER_UNIT, BoneAgentOrder
+from hooks.bone_health import BoneLossAssessment, assess_bone_loss
+from hooks.menopause import MenopausalStatus, menopausal_status
 from hooks.renal import RenalAssessment, assess_renal_function
 
 MONTH_UNITS = frozenset({"mo", "a"})
@@ -81,6 +83,8 @@ class OrderContext:
     reported_unavailable: set[str] = field(default_factory=set)
     # Rules that fired, or that could decide although some data they use was unavailable (the completeness card skips them).
     decided: set[str] = field(default_factory=set)
+    # order-select: the order may not say its dose or timing yet, so rules skip what it does not say
+    tolerant: bool = False
 
     def threshold(self, name: str):
         return self.knowledge.threshold(name)
@@ -171,3 +175,11 @@ class OrderContext:
         if window:
             return window[-1], f"earliest value in the last {lookback // 365} years (no value before the course start)"
         return None
+
+    @cached_property
+    def menopause(self) -> MenopausalStatus:
+        return menopausal_status(self.facts, self.knowledge)
+
+    @cached_property
+    def bone_loss(self) -> BoneLossAssessment:
+        return assess_bone_loss(self.facts, self.knowledge)

@@ -153,6 +153,8 @@ def renal_dose_adjust(ctx: OrderContext) -> Finding | None:
             function, basis = baseline
         else:
             basis = "latest renal function, because no baseline clearance before this course could be calculated"
+    if ctx.tolerant and order.dose_mg is None:
+        return None  # order-select: no dose chosen yet
     dose = table_dose(table["bands"], function.value)
     if dose is None:
         return None  # below the table's range: renal-contraindicated speaks

@@ -1,0 +1,80 @@
+"""The patient-view CDS service: a bone-health review of who should be on a bone-modifying agent and is not."""
+from __future__ import annotations
+
+import logging
+import traceback
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from hooks.cards import Finding
+from hooks.facts import build_facts
+from hooks.knowledge import Knowledge
+from hooks.order_sign import PrefetchKey, eligibility_prefetch_keys, loinc_tokens
+from hooks.rules.review import REVIEW_RULES, ReviewContext
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PatientReview:
+    """The one piece of work a patient-view call asks for."""
+    patient_id: str
+
+
+def review_prefetch_keys(knowledge: Knowledge) -> tuple[PrefetchKey, ...]:
+    patient = "{{context.patientId}}"
+    return (
+        PrefetchKey("patient", f"Patient/{patient}", ("patient",)),
+        PrefetchKey("weight", f"Observation?patient={patient}&code={loinc_tokens(knowledge, 'body_weight')}&_sort=-date&_count=5",
+                    ("body_weight",)),
+        PrefetchKey("medications", f"MedicationRequest?patient={patient}&_sort=-authoredon&_count=100", ("medications",)),
+        PrefetchKey("administrations", f"MedicationAdministration?patient={patient}&_sort=-effective-time&_count=100",
+                    ("administrations",)),
+        PrefetchKey("conditions", f"Condition?patient={patient}&_count=100", ("conditions",)),
+        PrefetchKey("allergies", f"AllergyIntolerance?patient={patient}&_count=50", ("allergies",)),
+        *eligibility_prefetch_keys(knowledge),
+    )
+
+
+class PatientViewService:
+    """Reviews a breast-cancer patient's chart for a missing bone-modifying agent when the chart is opened."""
+
+    id = "bonecds-patient-view"
+    hook = "patient-view"
+    title = "Bone-health review"
+    description = ("When a chart is opened: bone metastases without a bone-modifying agent, postmenopausal early breast "
+                   "cancer without an adjuvant bisphosphonate, a bone-loss indication without treatment, and denosumab "
+                   "stopped without a bisphosphonate to follow; each with a draft order on the guideline regimen.")
+    context_schema = "patient-view-context"
+
+    def __init__(self, knowledge: Knowledge) -> None:
+        self.knowledge = knowledge
+        self.prefetch_keys = review_prefetch_keys(knowledge)
+        self.rules = REVIEW_RULES
+
+    def discovery_entry(self) -> dict[str, Any]:
+        return {"hook": self.hook, "id": self.id, "title": self.title, "description": self.description,
+                "prefetch": {p.key: p.template for p in self.prefetch_keys},
+                "usageRequirements": ("Without prefetch the service reads Patient, Observation, MedicationRequest, "
+                                      "MedicationAdministration, Condition, AllergyIntolerance and Procedure from "
+                                      "fhirServer with the token in fhirAuthorization.")}
+
+    def triage(self, context: dict[str, Any]) -> list[PatientReview]:
+        return [PatientReview(context["patientId"])]
+
+    def evaluate(self, context: dict[str, Any], work: list[PatientReview], patient: dict | None, resources: list[dict],
+                 unavailable: dict[str, str], now: datetime) -> list[Finding]:
+        facts = build_facts(patient, resources, unavailable, self.knowledge, now)
+        ctx = ReviewContext(facts, self.knowledge, f"Patient/{context['patientId']}", context.get("userId"), now)
+        findings: list[Finding] = []
+        for rule_id, rule in self.rules:
+            try:
+                found = rule(ctx)
+            except Exception as error:  # a broken review rule is logged by type and place only (no record values)
+                where = traceback.extract_tb(error.__traceback__)[-1]
+                log.error("rule %s failed with %s at %s:%d", rule_id, type(error).__name__, where.filename, where.lineno)
+                continue
+            if found is not None:
+                findings.append(found)
+        return findings

@@ -1,0 +1,183 @@
+"""Patient-view review rules: who should be on a bone-modifying agent and is not, and denosumab stopped without follow-on."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cached_property
+from typing import Iterable
+
+from hooks.bone_health import BoneLossAssessment, assess_bone_loss
+from hooks.cards import Finding, Suggestion
+from hooks.facts import DoseEvent, PatientFacts
+from hooks.fhir_read import shift_months
+from hooks.knowledge import Knowledge
+from hooks.menopause import MenopausalStatus, menopausal_status
+from hooks.rules.common import unavailable_line
+from hooks.suggestions import prescribe_regimen
+
+# Without these the review cannot tell whether the patient is already treated, so it does not suggest treatment.
+TREATMENT_GROUPS = ("medications", "administrations")
+GROUP_NAMES = {"medications": "Medication orders", "administrations": "Medication administrations",
+               "conditions": "Problem list (conditions)", "bone_density": "Bone density, BMI and smoking results",
+               "menopause": "Menopausal status observations", "procedures": "Oophorectomy procedures"}
+
+
+@dataclass
+class ReviewContext:
+    facts: PatientFacts
+    knowledge: Knowledge
+    patient_reference: str
+    user_reference: str | None
+    now: datetime
+
+    @property
+    def setting(self) -> str:
+        return self.facts.setting.name
+
+    @cached_property
+    def menopause(self) -> MenopausalStatus:
+        return menopausal_status(self.facts, self.knowledge)
+
+    @cached_property
+    def bone_loss(self) -> BoneLossAssessment:
+        return assess_bone_loss(self.facts, self.knowledge)
+
+    @cached_property
+    def current_bone_agent(self) -> list[str]:
+        """Evidence that the patient is on a bone agent: an active order, or a dose within the review window."""
+        months = self.knowledge.threshold("review")["recent_dose_months"]
+        since = shift_months(self.now, -months)
+        evidence = [f"{m.dated()}" for m in self.facts.medications if m.bone_agent and m.status in ("active", "on-hold")]
+        evidence += [f"{self.knowledge.ingredient_display[d.ingredient]} on {d.when.date().isoformat()} ({d.evidence})"
+                     for d in self.facts.bone_agent_doses if d.when >= since]
+        return evidence
+
+    @property
+    def treatment_unknown(self) -> bool:
+        return any(self.facts.is_unavailable(group) for group in TREATMENT_GROUPS)
+
+    def cautions(self) -> list[str]:
+        """Record entries the order checks will stop on, named up front so a suggestion is not taken blindly."""
+        facts = self.facts
+        lines = [f"- Caution: {c.label} on record (osteonecrosis of the jaw)." for c in facts.conditions_in("onj", active_only=False)]
+        lines += [f"- Caution: allergy on record to {a.label}." for a in facts.allergies if a.bisphosphonate_class or a.ingredients]
+        return lines
+
+    def regimens(self, keys: Iterable[str], reason: str) -> list[Suggestion]:
+        return [prescribe_regimen(self.knowledge, key, self.patient_reference, self.user_reference, self.now, reason,
+                                  recommended=index == 0)
+                for index, key in enumerate(keys)]
+
+    def finding(self, rule_id: str, indicator: str, summary: str, lines: list[str],
+                suggestions: Iterable[Suggestion] = ()) -> Finding:
+        return Finding(rule_id, indicator, summary, "\n".join(lines),
+                       tuple(self.knowledge.rule_meta(rule_id)["sources"]), tuple(suggestions), None, (), True)
+
+
+def _last_denosumab(ctx: ReviewContext) -> DoseEvent | None:
+    return next((d for d in ctx.facts.bone_agent_doses if d.ingredient == "denosumab"), None)
+
+
+def _denosumab_stop_line(ctx: ReviewContext) -> str | None:
+    last = _last_denosumab(ctx)
+    if last is None:
+        return None
+    return (f"- Last denosumab dose on {last.when.date().isoformat()}: stopping denosumab without a bisphosphonate "
+            "to follow brings a rebound of bone loss and vertebral fractures.")
+
+
+def review_bone_metastases_untreated(ctx: ReviewContext) -> Finding | None:
+    """Bone metastases and no bone-modifying agent."""
+    if ctx.setting != "bone-metastatic" or ctx.current_bone_agent or ctx.treatment_unknown:
+        return None
+    lines = ["**Bone metastases without a bone-modifying agent on record.**", "",
+             f"- Clinical setting: bone-metastatic ({ctx.facts.setting.evidence}).",
+             "- No active bone-agent order and no dose in the last "
+             f"{ctx.knowledge.threshold('review')['recent_dose_months']} months.",
+             *filter(None, [_denosumab_stop_line(ctx)]), *ctx.cautions(), "",
+             "Zoledronic acid (every 12 weeks, or every 4 weeks) or denosumab 120 mg every 4 weeks reduce skeletal "
+             "events in bone metastases. Check renal function, calcium and the dental status before the first dose."]
+    return ctx.finding("review-bone-metastases-untreated", "warning",
+                       "Bone metastases without a bone-modifying agent: consider zoledronic acid or denosumab", lines,
+                       ctx.regimens(("za-4mg-12-weekly", "denosumab-120mg-4-weekly"), "Bone metastases"))
+
+
+def review_adjuvant_candidate(ctx: ReviewContext) -> Finding | None:
+    """Early breast cancer, postmenopausal (natural or by ovarian suppression), no bone-modifying agent."""
+    if ctx.setting != "early" or not ctx.menopause.counts_as_postmenopausal or ctx.current_bone_agent or ctx.treatment_unknown:
+        return None
+    lines = ["**Early breast cancer, postmenopausal, no adjuvant bisphosphonate on record.**", "",
+             f"- Clinical setting: early ({ctx.facts.setting.evidence}).", *ctx.menopause.lines(),
+             *([f"- Bone-loss indication as well: {ctx.bone_loss.reason()}."] if ctx.bone_loss.indicated else []),
+             *ctx.cautions(), "",
+             "For postmenopausal women who are candidates for adjuvant systemic therapy, adjuvant bisphosphonates reduce "
+             "bone recurrence and breast cancer death (EBCTCG). Options: zoledronic acid 4 mg every 6 months for 3 to 5 "
+             "years, or clodronate 1600 mg daily for 2 to 3 years."]
+    return ctx.finding("review-adjuvant-candidate", "info",
+                       "Postmenopausal early breast cancer: consider an adjuvant bisphosphonate", lines,
+                       ctx.regimens(("za-4mg-6-monthly", "clodronate-1600mg-daily"), "Adjuvant therapy, early breast cancer"))
+
+
+def review_bone_loss_untreated(ctx: ReviewContext) -> Finding | None:
+    """Bone-loss indication (T-score < -2.0 or two risk factors) with breast cancer and no bone-modifying agent; the
+    adjuvant card already covers an eligible postmenopausal patient."""
+    if ctx.setting not in ("early", "metastatic-other") or not ctx.bone_loss.indicated:
+        return None
+    if ctx.current_bone_agent or ctx.treatment_unknown:
+        return None
+    if ctx.setting == "early" and ctx.menopause.counts_as_postmenopausal:
+        return None  # review-adjuvant-candidate says it, with the bone-loss reason
+    lines = ["**Bone-loss indication without a bone-modifying agent on record.**", "",
+             f"- {ctx.bone_loss.reason()}.", *ctx.menopause.lines(), *ctx.cautions(), "",
+             "With a T-score below -2.0 or two or more risk factors a bisphosphonate is recommended to prevent "
+             "treatment-induced bone loss, whatever the menopausal status."]
+    return ctx.finding("review-bone-loss-untreated", "info", "Bone-loss indication: consider a bisphosphonate", lines,
+                       ctx.regimens(("za-4mg-6-monthly", "alendronate-70mg-weekly"), "Treatment-induced bone loss"))
+
+
+def review_denosumab_stopped(ctx: ReviewContext) -> Finding | None:
+    """Last denosumab dose more than 7 months ago, none active, and no bisphosphonate since (outside bone metastases,
+    where the untreated-metastases card says it)."""
+    last = _last_denosumab(ctx)
+    if last is None or ctx.setting == "bone-metastatic" or ctx.treatment_unknown:
+        return None
+    months = ctx.knowledge.threshold("review")["denosumab_stopped_months"]
+    if last.when > shift_months(ctx.now, -months):
+        return None
+    facts, knowledge = ctx.facts, ctx.knowledge
+    if any(m.bone_agent == "denosumab" and m.status in ("active", "on-hold") for m in facts.medications):
+        return None
+    bisphosphonate_since = [d for d in facts.bone_agent_doses
+                            if knowledge.ingredient_class[d.ingredient] == "bisphosphonate" and d.when > last.when]
+    active_bisphosphonate = [m for m in facts.medications if m.bone_agent and m.status in ("active", "on-hold")
+                             and knowledge.ingredient_class[m.bone_agent] == "bisphosphonate"]
+    if bisphosphonate_since or active_bisphosphonate:
+        return None
+    lines = [f"**Denosumab stopped**: last dose on {last.when.date().isoformat()} ({last.evidence}), more than {months} "
+             "months ago, and no bisphosphonate since.", "", *ctx.cautions(), "",
+             "Bone loss rebounds quickly after denosumab stops (vertebral fractures 7.1 vs 1.2 per 100 patient-years in "
+             "FREEDOM): follow it with a bisphosphonate for 1 to 2 years."]
+    return ctx.finding("review-denosumab-stopped", "warning",
+                       "Denosumab stopped without a bisphosphonate: start one to prevent rebound fractures", lines,
+                       ctx.regimens(("alendronate-70mg-weekly", "za-4mg-6-monthly"), "Follow-on after denosumab"))
+
+
+def review_incomplete(ctx: ReviewContext) -> Finding | None:
+    """The review could not be done in full: say which parts of the record were missing."""
+    lines = [unavailable_line(GROUP_NAMES[group], reason) for group, reason in sorted(ctx.facts.unavailable.items())
+             if group in GROUP_NAMES]
+    if not lines:
+        return None
+    return ctx.finding("record-incomplete", "info", "Bone-health review incomplete: part of the record could not be read",
+                       ["**The bone-health review could not be completed.**", "", *lines, "",
+                        "Whether the patient needs a bone-modifying agent was not judged on the missing parts; they are "
+                        "not assumed to be normal."])
+
+
+REVIEW_RULES = (
+    ("review-bone-metastases-untreated", review_bone_metastases_untreated),
+    ("review-denosumab-stopped", review_denosumab_stopped),
+    ("review-adjuvant-candidate", review_adjuvant_candidate),
+    ("review-bone-loss-untreated", review_bone_loss_untreated),
+    ("record-incomplete", review_incomplete),
+)
