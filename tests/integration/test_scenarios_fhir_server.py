@@ -13,7 +13,7 @@ import pytest
 
 from fixtures.builder import ANCHOR_INSTANT
 from fixtures.load import load_fixtures
-from fixtures.prefetch import hook_request, transaction_resources
+from fixtures.prefetch import hook_request, scenario_request, transaction_resources
 from fixtures.scenarios import all_scenarios
 
 SCENARIOS = all_scenarios()
@@ -68,24 +68,24 @@ def running_service(tmp_path_factory):
 
 @pytest.mark.integration
 @pytest.mark.parametrize("scn", SCENARIOS, ids=[s.name for s in SCENARIOS])
-def test_same_cards_with_full_partial_and_no_prefetch(scn, loaded_server, running_service, client, service):
+def test_same_cards_with_full_partial_and_no_prefetch(scn, loaded_server, running_service, client):
+    service = client.application.extensions["bonecds"].services[scn.service_id]
+    path = f"/cds-services/{scn.service_id}"
     resources = transaction_resources(scn.patient.transaction())
-    full = client.post("/cds-services/bonecds-order-sign",
-                       json=hook_request(service, scn.patient_id, scn.draft_orders, resources=resources))
+    full = client.post(path, json=scenario_request(service, scn, resources=resources))
     assert full.status_code == 200
     assert rules(full.get_json()["cards"]) == sorted(scn.expected)
 
-    partial_body = hook_request(service, scn.patient_id, scn.draft_orders, resources=resources,
-                                prefetch_keys=["patient", "renal"], fhir_server=loaded_server.base_url, token=loaded_server.token)
+    partial_body = scenario_request(service, scn, resources=resources, prefetch_keys=["patient", "renal", "conditions"],
+                                    fhir_server=loaded_server.base_url, token=loaded_server.token)
     base, _log = running_service
-    partial = httpx.post(f"{base}/cds-services/bonecds-order-sign", json=partial_body, timeout=10)
+    partial = httpx.post(f"{base}{path}", json=partial_body, timeout=10)
     assert partial.status_code == 200, partial.text
     assert rules(partial.json()["cards"]) == sorted(scn.expected)
 
-    none_body = hook_request(service, scn.patient_id, scn.draft_orders, fhir_server=loaded_server.base_url,
-                             token=loaded_server.token)
+    none_body = scenario_request(service, scn, fhir_server=loaded_server.base_url, token=loaded_server.token)
     assert "prefetch" not in none_body
-    fetched = httpx.post(f"{base}/cds-services/bonecds-order-sign", json=none_body, timeout=10)
+    fetched = httpx.post(f"{base}{path}", json=none_body, timeout=10)
     assert fetched.status_code == 200, fetched.text
     assert rules(fetched.json()["cards"]) == sorted(scn.expected)
     full_details = [c["detail"] for c in full.get_json()["cards"]]
