@@ -8,8 +8,8 @@ from hooks.facts import MedicationFact, PatientFacts, TScore
 from hooks.fhir_read import days_between, shift_months
 from hooks.knowledge import Knowledge
 
-# Consecutive corticosteroid orders less than this many days apart are read as one continuous course.
-STEROID_COURSE_GAP_DAYS = 100
+# Orders that were never taken neither start nor bridge a course (a draft signed in this request does).
+NOT_TAKEN_STATUS = frozenset({"entered-in-error", "cancelled", "draft"})
 
 
 @dataclass(frozen=True)
@@ -57,12 +57,12 @@ def assess_bone_loss(facts: PatientFacts, knowledge: Knowledge) -> BoneLossAsses
     bmi = body_mass_index(facts, limits)
     if bmi is None:
         not_assessed.append("BMI (no recent BMI, or weight and height)")
-    elif bmi[0] < limits["bmi_below"]:
+    elif bmi[0] < limits["bmi_below"] - 1e-9:  # weight / height squared carries float noise: 51.2 kg, 160 cm is 20
         factors.append(f"BMI {bmi[0]:.1f} kg/m2 ({bmi[1]})")
     fracture = _fragility_fracture(facts, limits["fragility_fracture_from_age"])
     if fracture:
         factors.append(fracture)
-    steroid = _long_corticosteroid_course(facts, limits["corticosteroid_months_over"])
+    steroid = _long_corticosteroid_course(facts, limits["corticosteroid_months_over"], limits["corticosteroid_course_gap_days"])
     if steroid:
         factors.append(steroid)
     smoking = _current_smoker(facts, knowledge)
@@ -94,21 +94,22 @@ def _fragility_fracture(facts: PatientFacts, from_age: int) -> str | None:
     return None
 
 
-def _long_corticosteroid_course(facts: PatientFacts, months: int) -> str | None:
-    """An active oral corticosteroid (route oral or not stated) whose continuous run of orders began more than `months`
-    ago; intravenous doses such as chemotherapy premedication do not count."""
+def _long_corticosteroid_course(facts: PatientFacts, months: int, gap_days: int) -> str | None:
+    """An active oral corticosteroid (route oral or not stated) whose continuous run of orders (no gap longer than
+    `gap_days`) began more than `months` ago; intravenous doses such as chemotherapy premedication do not count."""
     orders = sorted((m for m in facts.medications if "systemic-corticosteroid" in m.classes and m.authored
-                     and (not m.route_text or "oral" in m.route_text)), key=lambda m: m.authored)
+                     and (m.in_request or m.status not in NOT_TAKEN_STATUS) and (not m.route_text or "oral" in m.route_text)),
+                    key=lambda m: m.authored)
     if not any(m.current for m in orders):
         return None
     start: MedicationFact | None = None
     previous: datetime | None = None
     for order in orders:
-        if previous is None or days_between(previous, order.authored) > STEROID_COURSE_GAP_DAYS:
+        if previous is None or days_between(previous, order.authored) > gap_days:
             start = order
         previous = order.authored
-    limit = shift_months(facts.now, -months)
-    if start is not None and start.authored < limit:
+    limit = shift_months(facts.now, -months).date()  # by calendar date, as every window: a start on that day is not "more"
+    if start is not None and start.authored.date() < limit:
         return f"systemic corticosteroid for more than {months} months ({start.label} since {start.authored.date().isoformat()})"
     return None
 

@@ -9,7 +9,8 @@ GROUP_NAMES = {
     "creatinine": "Creatinine results", "egfr": "eGFR results", "body_weight": "Body weight", "calcium": "Calcium results",
     "vitamin_d": "Vitamin D results", "pregnancy_status": "Pregnancy status", "medications": "Medication orders",
     "administrations": "Medication administrations", "conditions": "Problem list (conditions)", "allergies": "Allergies",
-    "dental_exams": "Dental examinations",
+    "dental_exams": "Dental examinations", "bone_density": "Bone density, BMI and smoking results",
+    "menopause": "Menopausal status observations", "procedures": "Oophorectomy procedures",
 }
 
 

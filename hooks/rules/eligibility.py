@@ -12,11 +12,26 @@ def _adjuvant_question(ctx: OrderContext) -> bool:
     return ctx.setting == "early" and not ctx.bone_loss.indicated
 
 
+# The parts of the record the menopausal status and the bone-loss indication rest on (fact group, what it holds).
+STATUS_SOURCES = (("menopause", "Menopausal status observations"), ("procedures", "Oophorectomy procedures"),
+                  ("medications", "Medication orders (GnRH agonists, chemotherapy, aromatase inhibitors, corticosteroids)"),
+                  ("bone_density", "DXA T-scores, BMI and smoking status"))
+
+
+def _unavailable_sources(ctx: OrderContext) -> list[str]:
+    return [group for group, _ in STATUS_SOURCES if ctx.facts.is_unavailable(group)]
+
+
 def _status_lines(ctx: OrderContext) -> list[str]:
+    """Status and indication, and the parts of the record behind them that could not be read (never taken as empty)."""
     lines = ctx.menopause.lines()
     lines.append(f"- No bone-loss indication: {ctx.bone_loss.reason()}.")
     if ctx.bone_loss.not_assessed:
         lines.append(f"- Not assessed: {', '.join(ctx.bone_loss.not_assessed)}.")
+    missing = _unavailable_sources(ctx)
+    lines += [unavailable_line(name, ctx.facts.is_unavailable(group)) for group, name in STATUS_SOURCES if group in missing]
+    if missing:
+        lines.append("- The menopausal status and the bone-loss indication above may therefore be incomplete.")
     return lines
 
 
@@ -34,7 +49,7 @@ def adjuvant_premenopausal_chemotherapy(ctx: OrderContext) -> Finding | None:
              "with ovarian suppression."]
     return finding(ctx, "adjuvant-premenopausal-chemotherapy", "warning",
                    f"{order.ingredient_display.capitalize()} with chemotherapy before menopause: no adjuvant benefit",
-                   lines, suggestions=[delete_draft(order, "Remove this order")])
+                   lines, suggestions=[delete_draft(order, "Remove this order")], reports=_unavailable_sources(ctx))
 
 
 def adjuvant_no_benefit_premenopausal(ctx: OrderContext) -> Finding | None:
@@ -48,20 +63,25 @@ def adjuvant_no_benefit_premenopausal(ctx: OrderContext) -> Finding | None:
              "confined to women who are postmenopausal, naturally or through ovarian suppression. If the order is for "
              "bone health, record the T-score or the risk factors that justify it."]
     return finding(ctx, "adjuvant-no-benefit-premenopausal", "info",
-                   f"Adjuvant {order.ingredient_display} before menopause: no proven benefit", lines)
+                   f"Adjuvant {order.ingredient_display} before menopause: no proven benefit", lines,
+                   reports=_unavailable_sources(ctx))
 
 
 def menopausal_status_unknown(ctx: OrderContext) -> Finding | None:
     """Early setting, menopausal status not documented, no bone-loss indication."""
     if not _adjuvant_question(ctx) or ctx.menopause.value != "unknown":
         return None
-    lines = [f"**{ctx.order.describe()}**: the record does not say whether the patient is postmenopausal.", "",
+    unread = [g for g in _unavailable_sources(ctx) if g != "bone_density"]
+    first = ("part of the record that tells whether the patient is postmenopausal could not be read" if unread
+             else "the record does not say whether the patient is postmenopausal")
+    lines = [f"**{ctx.order.describe()}**: {first}.", "",
              ctx.setting_line(), *_status_lines(ctx), "",
              "Adjuvant bisphosphonates benefit postmenopausal women (natural menopause, or induced by ovarian "
              "suppression or oophorectomy) and not premenopausal women. Please document the menopausal status (problem "
              "list, or an observation of menopausal status) so that the order can be checked."]
     return finding(ctx, "menopausal-status-unknown", "info",
-                   "Menopausal status not documented: adjuvant benefit cannot be judged", lines)
+                   "Menopausal status not documented: adjuvant benefit cannot be judged", lines,
+                   reports=_unavailable_sources(ctx))
 
 
 def adjuvant_denosumab_not_recommended(ctx: OrderContext) -> Finding | None:
