@@ -37,6 +37,14 @@ def review_prefetch_keys(knowledge: Knowledge) -> tuple[PrefetchKey, ...]:
     )
 
 
+def prescriber(user_id: str | None) -> str | None:
+    """The suggested drafts name the user as requester only when a practitioner opened the chart; a patient or related
+    person viewing it is not the prescriber (the EHR fills the requester in when a clinician takes the draft)."""
+    if isinstance(user_id, str) and user_id.startswith(("Practitioner/", "PractitionerRole/")):
+        return user_id
+    return None
+
+
 class PatientViewService:
     """Reviews a breast-cancer patient's chart for a missing bone-modifying agent when the chart is opened."""
 
@@ -66,7 +74,7 @@ class PatientViewService:
     def evaluate(self, context: dict[str, Any], work: list[PatientReview], patient: dict | None, resources: list[dict],
                  unavailable: dict[str, str], now: datetime) -> list[Finding]:
         facts = build_facts(patient, resources, unavailable, self.knowledge, now)
-        ctx = ReviewContext(facts, self.knowledge, f"Patient/{context['patientId']}", context.get("userId"), now)
+        ctx = ReviewContext(facts, self.knowledge, f"Patient/{context['patientId']}", prescriber(context.get("userId")), now)
         findings: list[Finding] = []
         for rule_id, rule in self.rules:
             try:

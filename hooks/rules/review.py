@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from functools import cached_property
 from typing import Iterable
 
@@ -19,7 +19,8 @@ from hooks.suggestions import prescribe_regimen
 TREATMENT_GROUPS = ("medications", "administrations")
 GROUP_NAMES = {"medications": "Medication orders", "administrations": "Medication administrations",
                "conditions": "Problem list (conditions)", "bone_density": "Bone density, BMI and smoking results",
-               "menopause": "Menopausal status observations", "procedures": "Oophorectomy procedures"}
+               "menopause": "Menopausal status observations", "procedures": "Oophorectomy procedures",
+               "body_weight": "Body weight (for the BMI)", "allergies": "Allergies (cautions for the suggested drugs)"}
 
 
 @dataclass
@@ -35,6 +36,20 @@ class ReviewContext:
         return self.facts.setting.name
 
     @cached_property
+    def breast_cancer(self) -> bool:
+        """The review is for breast cancer: a breast cancer on record, active or not (a relapse may sit on an old entry)."""
+        return bool(self.facts.conditions_in("breast-cancer", active_only=False))
+
+    @cached_property
+    def bone_metastases(self) -> bool:
+        """Active bone metastases, also when hypercalcemia of malignancy takes precedence as the order setting."""
+        return self.breast_cancer and self.facts.has_condition("bone-metastasis")
+
+    def months_ago(self, months: int) -> date:
+        """The calendar day `months` months before today (UTC): windows are inclusive and judged by day."""
+        return shift_months(self.now, -months).date()
+
+    @cached_property
     def menopause(self) -> MenopausalStatus:
         return menopausal_status(self.facts, self.knowledge)
 
@@ -45,11 +60,10 @@ class ReviewContext:
     @cached_property
     def current_bone_agent(self) -> list[str]:
         """Evidence that the patient is on a bone agent: an active order, or a dose within the review window."""
-        months = self.knowledge.threshold("review")["recent_dose_months"]
-        since = shift_months(self.now, -months)
+        since = self.months_ago(self.knowledge.threshold("review")["recent_dose_months"])
         evidence = [f"{m.dated()}" for m in self.facts.medications if m.bone_agent and m.status in ("active", "on-hold")]
         evidence += [f"{self.knowledge.ingredient_display[d.ingredient]} on {d.when.date().isoformat()} ({d.evidence})"
-                     for d in self.facts.bone_agent_doses if d.when >= since]
+                     for d in self.facts.bone_agent_doses if d.when.date() >= since]
         return evidence
 
     @property
@@ -86,12 +100,17 @@ def _denosumab_stop_line(ctx: ReviewContext) -> str | None:
             "to follow brings a rebound of bone loss and vertebral fractures.")
 
 
+def _denosumab_stopped_card_applies(ctx: ReviewContext) -> bool:
+    """The denosumab card already asks for a bisphosphonate; the adjuvant and bone-loss cards would repeat it."""
+    return review_denosumab_stopped(ctx) is not None
+
+
 def review_bone_metastases_untreated(ctx: ReviewContext) -> Finding | None:
     """Bone metastases and no bone-modifying agent."""
-    if ctx.setting != "bone-metastatic" or ctx.current_bone_agent or ctx.treatment_unknown:
+    if not ctx.bone_metastases or ctx.current_bone_agent or ctx.treatment_unknown:
         return None
     lines = ["**Bone metastases without a bone-modifying agent on record.**", "",
-             f"- Clinical setting: bone-metastatic ({ctx.facts.setting.evidence}).",
+             f"- Clinical setting: {ctx.setting} ({ctx.facts.setting.evidence}).",
              "- No active bone-agent order and no dose in the last "
              f"{ctx.knowledge.threshold('review')['recent_dose_months']} months.",
              *filter(None, [_denosumab_stop_line(ctx)]), *ctx.cautions(), "",
@@ -105,6 +124,8 @@ def review_bone_metastases_untreated(ctx: ReviewContext) -> Finding | None:
 def review_adjuvant_candidate(ctx: ReviewContext) -> Finding | None:
     """Early breast cancer, postmenopausal (natural or by ovarian suppression), no bone-modifying agent."""
     if ctx.setting != "early" or not ctx.menopause.counts_as_postmenopausal or ctx.current_bone_agent or ctx.treatment_unknown:
+        return None
+    if _denosumab_stopped_card_applies(ctx):
         return None
     lines = ["**Early breast cancer, postmenopausal, no adjuvant bisphosphonate on record.**", "",
              f"- Clinical setting: early ({ctx.facts.setting.evidence}).", *ctx.menopause.lines(),
@@ -125,8 +146,8 @@ def review_bone_loss_untreated(ctx: ReviewContext) -> Finding | None:
         return None
     if ctx.current_bone_agent or ctx.treatment_unknown:
         return None
-    if ctx.setting == "early" and ctx.menopause.counts_as_postmenopausal:
-        return None  # review-adjuvant-candidate says it, with the bone-loss reason
+    if (ctx.setting == "early" and ctx.menopause.counts_as_postmenopausal) or _denosumab_stopped_card_applies(ctx):
+        return None  # review-adjuvant-candidate or review-denosumab-stopped says it
     lines = ["**Bone-loss indication without a bone-modifying agent on record.**", "",
              f"- {ctx.bone_loss.reason()}.", *ctx.menopause.lines(), *ctx.cautions(), "",
              "With a T-score below -2.0 or two or more risk factors a bisphosphonate is recommended to prevent "
@@ -139,11 +160,11 @@ def review_denosumab_stopped(ctx: ReviewContext) -> Finding | None:
     """Last denosumab dose more than 7 months ago, none active, and no bisphosphonate since (outside bone metastases,
     where the untreated-metastases card says it)."""
     last = _last_denosumab(ctx)
-    if last is None or ctx.setting == "bone-metastatic" or ctx.treatment_unknown:
+    if last is None or not ctx.breast_cancer or ctx.bone_metastases or ctx.treatment_unknown:
         return None
     months = ctx.knowledge.threshold("review")["denosumab_stopped_months"]
-    if last.when > shift_months(ctx.now, -months):
-        return None
+    if last.when.date() >= ctx.months_ago(months):
+        return None  # "more than 7 months ago": a dose exactly 7 calendar months ago is not yet overdue
     facts, knowledge = ctx.facts, ctx.knowledge
     if any(m.bone_agent == "denosumab" and m.status in ("active", "on-hold") for m in facts.medications):
         return None
@@ -163,7 +184,10 @@ def review_denosumab_stopped(ctx: ReviewContext) -> Finding | None:
 
 
 def review_incomplete(ctx: ReviewContext) -> Finding | None:
-    """The review could not be done in full: say which parts of the record were missing."""
+    """The review could not be done in full: say which parts of the record were missing (not for a patient whose problem
+    list was read and shows no breast cancer: the review has nothing to say about her)."""
+    if not ctx.breast_cancer and not ctx.facts.is_unavailable("conditions"):
+        return None
     lines = [unavailable_line(GROUP_NAMES[group], reason) for group, reason in sorted(ctx.facts.unavailable.items())
              if group in GROUP_NAMES]
     if not lines:
