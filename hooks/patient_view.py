@@ -82,7 +82,9 @@ class PatientViewService:
             except Exception as error:  # a broken review rule is logged by type and place only (no record values)
                 where = traceback.extract_tb(error.__traceback__)[-1]
                 log.error("rule %s failed with %s at %s:%d", rule_id, type(error).__name__, where.filename, where.lineno)
-                continue
+                found = Finding("rule-error", "warning", f"Bone-health review step {rule_id} could not be completed",
+                                f"An internal error stopped the `{rule_id}` review; this part of the chart was **not** "
+                                "reviewed. The error has been logged for the service's maintainers.", ())
             if found is not None:
                 findings.append(found)
         return findings

@@ -103,7 +103,9 @@ class SqliteFeedbackStore:
         connection.execute("BEGIN IMMEDIATE")
         try:
             for item in items:
-                issued = connection.execute("SELECT rule_id FROM issued_card WHERE card_uuid = ?", (item["card"],)).fetchone()
+                # A card counts as known only on the service that issued it.
+                issued = connection.execute("SELECT rule_id FROM issued_card WHERE card_uuid = ? AND service_id = ?",
+                                            (item["card"], service_id)).fetchone()
                 reason = (item.get("overrideReason") or {}).get("reason") or {}
                 cursor = connection.execute(
                     "INSERT OR IGNORE INTO feedback (dedupe_key, service_id, card_uuid, rule_id, known_card, outcome, "

@@ -261,3 +261,27 @@ def test_feedback_on_the_new_services_is_tied_to_the_rule(frozen_order_sign_app,
         assert response.status_code == 200 and response.get_json() == expected
     rows = [r for r in app.extensions["bonecds"].store.feedback_rows() if r["card_uuid"] == card["uuid"]]
     assert [(r["service_id"], r["rule_id"]) for r in rows] == [(service_id, rule)]
+
+
+def test_feedback_sent_to_another_service_is_an_unknown_card(frozen_order_sign_app):
+    """A card uuid is known only to the service that issued it."""
+    client, app = frozen_order_sign_app.test_client(), frozen_order_sign_app
+    p = BASES[METASTASES]()
+    body = request_body(app, PATIENT_VIEW, p)
+    card = client.post(f"/cds-services/{PATIENT_VIEW}", json=body).get_json()["cards"][0]
+    feedback = {"feedback": [{"card": card["uuid"], "outcome": "overridden", "outcomeTimestamp": "2026-10-15T10:05:31Z"}]}
+    response = client.post("/cds-services/bonecds-order-sign/feedback", json=feedback)
+    assert response.get_json() == {"stored": 1, "duplicates": 0, "unknownCards": 1}
+
+
+@pytest.mark.parametrize("allergy, offered", [
+    (dict(key="zoledronic-acid-4mg"), ["1046398"]),          # zoledronic acid left out, denosumab stays
+    (dict(text="Bisphosphonates"), ["1046398"]),              # the class allergy leaves out zoledronic acid too
+    (dict(key="denosumab-120mg"), ["1865665"]),               # and a denosumab allergy leaves out denosumab
+    (dict(key="letrozole"), ["1865665", "1046398"]),          # an unrelated allergy changes nothing
+], ids=["zoledronic-acid", "bisphosphonate-class", "denosumab", "unrelated"])
+def test_no_draft_order_for_a_drug_the_patient_is_allergic_to(view, allergy, offered):
+    card = only(view(BASES[METASTASES]().allergy(**allergy)), METASTASES)[METASTASES]
+    codes = [a["resource"]["medicationCodeableConcept"]["coding"][0]["code"] for s in card["suggestions"] for a in s["actions"]]
+    assert codes == offered
+    assert card["suggestions"][0].get("isRecommended") is True

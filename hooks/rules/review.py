@@ -13,7 +13,8 @@ from hooks.fhir_read import shift_months
 from hooks.knowledge import Knowledge
 from hooks.menopause import MenopausalStatus, menopausal_status
 from hooks.rules.common import unavailable_line
-from hooks.suggestions import prescribe_regimen
+from hooks.orders import identify_ingredient
+from hooks.suggestions import prescribe_regimen, regimen_medication
 
 # Without these the review cannot tell whether the patient is already treated, so it does not suggest treatment.
 TREATMENT_GROUPS = ("medications", "administrations")
@@ -78,9 +79,20 @@ class ReviewContext:
         return lines
 
     def regimens(self, keys: Iterable[str], reason: str) -> list[Suggestion]:
+        """Draft orders for the regimens, leaving out any drug the patient has an allergy on record to."""
+        allowed = [key for key in keys if not self._allergic_to(key)]
         return [prescribe_regimen(self.knowledge, key, self.patient_reference, self.user_reference, self.now, reason,
                                   recommended=index == 0)
-                for index, key in enumerate(keys)]
+                for index, key in enumerate(allowed)]
+
+    def _allergic_to(self, regimen_key: str) -> bool:
+        regimen = self.knowledge.raw["regimens"]["entries"][regimen_key]
+        identified = identify_ingredient([regimen_medication(self.knowledge, regimen)], self.knowledge)
+        if identified is None:
+            return False
+        ingredient = identified[0]
+        bisphosphonate = self.knowledge.ingredient_class[ingredient] == "bisphosphonate"
+        return any(ingredient in a.ingredients or (bisphosphonate and a.bisphosphonate_class) for a in self.facts.allergies)
 
     def finding(self, rule_id: str, indicator: str, summary: str, lines: list[str],
                 suggestions: Iterable[Suggestion] = ()) -> Finding:
