@@ -56,7 +56,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     command = [str(env_dir / "bin" / "bonecds"), "serve", "--host", args.host, "--port", str(args.port)]
     if args.workers:
         command += ["--workers", str(args.workers)]
-    os.execv(command[0], command)
+    # A fresh machine has no trusted-clients file: run in the logged development mode unless the operator chose
+    # otherwise (an explicit BONECDS_AUTH always wins).
+    env = dict(os.environ)
+    env.setdefault("BONECDS_AUTH", "dev")
+    os.execve(command[0], command, env)
     return 0  # not reached
 
 

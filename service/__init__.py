@@ -1,6 +1,7 @@
 """Flask app factory for the bonecds CDS Hooks service; every dependency is built here or injected by the caller."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -10,6 +11,7 @@ from flask import Flask
 from hooks.cards import CardRenderer, validate_fhir_resource
 from hooks.knowledge import Knowledge, load_knowledge
 from hooks.order_sign import build_services
+from service.auth import DEV_ISSUER, Authenticator, JwksCache, dev_client, load_clients, load_or_create_dev_key
 from service.clock import FrozenClock, SystemClock
 from service.config import Settings
 from service.feedback_store import SqliteFeedbackStore
@@ -42,6 +44,7 @@ def create_app(settings: Settings | None = None, *, clock: Any = None, fetcher: 
         renderer=CardRenderer(knowledge, icon_url),
         discovery_body=orjson.dumps({"services": [s.discovery_entry() for s in services.values()]}),
     )
+    runtime.authenticator = build_authenticator(settings, runtime.store)
     app.extensions["bonecds"] = runtime
     from service import health, protocol
     app.register_blueprint(protocol.bp)
@@ -51,6 +54,27 @@ def create_app(settings: Settings | None = None, *, clock: Any = None, fetcher: 
         log.warning("clock frozen at %s (BONECDS_NOW): dates are judged against that instant", settings.frozen_now.isoformat())
     log.info("bonecds ready: knowledge %s, services %s", knowledge.version, ", ".join(services))
     return app
+
+
+def build_authenticator(settings: Settings, store: SqliteFeedbackStore) -> Authenticator | None:
+    """JWT verification as configured: on (trusted-clients file required), dev (a local key, clearly logged), or off."""
+    if settings.auth == "off":
+        log.warning("CDS client authentication is OFF (BONECDS_AUTH=off): any caller is trusted; fhirServer calls are "
+                    "limited to BONECDS_FHIR_ALLOWLIST")
+        return None
+    clients = load_clients(settings.clients_file) if settings.clients_file else {}
+    if settings.auth == "dev":
+        key = load_or_create_dev_key(settings.dev_key_path)
+        clients[DEV_ISSUER] = dataclasses.replace(dev_client(key), fhir_servers=settings.fhir_allowlist)
+        log.warning("DEVELOPMENT MODE (BONECDS_AUTH=dev): tokens signed with the local key %s (issuer %s) are trusted "
+                    "and loopback FHIR servers may be called; mint one with `bonecds mint-token`. Never use this in "
+                    "production.", settings.dev_key_path, DEV_ISSUER)
+    elif not clients:
+        raise ValueError("BONECDS_AUTH=on needs BONECDS_CLIENTS_FILE (the trusted CDS clients); set BONECDS_AUTH=dev "
+                         "for local development or BONECDS_AUTH=off to turn authentication off explicitly")
+    jwks = JwksCache(settings.jwks_timeout_seconds, settings.jwks_cache_seconds)
+    log.info("CDS client authentication on: %d trusted issuer(s)", len(clients))
+    return Authenticator(clients, jwks, store.claim_jti, settings.jwt_leeway_seconds)
 
 
 def _warm_up(runtime: Runtime) -> None:

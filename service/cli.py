@@ -53,6 +53,19 @@ def cmd_load_fixtures(args: argparse.Namespace) -> int:
     return load_main(args.rest, prog="bonecds load-fixtures")
 
 
+def cmd_mint_token(args: argparse.Namespace) -> int:
+    """Print a CDS client JWT signed with the development key (BONECDS_AUTH=dev trusts it), for curl."""
+    from service.auth import DEV_ISSUER, load_or_create_dev_key, mint_token
+    from service.config import Settings
+
+    settings = Settings.from_env()
+    key = load_or_create_dev_key(args.key_file or settings.dev_key_path)
+    base = (args.base_url or settings.public_base_url or f"http://127.0.0.1:{os.environ.get('BONECDS_PORT', '8099')}").rstrip("/")
+    audience = args.aud or f"{base}/cds-services" + (f"/{args.service}" if args.service else "")
+    print(mint_token(key.private_jwk, DEV_ISSUER, audience, lifetime_seconds=args.lifetime))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bonecds", description="Bone-modifying agent CDS Hooks service")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -65,6 +78,13 @@ def main(argv: list[str] | None = None) -> int:
     load = sub.add_parser("load-fixtures", help="load the scenario patients into a FHIR server (see --help)", add_help=False)
     load.add_argument("rest", nargs=argparse.REMAINDER)
     load.set_defaults(func=cmd_load_fixtures)
+    mint = sub.add_parser("mint-token", help="print a development JWT for curl (the service must run with BONECDS_AUTH=dev)")
+    mint.add_argument("--service", help="service id, e.g. bonecds-order-sign (default: the discovery endpoint)")
+    mint.add_argument("--aud", help="exact audience URL (overrides --base-url and --service)")
+    mint.add_argument("--base-url", help="the service's public base URL (default BONECDS_PUBLIC_BASE_URL or http://127.0.0.1:8099)")
+    mint.add_argument("--lifetime", type=int, default=300, help="seconds until the token expires (default 300)")
+    mint.add_argument("--key-file", help="development key file (default BONECDS_DEV_KEY_FILE or var/dev-client-key.json)")
+    mint.set_defaults(func=cmd_mint_token)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -21,6 +21,13 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     return int(_float(env, name, default))
 
 
+def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
+    raw = (env.get(name) or default).strip().lower()
+    if raw not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {raw!r}")
+    return raw
+
+
 def _instant(raw: str | None, name: str) -> datetime | None:
     if not raw:
         return None
@@ -44,6 +51,15 @@ class Settings:
     frozen_now: datetime | None = None
     knowledge_path: str | None = None
     log_level: str = "INFO"
+    # CDS client authentication: "on" (JWT required), "off" (operator's explicit choice), "dev" (trusts a local key)
+    auth: str = "on"
+    clients_file: str | None = None
+    fhir_allowlist: tuple[str, ...] = ()
+    jwt_leeway_seconds: int = 60
+    jwks_timeout_seconds: float = 2.0
+    jwks_cache_seconds: int = 300
+    dev_key_path: str = "var/dev-client-key.json"
+    max_json_depth: int = 64
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -61,6 +77,14 @@ class Settings:
             frozen_now=_instant(env.get("BONECDS_NOW"), "BONECDS_NOW"),
             knowledge_path=env.get("BONECDS_KNOWLEDGE_FILE") or None,
             log_level=env.get("BONECDS_LOG_LEVEL", cls.log_level).upper(),
+            auth=_choice(env, "BONECDS_AUTH", cls.auth, ("on", "off", "dev")),
+            clients_file=env.get("BONECDS_CLIENTS_FILE") or None,
+            fhir_allowlist=tuple(u.strip().rstrip("/") for u in env.get("BONECDS_FHIR_ALLOWLIST", "").split(",") if u.strip()),
+            jwt_leeway_seconds=_int(env, "BONECDS_JWT_LEEWAY", cls.jwt_leeway_seconds),
+            jwks_timeout_seconds=_float(env, "BONECDS_JWKS_TIMEOUT", cls.jwks_timeout_seconds),
+            jwks_cache_seconds=_int(env, "BONECDS_JWKS_CACHE_SECONDS", cls.jwks_cache_seconds),
+            dev_key_path=env.get("BONECDS_DEV_KEY_FILE") or cls.dev_key_path,
+            max_json_depth=_int(env, "BONECDS_MAX_JSON_DEPTH", cls.max_json_depth),
         )
 
     @property

@@ -6,6 +6,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -37,6 +38,12 @@ CREATE TABLE IF NOT EXISTS feedback (
     received_at          TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS feedback_rule ON feedback (rule_id, outcome);
+CREATE TABLE IF NOT EXISTS jwt_replay (
+    issuer     TEXT NOT NULL,
+    jti        TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (issuer, jti)
+);
 """
 
 
@@ -83,6 +90,22 @@ class SqliteFeedbackStore:
             connection.execute("PRAGMA busy_timeout=10000")
             local.connection, local.pid = connection, os.getpid()
         return local.connection
+
+    def claim_jti(self, issuer: str, jti: str, expires_at: float, now: float | None = None) -> bool:
+        """Record a token id; False when this issuer already used it. Shared by every worker through the database file;
+        rows are kept until the token could no longer be accepted anyway."""
+        now = time.time() if now is None else now
+        connection = self._connection()
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            connection.execute("DELETE FROM jwt_replay WHERE expires_at < ?", (now,))
+            inserted = connection.execute("INSERT OR IGNORE INTO jwt_replay VALUES (?, ?, ?)",
+                                          (issuer, jti, expires_at)).rowcount == 1
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        return inserted
 
     def record_cards(self, service_id: str, hook_instance: str, cards: Iterable[IssuedCard], issued_at: datetime) -> None:
         rows = [(c.card_uuid, service_id, c.rule_id, c.indicator, hook_instance, issued_at.isoformat()) for c in cards]

@@ -7,14 +7,16 @@ import traceback
 from typing import Any
 
 import orjson
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from hooks.cards import Finding
+from service.auth import AuthError
 from service.errors import ApiError, error_response
 from service.feedback_store import IssuedCard
 from service.record import gather_record
 from service.runtime import Runtime
+from service.ssrf import fhir_server_refusal
 from service.validation import SchemaViolation
 
 log = logging.getLogger("bonecds.protocol")
@@ -29,6 +31,39 @@ def runtime() -> Runtime:
 
 def json_response(body: Any, status: int = 200) -> Response:
     return Response(body if isinstance(body, bytes) else orjson.dumps(body), status=status, mimetype="application/json")
+
+
+@bp.before_request
+def authenticate_client() -> Response | None:
+    """Every CDS Hooks call (discovery, service, feedback) carries a JWT from a trusted client; preflights do not."""
+    g.cds_client = None
+    authenticator = runtime().authenticator
+    if authenticator is None or request.method == "OPTIONS":
+        return None
+    try:
+        g.cds_client = authenticator.authenticate(request.headers.get("Authorization"), endpoint_url())
+    except AuthError as refused:
+        # The reason is logged for the operator (never the token itself); the client learns nothing beyond 401.
+        log.info("authentication refused on %s: %s", request.path, refused)
+        response = error_response(401, "Authentication required.")
+        response.headers["WWW-Authenticate"] = 'Bearer realm="cds-services"'
+        return _with_cors(response)
+    return None
+
+
+def endpoint_url() -> str:
+    """The URL a client must name in `aud`: the configured public base URL (behind a proxy), else this request's."""
+    base = runtime().settings.public_base_url or request.host_url.rstrip("/")
+    return base + request.path
+
+
+def fhir_server_refusal_for_request(fhir_server: str) -> str | None:
+    """fhirServer URLs allowed for the authenticated client, or (authentication off) BONECDS_FHIR_ALLOWLIST."""
+    settings = runtime().settings
+    client = g.get("cds_client")
+    if client is not None:
+        return fhir_server_refusal(fhir_server, client.fhir_servers, client.allow_loopback_fhir)
+    return fhir_server_refusal(fhir_server, settings.fhir_allowlist, settings.auth == "dev")
 
 
 @bp.after_request
@@ -87,9 +122,27 @@ def read_json_body() -> Any:
     if len(raw) > limit:
         raise RequestEntityTooLarge()
     try:
-        return orjson.loads(raw)
+        document = orjson.loads(raw)  # orjson itself refuses nesting beyond 1024 with JSONDecodeError
     except orjson.JSONDecodeError:
         raise ApiError(400, "Request body is not valid JSON.") from None
+    max_depth = runtime().settings.max_json_depth
+    if _json_depth_exceeds(document, max_depth):
+        raise ApiError(400, f"Request body is nested deeper than {max_depth} levels.")
+    return document
+
+
+def _json_depth_exceeds(document: Any, limit: int) -> bool:
+    """True when arrays/objects nest deeper than `limit` (the top-level container is depth 1); iterative, no recursion."""
+    stack = [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
 
 
 def validate(schema: str, document: Any, prefix: str = "") -> None:
@@ -129,7 +182,7 @@ def call_service(service_id: str) -> Response:
                  (time.perf_counter() - started) * 1000)
         return json_response(EMPTY_RESPONSE)
     now = rt.clock.now()
-    record = gather_record(service.prefetch_keys, body, context, rt.fetcher)
+    record = gather_record(service.prefetch_keys, body, context, rt.fetcher, fhir_server_refusal_for_request)
     findings = service.evaluate(context, work, record.patient, record.resources, record.unavailable, now)
     cards = [rt.renderer.render(f) for f in findings]
     _remember_cards(service.id, body["hookInstance"], findings, cards, now)

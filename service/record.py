@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 from urllib.parse import quote
 
 from hooks.fhir_read import bundle_resources
@@ -58,9 +58,15 @@ def _prefetched(value: Any) -> tuple[str, Any]:
 
 
 def gather_record(keys: Iterable[PrefetchKey], body: dict[str, Any], context: dict[str, Any],
-                  fetcher: FhirFetcher) -> PatientRecord:
+                  fetcher: FhirFetcher, refusal: Callable[[str], str | None] = lambda _url: None) -> PatientRecord:
+    """Prefetch first; the rest from fhirServer, unless `refusal` says this client may not have it called (then the
+    missing parts are marked unavailable with that reason, and the server is never contacted)."""
     prefetch = body.get("prefetch") if isinstance(body.get("prefetch"), dict) else {}
     fhir_server = body.get("fhirServer") if isinstance(body.get("fhirServer"), str) else None
+    refused = refusal(fhir_server) if fhir_server else None
+    if refused:
+        log.warning("fhirServer refused: %s", refused)
+        fhir_server = None
     authorization = body.get("fhirAuthorization") if isinstance(body.get("fhirAuthorization"), dict) else {}
     token = authorization.get("access_token") if isinstance(authorization.get("access_token"), str) else None
     record = PatientRecord(patient=None)
@@ -97,8 +103,9 @@ def gather_record(keys: Iterable[PrefetchKey], body: dict[str, Any], context: di
     elif to_fetch:
         for key in keys:
             if key.key in to_fetch:
-                record.unavailable.update({group: "not prefetched, and the request gave no FHIR server to read it from"
-                                           for group in key.provides})
+                reason = (f"not prefetched, and {refused}" if refused else
+                          "not prefetched, and the request gave no FHIR server to read it from")
+                record.unavailable.update({group: reason for group in key.provides})
     if record.patient is None:
         reason = record.unavailable.get("patient", "the Patient resource was not found")
         raise ApiError(412, f"The patient's record could not be obtained: {reason}.", "prefetch.patient")

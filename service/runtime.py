@@ -23,3 +23,4 @@ class Runtime:
     validators: SchemaValidators
     renderer: CardRenderer
     discovery_body: bytes
+    authenticator: Any = None  # None only when the operator turned authentication off

@@ -11,7 +11,7 @@ from service.config import Settings
 @pytest.fixture()
 def app(tmp_path):
     settings = Settings(database_url=f"sqlite:///{tmp_path}/feedback.sqlite3", frozen_now=ANCHOR_INSTANT,
-                        public_base_url="https://cds.example.org")
+                        public_base_url="https://cds.example.org", auth="off", fhir_allowlist=("https://ehr.example.org/fhir",))
     return create_app(settings)
 
 

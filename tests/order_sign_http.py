@@ -20,7 +20,7 @@ Post = Callable[..., list[dict]]
 def frozen_app(tmp_path_factory: pytest.TempPathFactory):
     """An app whose clock stands at the fixtures' anchor instant, with a throw-away feedback database."""
     tmp = tmp_path_factory.mktemp("rules")
-    return create_app(Settings(database_url=f"sqlite:///{tmp}/t.db", frozen_now=ANCHOR_INSTANT))
+    return create_app(Settings(database_url=f"sqlite:///{tmp}/t.db", frozen_now=ANCHOR_INSTANT, auth="off"))
 
 
 def poster(app) -> Post:

@@ -267,7 +267,7 @@ def test_dental_exam_dated_by_utc_day(post, performed, fires):
 def test_dental_window_counts_back_from_the_utc_day(tmp_path):
     """A clock frozen with another offset (BONECDS_NOW=2026-10-16T00:00+14:00 is the anchor instant) keeps the window."""
     app = create_app(Settings(database_url=f"sqlite:///{tmp_path}/t.db",
-                              frozen_now=ANCHOR_INSTANT.astimezone(timezone(timedelta(hours=14)))))
+                              frozen_now=ANCHOR_INSTANT.astimezone(timezone(timedelta(hours=14))), auth="off"))
     post = poster(app)
     for days_ago, fires in ((SIX_MONTHS_DAYS, False), (SIX_MONTHS_DAYS + 1, True)):
         p = prepared(metastatic(new_patient("dental-offset")), dental=False).dental_exam(days_ago)
