@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
 import orjson
@@ -15,6 +17,9 @@ import orjson
 from hooks.fhir_read import bundle_resources
 
 log = logging.getLogger(__name__)
+
+# One page of a narrow, _count-bounded search is well under 1 MiB; far more is a misbehaving server, not a record.
+MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 
 
 @dataclass
@@ -30,47 +35,56 @@ class FetchOutcome:
 
 
 class FhirFetcher:
-    """Shared by all requests of a worker process; the HTTP pool and threads are created after fork, on first use."""
+    """Shared by all requests of a worker process; the HTTP pool is created after fork, on first use."""
 
     def __init__(self, timeout_seconds: float, budget_seconds: float, max_pages: int, max_parallel: int,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 transport: httpx.BaseTransport | None = None, max_response_bytes: int = MAX_RESPONSE_BYTES) -> None:
         self.timeout_seconds = timeout_seconds
         self.budget_seconds = budget_seconds
         self.max_pages = max_pages
         self.max_parallel = max_parallel
+        self.max_response_bytes = max_response_bytes
         self._transport = transport
         self._lock = threading.Lock()
         self._pid: int | None = None
         self._http: httpx.Client | None = None
-        self._pool: ThreadPoolExecutor | None = None
 
-    def _resources(self) -> tuple[httpx.Client, ThreadPoolExecutor]:
+    def _client(self) -> httpx.Client:
         with self._lock:
-            if self._pid != os.getpid() or self._http is None or self._pool is None:
+            if self._pid != os.getpid() or self._http is None:
+                # Enough connections for several hook calls at once; each call opens at most max_parallel.
                 self._http = httpx.Client(transport=self._transport, follow_redirects=False,
-                                          limits=httpx.Limits(max_connections=self.max_parallel * 2))
-                self._pool = ThreadPoolExecutor(max_workers=self.max_parallel, thread_name_prefix="fhir-fetch")
+                                          limits=httpx.Limits(max_connections=self.max_parallel * 8,
+                                                              max_keepalive_connections=self.max_parallel * 2))
                 self._pid = os.getpid()
-            return self._http, self._pool
+            return self._http
 
     def fetch_all(self, base_url: str, token: str | None, queries: dict[str, str]) -> dict[str, FetchOutcome]:
-        """Run every query (relative to base_url, or an absolute next-page URL on it) in parallel within the budget."""
+        """Run every query (relative to base_url, or an absolute next-page URL on it) in parallel within the budget.
+
+        Each call has threads of its own: with one pool shared by the worker, the queries of concurrent calls to a
+        hanging server queued behind each other and a later call's Patient read never started (412 for a patient
+        whose record was there). A thread outlives its call by at most one per-call timeout."""
         if not queries:
             return {}
-        http, pool = self._resources()
+        http = self._client()
         deadline = time.monotonic() + self.budget_seconds
-        futures = {key: pool.submit(self._run_query, http, base_url, token, query, deadline) for key, query in queries.items()}
-        wait(futures.values(), timeout=max(0.0, deadline - time.monotonic()) + 0.05, return_when=FIRST_EXCEPTION)
+        pool = ThreadPoolExecutor(max_workers=min(self.max_parallel, len(queries)), thread_name_prefix="fhir-fetch")
         outcomes: dict[str, FetchOutcome] = {}
-        for key, future in futures.items():
-            if not future.done():
-                future.cancel()
-                outcomes[key] = FetchOutcome(error=f"no answer within the {self.budget_seconds:g} s budget")
-            elif future.exception() is not None:
-                log.error("FHIR query %s failed unexpectedly: %s", key, type(future.exception()).__name__)
-                outcomes[key] = FetchOutcome(error="query failed")
-            else:
-                outcomes[key] = future.result()
+        try:
+            futures = {key: pool.submit(self._run_query, http, base_url, token, query, deadline)
+                       for key, query in queries.items()}
+            wait(futures.values(), timeout=max(0.0, deadline - time.monotonic()) + 0.05)
+            for key, future in futures.items():
+                if not future.done() or future.cancelled():
+                    outcomes[key] = FetchOutcome(error=f"no answer within the {self.budget_seconds:g} s budget")
+                elif future.exception() is not None:
+                    log.error("FHIR query %s failed unexpectedly: %s", key, type(future.exception()).__name__)
+                    outcomes[key] = FetchOutcome(error="query failed")
+                else:
+                    outcomes[key] = future.result()
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)  # queries not started by now are dropped, running ones end soon
         return outcomes
 
     def _run_query(self, http: httpx.Client, base_url: str, token: str | None, query: str, deadline: float) -> FetchOutcome:
@@ -79,45 +93,104 @@ class FhirFetcher:
         headers = {"Accept": "application/fhir+json, application/json"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
+        count = _count_of(query)
+        ordered = "_sort=" in query
         collected: list[dict] = []
+        seen: set[tuple[str, str]] = set()
+        visited: set[str] = set()
+        truncated = False
         for page in range(self.max_pages):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return FetchOutcome(collected, error=f"no answer within the {self.budget_seconds:g} s budget")
-            started = time.monotonic()
-            try:
-                response = http.get(url, headers=headers, timeout=min(self.timeout_seconds, remaining))
-            except httpx.TimeoutException:
-                return FetchOutcome(collected, error="FHIR server timed out")
-            except httpx.HTTPError as error:
-                return FetchOutcome(collected, error=f"FHIR server unreachable ({type(error).__name__})")
-            finally:
-                log.debug("FHIR GET page %d took %.1f ms", page, (time.monotonic() - started) * 1000)
-            if response.status_code in (404, 410) and "?" not in query:
-                return FetchOutcome(found=False)
-            if response.status_code >= 300:
-                return FetchOutcome(collected, error=f"FHIR server answered HTTP {response.status_code}")
-            try:
-                body = orjson.loads(response.content)
-            except orjson.JSONDecodeError:
-                return FetchOutcome(collected, error="FHIR server sent a response that is not JSON")
-            if not isinstance(body, dict) or not isinstance(body.get("resourceType"), str):
-                return FetchOutcome(collected, error="FHIR server sent something that is not a FHIR resource")
+            visited.add(url)
+            body_or_error = self._get_json(http, url, headers, deadline, page)
+            if isinstance(body_or_error, FetchOutcome):
+                if not body_or_error.found and page == 0 and "?" not in query:
+                    return FetchOutcome(found=False)  # a read of a resource the server does not have
+                return FetchOutcome(collected, error=body_or_error.error)
+            body = body_or_error
             if body["resourceType"] == "OperationOutcome":
                 return FetchOutcome(collected, error="FHIR server answered with an OperationOutcome")
             if body["resourceType"] != "Bundle":
-                return FetchOutcome([body])
-            collected.extend(bundle_resources(body))
+                return FetchOutcome([*collected, body])
+            resources = bundle_resources(body)
+            if count is not None and len(resources) > count:
+                truncated, resources = True, resources[:count]  # the server ignored _count
+            for resource in resources:
+                rid = resource.get("id")
+                identity = (resource["resourceType"], rid if isinstance(rid, str) else str(id(resource)))
+                if identity not in seen:  # a server repeating a page must not double the record
+                    seen.add(identity)
+                    collected.append(resource)
             next_url = next_link(body)
             if next_url is None:
-                return FetchOutcome(collected)
+                break
+            next_url = urljoin(url, next_url)
             if not next_url.startswith(base):
                 # Paging must stay on the server we were given; anything else is ignored rather than followed.
                 return FetchOutcome(collected, error="FHIR server's next-page link points to another server")
+            if next_url in visited:
+                break  # a link back to a page already read: nothing new to get
             url = next_url
-        # The queries sort newest first, so the pages past the cap hold only the oldest results.
-        log.info("stopped paging after %d pages", self.max_pages)
+        else:
+            truncated = True
+            log.info("stopped paging after %d pages", self.max_pages)
+        if truncated and not ordered:
+            # Unsorted results cut short may miss anything (an allergy on page 6): say so rather than pass silently.
+            return FetchOutcome(collected, error=f"the FHIR server returned more than {self.max_pages} pages, or more entries "
+                                                 f"on a page than asked for; the rest was not read")
+        # Sorted newest first, the results past the cap are only the oldest ones.
         return FetchOutcome(collected)
+
+    def _get_json(self, http: httpx.Client, url: str, headers: dict[str, str], deadline: float, page: int) -> dict | FetchOutcome:
+        """One GET within the deadline and the size cap; the parsed FHIR resource, or why there is none."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return FetchOutcome(error=f"no answer within the {self.budget_seconds:g} s budget")
+        started = time.monotonic()
+        try:
+            with http.stream("GET", url, headers=headers, timeout=min(self.timeout_seconds, remaining)) as response:
+                if response.status_code in (404, 410):
+                    return FetchOutcome(found=False, error=f"FHIR server answered HTTP {response.status_code}")
+                if 300 <= response.status_code < 400:
+                    return FetchOutcome(error=f"FHIR server answered HTTP {response.status_code} (a redirect, not followed)")
+                if response.status_code >= 300 or response.status_code < 200:
+                    return FetchOutcome(error=f"FHIR server answered HTTP {response.status_code}")
+                media_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+                if media_type and "json" not in media_type:
+                    shown = re.sub(r"[^a-z0-9.+/-]", "", media_type)[:40]  # server text goes on a card: keep it plain
+                    return FetchOutcome(error=f"FHIR server sent {shown or 'an unknown type'}, not FHIR JSON")
+                raw = self._read_capped(response, deadline)
+                if isinstance(raw, FetchOutcome):
+                    return raw
+        except httpx.TimeoutException:
+            return FetchOutcome(error="FHIR server timed out")
+        except httpx.HTTPError as error:
+            return FetchOutcome(error=f"FHIR server unreachable ({type(error).__name__})")
+        finally:
+            log.debug("FHIR GET page %d took %.1f ms", page, (time.monotonic() - started) * 1000)
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return FetchOutcome(error="FHIR server sent a response that is not JSON")
+        if not isinstance(body, dict) or not isinstance(body.get("resourceType"), str):
+            return FetchOutcome(error="FHIR server sent something that is not a FHIR resource")
+        return body
+
+    def _read_capped(self, response: httpx.Response, deadline: float) -> bytes | FetchOutcome:
+        """The body, read in chunks: never more than max_response_bytes, never past the deadline (a trickling server)."""
+        too_big = FetchOutcome(error=f"FHIR server's answer is larger than {self.max_response_bytes // (1024 * 1024)} MiB")
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > self.max_response_bytes:
+            return too_big
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > self.max_response_bytes:
+                return too_big
+            if time.monotonic() > deadline:
+                return FetchOutcome(error=f"no complete answer within the {self.budget_seconds:g} s budget")
+            chunks.append(chunk)
+        return b"".join(chunks)
 
 
 def next_link(bundle: dict[str, Any]) -> str | None:
@@ -125,3 +198,9 @@ def next_link(bundle: dict[str, Any]) -> str | None:
         if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
             return link["url"]
     return None
+
+
+def _count_of(query: str) -> int | None:
+    """The _count a query asks for (None when it asks for none, or asks nonsense)."""
+    values = parse_qs(urlsplit(query).query).get("_count") or [""]
+    return int(values[0]) if values[0].isdigit() and int(values[0]) > 0 else None

@@ -70,6 +70,7 @@ def gather_record(keys: Iterable[PrefetchKey], body: dict[str, Any], context: di
     authorization = body.get("fhirAuthorization") if isinstance(body.get("fhirAuthorization"), dict) else {}
     token = authorization.get("access_token") if isinstance(authorization.get("access_token"), str) else None
     record = PatientRecord(patient=None)
+    patient_id = context.get("patientId") if isinstance(context.get("patientId"), str) else None
     to_fetch: dict[str, str] = {}
     keys = tuple(keys)
     for key in keys:
@@ -77,10 +78,10 @@ def gather_record(keys: Iterable[PrefetchKey], body: dict[str, Any], context: di
         if kind == "none":
             continue
         if kind == "resource":
-            _add(record, key, [payload])
+            _add(record, key, [payload], patient_id)
             continue
         if kind == "bundle":
-            _add(record, key, bundle_resources(payload))
+            _add(record, key, bundle_resources(payload), patient_id)
             following = next_link(payload)
             if following:
                 to_fetch[key.key] = following  # the EHR paginated its prefetch: read the rest ourselves
@@ -96,7 +97,7 @@ def gather_record(keys: Iterable[PrefetchKey], body: dict[str, Any], context: di
             if outcome is None:
                 continue
             record.fetched.append(key.key)
-            _add(record, key, outcome.resources)
+            _add(record, key, outcome.resources, patient_id)
             if not outcome.ok:
                 log.warning("prefetch key %s could not be fetched: %s", key.key, outcome.error)
                 record.unavailable.update({group: outcome.error for group in key.provides})
@@ -112,9 +113,35 @@ def gather_record(keys: Iterable[PrefetchKey], body: dict[str, Any], context: di
     return record
 
 
-def _add(record: PatientRecord, key: PrefetchKey, resources: list[dict]) -> None:
+def _add(record: PatientRecord, key: PrefetchKey, resources: list[dict], patient_id: str | None) -> None:
+    """Keep what belongs to this patient: a server (or prefetch) that ignores `patient=` must not mix in others' data."""
+    foreign = 0
     for resource in resources:
         if "patient" in key.provides and resource.get("resourceType") == "Patient":
-            record.patient = resource
+            if patient_id is None or resource.get("id") == patient_id:
+                record.patient = resource
+            else:
+                foreign += 1
+        elif _belongs_to_other_patient(resource, patient_id):
+            foreign += 1
         else:
             record.resources.append(resource)
+    if foreign:
+        log.warning("prefetch key %s: %d resource(s) of another patient ignored", key.key, foreign)
+
+
+def _belongs_to_other_patient(resource: dict, patient_id: str | None) -> bool:
+    """subject or patient names a different Patient (Group subjects and missing references are left to the rules)."""
+    if patient_id is None:
+        return False
+    for field in ("subject", "patient"):
+        value = resource.get(field)
+        reference = value.get("reference") if isinstance(value, dict) else None
+        if not isinstance(reference, str):
+            continue
+        parts = [p for p in reference.split("/") if p]
+        if len(parts) >= 4 and parts[-2] == "_history":
+            parts = parts[:-2]
+        if len(parts) >= 2 and parts[-2] == "Patient" and parts[-1] != patient_id:
+            return True
+    return False

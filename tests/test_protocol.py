@@ -9,7 +9,7 @@ from typing import Any, Iterator
 import pytest
 from jsonschema import Draft7Validator
 
-from fixtures.builder import draft_orders, medication_request
+from fixtures.builder import day, draft_orders, medication_request
 from fixtures.prefetch import hook_request, transaction_resources
 from fixtures.prefetch import scenario_request as hook_request_for
 from fixtures.scenarios import all_scenarios, scenario
@@ -398,3 +398,25 @@ def test_cors_preflight_on_all_endpoints(client, path):
     assert "Content-Type" in response.headers["Access-Control-Allow-Headers"]
     assert "POST" in response.headers["Access-Control-Allow-Methods"]
     assert response.headers["Access-Control-Allow-Origin"] == "*"
+
+
+def test_resources_of_another_patient_are_ignored(client, service, caplog):
+    """A prefetch (or FHIR server) that ignores patient= must not lend another patient's results to this one."""
+    s = scenario("calcium-low")
+    other = scenario("metastatic-za-prepared")
+    resources = transaction_resources(s.patient.transaction())
+    body = hook_request(service, s.patient_id, s.draft_orders, resources=resources)
+    others = [{**r, "effectiveDateTime": day(1)} for r in transaction_resources(other.patient.transaction())
+              if r["resourceType"] == "Observation"]
+    body["prefetch"]["calcium"]["entry"] += [{"resource": r} for r in others]  # the other patient's normal calcium, newer
+    cards = client.post(SERVICE_URL, json=body).get_json()["cards"]
+    assert [c["source"]["topic"]["code"] for c in cards] == ["calcium-low"]
+    assert "resource(s) of another patient ignored" in caplog.text
+
+
+def test_a_patient_read_returning_another_patient_is_412(client, service):
+    s = scenario("calcium-low")
+    body = hook_request(service, s.patient_id, s.draft_orders, resources=transaction_resources(s.patient.transaction()))
+    body["prefetch"]["patient"] = {**body["prefetch"]["patient"], "id": "someone-else"}
+    response = client.post(SERVICE_URL, json=body)
+    assert response.status_code == 412
