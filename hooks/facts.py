@@ -248,16 +248,16 @@ def build_facts(
     by_type: dict[str, dict[str, dict]] = {}
     for resource in resources:
         kind = resource.get("resourceType")
-        key = resource.get("id") if isinstance(resource.get("id"), str) else str(id(resource))
+        key = _resource_id(resource) or str(id(resource))
         by_type.setdefault(kind, {})[key] = resource  # the same resource can come from two prefetch keys
     _read_observations(facts, by_type.get("Observation", {}).values(), knowledge)
     _read_conditions(facts, by_type.get("Condition", {}).values(), knowledge)
     medications = by_type.get("Medication", {})
-    requests = [r for r in by_type.get("MedicationRequest", {}).values() if r.get("id") not in draft_ids]
+    requests = [r for r in by_type.get("MedicationRequest", {}).values() if _resource_id(r) not in draft_ids]
     _read_doses(facts, requests, by_type.get("MedicationAdministration", {}).values(), medications, knowledge)
     companions = [r for r in companion_drafts if r.get("resourceType") == "MedicationRequest"]
-    companion_ids = {r.get("id") for r in companions if r.get("id")}
-    facts.medications = [read_medication(r, medications, knowledge) for r in requests if r.get("id") not in companion_ids]
+    companion_ids = {_resource_id(r) for r in companions if _resource_id(r)}
+    facts.medications = [read_medication(r, medications, knowledge) for r in requests if _resource_id(r) not in companion_ids]
     drafted = [read_medication(r, medications, knowledge) for r in companions]
     facts.medications += [replace(m, in_request=True) for m in drafted if m.bone_agent is None]  # bone agents are orders
     facts.allergies = [a for a in (_read_allergy(r, knowledge) for r in by_type.get("AllergyIntolerance", {}).values()) if a]
@@ -266,6 +266,18 @@ def build_facts(
     facts.oophorectomies = _read_oophorectomies(by_type.get("Procedure", {}).values(), knowledge)
     facts.setting = derive_setting(facts, knowledge)
     return facts
+
+
+def _status(resource: dict) -> str | None:
+    """A resource's status code, None when absent or not a string (a list or object there must not break a lookup)."""
+    value = resource.get("status")
+    return value if isinstance(value, str) else None
+
+
+def _resource_id(resource: dict) -> str | None:
+    """The resource's id when it is a string (a hostile record may carry an object or a number there)."""
+    value = resource.get("id")
+    return value if isinstance(value, str) else None
 
 
 UNIT_TABLES = {
@@ -286,7 +298,7 @@ MOLAR_UNITS = frozenset({"mmol/L", "mmol/l"})
 def _read_observations(facts: PatientFacts, observations: Iterable[dict], knowledge: Knowledge) -> None:
     loinc = knowledge.systems["loinc"]
     for observation in observations:
-        if observation.get("status") not in READABLE_OBSERVATION_STATUS:
+        if _status(observation) not in READABLE_OBSERVATION_STATUS:
             continue
         kind = next((knowledge.observation_kind_by_loinc[code] for system, code, _ in codings(observation.get("code"))
                      if system == loinc and code in knowledge.observation_kind_by_loinc), None)
@@ -324,7 +336,7 @@ def _read_observations(facts: PatientFacts, observations: Iterable[dict], knowle
                 continue
             value = measured.value * factor
         facts.labs.setdefault(kind, []).append(
-            LabResult(kind, value, unit, measured.value, measured.unit, when, observation.get("id")))
+            LabResult(kind, value, unit, measured.value, measured.unit, when, _resource_id(observation)))
     for results in facts.labs.values():
         results.sort(key=lambda r: r.when, reverse=True)
     for unreadable in facts.unreadable.values():
@@ -361,7 +373,7 @@ def _read_oophorectomies(procedures: Iterable[dict], knowledge: Knowledge) -> li
     codes = knowledge.raw["menopause"]["bilateral_oophorectomy"]
     found = []
     for procedure in procedures:
-        if procedure.get("status") in NOT_PERFORMED_STATUS:
+        if _status(procedure) in NOT_PERFORMED_STATUS:
             continue
         if any(knowledge.coding_in(codes, system, code) for system, code, _ in codings(procedure.get("code"))):
             found.append(CodedFinding("bilateral-oophorectomy", effective_datetime(procedure),
@@ -459,14 +471,14 @@ def _read_dental_exams(facts: PatientFacts, procedures: Iterable[dict], encounte
     exam_set = knowledge.condition_sets[spec["encounter_condition_set"]]
     exams: list[DentalExam] = []
     for procedure in procedures:
-        if procedure.get("status") in NOT_PERFORMED_STATUS:
+        if _status(procedure) in NOT_PERFORMED_STATUS:
             continue
         coded = [(system, code) for system, code, _ in codings(procedure.get("code"))]
         when = effective_datetime(procedure)
         if when and any(knowledge.coding_in(spec["procedure_codes"], system, code) for system, code in coded):
             exams.append(DentalExam(when, f"{concept_label(procedure.get('code'), 'dental procedure')} on {when.date().isoformat()}"))
     for encounter in encounters:
-        if encounter.get("status") in NOT_PERFORMED_STATUS:
+        if _status(encounter) in NOT_PERFORMED_STATUS:
             continue
         coded = [c for key in ("reasonCode", "type") for c in codings(encounter.get(key))]
         period = encounter.get("period") if isinstance(encounter.get("period"), dict) else {}
@@ -483,7 +495,7 @@ def _read_doses(facts: PatientFacts, requests: Iterable[dict], administrations: 
                 medications: dict[str, dict], knowledge: Knowledge) -> None:
     from_administrations: list[DoseEvent] = []
     for administration in administrations:
-        if administration.get("status") not in GIVEN_ADMINISTRATION_STATUS:
+        if _status(administration) not in GIVEN_ADMINISTRATION_STATUS:
             continue
         identified = identify_ingredient(medication_concepts(administration, medications), knowledge)
         when = effective_datetime(administration)
@@ -492,7 +504,7 @@ def _read_doses(facts: PatientFacts, requests: Iterable[dict], administrations: 
     administered = {d.ingredient for d in from_administrations}
     from_requests: list[DoseEvent] = []
     for request in requests:
-        if request.get("status") not in GIVEN_REQUEST_STATUS:
+        if _status(request) not in GIVEN_REQUEST_STATUS:
             continue
         identified = identify_ingredient(medication_concepts(request, medications), knowledge)
         when = parse_datetime(request.get("authoredOn"))

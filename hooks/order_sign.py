@@ -125,7 +125,8 @@ class OrderSignService:
                  resources: list[dict], unavailable: dict[str, str], now: datetime) -> list[Finding]:
         all_orders = find_bone_agent_orders(context.get("draftOrders"), self.knowledge)
         draft_ids = frozenset(o.resource_id for o in all_orders if o.resource_id)
-        companions = [r for r in bundle_resources(context.get("draftOrders")) if r.get("id") not in draft_ids]
+        companions = [r for r in bundle_resources(context.get("draftOrders"))
+                      if not (isinstance(r.get("id"), str) and r["id"] in draft_ids)]
         facts = build_facts(patient, resources, unavailable, self.knowledge, now, draft_ids, companions)
         patient_reference = f"Patient/{context['patientId']}"
         return evaluate_orders(orders, facts, self.knowledge, self.rules, patient_reference, context.get("userId"), now,

@@ -77,7 +77,7 @@ class BoneAgentOrder:
 def find_bone_agent_orders(draft_orders: Any, knowledge: Knowledge) -> list[BoneAgentOrder]:
     """Every MedicationRequest in draftOrders whose medication is a bone-modifying agent."""
     resources = bundle_resources(draft_orders)
-    medications = {r.get("id"): r for r in resources if r.get("resourceType") == "Medication" and r.get("id")}
+    medications = {r.get("id"): r for r in resources if r.get("resourceType") == "Medication" and isinstance(r.get("id"), str)}
     orders = []
     for resource in resources:
         if resource.get("resourceType") != "MedicationRequest":
@@ -218,6 +218,7 @@ def _formulation(ingredient: str, route: str | None, dose_mg: float | None, know
 
 def _interval(repeat: dict) -> Interval | None:
     period, unit = repeat.get("period"), repeat.get("periodUnit")
+    unit = unit if isinstance(unit, str) else None
     if not isinstance(period, (int, float)) or isinstance(period, bool) or period <= 0 or unit not in DAYS_PER_UNIT:
         return None
     frequency = repeat.get("frequency", 1)
@@ -228,6 +229,7 @@ def _interval(repeat: dict) -> Interval | None:
 
 def _infusion_minutes(repeat: dict) -> float | None:
     duration, unit = repeat.get("duration"), repeat.get("durationUnit")
+    unit = unit if isinstance(unit, str) else None
     if not isinstance(duration, (int, float)) or isinstance(duration, bool) or unit not in MINUTES_PER_UNIT:
         return None
     return float(duration) * MINUTES_PER_UNIT[unit]

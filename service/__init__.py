@@ -46,9 +46,10 @@ def create_app(settings: Settings | None = None, *, clock: Any = None, fetcher: 
     )
     runtime.authenticator = build_authenticator(settings, runtime.store)
     app.extensions["bonecds"] = runtime
-    from service import health, protocol
+    from service import health, openapi, protocol
     app.register_blueprint(protocol.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(openapi.bp)
     _warm_up(runtime)
     if settings.frozen_now:
         log.warning("clock frozen at %s (BONECDS_NOW): dates are judged against that instant", settings.frozen_now.isoformat())

@@ -36,3 +36,9 @@ def post(frozen_order_sign_app):
     """post(patient, *orders, prefetch_keys=None) -> cards, through the HTTP endpoint with the clock frozen."""
     from tests.order_sign_http import poster
     return poster(frozen_order_sign_app)
+
+
+def pytest_terminal_summary(terminalreporter):
+    from tests.summary import SUMMARY_LINES
+    for line in SUMMARY_LINES.values():
+        terminalreporter.write_line(line())
