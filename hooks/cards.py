@@ -110,8 +110,12 @@ class CardRenderer:
                 try:
                     rendered["resource"] = validate_fhir_resource(action.resource)
                 except Exception as error:  # an invalid resource must never reach the EHR; the card still stands
-                    log.error("rule %s built an invalid %s suggestion resource (%s); suggestion dropped",
-                              rule_id, action.resource.get("resourceType"), type(error).__name__)
+                    if action.type == "update":  # built from the client's own draft, which was not valid FHIR
+                        log.warning("rule %s: the draft order in the request is not valid FHIR (%s); update suggestion "
+                                    "dropped", rule_id, type(error).__name__)
+                    else:
+                        log.error("rule %s built an invalid %s suggestion resource (%s); suggestion dropped",
+                                  rule_id, action.resource.get("resourceType"), type(error).__name__)
                     return None
             if action.resource_id is not None:
                 rendered["resourceId"] = action.resource_id
