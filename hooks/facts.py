@@ -397,13 +397,11 @@ def _condition_status(concept: Any) -> str | None:
 
 
 def _read_conditions(facts: PatientFacts, conditions: Iterable[dict], knowledge: Knowledge) -> None:
-    systems = knowledge.systems
     for condition in conditions:
         if _condition_status(condition.get("verificationStatus")) in EXCLUDED_VERIFICATION:
             continue
-        coded = list(codings(condition.get("code")))
-        matched = frozenset(name for name, value_set in knowledge.condition_sets.items()
-                            if any(value_set.matches(system, code, systems) for system, code, _ in coded))
+        matched = frozenset().union(*(knowledge.value_sets_of(system, code)
+                                      for system, code, _ in codings(condition.get("code"))))
         if not matched:
             continue
         clinical = _condition_status(condition.get("clinicalStatus"))
@@ -418,8 +416,11 @@ def read_medication(request: dict, medications: dict[str, dict], knowledge: Know
     bone_agent = identify_ingredient(concepts, knowledge)
     dosage = next((d for d in as_list(request.get("dosageInstruction")) if isinstance(d, dict)), {})
     route_texts = " ".join(concept_texts(dosage.get("route"))).lower()
+    # Codes and names are read once per order, then matched against every class (this runs for every order on record).
+    coded = [(system, code) for concept in concepts for system, code, _ in codings(concept) if code]
+    names = [text.lower() for concept in concepts for text in concept_texts(concept)]
     classes = frozenset(name for name, drug_class in knowledge.medication_classes.items()
-                        if _in_class(concepts, drug_class, knowledge)
+                        if _in_class(coded, names, drug_class, knowledge)
                         and not any(word in route_texts for word in drug_class.excluded_routes))
     status = request.get("status") if isinstance(request.get("status"), str) else None
     label = next((text for concept in concepts for text in concept_texts(concept)), "unnamed medication")
@@ -428,19 +429,15 @@ def read_medication(request: dict, medications: dict[str, dict], knowledge: Know
                           route_text=route_texts)
 
 
-def _in_class(concepts: list[Any], drug_class: Any, knowledge: Knowledge) -> bool:
+def _in_class(coded: list[tuple[str | None, str]], names: list[str], drug_class: Any, knowledge: Knowledge) -> bool:
+    """By RxNorm or ATC code (or ATC group), else by a name fragment in the drug's text."""
     rxnorm, atc = knowledge.systems["rxnorm"], knowledge.systems["atc"]
-    for concept in concepts:
-        for system, code, _ in codings(concept):
-            if system == rxnorm and code in drug_class.rxnorm:
-                return True
-            if system == atc and code and (code in drug_class.atc or code.startswith(drug_class.atc_prefixes)):
-                return True
-        for text in concept_texts(concept):
-            lowered = text.lower()
-            if any(fragment in lowered for fragment in drug_class.name_fragments):
-                return True
-    return False
+    for system, code in coded:
+        if system == rxnorm and code in drug_class.rxnorm:
+            return True
+        if system == atc and (code in drug_class.atc or code.startswith(drug_class.atc_prefixes)):
+            return True
+    return any(fragment in name for name in names for fragment in drug_class.name_fragments)
 
 
 def _read_allergy(allergy: dict, knowledge: Knowledge) -> AllergyFact | None:

@@ -7,6 +7,7 @@ from importlib import resources
 from typing import Any, Iterable
 
 DEFAULT_KNOWLEDGE_FILE = "bone-agents.json"
+MEMO_LIMIT = 10_000
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,8 @@ class Knowledge:
     condition_sets: dict[str, ConditionValueSet]
     medication_classes: dict[str, MedicationClass]
     thresholds: dict[str, Any] = field(repr=False)
+    _value_set_memo: dict[tuple[str | None, str | None], frozenset[str]] = field(
+        default_factory=dict, repr=False, compare=False)
 
     def threshold(self, name: str) -> Any:
         entry = self.thresholds[name]
@@ -133,6 +136,18 @@ class Knowledge:
 
     def rule_meta(self, rule_id: str) -> dict[str, Any]:
         return self.raw["rules"][rule_id]
+
+    def value_sets_of(self, system: str | None, code: str | None) -> frozenset[str]:
+        """The condition value sets a coding belongs to, memoised: every Condition of every request asks this."""
+        key = (system, code)
+        found = self._value_set_memo.get(key)
+        if found is None:
+            found = frozenset(name for name, value_set in self.condition_sets.items()
+                              if value_set.matches(system, code, self.systems))
+            if len(self._value_set_memo) > MEMO_LIMIT:
+                self._value_set_memo.clear()  # hostile input with endless distinct codes must not grow memory
+            self._value_set_memo[key] = found
+        return found
 
     def coding_in(self, pairs: Iterable[Iterable[str]], system: str | None, code: str | None) -> bool:
         """Whether (system, code) is one of the knowledge file's [system key, code] pairs."""
