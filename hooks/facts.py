@@ -437,7 +437,8 @@ def _in_class(coded: list[tuple[str | None, str]], names: list[str], drug_class:
             return True
         if system == atc and (code in drug_class.atc or code.startswith(drug_class.atc_prefixes)):
             return True
-    return any(fragment in name for name in names for fragment in drug_class.name_fragments)
+    pattern = drug_class.name_pattern
+    return pattern is not None and any(pattern.search(name) for name in names)
 
 
 def _read_allergy(allergy: dict, knowledge: Knowledge) -> AllergyFact | None:

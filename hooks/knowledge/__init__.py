@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import re
+from functools import cached_property
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Iterable
@@ -93,6 +95,11 @@ class MedicationClass:
     atc_prefixes: tuple[str, ...]
     name_fragments: tuple[str, ...]
     excluded_routes: frozenset[str]
+
+    @cached_property
+    def name_pattern(self) -> re.Pattern[str] | None:
+        """One compiled search for all name fragments (names are matched in lower case)."""
+        return re.compile("|".join(map(re.escape, self.name_fragments))) if self.name_fragments else None
 
 
 @dataclass(frozen=True)
