@@ -3,7 +3,7 @@ PYTHON ?= python3
 HOST ?= 127.0.0.1
 PORT ?= 8099
 
-.PHONY: run test setup
+.PHONY: run test setup bench
 run:
 	$(PYTHON) scripts/dev.py run --host $(HOST) --port $(PORT)
 
@@ -12,3 +12,7 @@ test:
 
 setup:
 	$(PYTHON) scripts/dev.py setup
+
+# Latency/throughput benchmark of the service as run in production; e.g. make bench BENCH_ARGS=--quick
+bench:
+	$(PYTHON) scripts/bench.py $(BENCH_ARGS)

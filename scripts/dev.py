@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -64,9 +65,37 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0  # not reached
 
 
+def postgres_bin_dir() -> Path | None:
+    """Where initdb and pg_ctl are (PATH, or Debian's /usr/lib/postgresql/N/bin); None when not installed."""
+    found = shutil.which("pg_ctl")
+    candidates = [Path(found).resolve().parent] if found else []
+    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: p.parent.name.zfill(4), reverse=True)
+    return next((c for c in candidates if (c / "initdb").exists() and (c / "pg_ctl").exists()), None)
+
+
+def ensure_postgres() -> None:
+    """The store tests start a throw-away PostgreSQL server (tests/pg_server.py): install the server binaries with
+    apt-get when they are missing, unless BONECDS_TEST_POSTGRES=skip. A failed install is reported here and the
+    PostgreSQL tests then fail (they never skip silently)."""
+    if os.environ.get("BONECDS_TEST_POSTGRES", "").lower() == "skip" or postgres_bin_dir():
+        return
+    sudo = [] if os.geteuid() == 0 else (["sudo", "-n"] if shutil.which("sudo") else None)
+    if sudo is None or not shutil.which("apt-get"):
+        print("PostgreSQL (initdb, pg_ctl) is not installed and cannot be installed with apt-get here: install it, or "
+              "set BONECDS_TEST_POSTGRES=skip; the PostgreSQL store tests will fail", flush=True)
+        return
+    print("installing PostgreSQL for the store tests (apt-get install postgresql) ...", flush=True)
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    for step in (["apt-get", "update"], ["apt-get", "install", "-y", "-q", "--no-install-recommends", "postgresql"]):
+        if subprocess.call([*sudo, *step], env=env) != 0:
+            print(f"`{' '.join(step)}` failed; the PostgreSQL store tests will fail", flush=True)
+            return
+
+
 def cmd_test(args: argparse.Namespace) -> int:
     env_dir = ensure_app_venv()
     fhir_dir = ensure_fhir_venv()
+    ensure_postgres()
     env = dict(os.environ)
     env.setdefault("BONECDS_FHIR_SERVER_COMMAND", str(fhir_dir / "bin" / "sekmet"))
     return subprocess.call([str(_python(env_dir)), "-m", "pytest", *args.pytest_args], cwd=ROOT, env=env)

@@ -14,7 +14,7 @@ from hooks.order_sign import build_services
 from service.auth import DEV_ISSUER, Authenticator, JwksCache, dev_client, load_clients, load_or_create_dev_key
 from service.clock import FrozenClock, SystemClock
 from service.config import Settings
-from service.feedback_store import SqliteFeedbackStore
+from service.feedback_store import FeedbackStore, store_for
 from service.fhir_client import FhirFetcher
 from service.runtime import Runtime
 from service.validation import SchemaValidators, SchemaViolation
@@ -25,7 +25,7 @@ ICON_PATH = "/static/bonecds-icon.png"
 
 
 def create_app(settings: Settings | None = None, *, clock: Any = None, fetcher: FhirFetcher | None = None,
-               store: SqliteFeedbackStore | None = None, knowledge: Knowledge | None = None) -> Flask:
+               store: FeedbackStore | None = None, knowledge: Knowledge | None = None) -> Flask:
     settings = settings or Settings.from_env()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
@@ -37,7 +37,7 @@ def create_app(settings: Settings | None = None, *, clock: Any = None, fetcher: 
         clock=clock or (FrozenClock(settings.frozen_now) if settings.frozen_now else SystemClock()),
         fetcher=fetcher or FhirFetcher(settings.fhir_timeout_seconds, settings.fhir_budget_seconds,
                                        settings.fhir_max_pages, settings.fhir_max_parallel),
-        store=store or SqliteFeedbackStore(settings.sqlite_path),
+        store=store or store_for(settings),
         knowledge=knowledge,
         services=services,
         validators=SchemaValidators(),
@@ -50,6 +50,8 @@ def create_app(settings: Settings | None = None, *, clock: Any = None, fetcher: 
     app.register_blueprint(protocol.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi.bp)
+    from service import bench_floor
+    bench_floor.register_if_enabled(app)  # benchmark-only floor endpoint, off unless BONECDS_BENCH_FLOOR=1
     _warm_up(runtime)
     if settings.frozen_now:
         log.warning("clock frozen at %s (BONECDS_NOW): dates are judged against that instant", settings.frozen_now.isoformat())
@@ -57,7 +59,7 @@ def create_app(settings: Settings | None = None, *, clock: Any = None, fetcher: 
     return app
 
 
-def build_authenticator(settings: Settings, store: SqliteFeedbackStore) -> Authenticator | None:
+def build_authenticator(settings: Settings, store: FeedbackStore) -> Authenticator | None:
     """JWT verification as configured: on (trusted-clients file required), dev (a local key, clearly logged), or off."""
     if settings.auth == "off":
         log.warning("CDS client authentication is OFF (BONECDS_AUTH=off): any caller is trusted; fhirServer calls are "

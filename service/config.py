@@ -88,8 +88,18 @@ class Settings:
         )
 
     @property
+    def database_backend(self) -> str:
+        """"sqlite" or "postgresql", from DATABASE_URL's scheme (postgres:// is PostgreSQL too)."""
+        url = self.database_url
+        if url.startswith("sqlite:///"):
+            return "sqlite"
+        if url.startswith(("postgresql://", "postgres://")):
+            return "postgresql"
+        scheme = url.split("://", 1)[0] if "://" in url else "no scheme"
+        raise ValueError(f"DATABASE_URL must be sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DB, not {scheme}")
+
+    @property
     def sqlite_path(self) -> str:
-        prefix = "sqlite:///"
-        if not self.database_url.startswith(prefix):
-            raise ValueError("DATABASE_URL must be sqlite:///PATH (PostgreSQL support is not built yet)")
-        return self.database_url[len(prefix):]
+        if self.database_backend != "sqlite":
+            raise ValueError("DATABASE_URL is not a sqlite:///PATH URL")
+        return self.database_url[len("sqlite:///"):]

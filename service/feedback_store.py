@@ -1,4 +1,5 @@
-"""Feedback persistence: cards issued (card uuid -> rule id) and clinicians' accept/override outcomes, in SQLite."""
+"""Feedback persistence: cards issued (card uuid -> rule id), clinicians' accept/override outcomes and the JWT replay
+cache, in SQLite (one machine) or PostgreSQL (`service/pg_store.py`, any number of replicas); `store_for` picks one."""
 from __future__ import annotations
 
 import hashlib
@@ -10,7 +11,10 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Protocol
+
+if TYPE_CHECKING:
+    from service.config import Settings
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS issued_card (
@@ -70,6 +74,60 @@ def feedback_dedupe_key(service_id: str, item: dict[str, Any]) -> str:
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 
+FEEDBACK_COLUMNS = ("dedupe_key", "service_id", "card_uuid", "rule_id", "known_card", "outcome", "outcome_timestamp",
+                    "accepted_suggestions", "override_system", "override_code", "override_display", "user_comment",
+                    "received_at")
+
+# Per rule: cards issued, and cards with accepted / overridden feedback sent to the service that issued them.
+OUTCOMES_SQL = """
+    SELECT i.rule_id,
+           COUNT(DISTINCT i.card_uuid),
+           COUNT(DISTINCT CASE WHEN f.outcome = 'accepted' THEN f.card_uuid END),
+           COUNT(DISTINCT CASE WHEN f.outcome = 'overridden' THEN f.card_uuid END)
+    FROM issued_card i LEFT JOIN feedback f ON f.card_uuid = i.card_uuid AND f.service_id = i.service_id
+    GROUP BY i.rule_id ORDER BY i.rule_id
+"""
+
+
+def feedback_values(service_id: str, item: dict[str, Any], rule_id: str | None, received_at: datetime) -> tuple:
+    """One feedback row in FEEDBACK_COLUMNS order; rule_id is None when the service never issued the card."""
+    override = item.get("overrideReason") or {}
+    reason = override.get("reason") or {}
+    accepted = item.get("acceptedSuggestions")
+    return (feedback_dedupe_key(service_id, item), service_id, item["card"], rule_id, 0 if rule_id is None else 1,
+            item["outcome"], item["outcomeTimestamp"], json.dumps([s["id"] for s in accepted]) if accepted else None,
+            reason.get("system"), reason.get("code"), reason.get("display"), override.get("userComment"),
+            received_at.isoformat())
+
+
+def outcome_stats(rows: Iterable[tuple]) -> list[dict[str, Any]]:
+    result = []
+    for rule_id, issued, accepted, overridden in rows:
+        answered = accepted + overridden
+        result.append({"rule_id": rule_id, "issued": issued, "accepted": accepted, "overridden": overridden,
+                       "override_rate": overridden / answered if answered else None})
+    return result
+
+
+class FeedbackStore(Protocol):
+    """What the service needs from a store; both backends behave the same (tests/test_store_backends.py)."""
+
+    def claim_jti(self, issuer: str, jti: str, expires_at: float, now: float | None = None) -> bool: ...
+    def record_cards(self, service_id: str, hook_instance: str, cards: Iterable[IssuedCard], issued_at: datetime) -> None: ...
+    def record_feedback(self, service_id: str, items: list[dict[str, Any]], received_at: datetime) -> FeedbackReceipt: ...
+    def outcomes_by_rule(self) -> list[dict[str, Any]]: ...
+    def feedback_rows(self) -> list[dict[str, Any]]: ...
+    def check_ready(self) -> None: ...
+
+
+def store_for(settings: "Settings") -> FeedbackStore:
+    """The store DATABASE_URL names: sqlite:///PATH, or postgresql:// (postgres://) for a store shared by replicas."""
+    if settings.database_backend == "postgresql":
+        from service.pg_store import PostgresFeedbackStore
+        return PostgresFeedbackStore(settings.database_url)
+    return SqliteFeedbackStore(settings.sqlite_path)
+
+
 class SqliteFeedbackStore:
     """One connection per process and thread, opened lazily so gunicorn's preload fork never shares one."""
 
@@ -123,22 +181,16 @@ class SqliteFeedbackStore:
     def record_feedback(self, service_id: str, items: list[dict[str, Any]], received_at: datetime) -> FeedbackReceipt:
         connection = self._connection()
         stored = duplicates = unknown = 0
+        insert = (f"INSERT OR IGNORE INTO feedback ({', '.join(FEEDBACK_COLUMNS)}) "
+                  f"VALUES ({', '.join('?' * len(FEEDBACK_COLUMNS))})")
         connection.execute("BEGIN IMMEDIATE")
         try:
             for item in items:
                 # A card counts as known only on the service that issued it.
                 issued = connection.execute("SELECT rule_id FROM issued_card WHERE card_uuid = ? AND service_id = ?",
                                             (item["card"], service_id)).fetchone()
-                reason = (item.get("overrideReason") or {}).get("reason") or {}
-                cursor = connection.execute(
-                    "INSERT OR IGNORE INTO feedback (dedupe_key, service_id, card_uuid, rule_id, known_card, outcome, "
-                    "outcome_timestamp, accepted_suggestions, override_system, override_code, override_display, "
-                    "user_comment, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (feedback_dedupe_key(service_id, item), service_id, item["card"], issued[0] if issued else None,
-                     1 if issued else 0, item["outcome"], item["outcomeTimestamp"],
-                     json.dumps([s["id"] for s in item.get("acceptedSuggestions") or []]) if item.get("acceptedSuggestions") else None,
-                     reason.get("system"), reason.get("code"), reason.get("display"),
-                     (item.get("overrideReason") or {}).get("userComment"), received_at.isoformat()))
+                cursor = connection.execute(insert, feedback_values(service_id, item, issued[0] if issued else None,
+                                                                    received_at))
                 if cursor.rowcount == 0:
                     duplicates += 1
                 else:
@@ -152,23 +204,13 @@ class SqliteFeedbackStore:
 
     def outcomes_by_rule(self) -> list[dict[str, Any]]:
         """Per rule: cards issued, accepted and overridden feedback, and the override rate among cards with feedback."""
-        rows = self._connection().execute(
-            """
-            SELECT i.rule_id,
-                   COUNT(DISTINCT i.card_uuid),
-                   COUNT(DISTINCT CASE WHEN f.outcome = 'accepted' THEN f.card_uuid END),
-                   COUNT(DISTINCT CASE WHEN f.outcome = 'overridden' THEN f.card_uuid END)
-            FROM issued_card i LEFT JOIN feedback f ON f.card_uuid = i.card_uuid
-            GROUP BY i.rule_id ORDER BY i.rule_id
-            """).fetchall()
-        result = []
-        for rule_id, issued, accepted, overridden in rows:
-            answered = accepted + overridden
-            result.append({"rule_id": rule_id, "issued": issued, "accepted": accepted, "overridden": overridden,
-                           "override_rate": overridden / answered if answered else None})
-        return result
+        return outcome_stats(self._connection().execute(OUTCOMES_SQL).fetchall())
 
     def feedback_rows(self) -> list[dict[str, Any]]:
         cursor = self._connection().execute("SELECT * FROM feedback ORDER BY id")
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+    def check_ready(self) -> None:
+        """Raises when the database cannot be read (used by /readyz); cheap, whatever the table sizes."""
+        self._connection().execute("SELECT 1 FROM feedback LIMIT 1").fetchall()

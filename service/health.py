@@ -16,7 +16,7 @@ def healthz() -> Response:
 def readyz() -> Response:
     runtime = current_app.extensions["bonecds"]
     try:
-        runtime.store.outcomes_by_rule()
+        runtime.store.check_ready()
     except Exception as error:
         return Response(orjson.dumps({"status": "unavailable", "reason": f"feedback store: {type(error).__name__}"}),
                         status=503, mimetype="application/json")

@@ -7,7 +7,7 @@ from typing import Any
 from hooks.cards import CardRenderer
 from hooks.knowledge import Knowledge
 from service.config import Settings
-from service.feedback_store import SqliteFeedbackStore
+from service.feedback_store import FeedbackStore
 from service.fhir_client import FhirFetcher
 from service.validation import SchemaValidators
 
@@ -17,7 +17,7 @@ class Runtime:
     settings: Settings
     clock: Any
     fetcher: FhirFetcher
-    store: SqliteFeedbackStore
+    store: FeedbackStore
     knowledge: Knowledge
     services: dict[str, Any]
     validators: SchemaValidators
