@@ -66,6 +66,56 @@ def cmd_mint_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """The same path as an HTTP call (validation, prefetch or fhirServer, rules, cards), in-process, without a server."""
+    import dataclasses
+    import json
+
+    from service import create_app
+    from service.config import Settings
+
+    raw = sys.stdin.read() if args.request == "-" else open(args.request, encoding="utf-8").read()
+    try:
+        hook = json.loads(raw).get("hook")
+    except (ValueError, AttributeError):
+        hook = None
+    # Local evaluation trusts the file it is given; the FHIR allowlist and every other setting still apply.
+    settings = dataclasses.replace(Settings.from_env(), auth="off")
+    configure_logging("WARNING")
+    app = create_app(settings)
+    services = app.extensions["bonecds"].services
+    service_id = args.service or next((s.id for s in services.values() if s.hook == hook), None)
+    if service_id is None:
+        print(f"no service answers the hook {hook!r}; use --service with one of: {', '.join(services)}", file=sys.stderr)
+        return 2
+    response = app.test_client().post(f"/cds-services/{service_id}", data=raw, content_type="application/json")
+    answer = response.get_json()
+    if args.json:
+        print(json.dumps(answer, indent=2, ensure_ascii=False))
+    else:
+        print(render_cards_text(response.status_code, answer))
+    return 0 if response.status_code == 200 else 1
+
+
+def render_cards_text(status: int, answer: Any) -> str:
+    """Cards as a clinician would read them, in plain text: indicator, summary, detail, suggestions."""
+    if status != 200:
+        issue = (answer or {}).get("issue", [{}])[0]
+        return f"HTTP {status}: {issue.get('diagnostics', 'error')}"
+    cards = answer.get("cards", [])
+    if not cards:
+        return "No cards: nothing to say about this order."
+    blocks = []
+    for number, card in enumerate(cards, 1):
+        lines = [f"[{card['indicator'].upper()}] {card['summary']}  ({card['source']['topic']['code']})", ""]
+        lines += [f"    {line}" if line else "" for line in card.get("detail", "").splitlines()]
+        for suggestion in card.get("suggestions", []):
+            marker = " (recommended)" if suggestion.get("isRecommended") else ""
+            lines.append(f"  -> {suggestion['label']}{marker}")
+        blocks.append(f"{number}. " + "\n".join(lines))
+    return "\n\n".join(blocks)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bonecds", description="Bone-modifying agent CDS Hooks service")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -78,7 +128,13 @@ def main(argv: list[str] | None = None) -> int:
     load = sub.add_parser("load-fixtures", help="load the scenario patients into a FHIR server (see --help)", add_help=False)
     load.add_argument("rest", nargs=argparse.REMAINDER)
     load.set_defaults(func=cmd_load_fixtures)
-    mint = sub.add_parser("mint-token", help="print a development JWT for curl (the service must run with BONECDS_AUTH=dev)")
+    evaluate = sub.add_parser("evaluate", help="run the CDS logic on a CDS Hooks request file and print the cards")
+    evaluate.add_argument("request", help="a CDS Hooks request (JSON file, or - for standard input)")
+    evaluate.add_argument("--service", help="service id (default: the one whose hook the request names)")
+    evaluate.add_argument("--json", action="store_true", help="print the service's JSON answer instead of text")
+    evaluate.set_defaults(func=cmd_evaluate)
+    mint = sub.add_parser("mint-token", aliases=["token"],
+                          help="print a development JWT for curl (the service must run with BONECDS_AUTH=dev)")
     mint.add_argument("--service", help="service id, e.g. bonecds-order-sign (default: the discovery endpoint)")
     mint.add_argument("--aud", help="exact audience URL (overrides --base-url and --service)")
     mint.add_argument("--base-url", help="the service's public base URL (default BONECDS_PUBLIC_BASE_URL or http://127.0.0.1:8099)")
