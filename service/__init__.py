@@ -46,7 +46,8 @@ def create_app(settings: Settings | None = None, *, clock: Any = None, fetcher: 
     )
     runtime.authenticator = build_authenticator(settings, runtime.store)
     app.extensions["bonecds"] = runtime
-    from service import health, openapi, protocol
+    from service import health, metrics, openapi, protocol
+    runtime.metrics = metrics.install(app)  # GET /metrics, no authentication: keep it off the public network
     app.register_blueprint(protocol.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi.bp)

@@ -8,9 +8,14 @@ import sys
 from typing import Any
 
 
-def configure_logging(level: str) -> None:
+def configure_logging(level: str, log_format: str | None = None) -> None:
+    """Text lines, or one JSON object per line when `log_format` (default: BONECDS_LOG_FORMAT) is "json"."""
     logging.basicConfig(level=getattr(logging, level, logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr)
+    if (log_format or os.environ.get("BONECDS_LOG_FORMAT", "text")).strip().lower() == "json":
+        from service.jsonlog import JsonFormatter
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(JsonFormatter())
     # httpx logs full request URLs, which carry patient ids: keep it quiet.
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
@@ -116,6 +121,15 @@ def render_cards_text(status: int, answer: Any) -> str:
     return "\n\n".join(blocks)
 
 
+def cmd_feedback_report(args: argparse.Namespace) -> int:
+    """Override and acceptance rates per rule and per override reason, from the feedback store DATABASE_URL names."""
+    from service.config import Settings
+    from service.report import run
+
+    return run(Settings.from_env(), as_json=args.json, chart=args.chart, since=args.since or "",
+               out=sys.stdout, err=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bonecds", description="Bone-modifying agent CDS Hooks service")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -141,6 +155,13 @@ def main(argv: list[str] | None = None) -> int:
     mint.add_argument("--lifetime", type=int, default=300, help="seconds until the token expires (default 300)")
     mint.add_argument("--key-file", help="development key file (default BONECDS_DEV_KEY_FILE or var/dev-client-key.json)")
     mint.set_defaults(func=cmd_mint_token)
+    from service.report import parse_since
+    report = sub.add_parser("feedback-report", help="override and acceptance rates per rule and override reason")
+    report.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
+    report.add_argument("--chart", metavar="PATH", help="also write an SVG bar chart of the rates to PATH")
+    report.add_argument("--since", type=parse_since, metavar="ISO-DATE",
+                        help="only cards issued and feedback received at or after this UTC date or time")
+    report.set_defaults(func=cmd_feedback_report)
     args = parser.parse_args(argv)
     return args.func(args)
 

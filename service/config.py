@@ -51,6 +51,7 @@ class Settings:
     frozen_now: datetime | None = None
     knowledge_path: str | None = None
     log_level: str = "INFO"
+    log_format: str = "text"  # "json": one JSON object per line (BONECDS_LOG_FORMAT)
     # CDS client authentication: "on" (JWT required), "off" (operator's explicit choice), "dev" (trusts a local key)
     auth: str = "on"
     clients_file: str | None = None
@@ -77,6 +78,7 @@ class Settings:
             frozen_now=_instant(env.get("BONECDS_NOW"), "BONECDS_NOW"),
             knowledge_path=env.get("BONECDS_KNOWLEDGE_FILE") or None,
             log_level=env.get("BONECDS_LOG_LEVEL", cls.log_level).upper(),
+            log_format=_choice(env, "BONECDS_LOG_FORMAT", cls.log_format, ("text", "json")),
             auth=_choice(env, "BONECDS_AUTH", cls.auth, ("on", "off", "dev")),
             clients_file=env.get("BONECDS_CLIENTS_FILE") or None,
             fhir_allowlist=tuple(u.strip().rstrip("/") for u in env.get("BONECDS_FHIR_ALLOWLIST", "").split(",") if u.strip()),

@@ -8,7 +8,7 @@ import os
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Protocol
@@ -68,6 +68,8 @@ class FeedbackReceipt:
     stored: int
     duplicates: int
     unknown_cards: int
+    # (outcome, rule id or None) of each stored item, for metrics; not part of the receipt's identity
+    outcomes: tuple[tuple[str, str | None], ...] = field(default=(), compare=False)
 
 
 def feedback_dedupe_key(service_id: str, item: dict[str, Any]) -> str:
@@ -91,6 +93,11 @@ OUTCOMES_SQL = """
            COUNT(DISTINCT CASE WHEN f.outcome = 'overridden' THEN f.card_uuid END)
     FROM issued_card i LEFT JOIN feedback f ON f.card_uuid = i.card_uuid AND f.service_id = i.service_id
     GROUP BY i.rule_id ORDER BY i.rule_id
+"""
+
+# Per rule: cards issued at or after a time (ISO text; "" for all). {param} is the dialect's placeholder.
+ISSUED_SQL = """
+    SELECT rule_id, COUNT(*) FROM issued_card WHERE issued_at >= {param} GROUP BY rule_id ORDER BY rule_id
 """
 
 
@@ -122,6 +129,7 @@ class FeedbackStore(Protocol):
     def record_feedback(self, service_id: str, items: list[dict[str, Any]], received_at: datetime) -> FeedbackReceipt: ...
     def outcomes_by_rule(self) -> list[dict[str, Any]]: ...
     def feedback_rows(self) -> list[dict[str, Any]]: ...
+    def issued_by_rule(self, since: str = "") -> dict[str, int]: ...
     def check_ready(self) -> None: ...
 
 
@@ -186,6 +194,7 @@ class SqliteFeedbackStore:
     def record_feedback(self, service_id: str, items: list[dict[str, Any]], received_at: datetime) -> FeedbackReceipt:
         connection = self._connection()
         stored = duplicates = unknown = 0
+        outcomes: list[tuple[str, str | None]] = []
         insert = (f"INSERT OR IGNORE INTO feedback ({', '.join(FEEDBACK_COLUMNS)}) "
                   f"VALUES ({', '.join('?' * len(FEEDBACK_COLUMNS))})")
         connection.execute("BEGIN IMMEDIATE")
@@ -201,11 +210,12 @@ class SqliteFeedbackStore:
                 else:
                     stored += 1
                     unknown += 0 if issued else 1
+                    outcomes.append((item["outcome"], issued[0] if issued else None))
             connection.execute("COMMIT")
         except BaseException:
             connection.execute("ROLLBACK")
             raise
-        return FeedbackReceipt(stored, duplicates, unknown)
+        return FeedbackReceipt(stored, duplicates, unknown, tuple(outcomes))
 
     def outcomes_by_rule(self) -> list[dict[str, Any]]:
         """Per rule: cards issued, accepted and overridden feedback, and the override rate among cards with feedback."""
@@ -215,6 +225,10 @@ class SqliteFeedbackStore:
         cursor = self._connection().execute("SELECT * FROM feedback ORDER BY id")
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+    def issued_by_rule(self, since: str = "") -> dict[str, int]:
+        """Cards issued per rule, at or after `since` (ISO text, compared as text; "" counts every card)."""
+        return dict(self._connection().execute(ISSUED_SQL.format(param="?"), (since,)).fetchall())
 
     def check_ready(self) -> None:
         """Raises when the database cannot be read (used by /readyz); cheap, whatever the table sizes."""

@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from service.feedback_store import (FEEDBACK_COLUMNS, OUTCOMES_SQL, POSTGRES_SCHEMA, FeedbackReceipt, IssuedCard,
-                                    feedback_dedupe_key, feedback_values, outcome_stats)
+from service.feedback_store import (FEEDBACK_COLUMNS, ISSUED_SQL, OUTCOMES_SQL, POSTGRES_SCHEMA, FeedbackReceipt,
+                                    IssuedCard, feedback_dedupe_key, feedback_values, outcome_stats)
 
 log = logging.getLogger("bonecds")
 
@@ -111,6 +111,7 @@ class PostgresFeedbackStore:
     def record_feedback(self, service_id: str, items: list[dict[str, Any]], received_at: datetime) -> FeedbackReceipt:
         connection = self._connection()
         stored = duplicates = unknown = 0
+        outcomes: list[tuple[str, str | None]] = []
         insert = (f"INSERT INTO feedback ({', '.join(FEEDBACK_COLUMNS)}) "
                   f"VALUES ({', '.join(['%s'] * len(FEEDBACK_COLUMNS))}) ON CONFLICT (dedupe_key) DO NOTHING")
         with connection.transaction():
@@ -130,7 +131,8 @@ class PostgresFeedbackStore:
                 else:
                     stored += 1
                     unknown += 0 if issued else 1
-        return FeedbackReceipt(stored, duplicates, unknown)
+                    outcomes.append((item["outcome"], issued[0] if issued else None))
+        return FeedbackReceipt(stored, duplicates, unknown, tuple(outcomes))
 
     def outcomes_by_rule(self) -> list[dict[str, Any]]:
         """Per rule: cards issued, accepted and overridden feedback, and the override rate among cards with feedback."""
@@ -140,6 +142,10 @@ class PostgresFeedbackStore:
         cursor = self._connection().execute("SELECT * FROM feedback ORDER BY id")
         names = [d.name for d in cursor.description]
         return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+    def issued_by_rule(self, since: str = "") -> dict[str, int]:
+        """Cards issued per rule, at or after `since` (ISO text, compared as text; "" counts every card)."""
+        return dict(self._connection().execute(ISSUED_SQL.format(param="%s"), (since,)).fetchall())
 
     def check_ready(self) -> None:
         """Raises when the database cannot be read (used by /readyz). A connection found broken (server restarted,

@@ -185,19 +185,30 @@ def call_service(service_id: str) -> Response:
     validate(service.context_schema, context, "context")
     work = service.triage(context)
     if not work:
+        seconds = time.perf_counter() - started
+        rt.metrics.hook_call(service.hook, service.id, seconds)
         log.info("hook=%s instance=%s service=%s items=0 cards=0 ms=%.1f", service.hook, body["hookInstance"], service.id,
-                 (time.perf_counter() - started) * 1000)
+                 seconds * 1000, extra=_log_fields(service, body, [], seconds))
         return json_response(EMPTY_RESPONSE)
     now = rt.clock.now()
-    record = gather_record(service.prefetch_keys, body, context, rt.fetcher, fhir_server_refusal_for_request)
+    record = gather_record(service.prefetch_keys, body, context, rt.fetcher, fhir_server_refusal_for_request,
+                           rt.metrics)
     findings = service.evaluate(context, work, record.patient, record.resources, record.unavailable, now)
     cards = [rt.renderer.render(f) for f in findings]
     _remember_cards(service.id, body["hookInstance"], findings, cards, now)
+    seconds = time.perf_counter() - started
+    rt.metrics.hook_call(service.hook, service.id, seconds, [(f.rule_id, c["indicator"]) for f, c in zip(findings, cards)])
     log.info("hook=%s instance=%s service=%s items=%d fetched=%s unavailable=%s rules=%s ms=%.1f", service.hook,
              body["hookInstance"], service.id, len(work), ",".join(record.fetched) or "-",
              ",".join(sorted(record.unavailable)) or "-", ",".join(f.rule_id for f in findings) or "-",
-             (time.perf_counter() - started) * 1000)
+             seconds * 1000, extra=_log_fields(service, body, [f.rule_id for f in findings], seconds))
     return json_response({"cards": cards})
+
+
+def _log_fields(service: Any, body: dict, rules: list[str], seconds: float) -> dict[str, Any]:
+    """The hook call's fields as separate keys for the JSON log format (ids and timings only, never PHI)."""
+    return {"hook": service.hook, "hookInstance": body["hookInstance"], "service": service.id, "rules": rules,
+            "ms": round(seconds * 1000, 1)}
 
 
 def _remember_cards(service_id: str, hook_instance: str, findings: list[Finding], cards: list[dict], now) -> None:
@@ -218,6 +229,7 @@ def feedback(service_id: str) -> Response:
     body = read_json_body()
     validate("feedback-request", body)
     receipt = rt.store.record_feedback(service_id, body["feedback"], rt.clock.now())
+    rt.metrics.feedback_outcomes(receipt.outcomes)
     log.info("feedback service=%s items=%d stored=%d duplicates=%d unknown_cards=%d", service_id, len(body["feedback"]),
              receipt.stored, receipt.duplicates, receipt.unknown_cards)
     return json_response({"stored": receipt.stored, "duplicates": receipt.duplicates, "unknownCards": receipt.unknown_cards})

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 from urllib.parse import quote
@@ -58,9 +59,11 @@ def _prefetched(value: Any) -> tuple[str, Any]:
 
 
 def gather_record(keys: Iterable[PrefetchKey], body: dict[str, Any], context: dict[str, Any],
-                  fetcher: FhirFetcher, refusal: Callable[[str], str | None] = lambda _url: None) -> PatientRecord:
+                  fetcher: FhirFetcher, refusal: Callable[[str], str | None] = lambda _url: None,
+                  metrics: Any = None) -> PatientRecord:
     """Prefetch first; the rest from fhirServer, unless `refusal` says this client may not have it called (then the
-    missing parts are marked unavailable with that reason, and the server is never contacted)."""
+    missing parts are marked unavailable with that reason, and the server is never contacted). `metrics`
+    (service.metrics.Metrics) gets the fetch time and the failed queries' errors."""
     prefetch = body.get("prefetch") if isinstance(body.get("prefetch"), dict) else {}
     fhir_server = body.get("fhirServer") if isinstance(body.get("fhirServer"), str) else None
     refused = refusal(fhir_server) if fhir_server else None
@@ -91,7 +94,10 @@ def gather_record(keys: Iterable[PrefetchKey], body: dict[str, Any], context: di
         except KeyError as missing:
             record.unavailable.update({group: f"no value for {missing.args[0]} in the request context" for group in key.provides})
     if to_fetch and fhir_server:
+        started = time.perf_counter()
         outcomes = fetcher.fetch_all(fhir_server, token, to_fetch)
+        if metrics is not None:
+            metrics.fhir_fetch(time.perf_counter() - started, [o.error for o in outcomes.values() if o.error])
         for key in keys:
             outcome = outcomes.get(key.key)
             if outcome is None:

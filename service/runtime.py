@@ -24,3 +24,4 @@ class Runtime:
     renderer: CardRenderer
     discovery_body: bytes
     authenticator: Any = None  # None only when the operator turned authentication off
+    metrics: Any = None  # service.metrics.Metrics, built by create_app

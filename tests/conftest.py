@@ -6,6 +6,7 @@ import pytest
 from fixtures.builder import ANCHOR_INSTANT
 from service import create_app
 from service.config import Settings
+from tests.pg_server import postgres_url  # noqa: F401  (one session-wide PostgreSQL server for all modules)
 
 
 @pytest.fixture()
@@ -42,3 +43,18 @@ def pytest_terminal_summary(terminalreporter):
     from tests.summary import SUMMARY_LINES
     for line in SUMMARY_LINES.values():
         terminalreporter.write_line(line())
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path) -> str:
+    """A fresh, empty database per test: a new SQLite file, or a new database on the session's PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/store.sqlite3"
+    import uuid
+
+    import psycopg
+    server = request.getfixturevalue("postgres_url")
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(server, autocommit=True) as connection:
+        connection.execute(f"CREATE DATABASE {name}")
+    return f"{server.rsplit('/', 1)[0]}/{name}"

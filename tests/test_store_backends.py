@@ -9,7 +9,6 @@ import socket
 import sqlite3
 import threading
 import time
-import uuid
 from datetime import datetime, timezone
 from urllib.parse import quote
 
@@ -20,23 +19,11 @@ from fixtures.builder import ANCHOR_INSTANT
 from service import create_app
 from service.config import Settings
 from service.feedback_store import FeedbackReceipt, IssuedCard, store_for
-from tests.pg_server import PASSWORD, postgres_url  # noqa: F401  (session fixture)
+from tests.pg_server import PASSWORD
 from tests.test_auth import BASE, call, clients_file, jwks_server, keys, token_for  # noqa: F401  (fixtures)
 
 NOW = datetime(2026, 10, 15, 10, 0, tzinfo=timezone.utc)
 SIGN, SELECT = "bonecds-order-sign", "bonecds-order-select"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path) -> str:
-    """A fresh, empty database per test: a new SQLite file, or a new database on the session's PostgreSQL server."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/store.sqlite3"
-    server = request.getfixturevalue("postgres_url")
-    name = f"t_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(server, autocommit=True) as connection:
-        connection.execute(f"CREATE DATABASE {name}")
-    return f"{server.rsplit('/', 1)[0]}/{name}"
 
 
 @pytest.fixture()
@@ -61,7 +48,9 @@ def test_feedback_is_stored_once_and_a_card_is_known_only_on_its_service(store):
     reason = {"reason": {"system": "http://s", "code": "cds-not-applicable"}, "userComment": "reduced already"}
     accepted = item("c1", "accepted", acceptedSuggestions=[{"id": "s1"}])
     batch = [accepted, dict(accepted), item("c1", overrideReason=reason), item("unknown-card")]
-    assert store.record_feedback(SIGN, batch, NOW) == FeedbackReceipt(3, 1, 1)
+    receipt = store.record_feedback(SIGN, batch, NOW)
+    assert receipt == FeedbackReceipt(3, 1, 1)
+    assert receipt.outcomes == (("accepted", "renal-dose-adjust"), ("overridden", "renal-dose-adjust"), ("overridden", None))
     assert store.record_feedback(SIGN, batch, NOW) == FeedbackReceipt(0, 4, 0)
     # c1 was issued by order-sign, not by order-select
     assert store.record_feedback(SELECT, [item("c1")], NOW) == FeedbackReceipt(1, 0, 1)

@@ -1,0 +1,91 @@
+"""Prometheus metrics for one app instance, and the unauthenticated `GET /metrics` endpoint (text exposition format).
+
+Each app has its own CollectorRegistry (several apps in one test process do not clash). When PROMETHEUS_MULTIPROC_DIR is
+set (gunicorn's workers), values live in that directory and `/metrics` aggregates every worker; otherwise they are
+per process. Labels are a small fixed vocabulary: hook, service, rule id, indicator, status class, reason class;
+never URLs, identifiers or anything from the patient's record.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Iterable
+
+from flask import Blueprint, Flask, Response, current_app, request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import multiprocess
+
+bp = Blueprint("metrics", __name__)
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+# FetchOutcome.error text -> reason class (first match wins); the text itself never becomes a label.
+FETCH_ERROR_CLASSES = (
+    ("timed out", "timeout"), ("budget", "timeout"), ("unreachable", "unreachable"), ("HTTP ", "http_status"),
+    ("OperationOutcome", "operation_outcome"), ("not JSON", "not_json"), ("not FHIR JSON", "not_json"),
+    ("not a FHIR resource", "not_fhir"), ("pages", "too_large"), ("larger than", "too_large"),
+    ("another server", "foreign_link"),
+)
+
+
+def fetch_error_class(error: str) -> str:
+    return next((reason for marker, reason in FETCH_ERROR_CLASSES if marker in error), "other")
+
+
+class Metrics:
+    def __init__(self, multiproc_dir: str | None = None) -> None:
+        self.multiproc_dir = multiproc_dir
+        self.registry = CollectorRegistry()
+        # In multiprocess mode the metrics write to mmap files and are collected from there, not registered.
+        target = None if multiproc_dir else self.registry
+        self.request_seconds = Histogram("bonecds_hook_request_seconds", "Time to answer a CDS service call",
+                                         ("hook", "service"), buckets=LATENCY_BUCKETS, registry=target)
+        self.responses = Counter("bonecds_http_responses_total", "HTTP responses by status class",
+                                 ("status_class",), registry=target)
+        self.cards = Counter("bonecds_cards_total", "Cards returned, by rule and indicator", ("rule", "indicator"),
+                             registry=target)
+        self.fhir_seconds = Histogram("bonecds_fhir_fetch_seconds", "Time for all FHIR reads of one hook call",
+                                      buckets=LATENCY_BUCKETS, registry=target)
+        self.fhir_errors = Counter("bonecds_fhir_fetch_errors_total", "FHIR queries that failed, by reason class",
+                                   ("reason",), registry=target)
+        self.feedback = Counter("bonecds_feedback_total", "Feedback items stored, by outcome and rule",
+                                ("outcome", "rule"), registry=target)
+
+    def hook_call(self, hook: str, service: str, seconds: float, cards: Iterable[tuple[str, str]] = ()) -> None:
+        self.request_seconds.labels(hook, service).observe(seconds)
+        for rule, indicator in cards:
+            self.cards.labels(rule, indicator).inc()
+
+    def fhir_fetch(self, seconds: float, errors: Iterable[str]) -> None:
+        self.fhir_seconds.observe(seconds)
+        for error in errors:
+            self.fhir_errors.labels(fetch_error_class(error)).inc()
+
+    def feedback_outcomes(self, outcomes: Iterable[tuple[str, str | None]]) -> None:
+        for outcome, rule in outcomes:
+            self.feedback.labels(outcome, rule or "unknown").inc()
+
+    def exposition(self) -> bytes:
+        if self.multiproc_dir:
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry, path=self.multiproc_dir)
+            return generate_latest(registry)
+        return generate_latest(self.registry)
+
+
+def install(app: Flask, env: Any = None) -> Metrics:
+    """Build the app's Metrics, count every response by status class, and serve `/metrics`."""
+    metrics = Metrics((env if env is not None else os.environ).get("PROMETHEUS_MULTIPROC_DIR") or None)
+
+    @app.after_request
+    def count_response(response: Response) -> Response:
+        if request.path != "/metrics":
+            metrics.responses.labels(f"{response.status_code // 100}xx").inc()
+        return response
+
+    app.register_blueprint(bp)
+    return metrics
+
+
+@bp.get("/metrics")
+def metrics_endpoint() -> Response:
+    return Response(current_app.extensions["bonecds"].metrics.exposition(), content_type=CONTENT_TYPE_LATEST)
