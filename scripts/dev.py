@@ -73,29 +73,39 @@ def postgres_bin_dir() -> Path | None:
     return next((c for c in candidates if (c / "initdb").exists() and (c / "pg_ctl").exists()), None)
 
 
-def ensure_postgres() -> None:
-    """The store tests start a throw-away PostgreSQL server (tests/pg_server.py): install the server binaries with
-    apt-get when they are missing, unless BONECDS_TEST_POSTGRES=skip. A failed install is reported here and the
-    PostgreSQL tests then fail (they never skip silently)."""
-    if os.environ.get("BONECDS_TEST_POSTGRES", "").lower() == "skip" or postgres_bin_dir():
-        return
+def apt_install(packages: list[str], what: str, skip_variable: str, extra_flags: tuple[str, ...] = ()) -> None:
+    """Install Debian packages a test group needs. A failed install is reported here and those tests then fail
+    (they never skip silently; the operator may set `skip_variable`=skip on purpose)."""
     sudo = [] if os.geteuid() == 0 else (["sudo", "-n"] if shutil.which("sudo") else None)
     if sudo is None or not shutil.which("apt-get"):
-        print("PostgreSQL (initdb, pg_ctl) is not installed and cannot be installed with apt-get here: install it, or "
-              "set BONECDS_TEST_POSTGRES=skip; the PostgreSQL store tests will fail", flush=True)
+        print(f"{what}: {' '.join(packages)} cannot be installed with apt-get here: install it, or set "
+              f"{skip_variable}=skip; those tests will fail", flush=True)
         return
-    print("installing PostgreSQL for the store tests (apt-get install postgresql) ...", flush=True)
+    print(f"installing {' '.join(packages)} for {what} ...", flush=True)
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    for step in (["apt-get", "update"], ["apt-get", "install", "-y", "-q", "--no-install-recommends", "postgresql"]):
+    for step in (["apt-get", "update"], ["apt-get", "install", "-y", "-q", *extra_flags, *packages]):
         if subprocess.call([*sudo, *step], env=env) != 0:
-            print(f"`{' '.join(step)}` failed; the PostgreSQL store tests will fail", flush=True)
+            print(f"`{' '.join(step)}` failed; the tests of {what} will fail", flush=True)
             return
+
+
+def ensure_postgres() -> None:
+    """The store tests start a throw-away PostgreSQL server (tests/pg_server.py)."""
+    if os.environ.get("BONECDS_TEST_POSTGRES", "").lower() != "skip" and not postgres_bin_dir():
+        apt_install(["postgresql"], "the PostgreSQL store tests", "BONECDS_TEST_POSTGRES", ("--no-install-recommends",))
+
+
+def ensure_chromium() -> None:
+    """The card preview browser test (tests/test_preview_browser.py) drives headless Chromium through chromedriver."""
+    if os.environ.get("BONECDS_TEST_BROWSER", "").lower() != "skip" and not (shutil.which("chromium") and shutil.which("chromedriver")):
+        apt_install(["chromium", "chromium-driver"], "the preview browser test", "BONECDS_TEST_BROWSER")
 
 
 def cmd_test(args: argparse.Namespace) -> int:
     env_dir = ensure_app_venv()
     fhir_dir = ensure_fhir_venv()
     ensure_postgres()
+    ensure_chromium()
     env = dict(os.environ)
     env.setdefault("BONECDS_FHIR_SERVER_COMMAND", str(fhir_dir / "bin" / "sekmet"))
     return subprocess.call([str(_python(env_dir)), "-m", "pytest", *args.pytest_args], cwd=ROOT, env=env)

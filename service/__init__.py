@@ -53,6 +53,8 @@ def create_app(settings: Settings | None = None, *, clock: Any = None, fetcher: 
     app.register_blueprint(openapi.bp)
     from service import bench_floor
     bench_floor.register_if_enabled(app)  # benchmark-only floor endpoint, off unless BONECDS_BENCH_FLOOR=1
+    from service import preview
+    preview.register_if_enabled(app)  # card preview page /preview, only when BONECDS_AUTH is "dev" or "off"
     _warm_up(runtime)
     if settings.frozen_now:
         log.warning("clock frozen at %s (BONECDS_NOW): dates are judged against that instant", settings.frozen_now.isoformat())
