@@ -1,4 +1,6 @@
-# bonecds CDS Hooks service. Build: docker build -t bonecds . ; run: docker run -p 8099:8080 bonecds
+# bonecds CDS Hooks service. Build: docker build -t bonecds .
+# Run for a demo:  docker run -p 8099:8080 -e BONECDS_AUTH=dev bonecds   (tokens: docker exec <id> bonecds token)
+# Run for real:    mount a trusted-clients file and set BONECDS_CLIENTS_FILE (authentication is on by default)
 # The same image also runs the one-shot fixture loader (`bonecds load-fixtures ...`, see docker-compose.yml).
 FROM python:3.11-slim
 
@@ -20,7 +22,8 @@ RUN mkdir -p /var/lib/bonecds && chown bonecds:bonecds /var/lib/bonecds
 VOLUME ["/var/lib/bonecds"]
 
 ENV DATABASE_URL=sqlite:////var/lib/bonecds/bonecds.sqlite3 \
-    BONECDS_PUBLIC_BASE_URL=http://localhost:8080
+    BONECDS_PUBLIC_BASE_URL=http://localhost:8080 \
+    BONECDS_DEV_KEY_FILE=/var/lib/bonecds/dev-client-key.json
 
 USER bonecds
 EXPOSE 8080

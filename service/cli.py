@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -79,13 +80,22 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from service import create_app
     from service.config import Settings
 
-    raw = sys.stdin.read() if args.request == "-" else open(args.request, encoding="utf-8").read()
+    if args.fhir_base:
+        raw = json.dumps(request_from_fhir_server(args))
+    elif args.request:
+        raw = sys.stdin.read() if args.request == "-" else open(args.request, encoding="utf-8").read()
+    else:
+        print("give a request file, or --fhir-base with --patient (and --draft for order hooks)", file=sys.stderr)
+        return 2
     try:
         hook = json.loads(raw).get("hook")
     except (ValueError, AttributeError):
         hook = None
-    # Local evaluation trusts the file it is given; the FHIR allowlist and every other setting still apply.
-    settings = dataclasses.replace(Settings.from_env(), auth="off")
+    # Local evaluation trusts the file it is given; the FHIR allowlist and every other setting still apply, and a FHIR
+    # server named on the command line is allowed because the operator chose it.
+    settings = Settings.from_env()
+    settings = dataclasses.replace(settings, auth="off",
+                                   fhir_allowlist=settings.fhir_allowlist + ((args.fhir_base.rstrip("/"),) if args.fhir_base else ()))
     configure_logging("WARNING")
     app = create_app(settings)
     services = app.extensions["bonecds"].services
@@ -100,6 +110,30 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         print(render_cards_text(response.status_code, answer))
     return 0 if response.status_code == 200 else 1
+
+
+def request_from_fhir_server(args: argparse.Namespace) -> dict[str, Any]:
+    """A hook request without prefetch for a patient on a FHIR server: the service reads the record itself."""
+    import uuid
+
+    context: dict[str, Any] = {"userId": args.user, "patientId": args.patient}
+    if args.hook in ("order-sign", "order-select"):
+        if not args.draft:
+            raise SystemExit(f"--draft (a MedicationRequest or Bundle JSON file) is needed for {args.hook}")
+        draft = json.loads(open(args.draft, encoding="utf-8").read())
+        bundle = draft if draft.get("resourceType") == "Bundle" else {"resourceType": "Bundle", "type": "collection",
+                                                                        "entry": [{"resource": draft}]}
+        context["draftOrders"] = bundle
+        if args.hook == "order-select":
+            context["selections"] = [f"MedicationRequest/{e['resource']['id']}" for e in bundle.get("entry", [])
+                                     if e.get("resource", {}).get("resourceType") == "MedicationRequest"]
+    body: dict[str, Any] = {"hook": args.hook, "hookInstance": str(uuid.uuid4()), "context": context,
+                            "fhirServer": args.fhir_base}
+    if args.token:
+        body["fhirAuthorization"] = {"access_token": args.token, "token_type": "Bearer", "expires_in": 300,
+                                     "scope": "patient/*.read", "subject": "bonecds-cli"}
+    print(f"reading patient {args.patient} from {args.fhir_base} ...", file=sys.stderr, flush=True)
+    return body
 
 
 def render_cards_text(status: int, answer: Any) -> str:
@@ -143,7 +177,14 @@ def main(argv: list[str] | None = None) -> int:
     load.add_argument("rest", nargs=argparse.REMAINDER)
     load.set_defaults(func=cmd_load_fixtures)
     evaluate = sub.add_parser("evaluate", help="run the CDS logic on a CDS Hooks request file and print the cards")
-    evaluate.add_argument("request", help="a CDS Hooks request (JSON file, or - for standard input)")
+    evaluate.add_argument("request", nargs="?", help="a CDS Hooks request (JSON file, or - for standard input)")
+    evaluate.add_argument("--fhir-base", help="instead of a request file: read the patient from this FHIR server")
+    evaluate.add_argument("--patient", help="with --fhir-base: the patient id")
+    evaluate.add_argument("--draft", help="with --fhir-base: the draft order (MedicationRequest or Bundle JSON file)")
+    evaluate.add_argument("--hook", default="order-sign", choices=["order-sign", "order-select", "patient-view"],
+                          help="with --fhir-base: the hook to call (default order-sign)")
+    evaluate.add_argument("--token", help="with --fhir-base: bearer token for the FHIR server")
+    evaluate.add_argument("--user", default="Practitioner/bonecds-cli", help="with --fhir-base: context.userId")
     evaluate.add_argument("--service", help="service id (default: the one whose hook the request names)")
     evaluate.add_argument("--json", action="store_true", help="print the service's JSON answer instead of text")
     evaluate.set_defaults(func=cmd_evaluate)

@@ -12,6 +12,7 @@ from fixtures.scenarios import scenario
 from hooks.knowledge import load_knowledge
 from hooks.order_sign import build_services
 from service.cli import main
+from tests.fhir_server.faulty import FaultyFhirServer
 
 
 @pytest.fixture()
@@ -63,3 +64,23 @@ def test_token_is_a_development_jwt_for_the_endpoint(env, capsys):
     claims = jwt.decode(token, ECAlgorithm.from_jwk(json.dumps(key)).public_key(), algorithms=["ES384"],
                         audience="https://cds.example.org/cds-services/bonecds-order-sign")
     assert claims["iss"] == "bonecds-dev" and claims["jti"]
+
+
+@pytest.mark.parametrize("name, hook, expected", [
+    ("calcium-low", "order-sign", "[CRITICAL] Calcium 8.06 mg/dL is low"),
+    ("review-bone-metastases-untreated", "patient-view", "[WARNING] Bone metastases without a bone-modifying agent"),
+])
+def test_evaluate_reads_the_patient_from_a_fhir_server(env, capsys, name, hook, expected):
+    """--fhir-base: no prefetch at all; the service reads every key from the server with the token given."""
+    s = scenario(name)
+    with FaultyFhirServer(transaction_resources(s.patient.transaction())) as server:
+        argv = ["evaluate", "--fhir-base", server.base_url, "--patient", s.patient_id, "--hook", hook, "--token", "t-1"]
+        if s.draft_orders:
+            draft = env / "draft.json"
+            draft.write_text(json.dumps(s.draft_orders["entry"][0]["resource"]))
+            argv += ["--draft", str(draft)]
+        assert main(argv) == 0
+        assert server.requests and all(seen.authorized for seen in server.requests)
+    captured = capsys.readouterr()
+    assert expected in captured.out
+    assert f"reading patient {s.patient_id}" in captured.err
