@@ -72,6 +72,25 @@ class FeedbackReceipt:
     outcomes: tuple[tuple[str, str | None], ...] = field(default=(), compare=False)
 
 
+def store_feedback_items(execute: Any, placeholder: str, insert: str, service_id: str, items: list[dict[str, Any]],
+                         received_at: datetime) -> FeedbackReceipt:
+    """Insert each feedback item inside the caller's transaction (both backends): a card counts as known only on the
+    service that issued it, and a repeat of the same action is a duplicate, not a new row."""
+    stored = duplicates = unknown = 0
+    outcomes: list[tuple[str, str | None]] = []
+    issued_sql = f"SELECT rule_id FROM issued_card WHERE card_uuid = {placeholder} AND service_id = {placeholder}"
+    for item in items:
+        issued = execute(issued_sql, (item["card"], service_id)).fetchone()
+        rule_id = issued[0] if issued else None
+        if execute(insert, feedback_values(service_id, item, rule_id, received_at)).rowcount == 0:
+            duplicates += 1
+        else:
+            stored += 1
+            unknown += 0 if issued else 1
+            outcomes.append((item["outcome"], rule_id))
+    return FeedbackReceipt(stored, duplicates, unknown, tuple(outcomes))
+
+
 def feedback_dedupe_key(service_id: str, item: dict[str, Any]) -> str:
     """The same clinician action sent twice is one row: key on everything that describes the action."""
     reason = (item.get("overrideReason") or {}).get("reason") or {}
@@ -193,29 +212,16 @@ class SqliteFeedbackStore:
 
     def record_feedback(self, service_id: str, items: list[dict[str, Any]], received_at: datetime) -> FeedbackReceipt:
         connection = self._connection()
-        stored = duplicates = unknown = 0
-        outcomes: list[tuple[str, str | None]] = []
         insert = (f"INSERT OR IGNORE INTO feedback ({', '.join(FEEDBACK_COLUMNS)}) "
                   f"VALUES ({', '.join('?' * len(FEEDBACK_COLUMNS))})")
         connection.execute("BEGIN IMMEDIATE")
         try:
-            for item in items:
-                # A card counts as known only on the service that issued it.
-                issued = connection.execute("SELECT rule_id FROM issued_card WHERE card_uuid = ? AND service_id = ?",
-                                            (item["card"], service_id)).fetchone()
-                cursor = connection.execute(insert, feedback_values(service_id, item, issued[0] if issued else None,
-                                                                    received_at))
-                if cursor.rowcount == 0:
-                    duplicates += 1
-                else:
-                    stored += 1
-                    unknown += 0 if issued else 1
-                    outcomes.append((item["outcome"], issued[0] if issued else None))
+            receipt = store_feedback_items(connection.execute, "?", insert, service_id, items, received_at)
             connection.execute("COMMIT")
         except BaseException:
             connection.execute("ROLLBACK")
             raise
-        return FeedbackReceipt(stored, duplicates, unknown, tuple(outcomes))
+        return receipt
 
     def outcomes_by_rule(self) -> list[dict[str, Any]]:
         """Per rule: cards issued, accepted and overridden feedback, and the override rate among cards with feedback."""

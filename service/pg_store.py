@@ -18,7 +18,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from service.feedback_store import (FEEDBACK_COLUMNS, ISSUED_SQL, OUTCOMES_SQL, POSTGRES_SCHEMA, FeedbackReceipt,
-                                    IssuedCard, feedback_dedupe_key, feedback_values, outcome_stats)
+                                    IssuedCard, feedback_dedupe_key, outcome_stats, store_feedback_items)
 
 log = logging.getLogger("bonecds")
 
@@ -110,8 +110,6 @@ class PostgresFeedbackStore:
 
     def record_feedback(self, service_id: str, items: list[dict[str, Any]], received_at: datetime) -> FeedbackReceipt:
         connection = self._connection()
-        stored = duplicates = unknown = 0
-        outcomes: list[tuple[str, str | None]] = []
         insert = (f"INSERT INTO feedback ({', '.join(FEEDBACK_COLUMNS)}) "
                   f"VALUES ({', '.join(['%s'] * len(FEEDBACK_COLUMNS))}) ON CONFLICT (dedupe_key) DO NOTHING")
         with connection.transaction():
@@ -120,19 +118,7 @@ class PostgresFeedbackStore:
             keys = sorted({_lock_key(feedback_dedupe_key(service_id, item)) for item in items})
             if keys:
                 connection.execute("SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k ORDER BY k", (keys,))
-            for item in items:
-                # A card counts as known only on the service that issued it.
-                issued = connection.execute("SELECT rule_id FROM issued_card WHERE card_uuid = %s AND service_id = %s",
-                                            (item["card"], service_id)).fetchone()
-                cursor = connection.execute(insert, feedback_values(service_id, item, issued[0] if issued else None,
-                                                                    received_at))
-                if cursor.rowcount == 0:
-                    duplicates += 1
-                else:
-                    stored += 1
-                    unknown += 0 if issued else 1
-                    outcomes.append((item["outcome"], issued[0] if issued else None))
-        return FeedbackReceipt(stored, duplicates, unknown, tuple(outcomes))
+            return store_feedback_items(connection.execute, "%s", insert, service_id, items, received_at)
 
     def outcomes_by_rule(self) -> list[dict[str, Any]]:
         """Per rule: cards issued, accepted and overridden feedback, and the override rate among cards with feedback."""

@@ -70,8 +70,23 @@ def matches_regimen(entry: dict[str, Any], order: BoneAgentOrder) -> bool:
     return True
 
 
+class PatientAssessments:
+    """Menopausal status and bone-loss indication, worked out once per request from `facts` and `knowledge`
+    (shared by the order rules and the patient-view review)."""
+    facts: PatientFacts
+    knowledge: Knowledge
+
+    @cached_property
+    def menopause(self) -> MenopausalStatus:
+        return menopausal_status(self.facts, self.knowledge)
+
+    @cached_property
+    def bone_loss(self) -> BoneLossAssessment:
+        return assess_bone_loss(self.facts, self.knowledge)
+
+
 @dataclass
-class OrderContext:
+class OrderContext(PatientAssessments):
     order: BoneAgentOrder
     facts: PatientFacts
     knowledge: Knowledge
@@ -175,11 +190,3 @@ class OrderContext:
         if window:
             return window[-1], f"earliest value in the last {lookback // 365} years (no value before the course start)"
         return None
-
-    @cached_property
-    def menopause(self) -> MenopausalStatus:
-        return menopausal_status(self.facts, self.knowledge)
-
-    @cached_property
-    def bone_loss(self) -> BoneLossAssessment:
-        return assess_bone_loss(self.facts, self.knowledge)

@@ -6,14 +6,13 @@ from datetime import date, datetime
 from functools import cached_property
 from typing import Iterable
 
-from hooks.bone_health import BoneLossAssessment, assess_bone_loss
 from hooks.cards import Finding, Suggestion
 from hooks.facts import DoseEvent, PatientFacts
 from hooks.fhir_read import shift_months
 from hooks.knowledge import Knowledge
-from hooks.menopause import MenopausalStatus, menopausal_status
-from hooks.rules.common import unavailable_line
 from hooks.orders import identify_ingredient
+from hooks.rules.common import unavailable_line
+from hooks.rules.context import PatientAssessments
 from hooks.suggestions import prescribe_regimen, regimen_medication
 
 # Without these the review cannot tell whether the patient is already treated, so it does not suggest treatment.
@@ -25,7 +24,7 @@ GROUP_NAMES = {"medications": "Medication orders", "administrations": "Medicatio
 
 
 @dataclass
-class ReviewContext:
+class ReviewContext(PatientAssessments):
     facts: PatientFacts
     knowledge: Knowledge
     patient_reference: str
@@ -50,13 +49,6 @@ class ReviewContext:
         """The calendar day `months` months before today (UTC): windows are inclusive and judged by day."""
         return shift_months(self.now, -months).date()
 
-    @cached_property
-    def menopause(self) -> MenopausalStatus:
-        return menopausal_status(self.facts, self.knowledge)
-
-    @cached_property
-    def bone_loss(self) -> BoneLossAssessment:
-        return assess_bone_loss(self.facts, self.knowledge)
 
     @cached_property
     def current_bone_agent(self) -> list[str]:
