@@ -156,7 +156,8 @@ def oral_bp_regimen(ctx: OrderContext) -> Finding | None:
              f"{order.interval.describe()}.", "",
              "Taking it more often multiplies the dose and the risk of esophageal and gastric injury."]
     return finding(ctx, "oral-bp-regimen", "warning",
-                   f"{order.ingredient_display.capitalize()} {entry['strength']} is taken {every_words(entry['every'])}",
+                   f"{order.ingredient_display.capitalize()} {entry['strength']} ordered {order.interval.describe()}: "
+                   f"it is taken {every_words(entry['every'])}",
                    lines, sources=[entry.get("source")],
                    suggestions=[update_draft_timing(order, f"Change to {every_words(entry['every'])}", every=tuple(entry["every"]))])
 
