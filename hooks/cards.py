@@ -28,6 +28,9 @@ class Suggestion:
     label: str
     actions: tuple[Action, ...]
     is_recommended: bool = False
+    # Offered only when no earlier order-changing suggestion of the same card passes the suggestion gate (e.g.
+    # denosumab 120 mg when renal function rules out every zoledronic acid option).
+    fallback: bool = False
 
 
 @dataclass(frozen=True)

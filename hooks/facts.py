@@ -559,17 +559,40 @@ def is_hypercalcemic(facts: PatientFacts, knowledge: Knowledge) -> tuple[bool, s
     return False, ""
 
 
+def recent_conditions(facts: PatientFacts, value_set: str, max_age_days: int) -> list[ConditionFact]:
+    """Active conditions of a value set whose onset (else recorded date) lies within `max_age_days`."""
+    return [c for c in facts.conditions_in(value_set, active_only=True)
+            if c.onset is not None and 0 <= days_between(c.onset, facts.now) <= max_age_days]
+
+
+def current_hypercalcemia_of_malignancy(facts: PatientFacts, knowledge: Knowledge) -> str | None:
+    """Why hypercalcemia of malignancy is current, or None: a recent corrected calcium at the treatment threshold, or a
+    recent hypercalcemia diagnosis with a recent calcium still above the upper limit. An old problem-list entry, or one
+    whose calcium is now normal, does not count: the label's renal waiver is for the hypercalcemia dose only."""
+    if not facts.has_condition("malignancy"):
+        return None
+    spec = knowledge.threshold("hypercalcemia_of_malignancy")
+    calcium = latest_calcium(facts, knowledge, spec["calcium_max_age_days"])
+    if calcium is None:
+        return None
+    if calcium.at_least({"corrected_mg_dl": spec["corrected_mg_dl"], "corrected_mmol_l": spec["corrected_mmol_l"]}):
+        return f"{calcium.explanation}, within {spec['calcium_max_age_days']} days, with an active cancer"
+    diagnoses = recent_conditions(facts, "hypercalcemia", spec["condition_max_age_days"])
+    if diagnoses and calcium.at_least({"corrected_mg_dl": spec["condition_corrected_mg_dl"],
+                                       "corrected_mmol_l": spec["condition_corrected_mmol_l"]}):
+        onset = diagnoses[0].onset
+        assert onset is not None
+        return (f"{diagnoses[0].label} recorded {onset.date().isoformat()} and {calcium.explanation}, with an "
+                "active cancer")
+    return None
+
+
 def derive_setting(facts: PatientFacts, knowledge: Knowledge) -> Setting:
-    """Clinical setting by the catalog's precedence: hypercalcemia of malignancy, bone metastases, early, other."""
-    cancer = facts.has_condition("malignancy")
-    if cancer:
-        if facts.has_condition("hypercalcemia"):
-            return Setting("hypercalcemia-of-malignancy", "active hypercalcemia diagnosis with an active cancer")
-        calcium = latest_calcium(facts, knowledge, knowledge.threshold("calcium_max_age_days"))
-        limits = {"corrected_mg_dl": knowledge.threshold("hypercalcemia_corrected_calcium_mg_dl"),
-                  "corrected_mmol_l": knowledge.threshold("hypercalcemia_corrected_calcium_mmol_l")}
-        if calcium and calcium.at_least(limits):
-            return Setting("hypercalcemia-of-malignancy", f"{calcium.explanation} with an active cancer")
+    """Clinical setting by the catalog's precedence: hypercalcemia of malignancy (only while current), bone metastases,
+    metastasis elsewhere, early breast cancer, no breast cancer."""
+    current = current_hypercalcemia_of_malignancy(facts, knowledge)
+    if current:
+        return Setting("hypercalcemia-of-malignancy", current)
     if facts.has_condition("bone-metastasis"):
         return Setting("bone-metastatic", "active bone metastasis on the problem list")
     if facts.has_condition("breast-cancer"):

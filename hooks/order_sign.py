@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from hooks.cards import Finding
-from hooks.engine import evaluate_orders
+from hooks.engine import evaluate_orders, medications_by_id
 from hooks.facts import build_facts
 from hooks.fhir_read import bundle_resources
 from hooks.knowledge import Knowledge
@@ -129,8 +129,10 @@ class OrderSignService:
                       if not (isinstance(r.get("id"), str) and r["id"] in draft_ids)]
         facts = build_facts(patient, resources, unavailable, self.knowledge, now, draft_ids, companions)
         patient_reference = f"Patient/{context['patientId']}"
+        medications = medications_by_id([*resources, *bundle_resources(context.get("draftOrders"))])
         return evaluate_orders(orders, facts, self.knowledge, self.rules, patient_reference, context.get("userId"), now,
-                               all_orders=all_orders, tolerant=self.tolerant)
+                               all_orders=all_orders, tolerant=self.tolerant, companions=companions,
+                               medications=medications)
 
 
 class OrderSelectService(OrderSignService):

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from hooks.fhir_read import as_list, bundle_resources, codings, concept_texts, quantity
+from hooks.fhir_read import as_list, bundle_resources, codings, concept_texts, parse_datetime, quantity
 from hooks.knowledge import Formulation, Knowledge, Product
 
 DAYS_PER_UNIT = {"s": 1 / 86400, "min": 1 / 1440, "h": 1 / 24, "d": 1.0, "wk": 7.0, "mo": 365.25 / 12, "a": 365.25}
@@ -49,6 +50,7 @@ class BoneAgentOrder:
     route_from: str | None
     interval: Interval | None
     infusion_minutes: float | None
+    starts: datetime | None = None  # timing.repeat.boundsPeriod.start: the first dose is not given before it
 
     @property
     def reference(self) -> str | None:
@@ -172,6 +174,7 @@ def read_bone_agent_order(request: dict, bundled_medications: dict[str, dict], k
         route_from=route_from,
         interval=_interval(repeat),
         infusion_minutes=_infusion_minutes(repeat),
+        starts=_starts(repeat),
     )
 
 
@@ -225,6 +228,11 @@ def _interval(repeat: dict) -> Interval | None:
     if not isinstance(frequency, (int, float)) or isinstance(frequency, bool) or frequency <= 0:
         frequency = 1
     return Interval(float(frequency), float(period), unit)
+
+
+def _starts(repeat: dict) -> datetime | None:
+    bounds = repeat.get("boundsPeriod") if isinstance(repeat.get("boundsPeriod"), dict) else {}
+    return parse_datetime(bounds.get("start"))
 
 
 def _infusion_minutes(repeat: dict) -> float | None:

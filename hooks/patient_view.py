@@ -10,7 +10,9 @@ from typing import Any
 from hooks.cards import Finding
 from hooks.facts import build_facts
 from hooks.knowledge import Knowledge
-from hooks.order_sign import PrefetchKey, eligibility_prefetch_keys, loinc_tokens
+from hooks.engine import OrderEvaluator, medications_by_id
+from hooks.order_sign import PrefetchKey, order_prefetch_keys
+from hooks.rules import ORDER_RULES
 from hooks.rules.review import REVIEW_RULES, ReviewContext
 
 log = logging.getLogger(__name__)
@@ -23,18 +25,9 @@ class PatientReview:
 
 
 def review_prefetch_keys(knowledge: Knowledge) -> tuple[PrefetchKey, ...]:
-    patient = "{{context.patientId}}"
-    return (
-        PrefetchKey("patient", f"Patient/{patient}", ("patient",)),
-        PrefetchKey("weight", f"Observation?patient={patient}&code={loinc_tokens(knowledge, 'body_weight')}&_sort=-date&_count=5",
-                    ("body_weight",)),
-        PrefetchKey("medications", f"MedicationRequest?patient={patient}&_sort=-authoredon&_count=100", ("medications",)),
-        PrefetchKey("administrations", f"MedicationAdministration?patient={patient}&_sort=-effective-time&_count=100",
-                    ("administrations",)),
-        PrefetchKey("conditions", f"Condition?patient={patient}&_count=100", ("conditions",)),
-        PrefetchKey("allergies", f"AllergyIntolerance?patient={patient}&_count=50", ("allergies",)),
-        *eligibility_prefetch_keys(knowledge),
-    )
+    """The order-sign record: every draft order the review suggests is checked by the same safety rules, which read
+    renal function, calcium, pregnancy, allergies and the dental status as they would at signing."""
+    return order_prefetch_keys(knowledge)
 
 
 def prescriber(user_id: str | None) -> str | None:
@@ -74,7 +67,10 @@ class PatientViewService:
     def evaluate(self, context: dict[str, Any], work: list[PatientReview], patient: dict | None, resources: list[dict],
                  unavailable: dict[str, str], now: datetime) -> list[Finding]:
         facts = build_facts(patient, resources, unavailable, self.knowledge, now)
-        ctx = ReviewContext(facts, self.knowledge, f"Patient/{context['patientId']}", prescriber(context.get("userId")), now)
+        patient_reference, requester = f"Patient/{context['patientId']}", prescriber(context.get("userId"))
+        ctx = ReviewContext(facts, self.knowledge, patient_reference, requester, now)
+        gate = OrderEvaluator(facts, self.knowledge, ORDER_RULES, patient_reference, requester, now,
+                              medications=medications_by_id(resources))
         findings: list[Finding] = []
         for rule_id, rule in self.rules:
             try:
@@ -86,5 +82,5 @@ class PatientViewService:
                                 f"An internal error stopped the `{rule_id}` review; this part of the chart was **not** "
                                 "reviewed. The error has been logged for the service's maintainers.", ())
             if found is not None:
-                findings.append(found)
+                findings.append(gate.gate(found, None))
         return findings

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
@@ -53,35 +54,6 @@ def order_observation(knowledge: Knowledge, orderable: str, patient_reference: s
                       (Action("create", f"Create a draft order: {entry['display']}{when}", resource=resource),))
 
 
-def prescribe_supplement(knowledge: Knowledge, supplement: str, patient_reference: str, requester: str | None,
-                         now: datetime, reason: str) -> Suggestion:
-    """Suggest a draft MedicationRequest for a supplement described in the knowledge file (vitamin D3, calcium)."""
-    entry = knowledge.raw["supplements"][supplement]
-    dosage: dict[str, Any] = {"text": entry["text"]}
-    if entry.get("every"):
-        period, unit = entry["every"]
-        dosage["timing"] = {"repeat": {"frequency": 1, "period": period, "periodUnit": unit}}
-    route_code, route_display = ROUTE_CODES[entry["route"]]
-    dosage["route"] = {"coding": [{"system": knowledge.systems["snomed"], "code": route_code, "display": route_display}]}
-    if entry.get("dose"):
-        dose = entry["dose"]
-        dosage["doseAndRate"] = [{"doseQuantity": {"value": dose["value"], "unit": dose["unit"], "system": UCUM,
-                                                   "code": dose["code"]}}]
-    resource = _requested_by({
-        "resourceType": "MedicationRequest",
-        "status": "draft",
-        "intent": "order",
-        "medicationCodeableConcept": {"coding": [{"system": knowledge.systems["rxnorm"], "code": entry["rxnorm"],
-                                                  "display": entry["display"]}], "text": entry["display"]},
-        "subject": {"reference": patient_reference},
-        "authoredOn": _instant(now),
-        "reasonCode": [{"text": reason}],
-        "dosageInstruction": [dosage],
-    }, requester)
-    return Suggestion(f"Prescribe {entry['text'][0].lower()}{entry['text'][1:]}",
-                      (Action("create", f"Create a draft prescription: {entry['text']}", resource=resource),))
-
-
 def delete_draft(order: BoneAgentOrder, label: str) -> Suggestion | None:
     """Remove a draft order; impossible when the draft has no id."""
     if order.reference is None:
@@ -107,7 +79,7 @@ def _note_change(dosage: dict[str, Any], change: str) -> None:
         dosage["text"] = f"{dosage['text']} ({change})"
 
 
-def _set_dose(dosage: dict[str, Any], dose_mg: float) -> None:
+def set_dose(dosage: dict[str, Any], dose_mg: float) -> None:
     new_dose = {"value": dose_mg, "unit": "mg", "system": UCUM, "code": "mg"}
     rates = dosage.get("doseAndRate") if isinstance(dosage.get("doseAndRate"), list) else []
     if rates and isinstance(rates[0], dict):
@@ -133,22 +105,27 @@ def every_words(every: tuple[float, str] | list) -> str:
 
 def update_draft_dose(order: BoneAgentOrder, dose_mg: float, label: str) -> Suggestion | None:
     def change(draft: dict[str, Any]) -> None:
-        _set_dose(draft["dosageInstruction"][0], dose_mg)
+        set_dose(draft["dosageInstruction"][0], dose_mg)
         _note_change(draft["dosageInstruction"][0], f"dose changed to {dose_mg:g} mg")
     return _update_draft(order, label, f"Change the dose of the draft order to {dose_mg:g} mg", change)
 
 
 def update_draft_timing(order: BoneAgentOrder, label: str, every: tuple[float, str] | None = None,
-                        not_before: datetime | None = None) -> Suggestion | None:
-    """Set the draft's repeat interval, and/or make it start no earlier than a date."""
+                        not_before: datetime | None = None, single_dose: bool = False) -> Suggestion | None:
+    """Set the draft's repeat interval, make it a single dose, and/or make it start no earlier than a date."""
     def change(draft: dict[str, Any]) -> None:
         repeat = _repeat(draft["dosageInstruction"][0])
+        if single_dose:
+            for key in ("frequency", "frequencyMax", "period", "periodMax", "periodUnit", "dayOfWeek", "timeOfDay"):
+                repeat.pop(key, None)
+            repeat["count"] = 1
         if every is not None:
             repeat.update(frequency=1, period=every[0], periodUnit=every[1])
         if not_before is not None:
             repeat["boundsPeriod"] = {"start": not_before.date().isoformat()}
         _note_change(draft["dosageInstruction"][0], "timing changed")
-    parts = ([every_words(every)] if every else []) + ([f"starting {not_before.date().isoformat()}"] if not_before else [])
+    parts = ((["a single dose"] if single_dose else []) + ([every_words(every)] if every else [])
+             + ([f"starting {not_before.date().isoformat()}"] if not_before else []))
     return _update_draft(order, label, f"Change the timing of the draft order to {', '.join(parts)}", change)
 
 
@@ -172,12 +149,14 @@ def regimen_medication(knowledge: Knowledge, regimen: dict[str, Any]) -> dict[st
 
 
 def _apply_regimen(knowledge: Knowledge, regimen: dict[str, Any], dosage: dict[str, Any]) -> None:
-    _set_dose(dosage, regimen["dose_mg"])
+    set_dose(dosage, regimen["dose_mg"])
     route_code, route_display = ROUTE_CODES[regimen["route"]]
     dosage["route"] = {"coding": [{"system": knowledge.systems["snomed"], "code": route_code, "display": route_display}]}
     repeat = _repeat(dosage)
-    for key in ("frequency", "period", "periodUnit", "duration", "durationUnit", "boundsPeriod"):
+    for key in ("frequency", "frequencyMax", "period", "periodMax", "periodUnit", "duration", "durationUnit",
+                "boundsPeriod", "count", "dayOfWeek", "timeOfDay"):
         repeat.pop(key, None)
+    dosage.pop("patientInstruction", None)  # another drug's instructions do not carry over
     repeat.update(frequency=1, period=regimen["every"][0], periodUnit=regimen["every"][1])
     if regimen.get("infusion_minutes"):
         repeat.update(duration=regimen["infusion_minutes"], durationUnit="min")
@@ -185,14 +164,26 @@ def _apply_regimen(knowledge: Knowledge, regimen: dict[str, Any], dosage: dict[s
 
 
 def replace_draft_regimen(order: BoneAgentOrder, knowledge: Knowledge, regimen: dict[str, Any],
-                          recommended: bool) -> Suggestion | None:
-    """Turn the draft into another regimen (product, dose, route, interval, infusion time) in one update."""
+                          recommended: bool, fallback: bool = False) -> Suggestion | None:
+    """Turn the draft into another regimen (product, dose, route, interval, infusion time) in one update. A draft of the
+    same drug already dosed lower (a renal reduction) keeps its dose."""
+    dose = regimen["dose_mg"]
+    same_drug = order.formulation is not None and order.formulation.id == regimen.get("formulation")
+    if same_drug and order.dose_mg is not None and order.dose_mg < dose - 1e-9:
+        regimen = {**regimen, "dose_mg": order.dose_mg,
+                   "label": regimen["label"].replace(f"{dose:g} mg", f"{order.dose_mg:g} mg")}
+
     def change(draft: dict[str, Any]) -> None:
         draft.pop("medicationReference", None)
         draft["medicationCodeableConcept"] = regimen_medication(knowledge, regimen)
         _apply_regimen(knowledge, regimen, draft["dosageInstruction"][0])
-    return _update_draft(order, f"Change to {regimen['label']}", f"Replace the draft with {regimen['label']}", change,
-                         recommended=recommended)
+    suggestion = _update_draft(order, f"Change to {regimen['label']}", f"Replace the draft with {regimen['label']}",
+                               change, recommended=recommended)
+    return dataclasses.replace(suggestion, fallback=fallback) if suggestion else None
+
+
+def regimen_entry(knowledge: Knowledge, key: str) -> dict[str, Any]:
+    return knowledge.raw["regimens"]["entries"][key]
 
 
 def prescribe_regimen(knowledge: Knowledge, regimen_key: str, patient_reference: str, requester: str | None,

@@ -20,7 +20,9 @@ from tests.order_sign_http import (
 Setup = Callable[[PatientBuilder], object]
 
 # Drug -> (setting that makes its order quiet, order maker).
-DRUGS = {"za-iv": (metastatic, order), "denosumab": (metastatic, denosumab_order), "alendronate-oral": (early, oral_order)}
+DRUGS = {"za-iv": (metastatic, order), "denosumab": (metastatic, denosumab_order), "alendronate-oral": (early, oral_order),
+         # hypercalcemia of malignancy is treated with one dose (a repeating order draws interval-too-short)
+         "za-iv-single-dose": (metastatic, lambda p: order(p, every=None))}
 
 # The frozen date 6 calendar months back (2026-10-15 -> 2026-04-15), in days: an exam that old still counts.
 SIX_MONTHS_DAYS = (FIXTURE_ANCHOR_DATE - FIXTURE_ANCHOR_DATE.replace(month=FIXTURE_ANCHOR_DATE.month - 6)).days
@@ -278,8 +280,10 @@ def test_dental_window_counts_back_from_the_utc_day(tmp_path):
     ("za-iv", lambda p: None, True),
     ("denosumab", lambda p: None, True),
     ("alendronate-oral", lambda p: None, False),
-    ("za-iv", cond("hypercalcemia"), False),
-    ("za-iv", lambda p: p.calcium(1, 12.0, albumin=4.0), False),
+    ("za-iv-single-dose", lambda p: p.condition("hypercalcemia", onset_days_ago=3).calcium(1, 10.6, albumin=4.0),
+     False),
+    ("za-iv-single-dose", lambda p: p.calcium(1, 12.0, albumin=4.0), False),
+    ("za-iv", cond("hypercalcemia"), True),  # an entry 400 days old is not current hypercalcemia
     ("za-iv", lambda p: p.calcium(1, 11.9, albumin=4.0), True),
     ("za-iv", lambda p: p.administration("zoledronic-acid-4mg", 100, dose_mg=4), False),
     ("za-iv", lambda p: p.administration("denosumab-120mg", 100, dose_mg=120), False),
@@ -288,6 +292,7 @@ def test_dental_window_counts_back_from_the_utc_day(tmp_path):
     ("za-iv", lambda p: p.administration("zoledronic-acid-4mg", 100, status="not-done"), True),
     ("za-iv", cond("dental-examination", verification="entered-in-error", onset_days_ago=30), True),
 ], ids=["za-none", "denosumab-none", "oral-out-of-scope", "hypercalcemia-of-malignancy", "corrected-calcium-12.0",
+        "old-hypercalcemia-entry",
         "corrected-calcium-11.9", "earlier-administration", "earlier-other-agent", "earlier-order", "cancelled-order-not-a-dose", "not-done-administration",
         "exam-entered-in-error"])
 def test_dental_first_dose(post, drug, setup, fires):

@@ -18,11 +18,13 @@ from tests.order_sign_http import (
 TOMORROW = (FIXTURE_ANCHOR_DATE + timedelta(days=1)).isoformat()
 FIVE_YEARS_DAYS = (FIXTURE_ANCHOR_DATE - FIXTURE_ANCHOR_DATE.replace(year=FIXTURE_ANCHOR_DATE.year - 5)).days
 ZA_4MG_RXNORM = "1865665"
+DENOSUMAB_120_RXNORM = "1046398"
 
 SETTINGS = {
     "early": early,
     "metastatic": metastatic,
-    "hypercalcemia": lambda p: metastatic(p).condition("hypercalcemia"),
+    # current hypercalcemia of malignancy: diagnosed 3 days ago, corrected calcium 12.6 mg/dL yesterday
+    "hypercalcemia": lambda p: metastatic(p).condition("hypercalcemia", onset_days_ago=3).corrected_calcium(1, 12.6),
 }
 
 # product -> (builder key for past doses, draft order builder taking an interval)
@@ -77,7 +79,7 @@ def deletes(card: dict) -> list[str]:
 MINIMUMS = [
     ("early", "za4", (6, "mo"), (6, "mo"), 169),
     ("metastatic", "za4", (12, "wk"), (3, "wk"), 21),
-    ("hypercalcemia", "za4", (12, "wk"), (7, "d"), 7),
+    ("hypercalcemia", "pamidronate", (7, "d"), (7, "d"), 7),
     ("early", "za5", (1, "a"), (12, "mo"), 352),
     ("metastatic", "pamidronate", (4, "wk"), (3, "wk"), 21),
     ("metastatic", "denosumab120", (4, "wk"), (4, "wk"), 28),
@@ -85,7 +87,7 @@ MINIMUMS = [
     ("early", "ibandronate3", (3, "mo"), (3, "mo"), 78),
     ("metastatic", "ibandronate6", (4, "wk"), (3, "wk"), 21),
 ]
-MINIMUM_IDS = ["za4-early", "za4-metastatic", "za4-hypercalcemia", "za5", "pamidronate", "denosumab120", "denosumab60",
+MINIMUM_IDS = ["za4-early", "za4-metastatic", "pamidronate-hypercalcemia", "za5", "pamidronate", "denosumab120", "denosumab60",
                "ibandronate-3mg-iv", "ibandronate-6mg-iv-metastatic"]
 # Where the minimum is not itself a guideline interval, the suggestion is the nearest one that is.
 SUGGESTED_EVERY = {("metastatic", "za4"): (4, "wk")}
@@ -176,6 +178,11 @@ def test_metastatic_schedule(post, setting, make, described):
     if not card:
         return
     assert card["indicator"] == "warning" and described in card["detail"]
+    if "denosumab 60 mg" in described:  # the same drug at its oncology strength
+        (resource,) = [a["resource"] for a in actions(card, "update")]
+        assert resource["medicationCodeableConcept"]["coding"][0]["code"] == DENOSUMAB_120_RXNORM
+        assert dose(resource) == 120 and (repeat(resource)["period"], repeat(resource)["periodUnit"]) == (4, "wk")
+        return
     assert card["selectionBehavior"] == "at-most-one"
     assert [s.get("isRecommended", False) for s in card["suggestions"]] == [True, False]
     for index, weeks in enumerate((12, 4)):
@@ -185,6 +192,124 @@ def test_metastatic_schedule(post, setting, make, described):
         assert resource["dosageInstruction"][0]["route"]["coding"][0]["code"] == "47625008"
         assert {k: repeat(resource)[k] for k in ("period", "periodUnit", "duration", "durationUnit")} == {
             "period": weeks, "periodUnit": "wk", "duration": 15, "durationUnit": "min"}
+
+
+def ordered(card: dict) -> list[tuple[str, float, tuple]]:
+    """(RxNorm code, dose, (period, unit)) of each order a card's suggestions would create or update."""
+    out = []
+    for action in actions(card):
+        resource = action.get("resource")
+        if resource and resource["resourceType"] == "MedicationRequest":
+            timing = resource["dosageInstruction"][0].get("timing", {}).get("repeat", {})
+            out.append((resource["medicationCodeableConcept"]["coding"][0]["code"], dose(resource),
+                        (timing.get("period"), timing.get("periodUnit"))))
+    return out
+
+
+ZA_12 = (ZA_4MG_RXNORM, 4, (12, "wk"))
+ZA_4 = (ZA_4MG_RXNORM, 4, (4, "wk"))
+DMAB_120 = ("1046398", 120, (4, "wk"))
+
+
+@pytest.mark.parametrize("change, offered, blocked_by", [
+    (lambda p: p, [ZA_12, ZA_4], None),
+    # 64-year-old woman: CrCl = 64.6 x weight / (72 x creatinine)
+    (lambda p: p.creatinine(1, 2.4).weight(1, 55), [DMAB_120], "renal-contraindicated"),  # CrCl 20.6
+    (lambda p: p.creatinine(1, 1.0).weight(1, 33.2), [DMAB_120], "renal-contraindicated"),  # CrCl 29.79
+    (lambda p: p.creatinine(1, 1.0).weight(1, 33.5), [(ZA_4MG_RXNORM, 3, (12, "wk")), (ZA_4MG_RXNORM, 3, (4, "wk"))],
+     None),  # CrCl 30.06: the lowest band, 3.0 mg
+    (lambda p: p.condition("dialysis"), [DMAB_120], "renal-contraindicated"),
+    (lambda p: p.allergy(text="bisphosphonates"), [DMAB_120], "hypersensitivity"),
+    (lambda p: p.condition("onj"), [], "onj-history"),
+    (lambda p: p.condition("pregnancy", onset_days_ago=60), [], "pregnancy-or-lactation"),
+    (lambda p: p.corrected_calcium(1, 8.1), [], "calcium-low"),
+], ids=["prepared", "crcl-20.6", "crcl-29.8", "crcl-30.1", "dialysis", "bisphosphonate-allergy", "onj", "pregnant",
+        "calcium-low"])
+def test_metastatic_schedule_offers_only_what_passes(post, change, offered, blocked_by):
+    """A suggestion is an order: zoledronic acid is offered only when this patient may receive it, denosumab 120 mg
+    when renal function (or an allergy) rules it out, nothing when nothing is safe, and the detail says why."""
+    p = change(patient())
+    card = rules(post(p, draft(p, "za4", (6, "mo"))))["metastatic-schedule-inappropriate"]
+    assert ordered(card) == offered
+    if blocked_by:
+        assert "Not offered: *zoledronic acid 4 mg IV every 12 weeks*" in card["detail"]
+    if not offered:
+        assert "none is offered" in card["detail"] and "suggestions" not in card
+    if offered == [DMAB_120] and blocked_by == "renal-contraindicated":
+        assert "would still draw a warning" in card["detail"] and "severe renal" in card["detail"].lower()
+
+
+def test_regimen_change_keeps_the_renal_dose(post):
+    """CrCl 45 mL/min: a 3.3 mg 6-monthly draft becomes 3.3 mg every 12 or 4 weeks, never 4 mg again; a 4 mg draft
+    is offered at 3.3 mg."""
+    p = patient()
+    p.creatinine(1, 1.1).weight(1, 60)  # 64-year-old woman: CrCl 48.9
+    card = rules(post(p, draft(p, "za4", (6, "mo"), dose_mg=3.3)))["metastatic-schedule-inappropriate"]
+    assert [d for _, d, _ in ordered(card)] == [3.3, 3.3]
+    p = patient()
+    p.creatinine(1, 1.1).weight(1, 60)
+    found = rules(post(p, draft(p, "za4", (6, "mo"))))
+    card = found["metastatic-schedule-inappropriate"]
+    assert [d for _, d, _ in ordered(card)] == [3.3, 3.3]
+    assert [s["label"] for s in card["suggestions"]] == ["Change to zoledronic acid 3.3 mg IV every 12 weeks",
+                                                         "Change to zoledronic acid 3.3 mg IV every 4 weeks"]
+    assert "Written at 3.3 mg, the label dose for CrCl 48.9 mL/min" in card["detail"]
+
+
+def test_denosumab_60_for_bone_metastases_at_crcl_19_is_offered_denosumab_120(post):
+    p = patient()
+    p.creatinine(1, 2.6).weight(1, 55)  # CrCl about 19
+    card = rules(post(p, draft(p, "denosumab60", (6, "mo"))))["metastatic-schedule-inappropriate"]
+    assert ordered(card) == [DMAB_120]
+
+
+# hypercalcemia of malignancy: a single zoledronic acid dose, retreatment after 7 days; denosumab days 8 and 15
+
+@pytest.mark.parametrize("every, last_days, fires, fix", [
+    (None, None, False, None), ((1, "wk"), None, True, "single"), ((12, "wk"), None, True, "single"),
+    (None, 6, True, "start"), (None, 7, False, None),
+], ids=["single-dose", "weekly-standing", "12-weekly", "retreat-day-6", "retreat-day-7"])
+def test_hypercalcemia_zoledronic_acid_is_one_dose(post, every, last_days, fires, fix):
+    p = patient("hypercalcemia")
+    if last_days is not None:
+        p.medication("zoledronic-acid-4mg", last_days)
+    draft_order = order(p, every=every)
+    found = rules(post(p, draft_order))
+    assert ("interval-too-short" in found) is fires, sorted(found)
+    if not fires:
+        return
+    changed = repeat(the_update(found["interval-too-short"], draft_order))
+    if fix == "single":
+        assert changed.get("count") == 1 and "period" not in changed
+        assert "single dose" in found["interval-too-short"]["summary"]
+    else:
+        assert changed["boundsPeriod"] == {"start": TOMORROW}
+
+
+@pytest.mark.parametrize("doses, fires", [
+    ((7,), False), ((14, 7), False), ((6,), True), ((21, 14, 7), True), ((28,), False), ((35, 28, 21), False),
+], ids=["day8", "day15", "day7-too-soon", "third-extra", "day29", "after-extras-4-weeks-from-first"])
+def test_hypercalcemia_denosumab_loading_doses(post, doses, fires):
+    """Xgeva in hypercalcemia of malignancy: up to two extra 120 mg doses in the first 28 days, 7 days apart."""
+    p = patient("hypercalcemia")
+    for days_ago in doses:
+        p.medication("denosumab-120mg", days_ago)
+    found = rules(post(p, denosumab_order(p, 120)))
+    assert ("interval-too-short" in found) is fires, sorted(found)
+
+
+@pytest.mark.parametrize("calcium, dose_mg, suggested", [
+    (12.6, 30, 60), (12.6, 60, None), (13.5, 59, 60), (13.6, 60, 90), (13.6, 90, None), (11.9, 30, None),
+], ids=["12.6-30mg", "12.6-60mg", "13.5-59mg", "13.6-60mg", "13.6-90mg", "11.9-not-in-a-band"])
+def test_pamidronate_dose_by_calcium(post, calcium, dose_mg, suggested):
+    p = metastatic(new_patient("pam")).condition("hypercalcemia", onset_days_ago=2)
+    prepared(p, calcium=False).corrected_calcium(1, calcium)
+    found = rules(post(p, order(p, "pamidronate-90mg", dose_mg=dose_mg, every=None)))
+    assert ("pamidronate-hcm-dose" in found) is (suggested is not None), sorted(found)
+    if suggested:
+        card = found["pamidronate-hcm-dose"]
+        assert card["indicator"] == "warning"
+        assert [d for _, d, _ in ordered(card)] == [suggested]
 
 
 # adjuvant-duration-exceeded: a 6-monthly course whose first dose was `first` days ago
@@ -283,6 +408,10 @@ def test_oral_regimen(post, key, mg, every, label_every):
         assert f"the {mg} mg strength is taken every {'week' if label_every[1] == 'wk' else 'month'}" in card["detail"]
         changed = repeat(the_update(card, draft_order))
         assert (changed["frequency"], changed["period"], changed["periodUnit"]) == (1, *label_every)
+        # an oral bisphosphonate order tells the patient how to take it
+        minutes = "60 minutes" if key == "ibandronate" else "30 minutes"
+        instruction = the_update(card, draft_order)["dosageInstruction"][0]["patientInstruction"]
+        assert "plain water" in instruction and f"at least {minutes}" in instruction
 
 
 # duplicate-bone-agent

@@ -175,9 +175,14 @@ def test_dose_table_course_uses_baseline(post, unit):
     assert "renal-deterioration" not in found
 
 
+def current_hypercalcemia(p: PatientBuilder) -> PatientBuilder:
+    """Hypercalcemia of malignancy while it is current: diagnosed 3 days ago, corrected calcium 12.6 mg/dL yesterday."""
+    return p.condition("hypercalcemia", onset_days_ago=3).corrected_calcium(1, 12.6)
+
+
 def test_dose_table_not_applied_in_hypercalcemia_of_malignancy(post, unit):
     p = patient()
-    p.condition("breast-cancer").condition("bone-metastasis").condition("hypercalcemia")
+    current_hypercalcemia(p.condition("breast-cancer").condition("bone-metastasis"))
     add_creatinine(p, 3, 1.0, unit).weight(5, weight_for(45, age=70, creatinine_mg_dl=1.0, sex="female"))
     found = rules(post(p, order_for(p)))
     assert "renal-dose-adjust" not in found
@@ -218,15 +223,47 @@ def test_deterioration_needs_a_course(post, unit):
 
 @pytest.mark.parametrize("creatinine, fires", [(4.4, False), (4.5, True)], ids=["cr4.4", "cr4.5"])
 def test_hypercalcemia_of_malignancy_creatinine_limit(post, unit, creatinine, fires):
+    """Catalog rev. 2 (L3): at creatinine >= 4.5 mg/dL the label asks to weigh benefit and risk: a warning."""
     p = patient()
-    p.condition("breast-cancer").condition("bone-metastasis").condition("hypercalcemia")
+    current_hypercalcemia(p.condition("breast-cancer").condition("bone-metastasis"))
     add_creatinine(p, 3, creatinine, unit).weight(5, 60)  # CrCl about 11 mL/min
     order = order_for(p)
     found = rules(post(p, order))
     assert ("renal-contraindicated" in found) is fires
     if fires:
         card = found["renal-contraindicated"]
-        assert card["indicator"] == "critical"
-        assert "4.5 mg/dL" in card["detail"]
+        assert card["indicator"] == "warning"
+        assert "4.5 mg/dL" in card["detail"] and "weigh" in card["summary"]
         deletes = [a for s in card["suggestions"] for a in s["actions"] if a["type"] == "delete"]
         assert deletes and deletes[0]["resourceId"] == f"MedicationRequest/{order['id']}"
+
+
+@pytest.mark.parametrize("onset_days, calcium, current", [
+    (3, 12.6, True), (30, 10.5, True), (31, 10.5, False), (3, 10.49, False), (400, 11.9, False), (400, 12.0, True),
+], ids=["recent-12.6", "onset-30d-ca10.5", "onset-31d", "ca10.49", "old-entry-11.9", "old-entry-12.0"])
+def test_hypercalcemia_of_malignancy_only_while_current(post, unit, onset_days, calcium, current):
+    """An old or normocalcemic hypercalcemia entry does not waive the renal floor: CrCl about 11 is then a stop."""
+    p = patient()
+    p.condition("breast-cancer").condition("bone-metastasis").condition("hypercalcemia", onset_days_ago=onset_days)
+    p.corrected_calcium(2, calcium)
+    add_creatinine(p, 3, 4.0, unit).weight(5, 60)
+    found = rules(post(p, order_for(p)))
+    if current:
+        assert "renal-contraindicated" not in found  # creatinine 4.0 < 4.5: no renal card in that setting
+    else:
+        card = found["renal-contraindicated"]
+        assert card["indicator"] == "critical" and "bone-metastatic" in card["detail"]
+
+
+def test_a_lab_order_already_drafted_is_not_offered_again(post):
+    """The creatinine ServiceRequest of the card, drafted in the same order set: the card still warns (no result yet)
+    but does not offer the same order twice."""
+    p = patient().weight(5, 60)
+    lab = {"resourceType": "ServiceRequest", "id": f"{p.patient_id}-cr", "status": "draft", "intent": "order",
+           "code": {"coding": [{"system": "http://loinc.org", "code": "2160-0",
+                                "display": "Creatinine [Mass/volume] in Serum or Plasma"}]},
+           "subject": {"reference": p.reference}}
+    card = rules(post(p, order_for(p)))["renal-data-missing"]
+    assert [a["resource"]["code"]["coding"][0]["code"] for s in card["suggestions"] for a in s["actions"]] == ["2160-0"]
+    card = rules(post(p, order_for(p), lab))["renal-data-missing"]
+    assert "suggestions" not in card and "already in this order set" in card["detail"]

@@ -275,6 +275,18 @@ def _check_references(raw: dict[str, Any], sources: dict[str, Source], formulati
         system, _code, _display = regimen["medication"]
         if system not in raw["systems"] or regimen["route"] not in raw["routes"]:
             raise ValueError(f"regimen {name} names an unknown code system or route")
+    regimens = raw["regimens"]["entries"]
+    for name, regimen in regimens.items():
+        if regimen.get("formulation") and regimen["formulation"] not in formulation_ids:
+            raise ValueError(f"regimen {name} names unknown formulation {regimen['formulation']}")
+    offered = thresholds["metastatic_regimen_suggestions"]
+    for key in [*offered["default"], *offered["fallback"], offered["recommended"],
+                *(k for keys in offered["by_formulation"].values() for k in keys)]:
+        if key not in regimens:
+            raise ValueError(f"metastatic_regimen_suggestions names unknown regimen {key}")
+    for entry in raw.get("administration_texts", {}).get("entries", []):
+        if entry["ingredient"] not in ingredients or entry["source"] not in sources:
+            raise ValueError(f"administration text for {entry['ingredient']} names an unknown ingredient or source")
     for formulation in raw["formulations"]:
         for key in ("infusion_source", "max_dose_source", "label_source"):
             if formulation.get(key) and formulation[key] not in sources:

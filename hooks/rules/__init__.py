@@ -15,7 +15,7 @@ from hooks.rules.history import (
 )
 from hooks.rules.regimen import (
     adjuvant_duration_exceeded, dose_above_maximum, duplicate_bone_agent, infusion_too_fast, interval_too_short,
-    metastatic_schedule_inappropriate, oral_bp_regimen,
+    metastatic_schedule_inappropriate, oral_bp_regimen, pamidronate_hcm_dose,
 )
 from hooks.rules.renal import renal_contraindicated, renal_data_missing, renal_deterioration, renal_dose_adjust
 
@@ -30,6 +30,7 @@ ORDER_SAFETY_RULES = (
     ("oral-bp-esophageal", oral_bp_esophageal),
     ("renal-dose-adjust", renal_dose_adjust),
     ("dose-above-maximum", dose_above_maximum),
+    ("pamidronate-hcm-dose", pamidronate_hcm_dose),
     ("infusion-too-fast", infusion_too_fast),
     ("interval-too-short", interval_too_short),
     ("oral-bp-regimen", oral_bp_regimen),

@@ -1,12 +1,19 @@
 """Calcium and vitamin D rules: low calcium, calcium not measured, denosumab in severe renal impairment, supplements."""
 from __future__ import annotations
 
-from hooks.cards import Finding
-from hooks.facts import is_hypercalcemic
+import dataclasses
+from dataclasses import dataclass
+
+from hooks.cards import Finding, Suggestion
+from hooks.facts import CalciumReading, MedicationFact, latest_calcium
 from hooks.fhir_read import format_number
 from hooks.rules.common import finding, unavailable_line
 from hooks.rules.context import OrderContext, below
-from hooks.suggestions import delete_draft, order_observation, prescribe_supplement
+from hooks.suggestions import delete_draft, order_observation
+from hooks.supplement_orders import (
+    calcium_order, calcium_regimen, calcium_spacing_text, vitamin_d_basis, vitamin_d_order,
+    vitamin_d_repletion_order, vitamin_d_words,
+)
 
 
 def _below_text(value: float, limit: float) -> str:
@@ -18,32 +25,83 @@ def _below_text(value: float, limit: float) -> str:
     return f"{value:g}"
 
 
+def _risk(ctx: OrderContext) -> str:
+    if ctx.order.ingredient == "denosumab":
+        return ("Denosumab can cause severe, sometimes fatal, hypocalcemia; the label requires "
+                "pre-existing hypocalcemia to be corrected before the first dose.")
+    return ("The labels contraindicate bisphosphonates in hypocalcemia: correct calcium (and "
+            "vitamin D) first, then re-check before giving.")
+
+
+def _lab_order(ctx: OrderContext, orderable: str, reason: str) -> Suggestion:
+    """A lab order of the knowledge's orderables, labelled with the orderable's plain name."""
+    suggestion = order_observation(ctx.knowledge, orderable, ctx.patient_reference,
+                                   ctx.user_reference, ctx.now, reason)
+    label = ctx.knowledge.raw["orderables"][orderable].get("label")
+    return dataclasses.replace(suggestion, label=f"Order {label}") if label else suggestion
+
+
 def calcium_low(ctx: OrderContext) -> Finding | None:
-    """Corrected (or, without albumin, total) calcium or ionized calcium below the label's limit within the window."""
+    """Albumin-corrected or ionized calcium below the label's limit within the window: critical.
+    A total calcium below the limit that could not be corrected for albumin, with no ionized calcium
+    on the same day or later: a warning asking for albumin and ionized calcium (total calcium reads
+    low when albumin is low)."""
     limits = ctx.threshold("calcium_low")
     order, reading, ionized = ctx.order, ctx.calcium, ctx.ionized_calcium
-    if reading is not None and ionized is not None and reading.when.date() != ionized.when.date():
-        # A later calcium of the other kind shows the current level; only same-day results are judged together.
-        reading, ionized = (reading, None) if reading.when > ionized.when else (None, ionized)
+    if reading is not None and ionized is not None:
+        if not reading.corrected and ionized.when.date() >= reading.when.date():
+            reading = None  # an ionized calcium with or after an uncorrected total shows the level
+        elif reading.when.date() != ionized.when.date():
+            # A later calcium of the other kind shows the current level; only same-day results are
+            # judged together.
+            reading, ionized = (reading, None) if reading.when > ionized.when else (None, ionized)
     low: list[str] = []
-    if reading is not None and reading.below(limits):
-        low.append(f"{reading.explanation}: below {format_number(reading.limit(limits), 2)} {reading.unit}.")
+    if reading is not None and reading.corrected and reading.below(limits):
+        low.append(f"{reading.explanation}: below {format_number(reading.limit(limits), 2)} "
+                   f"{reading.unit}.")
     if ionized is not None and below(ionized.value, limits["ionized_mmol_l"]):
         low.append(f"Ionized calcium {ionized.shown(3)}: below {limits['ionized_mmol_l']:g} mmol/L.")
     if not low:
+        if reading is not None and not reading.corrected and reading.below(limits):
+            return _uncorrected_calcium_low(ctx, reading, limits)
         return None
-    risk = ("Denosumab can cause severe, sometimes fatal, hypocalcemia; the label requires pre-existing hypocalcemia "
-            "to be corrected before the first dose." if order.ingredient == "denosumab" else
-            "The labels contraindicate bisphosphonates in hypocalcemia: correct calcium (and vitamin D) first, then "
-            "re-check before giving.")
-    lines = [f"**Do not give {order.describe()} until calcium is corrected.**", "", *(f"- {line}" for line in low), "", risk]
-    if reading is not None and not reading.corrected:
-        lines.append("The total calcium could not be corrected for albumin; an albumin drawn with the calcium would confirm the level.")
-    shown = (f"Calcium {_below_text(reading.value, reading.limit(limits))} {reading.unit}"
-             if reading is not None and reading.below(limits) else
-             f"Ionized calcium {_below_text(ionized.value, limits['ionized_mmol_l'])} mmol/L")
-    return finding(ctx, "calcium-low", "critical", f"{shown} is low: correct it before {order.ingredient_display}",
-                   lines, sources=[ctx.label_source], suggestions=[delete_draft(order, "Remove this order")])
+    lines = [f"**Do not give {order.describe()} until calcium is corrected.**", "",
+             *(f"- {line}" for line in low), "", _risk(ctx)]
+    if reading is not None and reading.corrected and reading.below(limits):
+        shown = f"Calcium {_below_text(reading.value, reading.limit(limits))} {reading.unit}"
+    else:
+        shown = f"Ionized calcium {_below_text(ionized.value, limits['ionized_mmol_l'])} mmol/L"
+    return finding(ctx, "calcium-low", "critical",
+                   f"{shown} is low: correct it before {order.ingredient_display}", lines,
+                   sources=[ctx.label_source],
+                   suggestions=[delete_draft(order, "Remove this order")])
+
+
+def _uncorrected_calcium_low(ctx: OrderContext, reading: CalciumReading,
+                             limits: dict[str, float]) -> Finding:
+    """A low total calcium without albumin: not a stop, since a low albumin lowers the total;
+    albumin or an ionized calcium shows whether the patient is hypocalcemic."""
+    order = ctx.order
+    limit = reading.limit(limits)
+    shown = f"{_below_text(reading.value, limit)} {reading.unit}"
+    pairing = ctx.threshold("albumin_pairing_days")
+    days = f"{pairing:g} day{'s' if pairing != 1 else ''}"
+    lines = [f"**The calcium before {order.describe()} is low but not corrected for albumin.**", "",
+             f"- {reading.explanation}: below {format_number(limit, 2)} {reading.unit}.",
+             "- No ionized calcium on the same day or later.", "",
+             "Total calcium reads low when albumin is low, so this value alone does not show "
+             f"hypocalcemia. An albumin drawn with a calcium (within {days}) gives the "
+             "albumin-corrected calcium, and an ionized calcium measures the free calcium "
+             "directly: either confirms or rules out hypocalcemia before the dose.",
+             "",
+             f"If hypocalcemia is confirmed, correct it before the dose. {_risk(ctx)}"]
+    reason = f"Uncorrected total calcium {shown} before {order.describe()}"
+    suggestions = [_lab_order(ctx, orderable, reason)
+                   for orderable in ("serum-albumin", "ionized-calcium")]
+    return finding(ctx, "calcium-low", "warning",
+                   f"Uncorrected calcium {shown} is low: confirm with albumin or ionized calcium "
+                   f"before {order.ingredient_display}", lines, sources=[ctx.label_source],
+                   suggestions=suggestions)
 
 
 def calcium_data_missing(ctx: OrderContext) -> Finding | None:
@@ -103,42 +161,129 @@ def denosumab_renal_hypocalcemia(ctx: OrderContext) -> Finding | None:
                    f"{days} days", lines, sources=[ctx.label_source], suggestions=[suggestion])
 
 
+@dataclass(frozen=True)
+class CalciumDecision:
+    """Whether a calcium supplement may be suggested now, and the detail line that says why."""
+    allowed: bool
+    pending: bool
+    line: str
+    reports: tuple[str, ...] = ()
+
+
+def calcium_supplement_decision(ctx: OrderContext) -> CalciumDecision:
+    """Calcium only after a calcium result within the window below the upper limit
+    (albumin-corrected, else the uncorrected total, said so) and without an active hypercalcemia
+    diagnosis."""
+    facts, knowledge = ctx.facts, ctx.knowledge
+    limits = ctx.threshold("calcium_high_for_supplements")
+    window = limits["max_age_days"]
+    upper = f"{limits['corrected_mg_dl']:g} mg/dL ({limits['corrected_mmol_l']:g} mmol/L)"
+    diagnoses = facts.conditions_in("hypercalcemia", active_only=True)
+    if diagnoses:
+        return CalciumDecision(False, False, "- No calcium: active hypercalcemia diagnosis "
+                                             f"({diagnoses[0].label}).")
+    unavailable = facts.is_unavailable("calcium")
+    if unavailable:
+        return CalciumDecision(False, True, "- Calcium pending: calcium results could not be "
+                                            f"retrieved from the EHR ({unavailable}); add calcium "
+                                            f"once a result below {upper} is known.", ("calcium",))
+    reading = latest_calcium(facts, knowledge, window)
+    if reading is None:
+        return CalciumDecision(False, True, "- Calcium pending: calcium waits for a calcium "
+                                            "result. There is no serum calcium within the last "
+                                            f"{window} days; add calcium once a result below the "
+                                            f"upper limit of {upper} is known.")
+    limit = f"{format_number(reading.limit(limits), 2)} {reading.unit}"
+    if reading.at_least(limits):
+        return CalciumDecision(False, False, "- No calcium: the latest calcium is at or above the "
+                                             f"upper limit of {limit} ({reading.explanation}).")
+    uncorrected = "" if reading.corrected else "; the uncorrected total calcium is compared with it"
+    return CalciumDecision(True, False, "- Calcium may be given: the latest calcium is below the "
+                                        f"upper limit of {limit} ({reading.explanation}"
+                                        f"{uncorrected}).")
+
+
+def _oral_bisphosphonate_on_record(medication: MedicationFact, ctx: OrderContext) -> bool:
+    knowledge, agent = ctx.knowledge, medication.bone_agent
+    if not medication.current or agent is None:
+        return False
+    if knowledge.ingredient_class.get(agent) != "bisphosphonate":
+        return False
+    route_text = medication.route_text.strip()
+    if not route_text:
+        return knowledge.ingredient_default_route.get(agent) == "oral"
+    return any(route == "oral" for text, route in knowledge.route_by_text.items()
+               if text == route_text or (len(text) > 3 and text in route_text))
+
+
+def oral_bisphosphonates(ctx: OrderContext) -> list[str]:
+    """Oral bisphosphonates ordered now (the order checked) or current on record, by ingredient."""
+    found = [ctx.order.ingredient] if ctx.order.is_oral and ctx.is_bisphosphonate else []
+    found += [m.bone_agent for m in ctx.facts.medications
+              if m.bone_agent and _oral_bisphosphonate_on_record(m, ctx)]
+    return list(dict.fromkeys(found))
+
+
 def supplements_missing(ctx: OrderContext) -> Finding | None:
-    """No active calcium or vitamin D order for a patient starting or continuing a bone agent (never calcium if hypercalcemic)."""
+    """No current calcium or vitamin D order: suggest vitamin D, and calcium once a recent calcium
+    result is below the upper limit (never in hypercalcemia), each on the bone agent's regimen. No
+    card in hypercalcemia of malignancy, nor when there is nothing to order yet."""
     facts, order, knowledge = ctx.facts, ctx.order, ctx.knowledge
     if facts.is_unavailable("medications"):
-        return None  # unknown is not missing: the completeness card says the medication list could not be read
-    hypercalcemic, _why = is_hypercalcemic(facts, knowledge)
-    if hypercalcemic or ctx.setting == "hypercalcemia-of-malignancy":
+        return None  # unknown is not missing: the completeness card says the list could not be read
+    if ctx.setting == "hypercalcemia-of-malignancy":
         return None
     missing = [name for name in ("calcium", "vitamin-d") if not facts.active_medications(name)]
     if not missing:
         return None
-    low_vitamin_d = ctx.low_vitamin_d
     reason = f"Supplement during {order.ingredient_display} therapy"
-    suggestions = []
-    lines = [f"**{order.describe()}**: no active order for "
-             f"{' or '.join({'calcium': 'calcium', 'vitamin-d': 'vitamin D'}[m] for m in missing)} on record.", ""]
-    if "calcium" in missing:
-        suggestions.append(prescribe_supplement(knowledge, "calcium", ctx.patient_reference, ctx.user_reference, ctx.now, reason))
-    if "vitamin-d" in missing:
-        if low_vitamin_d is not None:
-            lines.append(f"- Vitamin D is low ({low_vitamin_d.shown()}): see the separate card for repletion.")
-        else:
-            suggestions.append(prescribe_supplement(knowledge, "vitamin-d", ctx.patient_reference, ctx.user_reference,
-                                                    ctx.now, reason))
-    if order.ingredient == "denosumab":
-        lines.append("The denosumab labels require calcium and vitamin D supplements to prevent hypocalcemia "
-                     "(unless the patient is hypercalcemic).")
-    else:
-        lines.append("Calcium (if dietary intake is insufficient, and only together with vitamin D3) and vitamin D3 are "
-                     "recommended throughout bisphosphonate therapy.")
-    lines.append("A combined calcium and vitamin D product covers both. If the patient takes supplements bought over the "
-                 "counter, record them and dismiss this card.")
-    indicator = "warning" if order.ingredient == "denosumab" else "info"
+    suggestions: list[Suggestion] = []
+    sources: list[str] = ["ago-2024"]
     names = " and ".join({"calcium": "calcium", "vitamin-d": "vitamin D"}[m] for m in missing)
-    return finding(ctx, "supplements-missing", indicator, f"No {names} supplement on record for {order.ingredient_display}",
-                   lines, sources=["ago-2024", ctx.label_source], suggestions=suggestions)
+    lines = [f"**{order.describe()}**: no active order for {names.replace(' and ', ' or ')} on "
+             "record.", ""]
+    decision = None
+    if "calcium" in missing:
+        decision = calcium_supplement_decision(ctx)
+        lines.append(decision.line)
+        if decision.allowed:
+            regimen = calcium_regimen(knowledge, order, ctx.setting)
+            spacing = calcium_spacing_text(knowledge, oral_bisphosphonates(ctx))
+            suggestions.append(calcium_order(knowledge, regimen, ctx.patient_reference,
+                                             ctx.user_reference, ctx.now, reason, spacing))
+            intake = ", if dietary intake is insufficient" if regimen.if_intake_insufficient else ""
+            lines.append(f"- Calcium {regimen.words()} by mouth{intake}, at most "
+                         f"{regimen.dose_mg:g} mg elemental calcium a dose: {regimen.basis}.")
+            if spacing:
+                lines.append(f"- {spacing}")
+            sources += regimen.sources
+    if "vitamin-d" in missing:
+        if ctx.low_vitamin_d is not None:
+            lines.append(f"- Vitamin D is low ({ctx.low_vitamin_d.shown()}): see the separate card "
+                         "for repletion.")
+        else:
+            basis, vitamin_sources = vitamin_d_basis(knowledge)
+            suggestions.append(vitamin_d_order(knowledge, ctx.patient_reference,
+                                               ctx.user_reference, ctx.now, reason))
+            lines.append(f"- Vitamin D3 {vitamin_d_words(knowledge)} by mouth: {basis}.")
+            sources += vitamin_sources
+    if not suggestions:
+        return None  # nothing to order yet: the calcium and vitamin D cards say what comes first
+    lines.append("")
+    if order.ingredient == "denosumab":
+        lines.append("The denosumab labels require calcium and vitamin D supplements to prevent "
+                     "hypocalcemia (unless the patient is hypercalcemic).")
+    else:
+        lines.append("Calcium (if dietary intake is insufficient, and only together with vitamin "
+                     "D3) and vitamin D3 are recommended throughout bisphosphonate therapy.")
+    lines.append("A combined calcium and vitamin D product covers both. If the patient takes "
+                 "supplements bought over the counter, record them and dismiss this card.")
+    indicator = "warning" if order.ingredient == "denosumab" else "info"
+    pending = "; calcium waits for a calcium result" if decision and decision.pending else ""
+    return finding(ctx, "supplements-missing", indicator,
+                   f"No {names} supplement on record for {order.ingredient_display}{pending}",
+                   lines, sources=[*sources, ctx.label_source], suggestions=suggestions,
+                   reports=decision.reports if decision else ())
 
 
 def vitamin_d_low(ctx: OrderContext) -> Finding | None:
@@ -150,8 +295,12 @@ def vitamin_d_low(ctx: OrderContext) -> Finding | None:
     lines = [f"**25-OH vitamin D {result.shown()}** is below {limits['ng_ml']:g} ng/mL ({limits['nmol_l']:g} nmol/L).", "",
              f"Replete vitamin D alongside {ctx.order.describe()}: deficiency adds to the risk of hypocalcemia under "
              "bone-modifying agents. Choose the repletion dose per local protocol, then continue vitamin D3 800 IU daily."]
-    suggestion = prescribe_supplement(ctx.knowledge, "vitamin-d-repletion", ctx.patient_reference, ctx.user_reference,
-                                      ctx.now, f"25-OH vitamin D {result.shown()}")
+    suggestion = vitamin_d_repletion_order(ctx.knowledge, ctx.patient_reference,
+                                           ctx.user_reference, ctx.now,
+                                           f"25-OH vitamin D {result.shown()}")
+    if suggestion is None:
+        lines += ["", "No one-click order: the sources give no repletion regimen, and this site has not set one "
+                  "(dose, interval and duration) in the knowledge file."]
     molar = result.recorded_unit in ("nmol/L", "nmol/l")
     factor = ctx.knowledge.unit_factor("vitamin_d_to_ng_ml", result.recorded_unit) or 1.0
     shown = _below_text(result.recorded_value, limits["nmol_l"] if molar else limits["ng_ml"] / factor)

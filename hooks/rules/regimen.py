@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 import math
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from hooks.cards import Finding
+from hooks.cards import Finding, Suggestion
+from hooks.facts import DoseEvent, latest_calcium
+from hooks.fhir_read import days_between, format_number
 from hooks.rules.common import finding
 from hooks.rules.context import OrderContext, course_of, matches_regimen, minimum_days, shift_months
 from hooks.suggestions import (
-    delete_draft, every_words, replace_draft_regimen, update_draft_dose, update_draft_infusion, update_draft_timing,
+    delete_draft, every_words, regimen_entry, replace_draft_regimen, update_draft_dose, update_draft_infusion,
+    update_draft_timing,
 )
 
 
@@ -33,8 +36,41 @@ def _label_interval_days(every: list | tuple) -> float:
     return period * SHORTEST_MONTH_DAYS if unit == "mo" else minimum_days(every, 0)
 
 
+def _due(ctx: OrderContext) -> datetime:
+    """When the ordered dose is given: now, or the order's stated start when that is later."""
+    starts = ctx.order.starts
+    return starts if starts is not None and starts > ctx.now else ctx.now
+
+
+def _interval_anchor(ctx: OrderContext, entry: dict[str, Any]) -> tuple[DoseEvent | None, bool]:
+    """The dose the minimum interval counts from, and whether this order is an allowed extra dose. In hypercalcemia of
+    malignancy denosumab may add up to two doses in the first 28 days of a course, each at least 7 days after the one
+    before (the label's days 8 and 15); the 4 weeks then count from the last dose that is not such an extra."""
+    last = ctx.last_dose
+    extra = entry.get("extra_doses")
+    if last is None or not extra or ctx.setting not in extra["settings"]:
+        return last, False
+    course = list(reversed(ctx.course_doses))  # oldest first
+    if not course:
+        return last, False
+    start, anchor, previous, extras = course[0], course[0], course[0], 0
+    for dose in course[1:]:
+        in_window = (dose.when - start.when).days <= extra["within_days"]
+        if in_window and extras < extra["count"] and (dose.when - previous.when).days >= extra["min_gap_days"]:
+            extras += 1
+        else:
+            anchor = dose
+        previous = dose
+    due = _due(ctx)
+    if (extras < extra["count"] and anchor is start and (due - start.when).days <= extra["within_days"]
+            and days_between(previous.when, due) >= extra["min_gap_days"]):
+        return anchor, True
+    return anchor, False
+
+
 def interval_too_short(ctx: OrderContext) -> Finding | None:
-    """The order's interval, or the time since the last dose of the same drug, is under the minimum for product and setting."""
+    """The order's interval, or the time since the last dose of the same drug, is under the minimum for product and
+    setting; in hypercalcemia of malignancy a repeating zoledronic acid order (one dose treats it)."""
     entry = _regimen_entry(ctx, "minimum_intervals")
     if entry is None:
         return None
@@ -42,25 +78,38 @@ def interval_too_short(ctx: OrderContext) -> Finding | None:
     shortest = minimum_days(entry["every"], _grace(ctx))
     problems: list[str] = []
     new_every = not_before = None
-    if order.interval is not None and order.interval.days < shortest - 1e-9:
+    single_dose = False
+    if entry.get("single_dose") and order.interval is not None:
+        problems.append(f"- The order repeats {order.interval.describe()}: it is a single dose, repeated only if "
+                        "calcium does not return to normal.")
+        single_dose = True
+    elif order.interval is not None and order.interval.days < shortest - 1e-9:
         problems.append(f"- The order repeats {order.interval.describe()}.")
         new_every = tuple(entry.get("suggested_every", entry["every"]))
-    last = ctx.last_dose
-    if last is not None and ctx.days_since(last.when) < shortest:
-        problems.append(f"- The last dose of {order.ingredient_display} was {ctx.days_since(last.when)} days ago, on "
-                        f"{last.when.date().isoformat()} ({last.evidence}).")
-        not_before = last.when + timedelta(days=math.ceil(shortest))
+    anchor, extra_dose = _interval_anchor(ctx, entry)
+    due = _due(ctx)
+    if anchor is not None and not extra_dose and days_between(anchor.when, due) < shortest:
+        gap = days_between(anchor.when, due)
+        when = "" if due is ctx.now else f" before the order's start on {due.date().isoformat()}"
+        problems.append(f"- The last dose of {order.ingredient_display} was {gap} days{when} ago, on "
+                        f"{anchor.when.date().isoformat()} ({anchor.evidence}).")
+        not_before = anchor.when + timedelta(days=math.ceil(shortest))
     if not problems:
         return None
     allowance = " (2 weeks early is accepted)" if entry["every"][1] in ("mo", "a") else ""
-    lines = [f"**{order.describe()}** is more frequent than the minimum of {every_words(entry['every'])}{allowance} "
-             f"for this product in this setting.", "", *problems, ctx.setting_line(), "", f"{entry['basis']}."]
+    minimum = "a single dose" if single_dose else f"the minimum of {every_words(entry['every'])}{allowance}"
+    lines = [f"**{order.describe()}** is more frequent than {minimum} for this product in this setting.", "",
+             *problems, ctx.setting_line(), "", f"{entry['basis']}."]
     if not_before is not None:
         lines.append(f"The next dose is due from {not_before.date().isoformat()}.")
-    suggestion = update_draft_timing(order, "Change the timing", every=new_every, not_before=not_before)
-    return finding(ctx, "interval-too-short", "warning",
-                   f"{order.ingredient_display.capitalize()} too soon: minimum interval is {every_words(entry['every'])}",
-                   lines, sources=[entry.get("source")], suggestions=[suggestion])
+    change = ("Change to a single dose" if single_dose and not_before is None else
+              f"Change to {every_words(new_every)}" if new_every and not_before is None else "Change the timing")
+    suggestion = update_draft_timing(order, change, every=new_every, not_before=not_before, single_dose=single_dose)
+    summary = (f"{order.ingredient_display.capitalize()} for hypercalcemia is a single dose, not "
+               f"{order.interval.describe()}" if single_dose and order.interval else
+               f"{order.ingredient_display.capitalize()} too soon: minimum interval is {every_words(entry['every'])}")
+    return finding(ctx, "interval-too-short", "warning", summary, lines, sources=[entry.get("source")],
+                   suggestions=[suggestion])
 
 
 def metastatic_schedule_inappropriate(ctx: OrderContext) -> Finding | None:
@@ -80,16 +129,64 @@ def metastatic_schedule_inappropriate(ctx: OrderContext) -> Finding | None:
         break
     if entry is None:
         return None
-    regimens = ctx.threshold("metastatic_regimen_suggestions")["entries"]
-    lines = [f"**{order.describe()}** is an adjuvant or osteoporosis regimen: {entry['describe']}.", "", ctx.setting_line(), "",
+    lines = [f"**{order.describe()}** is an adjuvant or osteoporosis regimen: {entry['describe']}.", "",
+             ctx.setting_line(), "",
              "For bone metastases the guideline regimens are zoledronic acid 4 mg every 12 weeks (preferred) or every 4 "
              "weeks, denosumab 120 mg every 4 weeks, pamidronate 90 mg or ibandronate 6 mg IV every 3-4 weeks, "
              "ibandronate 50 mg or clodronate 1600 mg by mouth daily, or clodronate 1500 mg IV every 3-4 weeks. "
              "Schedules from adjuvant trials or osteoporosis are not recommended for bone metastases."]
-    suggestions = [replace_draft_regimen(order, ctx.knowledge, regimen, regimen.get("recommended", False)) for regimen in regimens]
     return finding(ctx, "metastatic-schedule-inappropriate", "warning",
                    "Bone metastases: use an oncology schedule, not an adjuvant or osteoporosis regimen", lines,
-                   sources=[table.get("source")], suggestions=suggestions, alternatives=True)
+                   sources=[table.get("source")], suggestions=_oncology_regimens(ctx), alternatives=True)
+
+
+def _oncology_regimens(ctx: OrderContext) -> list[Suggestion | None]:
+    """The oncology regimens to offer for this draft, first choices then the fallback (the suggestion gate keeps
+    the ones this patient can safely receive, and the fallback only when no first choice passes)."""
+    spec, knowledge, order = ctx.threshold("metastatic_regimen_suggestions"), ctx.knowledge, ctx.order
+    drafted = order.formulation.id if order.formulation else None
+    keys = spec["by_formulation"].get(drafted) if drafted else None
+    first = keys or spec["default"]
+    fallback = [] if keys else [k for k in spec["fallback"] if k not in first]
+    suggestions = [replace_draft_regimen(order, knowledge, regimen_entry(knowledge, key),
+                                         key == spec["recommended"] or len(first) == 1) for key in first]
+    suggestions += [replace_draft_regimen(order, knowledge, regimen_entry(knowledge, key), False, fallback=True)
+                    for key in fallback]
+    return suggestions
+
+
+def pamidronate_hcm_dose(ctx: OrderContext) -> Finding | None:
+    """Pamidronate in hypercalcemia of malignancy dosed below the label's range for the corrected calcium."""
+    spec = ctx.threshold("pamidronate_hcm_dose")
+    order = ctx.order
+    if ctx.setting != "hypercalcemia-of-malignancy" or order.formulation is None:
+        return None
+    if order.formulation.id != spec["formulation"] or order.dose_mg is None:
+        return None
+    reading = latest_calcium(ctx.facts, ctx.knowledge, spec["calcium_max_age_days"])
+    if reading is None or not reading.corrected:
+        return None
+    molar = reading.unit == "mmol/L"
+    band = next((b for b in reversed(spec["bands"]) if _in_band(b, reading.value, molar)), None)
+    if band is None or order.dose_mg >= band["minimum_dose_mg"] - 1e-9:
+        return None
+    dose = band["suggested_dose_mg"]
+    lines = [f"**{order.describe()}** for hypercalcemia of malignancy: the label dose for this calcium level is "
+             f"{band['describe']}.", "", f"- {reading.explanation[:1].upper()}{reading.explanation[1:]}.",
+             ctx.setting_line(), "",
+             "A lower dose may not bring calcium down; re-treatment, if needed, is at least 7 days after this dose."]
+    return finding(ctx, "pamidronate-hcm-dose", "warning",
+                   f"Pamidronate {order.dose_mg:g} mg is below the dose for corrected calcium "
+                   f"{format_number(reading.value, 2)} {reading.unit}: give {dose:g} mg",
+                   lines, sources=[spec.get("source")],
+                   suggestions=[update_draft_dose(order, dose, f"Change dose to {dose:g} mg")])
+
+
+def _in_band(band: dict[str, Any], value: float, molar: bool) -> bool:
+    unit = "mmol_l" if molar else "mg_dl"
+    if f"above_{unit}" in band:
+        return value > band[f"above_{unit}"] + 1e-9
+    return band[f"from_{unit}"] - 1e-9 <= value <= band[f"through_{unit}"] + 1e-9
 
 
 def adjuvant_duration_exceeded(ctx: OrderContext) -> Finding | None:

@@ -1,6 +1,8 @@
 """Renal safety rules: missing renal data, contraindication by creatinine clearance, dose table, creatinine rise."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from hooks.cards import Finding
 from hooks.facts import LabResult
 from hooks.renal import RenalFunction, assess_renal_function
@@ -81,35 +83,60 @@ def _renal_function_line(function: RenalFunction) -> str:
 
 
 def renal_contraindicated(ctx: OrderContext) -> Finding | None:
-    """Clearance below the product's floor; in hypercalcemia of malignancy zoledronic acid is withheld only at creatinine >= 4.5."""
+    """Clearance below the product's floor, or dialysis (below every floor). In hypercalcemia of malignancy zoledronic
+    acid has no clearance floor: at creatinine >= 4.5 mg/dL the label asks to weigh benefit and risk (a warning)."""
     order = ctx.order
     renal = order.formulation.renal if order.formulation else {}
     floor = renal.get("crcl_floor")
-    function = ctx.current_renal.function
-    if floor is None or function is None:
+    if floor is None:
         return None
+    function = ctx.current_renal.function
+    dialysis = ctx.facts.conditions_in("dialysis", active_only=True)
     hypercalcemia_limit = renal.get("hypercalcemia_withhold_creatinine_mg_dl")
+    indicator = "critical"
+    product = order.formulation.display.split(" (")[0]
     if ctx.facts.setting.name == "hypercalcemia-of-malignancy" and hypercalcemia_limit is not None:
         creatinine = ctx.recent_creatinine
         if creatinine is None or below(creatinine.value, hypercalcemia_limit):
             return None
+        indicator = "warning"
         reason = (f"In hypercalcemia of malignancy the label needs no renal dose reduction below a serum creatinine of "
-                  f"{hypercalcemia_limit:g} mg/dL; the latest is {creatinine.shown()}.")
-        summary = f"Creatinine {creatinine.value:.1f} mg/dL is at or above {hypercalcemia_limit:g}: do not give {order.ingredient_display}"
+                  f"{hypercalcemia_limit:g} mg/dL; the latest is {creatinine.shown()}. Patients with higher values were "
+                  "not studied, and the hypercalcemia itself often causes the renal failure: weigh benefit and risk.")
+        summary = (f"Creatinine {creatinine.value:.2f} mg/dL is at or above {hypercalcemia_limit:g}: weigh "
+                   f"{order.ingredient_display} against the renal risk")
+        evidence = [_renal_function_line(function)] if function else [f"- Creatinine {creatinine.shown()}."]
+    elif dialysis:
+        reason = (f"{order.formulation.display}: dialysis counts as renal function below every clearance floor "
+                  f"(here {floor} mL/min).")
+        summary = f"On dialysis: do not give {product}"
+        evidence = [f"- On dialysis: {c.label}." for c in dialysis]
     else:
-        if not below(function.value, floor):
+        if function is None or not below(function.value, floor):
             return None
         reason = f"{order.formulation.display}: not to be given below a creatinine clearance of {floor} mL/min."
-        summary = f"{function.label} {function.value:.0f} is below {floor} {function.short_unit}: do not give {order.formulation.display.split(' (')[0]}"
-    lines = [f"**{order.describe()}** is contraindicated at this renal function.", "", _renal_function_line(function),
+        summary = (f"{function.label} {shown_under(function.value, floor)} is below {floor} {function.short_unit}: "
+                   f"do not give {product}")
+        evidence = [_renal_function_line(function)]
+    verdict = "is contraindicated" if indicator == "critical" else "needs a benefit-risk decision"
+    lines = [f"**{order.describe()}** {verdict} at this renal function.", "", *evidence,
              f"- Clinical setting: {ctx.facts.setting.name} ({ctx.facts.setting.evidence}).", "", reason]
-    if ctx.facts.setting.name == "bone-metastatic" and order.ingredient != "denosumab":
-        lines.append("For bone metastases, denosumab needs no renal dose adjustment; if it is chosen, monitor calcium "
-                     "closely, since severe renal impairment raises the risk of hypocalcemia.")
+    if ctx.facts.setting.name in ("bone-metastatic", "metastatic-other") and order.ingredient != "denosumab":
+        lines.append("For bone metastases, denosumab 120 mg needs no renal dose adjustment; if it is chosen, monitor "
+                     "calcium closely, since severe renal impairment raises the risk of hypocalcemia.")
     suggestion = delete_draft(order, "Remove this order")
-    return Finding("renal-contraindicated", "critical", summary, "\n".join(lines),
+    return Finding("renal-contraindicated", indicator, summary, "\n".join(lines),
                    _rule_sources(ctx, "renal-contraindicated", renal.get("source")),
                    (suggestion,) if suggestion else (), order.reference)
+
+
+def shown_under(value: float, limit: float) -> str:
+    """A value found below a limit with one decimal, or more when one decimal would round onto the limit (29.96)."""
+    for digits in (1, 2, 3):
+        text = f"{value:.{digits}f}"
+        if below(float(text), limit):
+            return text
+    return f"{value:g}"
 
 
 def table_dose(bands: list[dict], clearance: float) -> float | None:
@@ -140,12 +167,27 @@ def describe_bands(bands: list[dict]) -> str:
     return "; ".join(parts)
 
 
-def renal_dose_adjust(ctx: OrderContext) -> Finding | None:
-    """Zoledronic acid 4 mg above the label's dose for the baseline clearance (latest clearance for a first dose)."""
+@dataclass(frozen=True)
+class LabelDose:
+    """The dose a product's renal dose table gives for this order, and the renal function it rests on."""
+    dose_mg: float
+    function: RenalFunction
+    basis: str
+    bands: tuple[dict, ...]
+    source: str | None
+
+
+def renal_label_dose(ctx: OrderContext) -> LabelDose | None:
+    """The label's dose for the order's renal function: for zoledronic acid 4 mg the baseline clearance of a course
+    under way (the latest for a first dose). None when the product has no table, in hypercalcemia of malignancy (no
+    reduction there), without a renal function, or below the table (renal-contraindicated speaks then). The suggestion
+    gate writes this dose into every order it lets through, so no suggestion draws renal-dose-adjust."""
     order, facts = ctx.order, ctx.facts
     table = (order.formulation.renal.get("dose_table") if order.formulation else None) or None
     if table is None or facts.setting.name == "hypercalcemia-of-malignancy" or ctx.current_renal.function is None:
         return None
+    if facts.conditions_in("dialysis", active_only=True):
+        return None  # below every floor: renal-contraindicated speaks
     function, basis = ctx.current_renal.function, "latest renal function (first dose of a course)"
     if ctx.course_start is not None:
         baseline = _baseline_function(ctx)
@@ -153,28 +195,38 @@ def renal_dose_adjust(ctx: OrderContext) -> Finding | None:
             function, basis = baseline
         else:
             basis = "latest renal function, because no baseline clearance before this course could be calculated"
-    if ctx.tolerant and order.dose_mg is None:
-        return None  # order-select: no dose chosen yet
     dose = table_dose(table["bands"], function.value)
     if dose is None:
-        return None  # below the table's range: renal-contraindicated speaks
-    full_dose = order.formulation.max_dose_mg
+        return None
+    return LabelDose(dose, function, basis, tuple(table["bands"]), table.get("source"))
+
+
+def renal_dose_adjust(ctx: OrderContext) -> Finding | None:
+    """Zoledronic acid 4 mg above the label's dose for the baseline clearance (latest clearance for a first dose)."""
+    order = ctx.order
+    label = renal_label_dose(ctx)
+    if label is None:
+        return None
+    if ctx.tolerant and order.dose_mg is None:
+        return None  # order-select: no dose chosen yet
+    function, dose = label.function, label.dose_mg
+    full_dose = order.formulation.max_dose_mg if order.formulation else None
     if full_dose is not None and dose >= full_dose - 1e-9:
         return None  # no renal reduction at this clearance: an overdose is dose-above-maximum's to report
     if order.dose_mg is not None and not order.dose_mg > dose + 1e-9:
         return None
     ordered = f"{order.dose_mg:g} mg" if order.dose_mg is not None else "no stated dose"
     lines = [f"**{order.describe()}**: the label dose for this renal function is **{dose:g} mg** (ordered: {ordered}).", "",
-             _renal_function_line(function), f"- Dose based on the {basis}.",
-             "", f"Label dose table by creatinine clearance: {describe_bands(table['bands'])}. During a course the dose "
-             "stays tied to the baseline clearance; after a withhold for renal deterioration the label resumes at the "
-             "same dose as before."]
+             _renal_function_line(function), f"- Dose based on the {label.basis}.",
+             "", f"Label dose table by creatinine clearance: {describe_bands(list(label.bands))}. During a course the "
+             "dose stays tied to the baseline clearance; after a withhold for renal deterioration the label resumes at "
+             "the same dose as before."]
     if not function.is_clearance:
         lines.append("The table is written for creatinine clearance; here it was applied to eGFR because clearance could not be calculated.")
     suggestion = update_draft_dose(order, dose, f"Change dose to {dose:g} mg")
     return Finding("renal-dose-adjust", "warning",
-                   f"Zoledronic acid dose for {function.label} {function.value:.0f} {function.short_unit} is {dose:g} mg (ordered {ordered})",
-                   "\n".join(lines), _rule_sources(ctx, "renal-dose-adjust", table.get("source")),
+                   f"Zoledronic acid dose for {function.label} {function.value:.1f} {function.short_unit} is {dose:g} mg (ordered {ordered})",
+                   "\n".join(lines), _rule_sources(ctx, "renal-dose-adjust", label.source),
                    (suggestion,) if suggestion else (), order.reference)
 
 

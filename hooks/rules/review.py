@@ -10,10 +10,9 @@ from hooks.cards import Finding, Suggestion
 from hooks.facts import DoseEvent, PatientFacts
 from hooks.fhir_read import shift_months
 from hooks.knowledge import Knowledge
-from hooks.orders import identify_ingredient
 from hooks.rules.common import unavailable_line
 from hooks.rules.context import PatientAssessments
-from hooks.suggestions import prescribe_regimen, regimen_medication
+from hooks.suggestions import prescribe_regimen
 
 # Without these the review cannot tell whether the patient is already treated, so it does not suggest treatment.
 TREATMENT_GROUPS = ("medications", "administrations")
@@ -71,20 +70,19 @@ class ReviewContext(PatientAssessments):
         return lines
 
     def regimens(self, keys: Iterable[str], reason: str) -> list[Suggestion]:
-        """Draft orders for the regimens, leaving out any drug the patient has an allergy on record to."""
-        allowed = [key for key in keys if not self._allergic_to(key)]
+        """Draft orders for the guideline regimens, first choice recommended. The suggestion gate then evaluates each
+        as if signed (renal floors and dose table, calcium, allergy, jaw osteonecrosis, pregnancy) and keeps the safe
+        ones, at this patient's renal dose."""
+        orderable = [key for key in keys if self._orderable(key)]
         return [prescribe_regimen(self.knowledge, key, self.patient_reference, self.user_reference, self.now, reason,
                                   recommended=index == 0)
-                for index, key in enumerate(allowed)]
+                for index, key in enumerate(orderable)]
 
-    def _allergic_to(self, regimen_key: str) -> bool:
-        regimen = self.knowledge.raw["regimens"]["entries"][regimen_key]
-        identified = identify_ingredient([regimen_medication(self.knowledge, regimen)], self.knowledge)
-        if identified is None:
-            return False
-        ingredient = identified[0]
-        bisphosphonate = self.knowledge.ingredient_class[ingredient] == "bisphosphonate"
-        return any(ingredient in a.ingredients or (bisphosphonate and a.bisphosphonate_class) for a in self.facts.allergies)
+    def _orderable(self, regimen_key: str) -> bool:
+        """A draft order needs a product the EHR can order: an RxNorm code (clodronate, not a US product, has only
+        its ATC code, so it is named in the card's text but not drafted)."""
+        system = self.knowledge.raw["regimens"]["entries"][regimen_key]["medication"][0]
+        return system == "rxnorm"
 
     def finding(self, rule_id: str, indicator: str, summary: str, lines: list[str],
                 suggestions: Iterable[Suggestion] = ()) -> Finding:

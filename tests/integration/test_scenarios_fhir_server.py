@@ -16,6 +16,7 @@ from jwt.algorithms import ECAlgorithm
 
 from fixtures.builder import ANCHOR_INSTANT
 from fixtures.load import load_fixtures
+from fixtures.offers import offers
 from fixtures.prefetch import hook_request, scenario_request, transaction_resources
 from fixtures.scenarios import all_scenarios
 from service.auth import mint_token
@@ -117,6 +118,9 @@ def test_same_cards_with_full_partial_and_no_prefetch(scn, loaded_server, runnin
     fetched = httpx.post(f"{base}{path}", json=none_body, headers=signed(client_key, path), timeout=10)
     assert fetched.status_code == 200, fetched.text
     assert rules(fetched.json()["cards"]) == sorted(scn.expected)
+    # the buttons too: the same orders whichever way the record was read
+    for answer in (full.get_json(), partial.json(), fetched.json()):
+        assert offers(answer["cards"]) == dict(scn.offers)
     full_details = [c["detail"] for c in full.get_json()["cards"]]
     assert [c["detail"] for c in fetched.json()["cards"]] == full_details
 
