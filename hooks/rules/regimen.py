@@ -42,17 +42,18 @@ def _due(ctx: OrderContext) -> datetime:
     return starts if starts is not None and starts > ctx.now else ctx.now
 
 
-def _interval_anchor(ctx: OrderContext, entry: dict[str, Any]) -> tuple[DoseEvent | None, bool]:
-    """The dose the minimum interval counts from, and whether this order is an allowed extra dose. In hypercalcemia of
-    malignancy denosumab may add up to two doses in the first 28 days of a course, each at least 7 days after the one
-    before (the label's days 8 and 15); the 4 weeks then count from the last dose that is not such an extra."""
+def _interval_anchor(ctx: OrderContext, entry: dict[str, Any]) -> tuple[DoseEvent | None, bool, datetime | None]:
+    """The dose the minimum interval counts from, whether this order is an allowed extra dose, and from when an extra
+    dose would be allowed. In hypercalcemia of malignancy denosumab may add up to two doses in the first 28 days of a
+    course, each at least 7 days after the one before (the label's days 8 and 15); the 4 weeks then count from the
+    last dose that is not such an extra."""
     last = ctx.last_dose
     extra = entry.get("extra_doses")
     if last is None or not extra or ctx.setting not in extra["settings"]:
-        return last, False
+        return last, False, None
     course = list(reversed(ctx.course_doses))  # oldest first
     if not course:
-        return last, False
+        return last, False, None
     start, anchor, previous, extras = course[0], course[0], course[0], 0
     for dose in course[1:]:
         in_window = (dose.when - start.when).days <= extra["within_days"]
@@ -61,11 +62,14 @@ def _interval_anchor(ctx: OrderContext, entry: dict[str, Any]) -> tuple[DoseEven
         else:
             anchor = dose
         previous = dose
+    if extras >= extra["count"] or anchor is not start:
+        return anchor, False, None
+    extra_from = previous.when + timedelta(days=extra["min_gap_days"])
+    if (extra_from - start.when).days > extra["within_days"]:
+        return anchor, False, None
     due = _due(ctx)
-    if (extras < extra["count"] and anchor is start and (due - start.when).days <= extra["within_days"]
-            and days_between(previous.when, due) >= extra["min_gap_days"]):
-        return anchor, True
-    return anchor, False
+    allowed = (due - start.when).days <= extra["within_days"] and days_between(previous.when, due) >= extra["min_gap_days"]
+    return anchor, allowed, extra_from
 
 
 def interval_too_short(ctx: OrderContext) -> Finding | None:
@@ -86,7 +90,7 @@ def interval_too_short(ctx: OrderContext) -> Finding | None:
     elif order.interval is not None and order.interval.days < shortest - 1e-9:
         problems.append(f"- The order repeats {order.interval.describe()}.")
         new_every = tuple(entry.get("suggested_every", entry["every"]))
-    anchor, extra_dose = _interval_anchor(ctx, entry)
+    anchor, extra_dose, extra_from = _interval_anchor(ctx, entry)
     due = _due(ctx)
     if anchor is not None and not extra_dose and days_between(anchor.when, due) < shortest:
         gap = days_between(anchor.when, due)
@@ -94,6 +98,10 @@ def interval_too_short(ctx: OrderContext) -> Finding | None:
         problems.append(f"- The last dose of {order.ingredient_display} was {gap} days{when} ago, on "
                         f"{anchor.when.date().isoformat()} ({anchor.evidence}).")
         not_before = anchor.when + timedelta(days=math.ceil(shortest))
+        if extra_from is not None and extra_from < not_before:
+            problems.append(f"- In hypercalcemia of malignancy an extra dose is allowed from "
+                            f"{extra_from.date().isoformat()} (the label's doses on days 8 and 15).")
+            not_before = extra_from
     if not problems:
         return None
     allowance = " (2 weeks early is accepted)" if entry["every"][1] in ("mo", "a") else ""
