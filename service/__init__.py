@@ -11,9 +11,11 @@ from flask import Flask
 from hooks.cards import CardRenderer, validate_fhir_resource
 from hooks.knowledge import Knowledge, load_knowledge
 from hooks.order_sign import build_services
-from service.auth import DEV_ISSUER, Authenticator, JwksCache, dev_client, load_clients, load_or_create_dev_key
+from service.auth import (
+    DEV_ISSUER, Authenticator, JwksCache, TrustedClient, dev_client, load_clients, load_or_create_dev_key,
+)
 from service.clock import FrozenClock, SystemClock
-from service.config import Settings
+from service.config import ConfigError, Settings
 from service.feedback_store import FeedbackStore, store_for
 from service.fhir_client import FhirFetcher
 from service.runtime import Runtime
@@ -68,19 +70,42 @@ def build_authenticator(settings: Settings, store: FeedbackStore) -> Authenticat
         log.warning("CDS client authentication is OFF (BONECDS_AUTH=off): any caller is trusted; fhirServer calls are "
                     "limited to BONECDS_FHIR_ALLOWLIST")
         return None
+    clients = trusted_clients(settings)
+    if settings.auth == "dev":
+        log.warning("DEVELOPMENT MODE (BONECDS_AUTH=dev): tokens signed with the local key %s (issuer %s) are trusted "
+                    "and loopback FHIR servers may be called; mint one with `bonecds mint-token`. Never use this in "
+                    "production.", settings.dev_key_path, DEV_ISSUER)
+    jwks = JwksCache(settings.jwks_timeout_seconds, settings.jwks_cache_seconds)
+    log.info("CDS client authentication on: %d trusted issuer(s)", len(clients))
+    return Authenticator(clients, jwks, store.claim_jti, settings.jwt_leeway_seconds)
+
+
+def trusted_clients(settings: Settings) -> dict[str, TrustedClient]:
+    """The trusted-clients file, every entry and key checked (ConfigError otherwise), plus the development client."""
     clients = load_clients(settings.clients_file) if settings.clients_file else {}
     if settings.auth == "dev":
         key = load_or_create_dev_key(settings.dev_key_path)
         clients[DEV_ISSUER] = dataclasses.replace(dev_client(key), fhir_servers=settings.fhir_allowlist)
-        log.warning("DEVELOPMENT MODE (BONECDS_AUTH=dev): tokens signed with the local key %s (issuer %s) are trusted "
-                    "and loopback FHIR servers may be called; mint one with `bonecds mint-token`. Never use this in "
-                    "production.", settings.dev_key_path, DEV_ISSUER)
     elif not clients:
-        raise ValueError("BONECDS_AUTH=on needs BONECDS_CLIENTS_FILE (the trusted CDS clients); set BONECDS_AUTH=dev "
-                         "for local development or BONECDS_AUTH=off to turn authentication off explicitly")
-    jwks = JwksCache(settings.jwks_timeout_seconds, settings.jwks_cache_seconds)
-    log.info("CDS client authentication on: %d trusted issuer(s)", len(clients))
-    return Authenticator(clients, jwks, store.claim_jti, settings.jwt_leeway_seconds)
+        settings.check()  # names the missing trusted-clients file
+        raise ConfigError(f"BONECDS_CLIENTS_FILE {settings.clients_file}: lists no clients")
+    return clients
+
+
+def reload_trusted_clients(app: Flask) -> bool:
+    """Read the trusted-clients file again (SIGHUP under `bonecds serve`). A file that fails its checks is refused in
+    one logged line and the clients already trusted stay; returns whether the new file was taken."""
+    runtime = app.extensions["bonecds"]
+    if runtime.authenticator is None:
+        return False
+    try:
+        clients = trusted_clients(runtime.settings)
+    except ConfigError as error:
+        log.error("trusted-clients file not reloaded, the previous clients stay trusted: %s", error)
+        return False
+    runtime.authenticator.replace_clients(clients)
+    log.info("trusted-clients file reloaded: %d trusted issuer(s)", len(clients))
+    return True
 
 
 def _warm_up(runtime: Runtime) -> None:

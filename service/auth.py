@@ -13,6 +13,8 @@ import httpx
 import jwt
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
+from service.config import ConfigError
+
 log = logging.getLogger(__name__)
 
 # Asymmetric algorithms recommended by the spec; `none` and every HMAC algorithm are refused.
@@ -47,20 +49,89 @@ class AuthenticatedClient:
     allow_loopback_fhir: bool = False
 
 
+CLIENT_KEYS = frozenset({"iss", "jku", "jwks", "fhir_servers", "tenant"})
+KEY_TYPES = {"EC": ECAlgorithm, "RSA": RSAAlgorithm}
+LOOPBACK_HTTP = ("http://127.0.0.1:", "http://127.0.0.1/", "http://localhost:", "http://localhost/", "http://[::1]:")
+
+
 def load_clients(path: str) -> dict[str, TrustedClient]:
-    """The trusted-clients file: {"clients": [{"iss", "jku": [...], "jwks": {...}, "fhir_servers": [...], "tenant"}]}."""
-    raw = json.loads(Path(path).read_text())
+    """The trusted-clients file: {"clients": [{"iss", "jku": [...], "jwks": {...}, "fhir_servers": [...], "tenant"}]}.
+    Every entry and every pinned key is checked here, at start-up, so a bad file never reaches a request."""
+    where = f"BONECDS_CLIENTS_FILE {path}"
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{where}: no such file") from None
+    except OSError as error:
+        raise ConfigError(f"{where}: cannot be read ({error.strerror or type(error).__name__})") from None
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"{where}: not valid JSON (line {error.lineno}, column {error.colno}: {error.msg})") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("clients"), list):
+        found = type(raw).__name__ if not isinstance(raw, dict) else f"keys {sorted(raw)}"
+        raise ConfigError(f'{where}: expected an object {{"clients": [...]}} at the top level, found {found}')
     clients: dict[str, TrustedClient] = {}
-    for entry in raw.get("clients", []):
-        if not isinstance(entry.get("iss"), str) or not (entry.get("jku") or entry.get("jwks")):
-            raise ValueError(f"{path}: every client needs an iss and a jku list or a pinned jwks")
-        jwks = entry.get("jwks")
-        if jwks is not None and not isinstance(jwks.get("keys"), list):
-            raise ValueError(f"{path}: the jwks of {entry['iss']} has no keys list")
-        clients[entry["iss"]] = TrustedClient(
-            iss=entry["iss"], jku=tuple(entry.get("jku", [])), jwks=jwks,
-            fhir_servers=tuple(u.rstrip("/") for u in entry.get("fhir_servers", [])), tenant=entry.get("tenant"))
+    for index, entry in enumerate(raw["clients"]):
+        client = _client_entry(where, index, entry)
+        if client.iss in clients:
+            raise ConfigError(f"{where}: client {client.iss!r} is listed twice")
+        clients[client.iss] = client
     return clients
+
+
+def _client_entry(where: str, index: int, entry: Any) -> TrustedClient:
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where}: clients[{index}] is not an object")
+    iss = entry.get("iss")
+    if not isinstance(iss, str) or not iss:
+        raise ConfigError(f"{where}: clients[{index}] has no iss")
+    name = f"{where}: client {iss!r}"
+    unknown = sorted(set(entry) - CLIENT_KEYS)
+    if unknown:
+        raise ConfigError(f"{name}: unknown field(s) {', '.join(unknown)} (allowed: {', '.join(sorted(CLIENT_KEYS))})")
+    jku = entry.get("jku", [])
+    if not isinstance(jku, list) or not all(isinstance(u, str) and u.startswith(("https://", *LOOPBACK_HTTP))
+                                            for u in jku):
+        raise ConfigError(f"{name}: jku must be a list of https:// URLs (http:// only on loopback)")
+    jwks = entry.get("jwks")
+    if not jku and jwks is None:
+        raise ConfigError(f"{name}: needs a jku list or a pinned jwks")
+    if jwks is not None:
+        if not isinstance(jwks, dict) or not isinstance(jwks.get("keys"), list) or not jwks["keys"]:
+            raise ConfigError(f"{name}: the pinned jwks has no keys list")
+        for position, key in enumerate(jwks["keys"]):
+            _check_public_key(f"{name}: jwks key {position}", key)
+    servers = entry.get("fhir_servers", [])
+    if not isinstance(servers, list) or not all(isinstance(u, str) and u.startswith(("https://", "http://"))
+                                                for u in servers):
+        raise ConfigError(f"{name}: fhir_servers must be a list of http(s) base URLs")
+    tenant = entry.get("tenant")
+    if tenant is not None and not isinstance(tenant, str):
+        raise ConfigError(f"{name}: tenant must be a string")
+    return TrustedClient(iss=iss, jku=tuple(jku), jwks=jwks, fhir_servers=tuple(u.rstrip("/") for u in servers),
+                         tenant=tenant)
+
+
+def _check_public_key(name: str, key: Any) -> None:
+    """A pinned key must be a usable public JWK of an accepted type, with a kid (tokens name their key by kid)."""
+    if not isinstance(key, dict):
+        raise ConfigError(f"{name} is not an object")
+    kid = key.get("kid")
+    if not isinstance(kid, str) or not kid:
+        raise ConfigError(f"{name} has no kid")
+    name = f"{name} (kid {kid!r})"
+    if key.get("kty") not in KEY_TYPES:
+        raise ConfigError(f"{name}: kty must be EC or RSA, not {key.get('kty')!r}")
+    if key.get("alg") not in (None, *ALLOWED_ALGORITHMS):
+        raise ConfigError(f"{name}: alg must be one of {', '.join(ALLOWED_ALGORITHMS)}, not {key.get('alg')!r}")
+    if "d" in key:
+        raise ConfigError(f"{name} holds private key material (d): pin the public key only")
+    try:
+        KEY_TYPES[key["kty"]].from_jwk(json.dumps(key))
+    except (jwt.PyJWTError, ValueError, KeyError, TypeError) as error:
+        raise ConfigError(f"{name} is not a valid {key['kty']} public key ({type(error).__name__}: "
+                          f"{str(error).splitlines()[0] if str(error) else 'missing or malformed parameters'})") from None
 
 
 class JwksCache:
@@ -161,20 +232,30 @@ class Authenticator:
         return AuthenticatedClient(client.iss, claims.get("tenant"), client.fhir_servers, client.allow_loopback_fhir)
 
     def _key(self, client: TrustedClient, header: dict[str, Any], kid: str) -> dict[str, Any]:
+        """A pinned key with this kid wins, with or without a jku header, and nothing is fetched; a jku is fetched only
+        when it is allowed for the issuer and the kid is not pinned."""
+        pinned = _find_key(client.jwks, kid) if client.jwks is not None else None
+        if pinned is not None:
+            return pinned
         jku = header.get("jku")
         if jku is not None:
             if jku not in client.jku:
-                raise AuthError("jku not allowed for this issuer")
+                raise AuthError("jku not allowed for this issuer" if client.jku or client.jwks is None else
+                                "unknown kid (not in the pinned keys; jku not allowed for this issuer)")
             key = self.jwks.keys(jku, kid)
-        elif client.jwks is not None:
-            key = _find_key(client.jwks, kid)
         elif len(client.jku) == 1:
             key = self.jwks.keys(client.jku[0], kid)  # the client's one registered JWKS URL
+        elif client.jwks is not None:
+            key = None
         else:
             raise AuthError("no jku and no pinned keys")
         if key is None:
             raise AuthError("unknown kid")
         return key
+
+    def replace_clients(self, clients: dict[str, TrustedClient]) -> None:
+        """Trust a new set of clients (a reloaded trusted-clients file); requests in flight keep the old set."""
+        self.clients = clients
 
 
 # --- development mode: a locally generated key the service trusts, and tokens for curl ---------------------------

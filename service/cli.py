@@ -27,8 +27,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from service import create_app
     from service.config import Settings
 
+    from service import reload_trusted_clients
+    from service.startup import check_configuration
+
     settings = Settings.from_env()
     configure_logging(settings.log_level)
+    check_configuration(settings)  # every setting, knowledge and trusted client, before the server listens
+    apps: list[Any] = []
+
+    def on_reload(_server: Any) -> None:
+        """SIGHUP: the trusted-clients file is read again in the master; the new workers fork with it."""
+        if apps:
+            reload_trusted_clients(apps[0])
 
     class BonecdsServer(BaseApplication):
         def load_config(self) -> None:
@@ -42,15 +52,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 "keepalive": 5,
                 "accesslog": None,
                 "loglevel": settings.log_level.lower(),
+                "on_reload": on_reload,
             }
             for key, value in options.items():
                 self.cfg.set(key, value)
 
         def load(self) -> Any:
-            return create_app(settings)
+            apps[:] = [create_app(settings)]
+            return apps[0]
 
     logging.getLogger("bonecds").info("serving on http://%s:%d with %d workers", args.host, args.port, args.workers)
     BonecdsServer().run()
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    """Run every start-up check without serving: one line per part, or the one-line problem and exit status 2."""
+    from service.config import Settings
+    from service.startup import check_configuration
+
+    for line in check_configuration(Settings.from_env(), connect_database=not args.no_database):
+        print(line)
+    print("configuration OK")
     return 0
 
 
@@ -165,14 +188,27 @@ def cmd_feedback_report(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from service.config import ConfigError
+    try:
+        return _run(argv)
+    except ConfigError as error:  # one line naming the variable or file and the problem; no traceback
+        print(f"bonecds: configuration error: {error}", file=sys.stderr)
+        return 2
+
+
+def _run(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="bonecds", description="Bone-modifying agent CDS Hooks service")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the service under gunicorn")
     serve.add_argument("--host", default=os.environ.get("BONECDS_HOST", "127.0.0.1"))
-    serve.add_argument("--port", type=int, default=int(os.environ.get("BONECDS_PORT", "8099")))
-    serve.add_argument("--workers", type=int, default=int(os.environ.get("BONECDS_WORKERS", "2")))
-    serve.add_argument("--threads", type=int, default=int(os.environ.get("BONECDS_THREADS", "4")))
+    serve.add_argument("--port", type=int, default=_env_int("BONECDS_PORT", 8099))
+    serve.add_argument("--workers", type=int, default=_env_int("BONECDS_WORKERS", 2))
+    serve.add_argument("--threads", type=int, default=_env_int("BONECDS_THREADS", 4))
     serve.set_defaults(func=cmd_serve)
+    check = sub.add_parser("check-config", help="check every setting, the knowledge file, the trusted clients and the "
+                                                 "database, without serving (exit 2 on a problem)")
+    check.add_argument("--no-database", action="store_true", help="do not try to connect to the database")
+    check.set_defaults(func=cmd_check_config)
     load = sub.add_parser("load-fixtures", help="load the scenario patients into a FHIR server (see --help)", add_help=False)
     load.add_argument("rest", nargs=argparse.REMAINDER)
     load.set_defaults(func=cmd_load_fixtures)
@@ -205,6 +241,16 @@ def main(argv: list[str] | None = None) -> int:
     report.set_defaults(func=cmd_feedback_report)
     args = parser.parse_args(argv)
     return args.func(args)
+
+
+def _env_int(name: str, default: int) -> int:
+    from service.config import ConfigError
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) == 0:
+        raise ConfigError(f"{name} must be a positive whole number, not {raw!r}")
+    return int(raw)
 
 
 if __name__ == "__main__":

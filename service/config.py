@@ -7,24 +7,34 @@ from datetime import datetime, timezone
 from typing import Mapping
 
 
+class ConfigError(ValueError):
+    """A configuration problem, told in one line naming the variable or file, the entry and the problem."""
+
+
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
     try:
-        return float(raw)
-    except ValueError as error:
-        raise ValueError(f"{name} must be a number, not {raw!r}") from error
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, not {raw!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise ConfigError(f"{name} must be a positive number, not {raw!r}")
+    return value
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    return int(_float(env, name, default))
+    value = _float(env, name, default)
+    if value != int(value):
+        raise ConfigError(f"{name} must be a whole number, not {env.get(name)!r}")
+    return int(value)
 
 
 def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
     raw = (env.get(name) or default).strip().lower()
     if raw not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {raw!r}")
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}, not {raw!r}")
     return raw
 
 
@@ -33,9 +43,20 @@ def _instant(raw: str | None, name: str) -> datetime | None:
         return None
     try:
         parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError as error:
-        raise ValueError(f"{name} must be an ISO 8601 date-time, not {raw!r}") from error
+    except ValueError:
+        raise ConfigError(f"{name} must be an ISO 8601 date-time, not {raw!r}") from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def _urls(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    urls = tuple(u.strip().rstrip("/") for u in env.get(name, "").split(",") if u.strip())
+    bad = [u for u in urls if not u.startswith(("https://", "http://"))]
+    if bad:
+        raise ConfigError(f"{name} must list http(s) base URLs separated by commas, not {bad[0]!r}")
+    return urls
 
 
 @dataclass(frozen=True)
@@ -68,7 +89,7 @@ class Settings:
         origins = tuple(o.strip() for o in env.get("BONECDS_CORS_ORIGINS", "*").split(",") if o.strip())
         return cls(
             database_url=env.get("DATABASE_URL") or cls.database_url,
-            public_base_url=(env.get("BONECDS_PUBLIC_BASE_URL") or "").rstrip("/") or None,
+            public_base_url=(_urls(env, "BONECDS_PUBLIC_BASE_URL") or (None,))[0],
             max_body_bytes=_int(env, "BONECDS_MAX_BODY_BYTES", cls.max_body_bytes),
             fhir_timeout_seconds=_float(env, "BONECDS_FHIR_TIMEOUT", cls.fhir_timeout_seconds),
             fhir_budget_seconds=_float(env, "BONECDS_FHIR_BUDGET", cls.fhir_budget_seconds),
@@ -77,17 +98,27 @@ class Settings:
             cors_origins=origins or ("*",),
             frozen_now=_instant(env.get("BONECDS_NOW"), "BONECDS_NOW"),
             knowledge_path=env.get("BONECDS_KNOWLEDGE_FILE") or None,
-            log_level=env.get("BONECDS_LOG_LEVEL", cls.log_level).upper(),
+            log_level=_choice(env, "BONECDS_LOG_LEVEL", cls.log_level, LOG_LEVELS).upper(),
             log_format=_choice(env, "BONECDS_LOG_FORMAT", cls.log_format, ("text", "json")),
             auth=_choice(env, "BONECDS_AUTH", cls.auth, ("on", "off", "dev")),
             clients_file=env.get("BONECDS_CLIENTS_FILE") or None,
-            fhir_allowlist=tuple(u.strip().rstrip("/") for u in env.get("BONECDS_FHIR_ALLOWLIST", "").split(",") if u.strip()),
+            fhir_allowlist=_urls(env, "BONECDS_FHIR_ALLOWLIST"),
             jwt_leeway_seconds=_int(env, "BONECDS_JWT_LEEWAY", cls.jwt_leeway_seconds),
             jwks_timeout_seconds=_float(env, "BONECDS_JWKS_TIMEOUT", cls.jwks_timeout_seconds),
             jwks_cache_seconds=_int(env, "BONECDS_JWKS_CACHE_SECONDS", cls.jwks_cache_seconds),
             dev_key_path=env.get("BONECDS_DEV_KEY_FILE") or cls.dev_key_path,
             max_json_depth=_int(env, "BONECDS_MAX_JSON_DEPTH", cls.max_json_depth),
         )
+
+    def check(self) -> None:
+        """Every setting that can only be judged as a whole: raises ConfigError naming the variable."""
+        _ = self.database_backend
+        if self.fhir_timeout_seconds > self.fhir_budget_seconds:
+            raise ConfigError(f"BONECDS_FHIR_TIMEOUT ({self.fhir_timeout_seconds:g} s) must not exceed BONECDS_FHIR_BUDGET "
+                              f"({self.fhir_budget_seconds:g} s)")
+        if self.auth == "on" and not self.clients_file:
+            raise ConfigError("BONECDS_AUTH=on needs BONECDS_CLIENTS_FILE (the trusted CDS clients); set BONECDS_AUTH=dev "
+                              "for local development or BONECDS_AUTH=off to turn authentication off explicitly")
 
     @property
     def database_backend(self) -> str:
@@ -98,7 +129,7 @@ class Settings:
         if url.startswith(("postgresql://", "postgres://")):
             return "postgresql"
         scheme = url.split("://", 1)[0] if "://" in url else "no scheme"
-        raise ValueError(f"DATABASE_URL must be sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DB, not {scheme}")
+        raise ConfigError(f"DATABASE_URL must be sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DB, not {scheme}")
 
     @property
     def sqlite_path(self) -> str:

@@ -160,7 +160,9 @@ def defect_tokens(keys, endpoint: str) -> dict[str, str | None]:
         "wrong-aud": token_for(keys, endpoint, aud=f"{BASE}/cds-services/some-other-service"),
         "aud-of-other-host": token_for(keys, endpoint, aud="https://attacker.example" + ENDPOINTS[endpoint][1]),
         "untrusted-iss": token_for(keys, endpoint, issuer="https://evil.example.org/"),
-        "jku-not-allowed": token_for(keys, endpoint, headers={"jku": "https://evil.example.org/jwks"}),
+        # an attacker's key (kid not pinned) announced by the attacker's jku: never fetched, refused
+        "jku-not-allowed": token_for(keys, endpoint, key="other-ec",
+                                     headers={"jku": "https://evil.example.org/jwks", "kid": "attacker-1"}),
         "wrong-tenant": token_for(keys, endpoint, claims={"tenant": "hospital-b"}),
         "no-jti": token_for(keys, endpoint, claims={"jti": ""}),
         "bearer-missing-word": "",
