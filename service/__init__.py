@@ -18,6 +18,7 @@ from service.clock import FrozenClock, SystemClock
 from service.config import ConfigError, Settings
 from service.feedback_store import FeedbackStore, store_for
 from service.fhir_client import FhirFetcher
+from service.resilient_store import ResilientStore
 from service.runtime import Runtime
 from service.validation import SchemaValidators, SchemaViolation
 
@@ -39,7 +40,7 @@ def create_app(settings: Settings | None = None, *, clock: Any = None, fetcher: 
         clock=clock or (FrozenClock(settings.frozen_now) if settings.frozen_now else SystemClock()),
         fetcher=fetcher or FhirFetcher(settings.fhir_timeout_seconds, settings.fhir_budget_seconds,
                                        settings.fhir_max_pages, settings.fhir_max_parallel),
-        store=store or store_for(settings),
+        store=store or ResilientStore(lambda: store_for(settings), backend=settings.database_backend),
         knowledge=knowledge,
         services=services,
         validators=SchemaValidators(),
@@ -50,6 +51,8 @@ def create_app(settings: Settings | None = None, *, clock: Any = None, fetcher: 
     app.extensions["bonecds"] = runtime
     from service import health, metrics, openapi, protocol
     runtime.metrics = metrics.install(app)  # GET /metrics, no authentication: keep it off the public network
+    if isinstance(runtime.store, ResilientStore):
+        runtime.store.on_event = runtime.metrics.store_event
     app.register_blueprint(protocol.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi.bp)

@@ -70,6 +70,8 @@ class FeedbackReceipt:
     unknown_cards: int
     # (outcome, rule id or None) of each stored item, for metrics; not part of the receipt's identity
     outcomes: tuple[tuple[str, str | None], ...] = field(default=(), compare=False)
+    queued: int = 0  # held until the database returns (service.resilient_store), not yet stored
+    not_kept: int = 0  # the queue was full: lost, counted and logged
 
 
 def store_feedback_items(execute: Any, placeholder: str, insert: str, service_id: str, items: list[dict[str, Any]],

@@ -49,6 +49,14 @@ class Metrics:
                                    ("reason",), registry=target)
         self.feedback = Counter("bonecds_feedback_total", "Feedback items stored, by outcome and rule",
                                 ("outcome", "rule"), registry=target)
+        self.store_events = Counter("bonecds_store_events_total",
+                                    "Database trouble and how the service coped: error (a failed operation), fallback "
+                                    "(a JWT replay check answered from memory), dropped (rows lost to a full queue), "
+                                    "flushed-feedback (queued feedback written later)", ("event", "operation"),
+                                    registry=target)
+
+    def store_event(self, event: str, operation: str, count: int) -> None:
+        self.store_events.labels(event, operation).inc(count)
 
     def hook_call(self, hook: str, service: str, seconds: float, cards: Iterable[tuple[str, str]] = ()) -> None:
         self.request_seconds.labels(hook, service).observe(seconds)

@@ -73,8 +73,12 @@ def build_openapi(services: dict[str, Any], version: str = "") -> dict[str, Any]
     refs = {name: _to_components(name, _schema_file(name), components) for name in _SCHEMA_FILES}
     components["FeedbackReceipt"] = {"type": "object", "required": ["stored", "duplicates", "unknownCards"],
                                      "properties": {k: {"type": "integer", "minimum": 0}
-                                                    for k in ("stored", "duplicates", "unknownCards")}}
-    components["Health"] = {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}}
+                                                    for k in ("stored", "duplicates", "unknownCards", "queued",
+                                                              "notKept")}}
+    components["Health"] = {"type": "object", "required": ["status"], "properties": {
+        "status": {"type": "string", "enum": ["ok", "ready", "degraded"]}, "database": {"type": "string"},
+        "backend": {"type": "string"}, "queuedWrites": {"type": "integer", "minimum": 0},
+        "knowledge": {"type": "string"}}}
     paths: dict[str, Any] = {
         "/cds-services": {"get": {"operationId": "discovery", "summary": "CDS Hooks discovery",
                                   "responses": {"200": _json(refs["discovery-response"], "The CDS services offered"),
@@ -88,9 +92,9 @@ def build_openapi(services: dict[str, Any], version: str = "") -> dict[str, Any]
             "responses": _errors(404)}},
         "/healthz": {"get": {"operationId": "healthz", "security": [], "summary": "Liveness",
                              "responses": {"200": _json({"$ref": "#/components/schemas/Health"}, "Alive")}}},
-        "/readyz": {"get": {"operationId": "readyz", "security": [], "summary": "Readiness (feedback store reachable)",
-                            "responses": {"200": _json({"$ref": "#/components/schemas/Health"}, "Ready"),
-                                          "503": _json({"$ref": "#/components/schemas/Health"}, "Not ready")}}},
+        "/readyz": {"get": {"operationId": "readyz", "security": [],
+                            "summary": "Readiness: answers hook calls (status degraded while the database is away)",
+                            "responses": {"200": _json({"$ref": "#/components/schemas/Health"}, "Ready or degraded")}}},
         "/openapi.json": {"get": {"operationId": "openapi", "security": [], "summary": "This document",
                                   "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1 document")}}},
     }

@@ -11,10 +11,13 @@ from flask import Blueprint, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from hooks.cards import Finding
+from hooks.record_gaps import unresolved_medication_findings, with_partial_notes
 from service.auth import AuthError
+from service.resilient_store import with_queue_fields
 from service.errors import ApiError, error_response
 from service.feedback_store import IssuedCard
-from service.record import gather_record
+from service.fhir_client import call_budget
+from service.record import FhirAccess, gather_record, resolve_draft_medications
 from service.runtime import Runtime
 from service.ssrf import fhir_server_refusal
 from service.validation import SchemaViolation
@@ -183,25 +186,38 @@ def call_service(service_id: str) -> Response:
         raise ApiError(400, f"Service {service.id} answers the {service.hook} hook, not {body['hook']!r}.", "hook")
     context = body["context"]
     validate(service.context_schema, context, "context")
-    work = service.triage(context)
-    if not work:
-        seconds = time.perf_counter() - started
-        rt.metrics.hook_call(service.hook, service.id, seconds)
-        log.info("hook=%s instance=%s service=%s items=0 cards=0 ms=%.1f", service.hook, body["hookInstance"], service.id,
-                 seconds * 1000, extra=_log_fields(service, body, [], seconds))
-        return json_response(EMPTY_RESPONSE)
-    now = rt.clock.now()
-    record = gather_record(service.prefetch_keys, body, context, rt.fetcher, fhir_server_refusal_for_request,
-                           rt.metrics)
-    findings = service.evaluate(context, work, record.patient, record.resources, record.unavailable, now)
+    access = FhirAccess(body, fhir_server_refusal_for_request)
+    with call_budget(rt.settings.fhir_budget_seconds):  # every FHIR read of this call shares one time budget
+        # A draft naming its drug by reference gets its Medication first: before that, no one can tell whether it
+        # orders a bone agent. Nothing else is read unless one does.
+        drafts = resolve_draft_medications(body, context, access, rt.fetcher, rt.metrics)
+        context = drafts.context
+        work = service.triage(context)
+        gaps = unresolved_medication_findings(context, drafts.unresolved, rt.knowledge)
+        if not work and not gaps:
+            seconds = time.perf_counter() - started
+            rt.metrics.hook_call(service.hook, service.id, seconds)
+            log.info("hook=%s instance=%s service=%s items=0 cards=0 ms=%.1f", service.hook, body["hookInstance"],
+                     service.id, seconds * 1000, extra=_log_fields(service, body, [], seconds))
+            return json_response(EMPTY_RESPONSE)
+        now = rt.clock.now()
+        findings: list[Finding] = []
+        fetched, unavailable = [f"Medication({drafts.read})"] if drafts.read else [], []
+        if work:
+            record = gather_record(service.prefetch_keys, body, context, rt.fetcher, fhir_server_refusal_for_request,
+                                   rt.metrics, access=access)
+            findings = service.evaluate(context, work, record.patient, record.resources, record.unavailable, now)
+            findings = with_partial_notes(findings, record.partial, rt.knowledge)
+            fetched, unavailable = fetched + record.fetched, sorted(record.unavailable)
+    findings += gaps
     cards = [rt.renderer.render(f) for f in findings]
     _remember_cards(service.id, body["hookInstance"], findings, cards, now)
     seconds = time.perf_counter() - started
     rt.metrics.hook_call(service.hook, service.id, seconds, [(f.rule_id, c["indicator"]) for f, c in zip(findings, cards)])
     log.info("hook=%s instance=%s service=%s items=%d fetched=%s unavailable=%s rules=%s ms=%.1f", service.hook,
-             body["hookInstance"], service.id, len(work), ",".join(record.fetched) or "-",
-             ",".join(sorted(record.unavailable)) or "-", ",".join(f.rule_id for f in findings) or "-",
-             seconds * 1000, extra=_log_fields(service, body, [f.rule_id for f in findings], seconds))
+             body["hookInstance"], service.id, len(work), ",".join(fetched) or "-", ",".join(unavailable) or "-",
+             ",".join(f.rule_id for f in findings) or "-", seconds * 1000,
+             extra=_log_fields(service, body, [f.rule_id for f in findings], seconds))
     return json_response({"cards": cards})
 
 
@@ -232,4 +248,4 @@ def feedback(service_id: str) -> Response:
     rt.metrics.feedback_outcomes(receipt.outcomes)
     log.info("feedback service=%s items=%d stored=%d duplicates=%d unknown_cards=%d", service_id, len(body["feedback"]),
              receipt.stored, receipt.duplicates, receipt.unknown_cards)
-    return json_response({"stored": receipt.stored, "duplicates": receipt.duplicates, "unknownCards": receipt.unknown_cards})
+    return json_response(with_queue_fields(receipt))

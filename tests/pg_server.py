@@ -78,6 +78,17 @@ class PostgresServer:
             connection.execute(f"CREATE DATABASE {DATABASE}")
         return self.url(DATABASE)
 
+    def halt(self) -> None:
+        """Stop the server as an outage would (fast shutdown: sessions cut), keeping its data and port."""
+        self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "-t", "30", "stop")
+
+    def resume(self) -> None:
+        """Start it again on the same port after halt()."""
+        options = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
+                   "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+        self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "-t",
+                  "30", "start")
+
     def url(self, database: str) -> str:
         from urllib.parse import quote
         return f"postgresql://{ROLE}:{quote(PASSWORD, safe='')}@127.0.0.1:{self.port}/{database}"
