@@ -19,6 +19,15 @@ class BoneLossAssessment:
     risk_factors: tuple[str, ...]
     not_assessed: tuple[str, ...]
     limits: dict
+    # The latest forearm (radius/ulna) T-score when it is the only one: seen, never used (catalog "Bone density").
+    forearm: TScore | None = None
+
+    def forearm_note(self) -> str | None:
+        """'forearm T-score -3.3 on 2025-03-02 seen, not used: the indication reads spine or hip', when it applies."""
+        if self.forearm is None:
+            return None
+        return (f"forearm T-score {self.forearm.value:g} on {self.forearm.when.date().isoformat()} seen, not used: the "
+                "indication reads spine or hip")
 
     def reason(self) -> str:
         """Why a bone agent is indicated (or why not), for a card's detail."""
@@ -29,7 +38,9 @@ class BoneLossAssessment:
         if self.risk_factors:
             parts.append(f"{len(self.risk_factors)} risk factor{'s' if len(self.risk_factors) != 1 else ''}: "
                          + "; ".join(self.risk_factors))
-        return ". ".join(parts) if parts else "no DXA T-score below the limit and no risk factors on record"
+        text = ". ".join(parts) if parts else "no DXA T-score below the limit and no risk factors on record"
+        note = self.forearm_note()
+        return f"{text} ({note})" if note else text
 
 
 def recent_t_scores(facts: PatientFacts, months: int) -> list[TScore]:
@@ -69,7 +80,8 @@ def assess_bone_loss(facts: PatientFacts, knowledge: Knowledge) -> BoneLossAsses
     if smoking:
         factors.append(smoking)
     indicated = (lowest is not None and lowest.value < limits["t_score_below"]) or len(factors) >= limits["min_risk_factors"]
-    return BoneLossAssessment(indicated, lowest, tuple(factors), tuple(not_assessed), limits)
+    forearm = facts.forearm_t_scores[0] if facts.forearm_t_scores and lowest is None else None
+    return BoneLossAssessment(indicated, lowest, tuple(factors), tuple(not_assessed), limits, forearm)
 
 
 def body_mass_index(facts: PatientFacts, limits: dict) -> tuple[float, str] | None:

@@ -322,11 +322,20 @@ def medications_by_id(resources: Iterable[dict]) -> dict[str, dict]:
 
 
 def _with_recognition_note(finding: Finding, order: BoneAgentOrder) -> Finding:
-    """A drug recognised only by its name may be misread; the clinician should know the check rests on that."""
+    """A drug recognised only by its name may be misread; the clinician should know the check rests on that, and which
+    code the order carried that the knowledge does not list (never that it carries no code when it carries one)."""
+    what = order.product_description or order.ingredient_display
+    codes = order.unlisted_codes
+    listed, verb = ", ".join(codes), "is" if len(codes) == 1 else "are"
     if order.recognised_by != "name":
-        return finding
-    note = (f"\n\n*The drug was recognised as {order.ingredient_display} by its name only: the order carries no "
-            f"RxNorm or ATC code.*")
+        if not codes or order.product is None or order.product.status != "name":
+            return finding
+        note = (f"\n\n*{listed} {verb} not in the knowledge; recognised by its {order.recognised_by}, the product read "
+                f"from its name ({what}).*")
+    elif codes:
+        note = f"\n\n*{listed} {verb} not in the knowledge; recognised by its name ({what}).*"
+    else:
+        note = f"\n\n*The drug was recognised by its name only ({what}): the order carries no medication code.*"
     return dataclasses.replace(finding, detail=finding.detail + note)
 
 

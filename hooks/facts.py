@@ -1,6 +1,7 @@
 """Turns the gathered patient record (plain FHIR JSON) into typed, unit-normalised facts for the rules."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any, Iterable
@@ -11,7 +12,17 @@ from hooks.fhir_read import (
 from hooks.knowledge import Knowledge
 from hooks.orders import identify_ingredient, medication_concepts
 
-READABLE_OBSERVATION_STATUS = frozenset({"final", "amended", "corrected", "preliminary", None})
+# Catalog "Reading the record": final, amended, corrected and preliminary results count; these are never read; any
+# other status counts when the Observation has a value.
+IGNORED_OBSERVATION_STATUS = frozenset({"entered-in-error", "cancelled", "registered"})
+COMPARATORS = frozenset({"<", "<=", ">", ">="})
+# A string value such as ">60", "<0.5", "<= 0.3 mg/dL" or "22": comparator, number, unit text.
+STRING_VALUE = re.compile(r"^\s*(<=|>=|<|>|≤|≥)?\s*([0-9]+(?:\.[0-9]+)?)\s*(\S.*)?$")
+UNICODE_COMPARATORS = {"≤": "<=", "≥": ">="}
+# Results whose bound (a censored value) the rules can reason about; a censored value of any other kind is not used.
+CENSORABLE_KINDS = frozenset({"creatinine", "egfr", "calcium_total", "calcium_corrected", "calcium_ionized", "vitamin_d"})
+STAGE_KINDS = ("distant_metastasis_stage", "stage_group")
+BIRTH_SEX_URL = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-birthsex"
 GIVEN_REQUEST_STATUS = frozenset({"active", "completed", "stopped", "on-hold"})
 GIVEN_ADMINISTRATION_STATUS = frozenset({"completed", "in-progress"})
 INACTIVE_CLINICAL_STATUS = frozenset({"inactive", "remission", "resolved"})
@@ -29,13 +40,46 @@ class LabResult:
     recorded_unit: str | None
     when: datetime
     observation_id: str | None
+    # A censored value: the true value relates to `value` by this comparator ('<', '<=', '>', '>='); None when exact.
+    comparator: str | None = None
+    loinc: str | None = None
+    note: str = ""  # how the value was read, when that is not obvious (an eGFR reported in mL/min)
+
+    @property
+    def bound(self) -> str:
+        """The comparator as shown before the value ('>' for '>60'), '' for an exact value."""
+        return self.comparator or ""
 
     def shown(self, digits: int = 2) -> str:
-        """'1.9 mg/dL on 2026-10-02', or '168 umol/L (1.9 mg/dL) on 2026-10-02' when it was converted."""
-        converted = f"{_trim(self.value, digits)} {self.unit}"
+        """'1.9 mg/dL on 2026-10-02', or '168 umol/L (1.9 mg/dL) on 2026-10-02' when it was converted; a censored value
+        keeps its bound ('>60 mL/min/1.73 m2')."""
+        converted = f"{self.bound}{_trim(self.value, digits)} {self.unit}"
+        note = f" ({self.note})" if self.note else ""
         if self.recorded_unit and self.recorded_unit != self.unit and self.recorded_value != self.value:
-            return f"{_trim(self.recorded_value, digits)} {self.recorded_unit} ({converted}) on {self.when.date().isoformat()}"
-        return f"{converted} on {self.when.date().isoformat()}"
+            return (f"{self.bound}{_trim(self.recorded_value, digits)} {self.recorded_unit} ({converted}){note} on "
+                    f"{self.when.date().isoformat()}")
+        return f"{converted}{note} on {self.when.date().isoformat()}"
+
+    def decide_below(self, limit: float) -> bool | None:
+        """Whether the result is below `limit`: True or False when every value it allows lies on one side, else None."""
+        return censored_below(self.value, self.comparator, limit)
+
+
+def censored_below(value: float, comparator: str | None, limit: float) -> bool | None:
+    """value < limit for an exact value; for a bound ('>60', '<0.5') True or False only when every value the bound allows
+    lies on one side of the limit, else None (the bound cannot decide that threshold). Float noise is ignored."""
+    if comparator is None:
+        return value < limit - 1e-9
+    if comparator in (">", ">="):
+        return False if value >= limit - 1e-9 else None
+    if comparator == "<":
+        return True if value <= limit + 1e-9 else None
+    return True if value < limit - 1e-9 else None  # '<='
+
+
+def flipped(comparator: str | None) -> str | None:
+    """The comparator of a quantity that falls as the measured one rises (creatinine '<0.5' gives clearance '>')."""
+    return {"<": ">", "<=": ">=", ">": "<", ">=": "<="}.get(comparator or "", None)
 
 
 def _trim(value: float, digits: int) -> str:
@@ -118,12 +162,19 @@ class CalciumReading:
     corrected: bool
     when: datetime
     explanation: str
+    comparator: str | None = None  # a censored calcium: the true value relates to `value` by this comparator
+
+    def decide_below(self, limits: dict[str, float]) -> bool | None:
+        """Below the limit (True), at or above it (False), or None when a censored value allows both."""
+        return censored_below(self.value, self.comparator, self.limit(limits))
 
     def below(self, limits: dict[str, float]) -> bool:
-        return self.value < self.limit(limits) - 1e-9
+        """Certainly below the limit (a censored value that could lie on either side is not)."""
+        return self.decide_below(limits) is True
 
     def at_least(self, limits: dict[str, float]) -> bool:
-        return not self.below(limits)
+        """Certainly at or above the limit."""
+        return self.decide_below(limits) is False
 
     def limit(self, limits: dict[str, float]) -> float:
         return limits["corrected_mmol_l"] if self.unit == "mmol/L" else limits["corrected_mg_dl"]
@@ -185,6 +236,10 @@ class PatientFacts:
     oophorectomies: list[CodedFinding] = field(default_factory=list)
     unavailable: dict[str, str] = field(default_factory=dict)
     setting: Setting = field(default_factory=lambda: Setting("no-breast-cancer", "no breast cancer diagnosis on record"))
+    sex_basis: str = ""  # where the sex was read: Patient.gender, or the US Core birth-sex extension
+    forearm_t_scores: list[TScore] = field(default_factory=list)  # seen, never used for the bone-loss indication
+    stage_findings: list[CodedFinding] = field(default_factory=list)  # stage Observations showing distant metastasis
+    dialysis_procedures: list[CodedFinding] = field(default_factory=list)  # within the knowledge's window
 
     def results(self, kind: str) -> list[LabResult]:
         """Results of one kind, newest first."""
@@ -237,13 +292,14 @@ def build_facts(
     """Sort the record's resources into typed facts; the draft orders themselves are not history, but drafts of other
     drugs signed in the same request (companion_drafts) count as current medications."""
     patient = patient or {}
-    gender = patient.get("gender")
+    sex, sex_basis = patient_sex(patient)
     facts = PatientFacts(
         patient_id=patient.get("id") if isinstance(patient.get("id"), str) else None,
         birth_date=parse_date(patient.get("birthDate")),
-        sex=gender if gender in ("female", "male") else None,
+        sex=sex,
         now=now,
         unavailable=dict(unavailable_groups),
+        sex_basis=sex_basis,
     )
     by_type: dict[str, dict[str, dict]] = {}
     for resource in resources:
@@ -264,8 +320,46 @@ def build_facts(
     facts.dental_exams = _read_dental_exams(facts, by_type.get("Procedure", {}).values(),
                                             by_type.get("Encounter", {}).values(), knowledge)
     facts.oophorectomies = _read_oophorectomies(by_type.get("Procedure", {}).values(), knowledge)
+    facts.dialysis_procedures = _read_dialysis_procedures(facts, by_type.get("Procedure", {}).values(), knowledge)
     facts.setting = derive_setting(facts, knowledge)
     return facts
+
+
+def patient_sex(patient: dict) -> tuple[str | None, str]:
+    """female or male from Patient.gender; when gender is other, unknown or absent, the US Core birth-sex extension (F
+    or M) if present; else None (no recorded sex: no clearance, no menopausal status from age)."""
+    gender = patient.get("gender")
+    if gender in ("female", "male"):
+        return gender, "Patient.gender"
+    for extension in as_list(patient.get("extension")):
+        if isinstance(extension, dict) and extension.get("url") == BIRTH_SEX_URL:
+            code = extension.get("valueCode")
+            if code in ("F", "M"):
+                return ("female" if code == "F" else "male"), f"birth sex {code} (US Core birth-sex extension)"
+    return None, ""
+
+
+def on_dialysis(facts: PatientFacts) -> list[str]:
+    """Evidence that the patient is on dialysis, one line each: an active dialysis or end-stage renal disease Condition
+    (ICD-10-CM N18.6, Z99.2; SNOMED 46177005, 236435004), or a dialysis Procedure within the knowledge's window."""
+    lines = [c.label for c in facts.conditions_in("dialysis", active_only=True)]
+    lines += [f"{p.label} performed {p.when.date().isoformat()}" for p in facts.dialysis_procedures if p.when]
+    return lines
+
+
+def _read_dialysis_procedures(facts: PatientFacts, procedures: Iterable[dict], knowledge: Knowledge) -> list[CodedFinding]:
+    spec = knowledge.threshold("dialysis_procedures")
+    found = []
+    for procedure in procedures:
+        if _status(procedure) in NOT_PERFORMED_STATUS:
+            continue
+        if not any(knowledge.coding_in(spec["procedure_codes"], system, code)
+                   for system, code, _ in codings(procedure.get("code"))):
+            continue
+        when = effective_datetime(procedure)
+        if when is not None and 0 <= days_between(when, facts.now) <= spec["max_age_days"]:
+            found.append(CodedFinding("dialysis", when, concept_label(procedure.get("code"), "dialysis")))
+    return sorted(found, key=lambda f: f.when or facts.now, reverse=True)
 
 
 def _status(resource: dict) -> str | None:
@@ -291,42 +385,102 @@ UNIT_TABLES = {
     "body_height": ("height_to_cm", "cm"),
 }
 # Results whose unit is checked against a list (no conversion): kind -> (knowledge units list, unit the rules use).
-UNIT_LISTS = {"egfr": ("egfr_units", "mL/min/1.73 m2"), "bmi": ("bmi_units", "kg/m2"), "dxa_t_score": ("t_score_units", "T-score")}
+UNIT_LISTS = {"egfr": ("egfr_units", "mL/min/1.73 m²"), "bmi": ("bmi_units", "kg/m2"), "dxa_t_score": ("t_score_units", "T-score")}
 MOLAR_UNITS = frozenset({"mmol/L", "mmol/l"})
 
 
+def observation_datetime(observation: dict) -> datetime | None:
+    """When a result was taken (catalog "Reading the record"): effectiveDateTime, else effectivePeriod.start, else
+    effectiveInstant, else issued."""
+    period = observation.get("effectivePeriod") if isinstance(observation.get("effectivePeriod"), dict) else {}
+    return (parse_datetime(observation.get("effectiveDateTime")) or parse_datetime(period.get("start"))
+            or parse_datetime(observation.get("effectiveInstant")) or parse_datetime(observation.get("issued")))
+
+
+@dataclass(frozen=True)
+class _Value:
+    value: float
+    unit: str | None
+    comparator: str | None
+
+
+def _observation_value(observation: dict, kind: str, knowledge: Knowledge) -> _Value | None:
+    """The numeric value of a result: valueQuantity (with its comparator), or a string value such as '>60', '<0.5 mg/dL'
+    or '22' (an eGFR string carries no unit: the eGFR codes fix it)."""
+    measured = quantity(observation.get("valueQuantity"))
+    if measured is not None:
+        raw = observation["valueQuantity"].get("comparator")
+        return _Value(measured.value, measured.unit, raw if raw in COMPARATORS else None)
+    text = observation.get("valueString")
+    if not isinstance(text, str):
+        return None
+    match = STRING_VALUE.match(text)
+    if not match:
+        return None
+    comparator = UNICODE_COMPARATORS.get(match.group(1) or "", match.group(1))
+    unit = (match.group(3) or "").strip() or knowledge.raw["observations"][kind].get("string_value_unit")
+    return _Value(float(match.group(2)), unit, comparator)
+
+
+def _observation_kind(observation: dict, knowledge: Knowledge) -> tuple[str | None, str | None]:
+    """The knowledge's kind of result by LOINC code (stage Observations also by their SNOMED observable), and the code."""
+    loinc, snomed = knowledge.systems["loinc"], knowledge.systems["snomed"]
+    coded = list(codings(observation.get("code")))
+    for system, code, _ in coded:
+        if system == loinc and code in knowledge.observation_kind_by_loinc:
+            return knowledge.observation_kind_by_loinc[code], code
+    for system, code, _ in coded:
+        if system == snomed and code:
+            kind = next((k for k in STAGE_KINDS if code in knowledge.raw["observations"].get(k, {}).get("snomed", [])), None)
+            if kind:
+                return kind, None
+    return None, None
+
+
 def _read_observations(facts: PatientFacts, observations: Iterable[dict], knowledge: Knowledge) -> None:
-    loinc = knowledge.systems["loinc"]
     for observation in observations:
-        if _status(observation) not in READABLE_OBSERVATION_STATUS:
+        if _status(observation) in IGNORED_OBSERVATION_STATUS:
             continue
-        kind = next((knowledge.observation_kind_by_loinc[code] for system, code, _ in codings(observation.get("code"))
-                     if system == loinc and code in knowledge.observation_kind_by_loinc), None)
+        kind, code = _observation_kind(observation, knowledge)
         if kind is None:
             _read_pregnancy_status(facts, observation, knowledge)
             _read_menopause_observation(facts, observation, knowledge)
             continue
-        when = effective_datetime(observation)
+        when = observation_datetime(observation)
+        if kind in STAGE_KINDS:
+            _read_stage(facts, observation, kind, when, knowledge)
+            continue
         if kind == "smoking_status":
             _read_smoking_status(facts, observation, when, knowledge)
             continue
-        measured = quantity(observation.get("valueQuantity"))
+        measured = _observation_value(observation, kind, knowledge)
         if kind == "dxa_t_score" and measured is not None and measured.unit is None:
-            measured = type(measured)(measured.value, "")  # T-scores are often sent without a unit
+            measured = replace(measured, unit="")  # T-scores are often sent without a unit
         if measured is None or when is None:
             reason = "no date" if when is None else "no numeric value"
             facts.unreadable.setdefault(kind, []).append(UnreadableResult(kind, when, None, reason))
             continue
+        if measured.comparator and kind not in CENSORABLE_KINDS:
+            facts.unreadable.setdefault(kind, []).append(UnreadableResult(
+                kind, when, measured.unit, f"censored value ({measured.comparator}{measured.value:g})"))
+            continue
+        note = ""
         if kind in UNIT_LISTS:
             units_key, unit = UNIT_LISTS[kind]
-            if measured.unit not in set(knowledge.raw["units"][units_key]):
+            accepted = set(knowledge.raw["units"][units_key])
+            without_surface = set(knowledge.raw["units"].get("egfr_units_without_body_surface", [])) if kind == "egfr" else set()
+            if measured.unit in without_surface:
+                note = f"reported in {measured.unit}, read as mL/min/1.73 m²"
+            elif measured.unit not in accepted:
                 facts.unreadable.setdefault(kind, []).append(UnreadableResult(kind, when, measured.unit, "unknown unit"))
                 continue
             value = measured.value
             if kind == "dxa_t_score":
-                site = next((knowledge.raw["observations"]["dxa_t_score"]["sites"][code]
-                             for system, code, _ in codings(observation.get("code"))
-                             if system == loinc and code in knowledge.raw["observations"]["dxa_t_score"]["sites"]), "DXA")
+                spec = knowledge.raw["observations"]["dxa_t_score"]
+                site = spec["sites"].get(code or "", "DXA")
+                if code in spec.get("not_used", []):
+                    facts.forearm_t_scores.append(TScore(value, site, when))
+                    continue
                 facts.t_scores.append(TScore(value, site, when))
         else:
             table, unit = UNIT_TABLES[kind]
@@ -336,15 +490,46 @@ def _read_observations(facts: PatientFacts, observations: Iterable[dict], knowle
                 continue
             value = measured.value * factor
         facts.labs.setdefault(kind, []).append(
-            LabResult(kind, value, unit, measured.value, measured.unit, when, _resource_id(observation)))
+            LabResult(kind, value, unit, measured.value, measured.unit, when, _resource_id(observation),
+                      measured.comparator, code, note))
     for results in facts.labs.values():
         results.sort(key=lambda r: r.when, reverse=True)
+    if "vitamin_d" in facts.labs:
+        facts.labs["vitamin_d"] = _total_vitamin_d_first(facts.labs["vitamin_d"], knowledge)
     for unreadable in facts.unreadable.values():
         unreadable.sort(key=lambda r: r.when or datetime.min.replace(tzinfo=facts.now.tzinfo), reverse=True)
     facts.pregnancy_statuses.sort(key=lambda p: p.when, reverse=True)
     facts.t_scores.sort(key=lambda t: t.when, reverse=True)
-    for findings in (facts.menopause_observations, facts.smoking_statuses):
+    facts.forearm_t_scores.sort(key=lambda t: t.when, reverse=True)
+    for findings in (facts.menopause_observations, facts.smoking_statuses, facts.stage_findings):
         findings.sort(key=lambda f: f.when.timestamp() if f.when else 0, reverse=True)
+
+
+def _total_vitamin_d_first(results: list[LabResult], knowledge: Knowledge) -> list[LabResult]:
+    """25-OH vitamin D total (D2+D3); a D3-only result counts only on a day without a total (catalog: D3 where only D3
+    is reported)."""
+    total = set(knowledge.raw["observations"]["vitamin_d"].get("total", []))
+    days_with_total = {r.when.date() for r in results if r.loinc in total}
+    return [r for r in results if r.loinc in total or r.when.date() not in days_with_total]
+
+
+def _read_stage(facts: PatientFacts, observation: dict, kind: str, when: datetime | None, knowledge: Knowledge) -> None:
+    """A TNM distant-metastasis (M) or stage-group Observation whose value shows distant metastasis (M1, cM1, pM1,
+    M1a-M1c; stage IV, IVA, IVB, 4), by SNOMED code or by text. Any other value (M0, stage III...) is not metastasis."""
+    spec = knowledge.raw["observations"][kind]
+    snomed, loinc = knowledge.systems["snomed"], knowledge.systems["loinc"]
+    value = observation.get("valueCodeableConcept")
+    texts = list(concept_texts(value))
+    if isinstance(observation.get("valueString"), str):
+        texts.append(observation["valueString"])
+    coded = [(system, code) for system, code, _ in codings(value) if code]
+    texts += [code for system, code in coded if system not in (snomed, loinc)]  # AJCC-style codes: 'cM1', 'IV'
+    pattern = re.compile(spec["value_text_pattern"])
+    if any(system == snomed and code in spec.get("value_snomed", []) for system, code in coded) or \
+            any(pattern.search(text) for text in texts):
+        shown = next(iter(texts), "distant metastasis")
+        what = "distant metastases (M)" if kind == "distant_metastasis_stage" else "stage group"
+        facts.stage_findings.append(CodedFinding(kind, when, f"{what} {shown}"))
 
 
 def _read_menopause_observation(facts: PatientFacts, observation: dict, knowledge: Knowledge) -> None:
@@ -518,7 +703,8 @@ def latest_calcium(facts: PatientFacts, knowledge: Knowledge, max_age_days: int)
     total = facts.latest("calcium_total", max_age_days)
     if direct and (total is None or direct.when >= total.when):
         value, unit = _in_family(direct)
-        return CalciumReading(value, unit, direct.value, True, direct.when, f"albumin-corrected calcium {direct.shown()}")
+        return CalciumReading(value, unit, direct.value, True, direct.when, f"albumin-corrected calcium {direct.shown()}",
+                              direct.comparator)
     if total is None:
         return None
     value, unit = _in_family(total)
@@ -527,14 +713,14 @@ def latest_calcium(facts: PatientFacts, knowledge: Knowledge, max_age_days: int)
     if albumin is None:
         return CalciumReading(value, unit, total.value, False, total.when,
                               f"total calcium {total.shown()}, **not corrected for albumin** (no albumin within "
-                              f"{pairing_days:g} day{'s' if pairing_days != 1 else ''} of it)")
+                              f"{pairing_days:g} day{'s' if pairing_days != 1 else ''} of it)", total.comparator)
     reference = knowledge.threshold("albumin_correction_reference_g_dl")
     factor = knowledge.threshold("albumin_correction_factor" if unit == "mg/dL" else "albumin_correction_factor_mmol_l_per_g_dl")
     corrected = value + factor * (reference - albumin.value)
     mg_dl = total.value + knowledge.threshold("albumin_correction_factor") * (reference - albumin.value)
     return CalciumReading(corrected, unit, mg_dl, True, total.when,
                           f"calcium {total.shown()} with albumin {albumin.shown()} gives albumin-corrected calcium "
-                          f"{_trim(corrected, 3)} {unit}")
+                          f"{total.bound}{_trim(corrected, 3)} {unit}", total.comparator)
 
 
 def latest_ionized_calcium(facts: PatientFacts, max_age_days: int) -> LabResult | None:
@@ -598,5 +784,8 @@ def derive_setting(facts: PatientFacts, knowledge: Knowledge) -> Setting:
     if facts.has_condition("breast-cancer"):
         if facts.has_condition("distant-metastasis"):
             return Setting("metastatic-other", "breast cancer with distant metastasis outside bone")
-        return Setting("early", "breast cancer without distant metastasis on record")
+        if facts.stage_findings:
+            return Setting("metastatic-other", f"breast cancer with distant metastasis on a stage observation "
+                                               f"({facts.stage_findings[0].dated()}), no bone site on record")
+        return Setting("early", "breast cancer without distant metastasis on record (conditions and stage observations)")
     return Setting("no-breast-cancer", "no active breast cancer diagnosis on record")

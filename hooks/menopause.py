@@ -11,6 +11,7 @@ OVARIAN_SUPPRESSION = "ovarian-suppression"
 PREMENOPAUSAL = "premenopausal"
 PERIMENOPAUSAL = "perimenopausal"
 UNKNOWN = "unknown"
+NOT_APPLICABLE = "not-applicable"  # a man: no menopausal status, no menopause-based card
 
 
 @dataclass(frozen=True)
@@ -30,17 +31,23 @@ class MenopausalStatus:
 
     def lines(self) -> list[str]:
         """Markdown lines for a card: the status, what it rests on, and what was set aside."""
-        shown = {OVARIAN_SUPPRESSION: "postmenopausal by ovarian suppression"}.get(self.value, self.value)
+        shown = {OVARIAN_SUPPRESSION: "postmenopausal by ovarian suppression",
+                 NOT_APPLICABLE: "not applicable"}.get(self.value, self.value)
         lines = [f"- Menopausal status: **{shown}**" + (f" ({'; '.join(self.evidence)})" if self.evidence else "") + "."]
         lines += [f"- Set aside: {conflict}." for conflict in self.conflicts]
         return lines
 
 
 def menopausal_status(facts: PatientFacts, knowledge: Knowledge) -> MenopausalStatus:
-    """Postmenopausal (coded, bilateral oophorectomy, age >= 60) before ovarian suppression (active GnRH agonist) before
-    coded pre- or perimenopausal status under 60; otherwise unknown."""
+    """Women: postmenopausal (coded, bilateral oophorectomy, age >= 60) before ovarian suppression (active GnRH agonist)
+    before coded pre- or perimenopausal status under 60; otherwise unknown. A man has no menopausal status
+    (not-applicable). With no recorded sex only a menopause code on record gives a status: age and a GnRH agonist (also
+    a prostate cancer drug) say nothing about menopause without a recorded sex."""
     spec = knowledge.raw["menopause"]
-    age = facts.age_on(facts.now.date())
+    if facts.sex == "male":
+        return MenopausalStatus(NOT_APPLICABLE, (f"male ({facts.sex_basis})" if facts.sex_basis else "male",))
+    woman = facts.sex == "female"
+    age = facts.age_on(facts.now.date()) if woman else None
     latest_observation = facts.menopause_observations[0] if facts.menopause_observations else None
 
     post: list[str] = [f"{c.label} on the problem list" for c in facts.conditions_in("postmenopausal", active_only=False)]
@@ -50,7 +57,7 @@ def menopausal_status(facts: PatientFacts, knowledge: Knowledge) -> MenopausalSt
     if age is not None and age >= spec["age_postmenopausal_years"]:
         post.append(f"age {age}")
 
-    suppression = [f"{m.dated()}" for m in facts.active_medications(spec["ovarian_suppression_class"])]
+    suppression = [f"{m.dated()}" for m in facts.active_medications(spec["ovarian_suppression_class"])] if woman else []
 
     before: list[tuple[str, str]] = [(status, f"{c.label} on the problem list")
                                      for status in (PREMENOPAUSAL, PERIMENOPAUSAL)
@@ -67,8 +74,12 @@ def menopausal_status(facts: PatientFacts, knowledge: Knowledge) -> MenopausalSt
                                 tuple(f"{text} (coded {status}; expected under ovarian suppression)" for status, text in before))
     if before:
         status = before[0][0]
-        evidence = [text for _, text in before] + ([f"age {age}"] if age is not None else ["age unknown"])
+        evidence = [text for _, text in before] + ([f"age {age}"] if age is not None else
+                                                    ["age unknown"] if woman else [])
         return MenopausalStatus(status, tuple(evidence))
+    if not woman:
+        return MenopausalStatus(UNKNOWN, ("no recorded sex (Patient.gender is not female or male and there is no US Core "
+                                          "birth sex), and no menopause code on record",))
     reasons = ["no coded menopausal status, no bilateral oophorectomy and no GnRH agonist on record"]
     reasons.append(f"age {age} (under {spec['age_postmenopausal_years']})" if age is not None else "age unknown")
     return MenopausalStatus(UNKNOWN, tuple(reasons))

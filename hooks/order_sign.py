@@ -52,8 +52,10 @@ def order_prefetch_keys(knowledge: Knowledge) -> tuple[PrefetchKey, ...]:
         PrefetchKey("pregnancyStatus", f"Observation?patient={patient}&value-concept="
                     f"{_tokens(knowledge, [p for answers in ('pregnant', 'not_pregnant', 'unknown') for p in pregnancy[answers]])}"
                     f"&_sort=-date&_count=5", ("pregnancy_status",)),
-        PrefetchKey("medications", f"MedicationRequest?patient={patient}&_sort=-authoredon&_count=100", ("medications",)),
-        PrefetchKey("administrations", f"MedicationAdministration?patient={patient}&_sort=-effective-time&_count=100",
+        PrefetchKey("medications", f"MedicationRequest?patient={patient}&_sort=-authoredon&_count=100"
+                    "&_include=MedicationRequest:medication", ("medications",)),
+        PrefetchKey("administrations", f"MedicationAdministration?patient={patient}&_sort=-effective-time&_count=100"
+                    "&_include=MedicationAdministration:medication",
                     ("administrations",)),
         PrefetchKey("conditions", f"Condition?patient={patient}&_count=100", ("conditions",)),
         PrefetchKey("allergies", f"AllergyIntolerance?patient={patient}&_count=50", ("allergies",)),
@@ -61,8 +63,21 @@ def order_prefetch_keys(knowledge: Knowledge) -> tuple[PrefetchKey, ...]:
                     f"&_sort=-date&_count=5", ("dental_exams",)),
         PrefetchKey("dentalEncounters", f"Encounter?patient={patient}&reason-code={_icd_tokens(knowledge, dental_set)}"
                     f"&_sort=-date&_count=5", ("dental_exams",)),
+        PrefetchKey("dialysisProcedures", f"Procedure?patient={patient}&code="
+                    f"{_tokens(knowledge, knowledge.threshold('dialysis_procedures')['procedure_codes'])}"
+                    f"&_sort=-date&_count=5", ("dialysis_procedures",)),
+        PrefetchKey("cancerStage", f"Observation?patient={patient}&code={_stage_tokens(knowledge)}&_sort=-date&_count=20",
+                    ("cancer_stage",)),
         *eligibility_prefetch_keys(knowledge),
     )
+
+
+def _stage_tokens(knowledge: Knowledge) -> str:
+    """The TNM distant-metastasis and stage-group Observation codes (LOINC, and the SNOMED observables mCODE prefers)."""
+    snomed = knowledge.systems["snomed"]
+    kinds = ("distant_metastasis_stage", "stage_group")
+    codes = [f"{snomed}|{code}" for kind in kinds for code in knowledge.raw["observations"][kind].get("snomed", [])]
+    return ",".join([loinc_tokens(knowledge, *kinds), *codes])
 
 
 def eligibility_prefetch_keys(knowledge: Knowledge) -> tuple[PrefetchKey, ...]:

@@ -2,17 +2,27 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from hooks.fhir_read import as_list, bundle_resources, codings, concept_texts, parse_datetime, quantity
+from hooks.fhir_read import Quantity, as_list, bundle_resources, codings, concept_texts, parse_datetime, quantity
 from hooks.knowledge import Formulation, Knowledge, Product
+from hooks.product_names import ProductName, parse_product_name
 
 DAYS_PER_UNIT = {"s": 1 / 86400, "min": 1 / 1440, "h": 1 / 24, "d": 1.0, "wk": 7.0, "mo": 365.25 / 12, "a": 365.25}
 UNIT_WORDS = {"s": "second", "min": "minute", "h": "hour", "d": "day", "wk": "week", "mo": "month", "a": "year"}
 MINUTES_PER_UNIT = {"s": 1 / 60, "min": 1.0, "h": 60.0, "d": 1440.0}
 MG_PER_UNIT = {"mg": 1.0, "g": 1000.0, "ug": 0.001, "mcg": 0.001, "µg": 0.001}
+# A dose given as a count of pieces, with or without UCUM braces ("1 {pill}", "2 tablets", "1 vial"): the piece's kind.
+COUNT_UNITS = {"pill": "tablet", "tbl": "tablet", "tab": "tablet", "tablet": "tablet", "capsule": "capsule",
+               "cap": "capsule", "vial": "vial", "syringe": "syringe", "bottle": "bottle"}
+# Which products a counted piece can be: a tablet count reads only a tablet or capsule product, a vial count a vial...
+COUNTABLE_AS = {"tablet": frozenset({"tablet", "capsule"}), "capsule": frozenset({"tablet", "capsule"}),
+                "vial": frozenset({"vial", "syringe"}), "syringe": frozenset({"vial", "syringe"}),
+                "bottle": frozenset({"bottle", "oral liquid"})}
+VOLUME_UNITS = {"ml": 1.0, "l": 1000.0}
 ACTIVE_ORDER_STATUSES = frozenset({"draft", "active", "on-hold", "unknown"})
 
 
@@ -51,6 +61,13 @@ class BoneAgentOrder:
     interval: Interval | None
     infusion_minutes: float | None
     starts: datetime | None = None  # timing.repeat.boundsPeriod.start: the first dose is not given before it
+    unlisted_codes: tuple[str, ...] = ()  # codes the order carries that the knowledge lacks, e.g. "RxNorm 904431"
+    dose_text: str | None = None  # the dose as written when it could not be read in mg, e.g. "2 {puff}"
+
+    @property
+    def product_description(self) -> str | None:
+        """The product as read, e.g. 'alendronate 70 mg oral tablet' (None when only the ingredient is known)."""
+        return self.product.describe(self.ingredient_display) if self.product else None
 
     @property
     def reference(self) -> str | None:
@@ -120,44 +137,143 @@ def _resolve_medication(reference: dict, request: dict, bundled: dict[str, dict]
     return bundled.get(target.rstrip("/").split("/")[-1])
 
 
+@dataclass(frozen=True)
+class Identification:
+    """How a medication was recognised as a bone-modifying agent."""
+    ingredient: str
+    recognised_by: str                  # "RxNorm product code", "RxNorm ingredient code", "ATC code" or "name"
+    product: Product | None             # from the product table, or read from the drug's name (status "name")
+    unlisted_codes: tuple[str, ...] = ()
+
+
 def identify_ingredient(concepts: list[Any], knowledge: Knowledge) -> tuple[str, str, Product | None] | None:
     """(ingredient, how it was recognised, product) from codes first; a name match is the last resort."""
+    found = identify_medication(concepts, knowledge)
+    return (found.ingredient, found.recognised_by, found.product) if found else None
+
+
+def identify_medication(concepts: list[Any], knowledge: Knowledge) -> Identification | None:
+    """A product code of the table first; then, for a code the table does not list (or none), the drug's name read
+    the RxNorm way ("alendronic acid 70 MG Oral Tablet"); then an ingredient RxNorm or ATC code; then name fragments.
+    A product from the name only adds strength and form to an ingredient code of the same ingredient."""
     rxnorm, atc = knowledge.systems["rxnorm"], knowledge.systems["atc"]
-    found: tuple[str, str, Product | None] | None = None
-    for concept in concepts:
-        for system, code, _display in codings(concept):
-            if not code:
-                continue
-            if system == rxnorm and code in knowledge.product_by_rxnorm:
-                product = knowledge.product_by_rxnorm[code]
-                return product.ingredient, "RxNorm product code", product
-            if system == rxnorm and code in knowledge.ingredient_by_rxnorm and found is None:
-                found = (knowledge.ingredient_by_rxnorm[code], "RxNorm ingredient code", None)
-            if system == atc and code in knowledge.ingredient_by_atc and found is None:
-                found = (knowledge.ingredient_by_atc[code], "ATC code", None)
-    if found:
-        return found
-    for concept in concepts:
-        for text in concept_texts(concept):
-            lowered = text.lower()
-            for fragment, ingredient in knowledge.ingredient_name_fragments:
-                if fragment in lowered:
-                    return ingredient, "name", None
+    coded = [(system, code) for concept in concepts for system, code, _ in codings(concept) if code]
+    texts = [text for concept in concepts for text in concept_texts(concept)]
+    for system, code in coded:
+        if system == rxnorm and code in knowledge.product_by_rxnorm:
+            product = knowledge.product_by_rxnorm[code]
+            if not product.verified:  # a candidate code: the order's own text, when it reads, says more
+                named = _product_from_names(texts, knowledge, product.ingredient, code)
+                if named is not None:
+                    product = _merge_unverified(product, named)
+            return Identification(product.ingredient, "RxNorm product code", product)
+    by_code: tuple[str, str] | None = None
+    for system, code in coded:
+        if system == rxnorm and code in knowledge.ingredient_by_rxnorm:
+            by_code = by_code or (knowledge.ingredient_by_rxnorm[code], "RxNorm ingredient code")
+        elif system == atc and code in knowledge.ingredient_by_atc:
+            by_code = by_code or (knowledge.ingredient_by_atc[code], "ATC code")
+    unlisted = tuple(dict.fromkeys(_code_label(system, code, knowledge) for system, code in coded
+                                   if not _listed(system, code, knowledge)))
+    named_code = next((code for system, code in coded if system == rxnorm), None)
+    if by_code:
+        ingredient, how = by_code
+        return Identification(ingredient, how, _product_from_names(texts, knowledge, ingredient, named_code),
+                              unlisted)
+    named = _product_from_names(texts, knowledge, None, named_code)
+    if named is not None:
+        return Identification(named.ingredient, "name", named, unlisted)
+    for text in texts:
+        lowered = text.lower()
+        for fragment, ingredient in knowledge.ingredient_name_fragments:
+            if fragment in lowered:
+                return Identification(ingredient, "name", None, unlisted)
     return None
 
 
+def _listed(system: str | None, code: str, knowledge: Knowledge) -> bool:
+    if system == knowledge.systems["rxnorm"]:
+        return code in knowledge.product_by_rxnorm or code in knowledge.ingredient_by_rxnorm
+    if system == knowledge.systems["atc"]:
+        return code in knowledge.ingredient_by_atc
+    return False
+
+
+def _code_label(system: str | None, code: str, knowledge: Knowledge) -> str:
+    labels = {knowledge.systems["rxnorm"]: "RxNorm", knowledge.systems["atc"]: "ATC",
+              knowledge.systems["snomed"]: "SNOMED CT", "http://hl7.org/fhir/sid/ndc": "NDC"}
+    if system in labels:
+        return f"{labels[system]} {code}"
+    return f"Code {code} ({system})" if system else f"Code {code} (no code system)"
+
+
+def ingredient_of_name(name: str, knowledge: Knowledge) -> str | None:
+    """The knowledge ingredient a drug name's ingredient part names ("alendronic acid", "Zometa", "denosumab-bbdz")."""
+    lowered = name.lower()
+    return next((ingredient for fragment, ingredient in knowledge.ingredient_name_fragments if fragment in lowered),
+                None)
+
+
+def product_from_name(parsed: ProductName, knowledge: Knowledge, code: str | None = None,
+                      ingredient: str | None = None) -> Product | None:
+    """A Product (status "name") from a parsed drug name whose ingredient is a bone-modifying agent."""
+    for component in parsed.components:
+        found = ingredient_of_name(component.name, knowledge)
+        if found is None and parsed.brand:
+            found = ingredient_of_name(parsed.brand, knowledge)
+        if found is None or (ingredient is not None and found != ingredient):
+            continue
+        route = None
+        if parsed.route_kind == "oral":
+            route = "oral"
+        elif parsed.route_kind == "parenteral":
+            route = knowledge.ingredient_parenteral_route.get(found)
+        unit = {"injection": "vial", "oral liquid": "bottle"}.get(parsed.unit or "", parsed.unit)
+        if unit is None and parsed.dose_form is None and component.per_amount is not None:
+            unit = "vial"  # "Zometa 4 mg/5 mL": a container of a solution
+        if unit == "vial" and parsed.container_ml(component) is None and component.per_unit is not None:
+            unit = None  # "zoledronic acid 0.8 MG/ML Injectable Solution": no container, so no strength per vial
+        return Product(
+            rxnorm=code or "", display=parsed.text, ingredient=found, route=route,
+            strength_mg=parsed.strength_mg(component), tty=None, unit=unit,
+            concentration_mg_per_ml=parsed.concentration_mg_per_ml(component), volume_ml=parsed.container_ml(component),
+            dose_form=parsed.dose_form, brand=parsed.brand, status="name", source="the order's drug name")
+    return None
+
+
+def _product_from_names(texts: list[str], knowledge: Knowledge, ingredient: str | None,
+                        code: str | None) -> Product | None:
+    for text in texts:
+        parsed = parse_product_name(text)
+        product = product_from_name(parsed, knowledge, code, ingredient) if parsed else None
+        if product is not None:
+            return product
+    return None
+
+
+def _merge_unverified(listed: Product, named: Product) -> Product:
+    """An UNVERIFIED table entry read together with the order's own name: what the name states wins."""
+    return dataclasses.replace(
+        listed,
+        strength_mg=named.strength_mg if named.strength_mg is not None else listed.strength_mg,
+        concentration_mg_per_ml=named.concentration_mg_per_ml if named.concentration_mg_per_ml is not None
+        else listed.concentration_mg_per_ml,
+        volume_ml=named.volume_ml if named.volume_ml is not None else listed.volume_ml,
+        unit=named.unit or listed.unit, dose_form=named.dose_form or listed.dose_form,
+        route=named.route or listed.route, brand=named.brand or listed.brand)
+
+
 def read_bone_agent_order(request: dict, bundled_medications: dict[str, dict], knowledge: Knowledge) -> BoneAgentOrder | None:
-    identified = identify_ingredient(medication_concepts(request, bundled_medications), knowledge)
+    identified = identify_medication(medication_concepts(request, bundled_medications), knowledge)
     if identified is None:
         return None
-    ingredient, recognised_by, product = identified
+    ingredient, product = identified.ingredient, identified.product
     dosage = next((d for d in as_list(request.get("dosageInstruction")) if isinstance(d, dict)), {})
-    dose_mg = _dose_mg(dosage)
-    route, route_from = _route(dosage, product, ingredient, knowledge)
+    dose = _dose_quantity(dosage)
+    dose_mg = _dose_mg(dose, product)
+    route, route_from = _route(dosage, product, ingredient, knowledge, dose)
     dose_for_match = dose_mg if dose_mg is not None else (product.strength_mg if product else None)
     formulation = _formulation(ingredient, route, dose_for_match, knowledge, product)
-    if route is None and formulation is not None and len(formulation.routes) == 1:
-        route, route_from = formulation.routes[0], "dose"
     timing = dosage.get("timing") if isinstance(dosage.get("timing"), dict) else {}
     repeat = timing.get("repeat") if isinstance(timing.get("repeat"), dict) else {}
     return BoneAgentOrder(
@@ -166,7 +282,7 @@ def read_bone_agent_order(request: dict, bundled_medications: dict[str, dict], k
         resource_id=request.get("id") if isinstance(request.get("id"), str) else None,
         ingredient=ingredient,
         ingredient_display=knowledge.ingredient_display[ingredient],
-        recognised_by=recognised_by,
+        recognised_by=identified.recognised_by,
         product=product,
         formulation=formulation,
         dose_mg=dose_mg,
@@ -175,20 +291,54 @@ def read_bone_agent_order(request: dict, bundled_medications: dict[str, dict], k
         interval=_interval(repeat),
         infusion_minutes=_infusion_minutes(repeat),
         starts=_starts(repeat),
+        unlisted_codes=identified.unlisted_codes,
+        dose_text=f"{dose.value:g} {dose.unit or ''}".strip() if dose is not None and dose_mg is None else None,
     )
 
 
-def _dose_mg(dosage: dict) -> float | None:
+def _dose_quantity(dosage: dict) -> Quantity | None:
     for dose_and_rate in as_list(dosage.get("doseAndRate")):
-        if not isinstance(dose_and_rate, dict):
-            continue
-        dose = quantity(dose_and_rate.get("doseQuantity"))
-        if dose and dose.unit and dose.unit.lower() in MG_PER_UNIT:
-            return dose.value * MG_PER_UNIT[dose.unit.lower()]
+        if isinstance(dose_and_rate, dict):
+            dose = quantity(dose_and_rate.get("doseQuantity"))
+            if dose is not None:
+                return dose
     return None
 
 
-def _route(dosage: dict, product: Product | None, ingredient: str, knowledge: Knowledge) -> tuple[str | None, str | None]:
+def count_unit(unit: str | None) -> str | None:
+    """The kind of piece a dose unit counts ("{pill}" -> tablet, "Vials" -> vial), or None."""
+    if not unit:
+        return None
+    word = unit.strip().strip("{}").strip().lower()
+    if word.endswith("s") and word[:-1] in COUNT_UNITS:
+        word = word[:-1]
+    return COUNT_UNITS.get(word)
+
+
+def _dose_mg(dose: Quantity | None, product: Product | None) -> float | None:
+    """The dose in mg: a mass; a count of pieces x the product's strength per piece; a volume x its concentration.
+    Anything else (or a product whose strength is not known) stays None: never the labelled dose."""
+    if dose is None or not dose.unit:
+        return None
+    unit = dose.unit.strip()
+    if unit.lower() in MG_PER_UNIT:
+        return dose.value * MG_PER_UNIT[unit.lower()]
+    piece = count_unit(unit)
+    if piece is not None:
+        if product is None or product.strength_mg is None or product.unit not in COUNTABLE_AS[piece]:
+            return None
+        return round(dose.value * product.strength_mg, 6)
+    if unit.lower() in VOLUME_UNITS:
+        if product is None:
+            return None
+        return product.mg_for_volume(dose.value * VOLUME_UNITS[unit.lower()])
+    return None
+
+
+def _route(dosage: dict, product: Product | None, ingredient: str, knowledge: Knowledge,
+           dose: Quantity | None = None) -> tuple[str | None, str | None]:
+    """The order's route; else the product's dose form; else a counted tablet or capsule (taken by mouth); else the
+    ingredient's only route. Otherwise unknown: never assumed intravenous."""
     route_concept = dosage.get("route")
     for system, code, _display in codings(route_concept):
         if system == knowledge.systems["snomed"] and code in knowledge.route_by_snomed:
@@ -199,10 +349,13 @@ def _route(dosage: dict, product: Product | None, ingredient: str, knowledge: Kn
             route = next((r for t, r in knowledge.route_by_text.items() if len(t) > 3 and t in text.lower()), None)
         if route:
             return route, "order"
-    if product:
+    if product and product.route:
         return product.route, "product"
-    if ingredient in knowledge.ingredient_default_route:
-        return knowledge.ingredient_default_route[ingredient], "ingredient"
+    if dose is not None and count_unit(dose.unit) in ("tablet", "capsule"):
+        return "oral", "dose unit"
+    routes = knowledge.ingredient_routes.get(ingredient, ())
+    if len(routes) == 1:
+        return routes[0], "ingredient"
     return None, None
 
 

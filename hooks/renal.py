@@ -3,11 +3,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Iterable
 
-from hooks.facts import LabResult, PatientFacts
+from hooks.facts import LabResult, PatientFacts, censored_below, flipped
 from hooks.fhir_read import days_between
 
 FEMALE_FACTOR = 0.85
+EGFR_UNIT = "mL/min/1.73 m²"
 
 
 def creatinine_clearance(creatinine_mg_dl: float, age_years: int, weight_kg: float, female: bool) -> float:
@@ -16,9 +18,27 @@ def creatinine_clearance(creatinine_mg_dl: float, age_years: int, weight_kg: flo
     return clearance * FEMALE_FACTOR if female else clearance
 
 
+def near_limits(value: float, limits: Iterable[float] = ()) -> str:
+    """A computed value with one decimal, or more when one decimal would put it onto or across a limit it is compared
+    with (29.96 against 30 is '29.96', never '30.0')."""
+    limits = [limit for limit in limits if abs(value - limit) > 1e-9]  # a value exactly at a limit is shown at it
+    for digits in (1, 2, 3):
+        text = f"{value:.{digits}f}"
+        shown = float(text)
+        if all(abs(shown - limit) > 1e-9 and (value < limit - 1e-9) == (shown < limit - 1e-9) for limit in limits):
+            return text
+    return f"{value:g}"
+
+
+def _as_reported(value: float) -> str:
+    """A measured value as the laboratory sent it: 22, 29.5 (no padding to one decimal)."""
+    return f"{value:g}"
+
+
 @dataclass(frozen=True)
 class RenalFunction:
-    """A renal function estimate with the inputs used, so a card can show its working."""
+    """A renal function estimate with the inputs used, so a card can show its working. A censored input ('>60',
+    creatinine '<0.5') makes the estimate a bound: `comparator` says how the true value relates to `value`."""
     method: str
     value: float
     creatinine: LabResult | None
@@ -26,10 +46,16 @@ class RenalFunction:
     age_years: int | None = None
     sex: str | None = None
     egfr: LabResult | None = None
+    fallback_reason: str = ""
+    comparator: str | None = None
 
     @property
     def is_clearance(self) -> bool:
         return self.method == "cockcroft-gault"
+
+    @property
+    def censored(self) -> bool:
+        return self.comparator is not None
 
     @property
     def label(self) -> str:
@@ -37,28 +63,47 @@ class RenalFunction:
 
     @property
     def unit(self) -> str:
-        return "mL/min" if self.is_clearance else "mL/min/1.73 m2"
+        return "mL/min" if self.is_clearance else EGFR_UNIT
 
     @property
     def short_unit(self) -> str:
-        """The unit without the body-surface part, for one-line summaries."""
-        return "mL/min"
+        """The unit for one-line summaries; an eGFR is always labelled as such."""
+        return "mL/min" if self.is_clearance else f"{EGFR_UNIT} (not CrCl)"
+
+    def decide_below(self, limit: float) -> bool | None:
+        """Below the limit (True), at or above it (False), or None when a censored value allows both."""
+        return censored_below(self.value, self.comparator, limit)
+
+    def number(self, limits: Iterable[float] = ()) -> str:
+        """The value with its bound: a clearance with one decimal (never rounded onto a limit), an eGFR as reported."""
+        text = near_limits(self.value, limits) if self.is_clearance else _as_reported(self.value)
+        return f"{self.comparator or ''}{text}"
+
+    def shown(self, limits: Iterable[float] = ()) -> str:
+        """'CrCl 24.3 mL/min', 'CrCl >85.3 mL/min', 'eGFR 22 mL/min/1.73 m² (not CrCl)', 'eGFR >60 mL/min/1.73 m² (not CrCl)'."""
+        return f"{self.label} {self.number(limits)} {self.short_unit}"
 
     def shown_value(self) -> str:
-        return f"{self.label} {self.value:.1f} {self.unit}"
+        return self.shown()
 
-    def working(self) -> str:
+    def working(self, limits: Iterable[float] = ()) -> str:
         """The inputs and result in one line of markdown."""
+        limits = tuple(limits)
         if self.is_clearance:
             assert self.creatinine and self.weight
+            bound = ""
+            if self.censored:
+                bound = (f"; the creatinine is a censored value, so the clearance is a bound: "
+                         f"{'at least' if self.comparator in ('>', '>=') else 'at most'} this")
             return (f"creatinine {self.creatinine.shown()}; weight {self.weight.shown(1)}; age {self.age_years}; "
-                    f"{self.sex} → **CrCl {self.value:.1f} mL/min** (Cockcroft-Gault, actual body weight)")
+                    f"{self.sex} → **CrCl {self.number(limits)} mL/min** (Cockcroft-Gault, actual body weight{bound})")
         assert self.egfr
-        return (f"eGFR {self.egfr.shown(1)} → **eGFR {self.value:.1f} mL/min/1.73 m2**, used because creatinine "
-                f"clearance could not be calculated ({self.fallback_reason}); eGFR is normalised to body surface "
-                f"and is not the clearance the label is written for")
-
-    fallback_reason: str = ""
+        egfr = self.egfr
+        reported = (f"eGFR {egfr.bound}{_as_reported(egfr.recorded_value)} {egfr.recorded_unit} on "
+                    f"{egfr.when.date().isoformat()} (read as {EGFR_UNIT})" if egfr.note else f"eGFR {egfr.shown(1)}")
+        return (f"{reported} → **{self.shown(limits)}**, used because creatinine clearance could not be calculated "
+                f"({self.fallback_reason}); eGFR is normalised to body surface and is not the clearance the label is "
+                "written for")
 
 
 @dataclass(frozen=True)
@@ -78,7 +123,8 @@ def weight_near(facts: PatientFacts, when: datetime, max_age_days: int, before_o
 
 def assess_renal_function(facts: PatientFacts, creatinine: LabResult | None, weight_max_age_days: int,
                           egfr_max_age_days: int, *, current: bool) -> RenalAssessment:
-    """Cockcroft-Gault from `creatinine` when weight, age and sex are known; else the latest eGFR, said so."""
+    """Cockcroft-Gault from `creatinine` when weight, age and sex are known; else the latest eGFR, said so. With no
+    recorded sex or no birth date there is no clearance (never a guessed one): `missing` says which."""
     missing: list[str] = []
     if creatinine is None:
         missing.append("serum creatinine")
@@ -88,16 +134,20 @@ def assess_renal_function(facts: PatientFacts, creatinine: LabResult | None, wei
         age = facts.age_on(creatinine.when.date())
         if weight is None:
             missing.append(f"body weight within {weight_max_age_days} days")
-        if age is None:
+        if facts.birth_date is None:
             missing.append("date of birth")
+        elif age is None:
+            missing.append("age (the date of birth is after the creatinine)")
         if facts.sex is None:
-            missing.append("sex (female or male)")
+            missing.append("recorded sex (Patient.gender female or male, or US Core birth sex)")
         if not missing and creatinine.value > 0:
             assert weight is not None and age is not None
             value = creatinine_clearance(creatinine.value, age, weight.value, facts.sex == "female")
-            return RenalAssessment(RenalFunction("cockcroft-gault", value, creatinine, weight, age, facts.sex), creatinine, ())
+            return RenalAssessment(RenalFunction("cockcroft-gault", value, creatinine, weight, age, facts.sex,
+                                                 comparator=flipped(creatinine.comparator)), creatinine, ())
     egfr = facts.latest("egfr", egfr_max_age_days) if current else None
     if egfr is not None:
-        function = RenalFunction("egfr", egfr.value, creatinine, egfr=egfr, fallback_reason=", ".join(missing) + " missing")
+        function = RenalFunction("egfr", egfr.value, creatinine, egfr=egfr, fallback_reason=", ".join(missing) + " missing",
+                                 comparator=egfr.comparator)
         return RenalAssessment(function, creatinine, tuple(missing))
     return RenalAssessment(None, creatinine, tuple(missing))

@@ -1,25 +1,41 @@
 """Reads from the EHR's FHIR server when prefetch is missing: parallel queries, per-call timeout, total budget, bounded paging."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
 import orjson
 
-from hooks.fhir_read import bundle_resources
+from hooks.fhir_read import as_list, bundle_resources
 
 log = logging.getLogger(__name__)
 
 # One page of a narrow, _count-bounded search is well under 1 MiB; far more is a misbehaving server, not a record.
 MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+
+# The deadline (time.monotonic()) of the hook call being answered: every FHIR read of one call (a draft's Medication,
+# the record, the Medications the record refers to) shares one budget instead of each taking a full one.
+_CALL_DEADLINE: ContextVar[float | None] = ContextVar("bonecds_fhir_call_deadline", default=None)
+
+
+@contextlib.contextmanager
+def call_budget(seconds: float) -> Iterator[None]:
+    """Within this block, FhirFetcher.fetch_all stops at `seconds` from now in total, however often it is called."""
+    token = _CALL_DEADLINE.set(time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _CALL_DEADLINE.reset(token)
 
 
 @dataclass
@@ -69,6 +85,9 @@ class FhirFetcher:
             return {}
         http = self._client()
         deadline = time.monotonic() + self.budget_seconds
+        call_deadline = _CALL_DEADLINE.get()
+        if call_deadline is not None:
+            deadline = min(deadline, call_deadline)
         pool = ThreadPoolExecutor(max_workers=min(self.max_parallel, len(queries)), thread_name_prefix="fhir-fetch")
         outcomes: dict[str, FetchOutcome] = {}
         try:
@@ -111,9 +130,10 @@ class FhirFetcher:
                 return FetchOutcome(collected, error="FHIR server answered with an OperationOutcome")
             if body["resourceType"] != "Bundle":
                 return FetchOutcome([*collected, body])
-            resources = bundle_resources(body)
+            resources, included = _matches_and_included(body)
             if count is not None and len(resources) > count:
                 truncated, resources = True, resources[:count]  # the server ignored _count
+            resources += included  # _include'd resources (a MedicationRequest's Medication) do not count against _count
             for resource in resources:
                 rid = resource.get("id")
                 identity = (resource["resourceType"], rid if isinstance(rid, str) else str(id(resource)))
@@ -198,6 +218,18 @@ def next_link(bundle: dict[str, Any]) -> str | None:
         if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
             return link["url"]
     return None
+
+
+def _matches_and_included(bundle: dict[str, Any]) -> tuple[list[dict], list[dict]]:
+    """A searchset's resources: the matches, and those added by _include (search.mode "include")."""
+    matches: list[dict] = []
+    included: list[dict] = []
+    for entry in as_list(bundle.get("entry")):
+        resources = bundle_resources({"entry": [entry]})  # the same leniency as everywhere else
+        search = entry.get("search") if isinstance(entry, dict) else None
+        mode = search.get("mode") if isinstance(search, dict) else None
+        (included if mode == "include" else matches).extend(resources)
+    return matches, included
 
 
 def _count_of(query: str) -> int | None:

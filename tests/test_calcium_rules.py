@@ -251,7 +251,7 @@ def renal(weight: float | None = 70, egfr: float | None = None, dialysis: str | 
     ("denosumab", renal(30), None),
     ("denosumab", renal(70, egfr=29), "eGFR 29 mL/min"),
     ("denosumab", renal(70, egfr=30), None),
-    ("denosumab", renal(None, egfr=29), "eGFR 29.0 mL/min/1.73 m2"),
+    ("denosumab", renal(None, egfr=29), "eGFR 29 mL/min/1.73 m² (not CrCl)"),
     ("denosumab", renal(None, egfr=30), None),
     ("denosumab", renal(dialysis="active"), "On dialysis: Dependence on renal dialysis"),
     ("denosumab", renal(dialysis="resolved"), None),

@@ -246,7 +246,8 @@ DXA_CASES = [  # (records, fires, text in the card)
     pytest.param([lambda p: p.medication("letrozole", 60, status="active").t_score(30, -1.0, "total-hip")], False, None,
                  id="letrozole+hip-dxa"),
     pytest.param([lambda p: p.medication("letrozole", 60, status="active").t_score(30, -1.0, "radius")], True,
-                 "- No DXA T-score in the last 24 months; none on record.", id="letrozole+radius-only-not-read"),
+                 "- No DXA T-score of spine, hip or femur in the last 24 months; none on record.\n- A forearm T-score -1 on ",
+                 id="letrozole+radius-only-seen-not-used"),
 ]
 
 

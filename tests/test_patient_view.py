@@ -187,7 +187,7 @@ def test_cautions_name_onj_and_allergies_on_record(view):
 # --- incomplete record ------------------------------------------------------------------------------------------
 
 ALL_KEYS = ["patient", "weight", "medications", "administrations", "conditions", "allergies", "boneDensity",
-            "menopauseStatus", "oophorectomy"]
+            "menopauseStatus", "oophorectomy", "dialysisProcedures", "cancerStage"]
 
 
 # prefetch key left out (no FHIR server to read it from) -> what the incomplete-record card calls it

@@ -79,9 +79,12 @@ def test_4_prefetch_parameters_are_restricted_and_narrow(client):
             for name, value in params.items():
                 base, _, modifier = name.partition(":")
                 assert modifier in ("", "in"), name
-                # reference and token parameters (equality only), dates with a prefix, _count and _sort
+                # reference and token parameters (equality only), dates with a prefix, _count and _sort; and, as the
+                # catalog asks, _include of the Medications that medication orders and administrations refer to
                 assert base in {"patient", "code", "value-concept", "reason-code", "_sort", "_count", "date", "status",
-                                "clinical-status"}, name
+                                "clinical-status", "_include"}, name
+                if base == "_include":
+                    assert value == f"{resource_type}:medication", template
                 if base == "date":
                     assert value[:2] in {"eq", "lt", "gt", "ge", "le"}
             assert "_count" in params, f"{key} is not bounded by _count"

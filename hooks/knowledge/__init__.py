@@ -14,11 +14,52 @@ MEMO_LIMIT = 10_000
 
 @dataclass(frozen=True)
 class Product:
+    """A product of the knowledge's product table (an RxNorm SCD, SBD or pack), or one read from a drug's name.
+
+    strength_mg is per unit (tablet, vial, syringe); concentration_mg_per_ml and volume_ml are given for solutions.
+    status is "V" when the code was seen with its name in a public source, "UNVERIFIED" when not, "name" when the
+    product was read from the order's text rather than the table."""
     rxnorm: str
     display: str
     ingredient: str
-    route: str
+    route: str | None
     strength_mg: float | None
+    tty: str | None = None
+    unit: str | None = None
+    concentration_mg_per_ml: float | None = None
+    volume_ml: float | None = None
+    dose_form: str | None = None
+    brand: str | None = None
+    status: str = ""
+    source: str | None = field(default=None, compare=False)
+
+    @property
+    def verified(self) -> bool:
+        return self.status == "V"
+
+    def mg_for_volume(self, ml: float) -> float | None:
+        """mg in `ml` of this product: the whole container is its labelled strength, else mL x concentration."""
+        if self.volume_ml is not None and self.strength_mg is not None and abs(ml - self.volume_ml) < 1e-9:
+            return float(self.strength_mg)
+        if self.concentration_mg_per_ml is None:
+            return None
+        return round(ml * self.concentration_mg_per_ml, 6)
+
+    def describe(self, ingredient_display: str) -> str:
+        """e.g. 'alendronate 70 mg oral tablet' or 'zoledronic acid 4 mg/5 mL injection' for card text."""
+        parts = [ingredient_display]
+        if self.strength_mg is not None:
+            if self.volume_ml is not None and self.unit not in ("tablet", "capsule"):
+                parts.append(f"{self.strength_mg:g} mg/{self.volume_ml:g} mL")
+            else:
+                parts.append(f"{self.strength_mg:g} mg")
+        elif self.concentration_mg_per_ml is not None:
+            parts.append(f"{self.concentration_mg_per_ml:g} mg/mL")
+        if self.dose_form:
+            parts.append(self.dose_form.lower())
+        if self.brand:
+            parts.append(f"({self.brand})")
+        return " ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -55,7 +96,7 @@ class Source:
 ORDER_SCOPES = frozenset({"any", "parenteral", "oral-bisphosphonate", "bisphosphonate", "denosumab"})
 FACT_GROUPS = frozenset({"creatinine", "egfr", "body_weight", "calcium", "vitamin_d", "pregnancy_status", "medications",
                          "administrations", "conditions", "allergies", "dental_exams", "bone_density", "menopause",
-                         "procedures"})
+                         "procedures", "dialysis_procedures", "cancer_stage"})
 
 
 def normalise_icd(code: str) -> str:
@@ -113,6 +154,8 @@ class Knowledge:
     ingredient_display: dict[str, str]
     ingredient_class: dict[str, str]
     ingredient_default_route: dict[str, str]
+    ingredient_routes: dict[str, tuple[str, ...]]
+    ingredient_parenteral_route: dict[str, str]
     ingredient_by_rxnorm: dict[str, str]
     ingredient_by_atc: dict[str, str]
     ingredient_name_fragments: tuple[tuple[str, str], ...]
@@ -187,11 +230,11 @@ def build_knowledge(raw: dict[str, Any]) -> Knowledge:
     ingredients = raw["ingredients"]
     ingredient_by_rxnorm = {code: key for key, entry in ingredients.items() for code in entry["rxnorm"]}
     ingredient_by_atc = {code: key for key, entry in ingredients.items() for code in entry["atc"]}
-    fragments = tuple((fragment.lower(), key) for key, entry in ingredients.items() for fragment in entry["names"])
-    products = {
-        entry["rxnorm"]: Product(entry["rxnorm"], entry["display"], entry["ingredient"], entry["route"], entry.get("strength_mg"))
-        for entry in raw["products"]
-    }
+    fragments = tuple((fragment.lower(), key) for key, entry in ingredients.items()
+                      for fragment in dict.fromkeys([*entry["names"], *entry.get("synonyms", [])]))
+    products = {entry["rxnorm"]: _product(entry) for entry in raw["products"]}
+    if len(products) != len(raw["products"]):
+        raise ValueError("the product table lists an RxNorm code twice")
     formulations = tuple(
         Formulation(
             id=entry["id"], display=entry["display"], ingredient=entry["ingredient"], routes=tuple(entry["routes"]),
@@ -229,6 +272,10 @@ def build_knowledge(raw: dict[str, Any]) -> Knowledge:
         ingredient_display={k: v["display"] for k, v in ingredients.items()},
         ingredient_class={k: v["class"] for k, v in ingredients.items()},
         ingredient_default_route={k: v["default_route"] for k, v in ingredients.items() if v.get("default_route")},
+        ingredient_routes={k: tuple(v.get("routes", [v["default_route"]] if v.get("default_route") else []))
+                           for k, v in ingredients.items()},
+        ingredient_parenteral_route={k: v["parenteral_route"] for k, v in ingredients.items()
+                                     if v.get("parenteral_route")},
         ingredient_by_rxnorm=ingredient_by_rxnorm, ingredient_by_atc=ingredient_by_atc,
         ingredient_name_fragments=fragments,
         class_atc_prefixes={k: tuple(v) for k, v in raw["class_atc_prefixes"].items()},
@@ -239,12 +286,30 @@ def build_knowledge(raw: dict[str, Any]) -> Knowledge:
     )
 
 
+def _product(entry: dict[str, Any]) -> Product:
+    return Product(
+        rxnorm=entry["rxnorm"], display=entry["display"], ingredient=entry["ingredient"], route=entry.get("route"),
+        strength_mg=entry.get("strength_mg"), tty=entry.get("tty"), unit=entry.get("unit"),
+        concentration_mg_per_ml=entry.get("concentration_mg_per_ml"), volume_ml=entry.get("volume_ml"),
+        dose_form=entry.get("dose_form"), brand=entry.get("brand"), status=entry.get("status", ""),
+        source=entry.get("source"))
+
+
 def _check_references(raw: dict[str, Any], sources: dict[str, Source], formulations: tuple[Formulation, ...]) -> None:
     """Fail at start-up, not mid-request, when the knowledge file cites a source or ingredient it does not define."""
     ingredients = raw["ingredients"]
     for product in raw["products"]:
         if product["ingredient"] not in ingredients:
             raise ValueError(f"product {product['rxnorm']} names unknown ingredient {product['ingredient']}")
+        if product.get("route") is not None and product["route"] not in raw["routes"]:
+            raise ValueError(f"product {product['rxnorm']} names unknown route {product['route']}")
+        if not product.get("status"):
+            raise ValueError(f"product {product['rxnorm']} has no verification status")
+    for key, entry in ingredients.items():
+        named = [*entry.get("routes", []), entry.get("parenteral_route"), entry.get("default_route")]
+        for route in filter(None, named):
+            if route not in raw["routes"]:
+                raise ValueError(f"ingredient {key} names unknown route {route}")
     for formulation in formulations:
         if formulation.ingredient not in ingredients:
             raise ValueError(f"formulation {formulation.id} names unknown ingredient")

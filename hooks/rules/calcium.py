@@ -5,7 +5,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from hooks.cards import Finding, Suggestion
-from hooks.facts import CalciumReading, MedicationFact, latest_calcium
+from hooks.facts import CalciumReading, MedicationFact, latest_calcium, on_dialysis
 from hooks.fhir_read import format_number
 from hooks.rules.common import finding, unavailable_line
 from hooks.rules.context import OrderContext, below
@@ -122,11 +122,15 @@ def calcium_data_missing(ctx: OrderContext) -> Finding | None:
         problems.append(f"- No serum calcium within the last {window} days"
                         + (f"; the latest is {older.shown()}." if older else "; none on record."))
     else:
-        return None
+        problems = _censored_calcium(ctx)
+        if not problems:
+            return None
     why = ("Denosumab can cause severe hypocalcemia; calcium must be known (and corrected) before each dose."
            if order.ingredient == "denosumab" else
            "Hypocalcemia must be excluded before an IV bisphosphonate; albumin lets calcium be corrected.")
-    what = "Calcium could not be checked" if unavailable else "Calcium not documented"
+    censored = not unavailable and (ctx.calcium is not None or ctx.ionized_calcium is not None)
+    what = ("Calcium could not be checked" if unavailable else
+            "Calcium censored" if censored else "Calcium not documented")
     lines = [f"**{what}** before {order.describe()}.", "", *problems, "", why]
     reason = f"Calcium before {order.describe()}"
     suggestions = [order_observation(ctx.knowledge, orderable, ctx.patient_reference, ctx.user_reference, ctx.now, reason)
@@ -135,18 +139,41 @@ def calcium_data_missing(ctx: OrderContext) -> Finding | None:
                    lines, sources=[ctx.label_source], suggestions=suggestions, reports=["calcium"])
 
 
+def _censored_calcium(ctx: OrderContext) -> list[str]:
+    """The latest calcium is a censored value ('<9') that cannot decide the lower limit: say so (catalog: a bound decides
+    a threshold only when every value it allows lies on one side)."""
+    limits = ctx.threshold("calcium_low")
+    reading, ionized = ctx.calcium, ctx.ionized_calcium
+    lines = []
+    if reading is not None and reading.comparator and reading.decide_below(limits) is None:
+        limit = reading.limit(limits)
+        lines.append(f"- The latest calcium is a censored value ({reading.explanation}): it cannot decide the lower "
+                     f"limit of {format_number(limit, 2)} {reading.unit}, so calcium-low was not judged on it.")
+    if ionized is not None and ionized.comparator and ionized.decide_below(limits["ionized_mmol_l"]) is None:
+        lines.append(f"- The latest ionized calcium is a censored value ({ionized.shown(3)}): it cannot decide the lower "
+                     f"limit of {limits['ionized_mmol_l']:g} mmol/L.")
+    if reading is not None and ionized is not None and lines:
+        # A usable result of the other kind decides the check: only report when neither can.
+        reading_ok = not (reading.comparator and reading.decide_below(limits) is None)
+        ionized_ok = not (ionized.comparator and ionized.decide_below(limits["ionized_mmol_l"]) is None)
+        if reading_ok or ionized_ok:
+            return []
+    return lines
+
+
 def denosumab_renal_hypocalcemia(ctx: OrderContext) -> Finding | None:
     """Denosumab with clearance or eGFR below the limit, or on dialysis: severe hypocalcemia risk, check calcium soon."""
     limit = ctx.threshold("denosumab_severe_renal_impairment_ml_min")
     facts = ctx.facts
     reasons: list[str] = []
     function = ctx.current_renal.function
-    if function is not None and below(function.value, limit):
-        reasons.append(f"- {function.working()}")
+    dialysis = on_dialysis(facts)
+    if function is not None and function.decide_below(limit) is True and not dialysis:
+        reasons.append(f"- {function.working((limit,))}")
     egfr = facts.latest("egfr", ctx.creatinine_window_days)
-    if egfr is not None and below(egfr.value, limit) and (function is None or function.is_clearance):
-        reasons.append(f"- eGFR {egfr.shown()}.")
-    reasons += [f"- On dialysis: {c.label}." for c in facts.conditions_in("dialysis", active_only=True)]
+    if egfr is not None and egfr.decide_below(limit) is True and (function is None or function.is_clearance) and not dialysis:
+        reasons.append(f"- eGFR {egfr.shown().replace(' m²', ' m² (not CrCl)', 1)}.")
+    reasons += [f"- On dialysis: {line}." for line in dialysis]
     if not reasons:
         return None
     days = ctx.threshold("denosumab_calcium_check_within_days")
@@ -156,9 +183,16 @@ def denosumab_renal_hypocalcemia(ctx: OrderContext) -> Finding | None:
              f"within {days} days of the dose (weekly in the first month after a Prolia dose, per its boxed warning)."]
     suggestion = order_observation(ctx.knowledge, "serum-calcium", ctx.patient_reference, ctx.user_reference, ctx.now,
                                    "Hypocalcemia monitoring after denosumab in severe renal impairment", within_days=days)
+    if dialysis:
+        named = "on dialysis"
+    elif function is not None and function.decide_below(limit) is True:
+        named = f"with {function.shown((limit,))}"
+    else:
+        assert egfr is not None  # the only other reason a line was written
+        named = f"with eGFR {egfr.bound}{egfr.value:g} mL/min/1.73 m² (not CrCl)"
     return finding(ctx, "denosumab-renal-hypocalcemia", "warning",
-                   "Denosumab in severe renal impairment: high risk of hypocalcemia, check calcium within "
-                   f"{days} days", lines, sources=[ctx.label_source], suggestions=[suggestion])
+                   f"Denosumab {named}: high risk of hypocalcemia, check calcium within {days} days", lines,
+                   sources=[ctx.label_source], suggestions=[suggestion])
 
 
 @dataclass(frozen=True)
@@ -197,6 +231,11 @@ def calcium_supplement_decision(ctx: OrderContext) -> CalciumDecision:
     if reading.at_least(limits):
         return CalciumDecision(False, False, "- No calcium: the latest calcium is at or above the "
                                              f"upper limit of {limit} ({reading.explanation}).")
+    if not reading.below(limits):
+        return CalciumDecision(False, True, "- Calcium pending: the latest calcium is a censored "
+                                            f"value ({reading.explanation}) that cannot tell whether "
+                                            f"it is below the upper limit of {limit}; add calcium "
+                                            "once a measured result below it is known.")
     uncorrected = "" if reading.corrected else "; the uncorrected total calcium is compared with it"
     return CalciumDecision(True, False, "- Calcium may be given: the latest calcium is below the "
                                         f"upper limit of {limit} ({reading.explanation}"
@@ -304,5 +343,5 @@ def vitamin_d_low(ctx: OrderContext) -> Finding | None:
     molar = result.recorded_unit in ("nmol/L", "nmol/l")
     factor = ctx.knowledge.unit_factor("vitamin_d_to_ng_ml", result.recorded_unit) or 1.0
     shown = _below_text(result.recorded_value, limits["nmol_l"] if molar else limits["ng_ml"] / factor)
-    return finding(ctx, "vitamin-d-low", "warning", f"Vitamin D low ({shown} {result.recorded_unit}): replete it", lines,
+    return finding(ctx, "vitamin-d-low", "warning", f"Vitamin D low ({result.bound}{shown} {result.recorded_unit}): replete it", lines,
                    suggestions=[suggestion])

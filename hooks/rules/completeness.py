@@ -11,6 +11,7 @@ GROUP_NAMES = {
     "administrations": "Medication administrations", "conditions": "Problem list (conditions)", "allergies": "Allergies",
     "dental_exams": "Dental examinations", "bone_density": "Bone density, BMI and smoking results",
     "menopause": "Menopausal status observations", "procedures": "Oophorectomy procedures",
+    "dialysis_procedures": "Dialysis procedures", "cancer_stage": "Cancer stage observations (TNM, stage group)",
 }
 
 

@@ -6,7 +6,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any, Iterable
 
-from hooks.facts import CalciumReading, DoseEvent, LabResult, PatientFacts, latest_calcium
+from hooks.facts import CalciumReading, DoseEvent, LabResult, PatientFacts, censored_below, latest_calcium
 from hooks.fhir_read import days_between, shift_months  # noqa: F401  (shift_months: re-exported for the rules)
 from hooks.knowledge import Knowledge
 from hooks.orders import DAYS_PER_UNIT, BoneAgentOrder
@@ -159,7 +159,7 @@ class OrderContext(PatientAssessments):
             return None
         molar = result.recorded_unit in ("nmol/L", "nmol/l")
         value, limit = (result.recorded_value, limits["nmol_l"]) if molar else (result.value, limits["ng_ml"])
-        return result if below(value, limit) else None
+        return result if censored_below(value, result.comparator, limit) is True else None  # a bound must decide it
 
     @cached_property
     def course_doses(self) -> list[DoseEvent]:

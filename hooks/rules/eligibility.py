@@ -120,7 +120,11 @@ def dxa_missing(ctx: OrderContext) -> Finding | None:
     unavailable = facts.is_unavailable("bone_density")
     older = facts.t_scores[0] if facts.t_scores else None
     status = (unavailable_line("Bone density results", unavailable) if unavailable else
-              f"- No DXA T-score in the last {months} months" + (f"; the latest is {older.shown()}." if older else "; none on record."))
+              f"- No DXA T-score of spine, hip or femur in the last {months} months"
+              + (f"; the latest is {older.shown()}." if older else "; none on record."))
+    forearm = ctx.bone_loss.forearm_note()
+    if forearm and not unavailable:
+        status += f"\n- A {forearm}."
     what = "Bone density could not be checked" if unavailable else "No recent bone density scan"
     lines = [f"**{what}** for a patient starting or on {ctx.order.describe()}.", "", *reasons, status, "",
              "A baseline DXA scan is recommended with endocrine therapy or premature menopause; it decides whether bone "

@@ -4,15 +4,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hooks.cards import Finding
-from hooks.facts import LabResult
+from hooks.facts import LabResult, on_dialysis
 from hooks.renal import RenalFunction, assess_renal_function
-from hooks.rules.context import OrderContext, at_least, below
+from hooks.rules.context import OrderContext, below
 from hooks.suggestions import delete_draft, order_observation, update_draft_dose
 
 
 def renal_data_missing(ctx: OrderContext) -> Finding | None:
     """No usable creatinine before the dose, or no way to turn it into a clearance: say what is missing and offer it."""
     facts, order, window = ctx.facts, ctx.order, ctx.creatinine_window_days
+    if ctx.is_bisphosphonate and on_dialysis(facts):
+        return None  # dialysis decides renal-contraindicated; no clearance is needed
     problems: list[str] = []
     need_creatinine = need_weight = False
     unavailable = facts.is_unavailable("creatinine")
@@ -37,6 +39,14 @@ def renal_data_missing(ctx: OrderContext) -> Finding | None:
         problems.append(f"Creatinine {ctx.recent_creatinine.shown()} is on record, but creatinine clearance cannot be "
                         f"calculated without: {', '.join(missing)}; and there is no recent eGFR.")
         need_weight = any(m.startswith("body weight") for m in missing)
+    else:
+        undecided = undecided_thresholds(ctx)
+        if undecided:
+            function = ctx.current_renal.function
+            problems.append(f"The renal function on record is a censored value: {function.working()}. It cannot decide "
+                            f"{'; nor '.join(undecided)}, so no renal limit or dose band was applied to it.")
+            need_creatinine = True
+            need_weight = function.is_clearance is False and any(m.startswith("body weight") for m in ctx.current_renal.missing)
     if not problems:
         return None
     suggestions = []
@@ -46,7 +56,9 @@ def renal_data_missing(ctx: OrderContext) -> Finding | None:
     if need_weight:
         suggestions.append(order_observation(ctx.knowledge, "body-weight", ctx.patient_reference, ctx.user_reference,
                                              ctx.now, "Weight for Cockcroft-Gault creatinine clearance"))
-    what = "Renal function could not be checked" if unavailable else "Renal function not documented"
+    censored = not unavailable and ctx.recent_creatinine is not None and ctx.current_renal.function is not None
+    what = ("Renal function could not be checked" if unavailable else
+            "Renal function censored" if censored else "Renal function not documented")
     to_order = " and ".join(name for name, needed in (("creatinine", need_creatinine), ("weight", need_weight)) if needed)
     detail = (f"**{what}** for {order.describe()}.\n\n" + "\n".join(f"- {p}" for p in problems) +
               f"\n\n{_why_renal_function(order)} Check renal function before this order is given.")
@@ -78,8 +90,38 @@ def _rule_sources(ctx: OrderContext, rule_id: str, primary: str | None = None, s
     return tuple(dict.fromkeys(keys))
 
 
-def _renal_function_line(function: RenalFunction) -> str:
-    return f"- {function.working()}"
+def _renal_function_line(function: RenalFunction, limits=()) -> str:
+    return f"- {function.working(limits)}"
+
+
+def undecided_thresholds(ctx: OrderContext) -> list[str]:
+    """The renal limits this order needs that a censored renal value cannot decide (catalog: a bound decides a threshold
+    only when every value it allows lies on one side), each described for the card."""
+    function = ctx.current_renal.function
+    if function is None or not function.censored:
+        return []
+    order = ctx.order
+    renal = order.formulation.renal if order.formulation else {}
+    hypercalcemia = (ctx.facts.setting.name == "hypercalcemia-of-malignancy"
+                     and renal.get("hypercalcemia_withhold_creatinine_mg_dl") is not None)
+    found: list[str] = []
+    floor = renal.get("crcl_floor")
+    if floor is not None and not hypercalcemia and function.decide_below(floor) is None:
+        found.append(f"the limit of {floor} mL/min below which {order.formulation.display.split(' (')[0]} is not given")
+    table = renal.get("dose_table")
+    if table and ctx.facts.setting.name != "hypercalcemia-of-malignancy":
+        doses = band_doses(table["bands"], function)
+        if len(doses) > 1:
+            listed = [f"{d:g} mg" for d in sorted(d for d in doses if d is not None)]
+            shown = (", ".join(listed[:-1]) + " or " + listed[-1]) if len(listed) > 1 else "".join(listed)
+            if None in doses:
+                shown += ", or a value below the table"
+            found.append(f"the dose band of the label's table (it allows {shown})")
+    if order.ingredient == "denosumab":
+        limit = ctx.threshold("denosumab_severe_renal_impairment_ml_min")
+        if function.decide_below(limit) is None:
+            found.append(f"the limit of {limit} mL/min for severe renal impairment (hypocalcemia risk)")
+    return found
 
 
 def renal_contraindicated(ctx: OrderContext) -> Finding | None:
@@ -91,33 +133,34 @@ def renal_contraindicated(ctx: OrderContext) -> Finding | None:
     if floor is None:
         return None
     function = ctx.current_renal.function
-    dialysis = ctx.facts.conditions_in("dialysis", active_only=True)
+    dialysis = on_dialysis(ctx.facts)
     hypercalcemia_limit = renal.get("hypercalcemia_withhold_creatinine_mg_dl")
     indicator = "critical"
     product = order.formulation.display.split(" (")[0]
     if ctx.facts.setting.name == "hypercalcemia-of-malignancy" and hypercalcemia_limit is not None:
         creatinine = ctx.recent_creatinine
-        if creatinine is None or below(creatinine.value, hypercalcemia_limit):
-            return None
+        if creatinine is None or creatinine.decide_below(hypercalcemia_limit) is not False:
+            return None  # below the limit, or a censored value that cannot tell
         indicator = "warning"
         reason = (f"In hypercalcemia of malignancy the label needs no renal dose reduction below a serum creatinine of "
                   f"{hypercalcemia_limit:g} mg/dL; the latest is {creatinine.shown()}. Patients with higher values were "
                   "not studied, and the hypercalcemia itself often causes the renal failure: weigh benefit and risk.")
-        summary = (f"Creatinine {creatinine.value:.2f} mg/dL is at or above {hypercalcemia_limit:g}: weigh "
-                   f"{order.ingredient_display} against the renal risk")
+        summary = (f"Creatinine {creatinine.bound}{creatinine.value:.2f} mg/dL is at or above {hypercalcemia_limit:g}: "
+                   f"weigh {order.ingredient_display} against the renal risk")
         evidence = [_renal_function_line(function)] if function else [f"- Creatinine {creatinine.shown()}."]
     elif dialysis:
         reason = (f"{order.formulation.display}: dialysis counts as renal function below every clearance floor "
-                  f"(here {floor} mL/min).")
+                  f"(here {floor} mL/min); no Cockcroft-Gault value is the basis here.")
         summary = f"On dialysis: do not give {product}"
-        evidence = [f"- On dialysis: {c.label}." for c in dialysis]
+        evidence = [f"- On dialysis: {line}." for line in dialysis]
     else:
-        if function is None or not below(function.value, floor):
-            return None
+        if function is None or function.decide_below(floor) is not True:
+            return None  # at or above the floor, or a censored value that cannot tell (renal-data-missing says so)
         reason = f"{order.formulation.display}: not to be given below a creatinine clearance of {floor} mL/min."
-        summary = (f"{function.label} {shown_under(function.value, floor)} is below {floor} {function.short_unit}: "
-                   f"do not give {product}")
-        evidence = [_renal_function_line(function)]
+        if not function.is_clearance:
+            reason += " Here the eGFR was compared with it, because no creatinine clearance could be calculated."
+        summary = f"{function.shown((floor,))} is below the limit of {floor} mL/min: do not give {product}"
+        evidence = [_renal_function_line(function, (floor,))]
     verdict = "is contraindicated" if indicator == "critical" else "needs a benefit-risk decision"
     lines = [f"**{order.describe()}** {verdict} at this renal function.", "", *evidence,
              f"- Clinical setting: {ctx.facts.setting.name} ({ctx.facts.setting.evidence}).", "", reason]
@@ -130,13 +173,22 @@ def renal_contraindicated(ctx: OrderContext) -> Finding | None:
                    (suggestion,) if suggestion else (), order.reference)
 
 
-def shown_under(value: float, limit: float) -> str:
-    """A value found below a limit with one decimal, or more when one decimal would round onto the limit (29.96)."""
-    for digits in (1, 2, 3):
-        text = f"{value:.{digits}f}"
-        if below(float(text), limit):
-            return text
-    return f"{value:g}"
+def band_doses(bands: list[dict], function: RenalFunction) -> set[float | None]:
+    """The table doses every value a (possibly censored) renal function allows falls into: one dose when the band is
+    decided, several when a bound spans a band edge (None: below the table)."""
+    if not function.censored:
+        return {table_dose(bands, function.value)}
+    step = 1e-6
+    edges = sorted({band[key] for band in bands for key in ("crcl_above", "crcl_from", "crcl_through", "crcl_below")
+                    if key in band})
+    bound, comparator = function.value, function.comparator
+    if comparator in (">", ">="):
+        start = bound if comparator == ">=" else bound + step
+        points = [start, 1e6] + [p for edge in edges for p in (edge - step, edge, edge + step) if p >= start]
+    else:
+        end = bound if comparator == "<=" else bound - step
+        points = [step, end] + [p for edge in edges for p in (edge - step, edge, edge + step) if step <= p <= end]
+    return {table_dose(bands, point) for point in points}
 
 
 def table_dose(bands: list[dict], clearance: float) -> float | None:
@@ -186,7 +238,7 @@ def renal_label_dose(ctx: OrderContext) -> LabelDose | None:
     table = (order.formulation.renal.get("dose_table") if order.formulation else None) or None
     if table is None or facts.setting.name == "hypercalcemia-of-malignancy" or ctx.current_renal.function is None:
         return None
-    if facts.conditions_in("dialysis", active_only=True):
+    if on_dialysis(facts):
         return None  # below every floor: renal-contraindicated speaks
     function, basis = ctx.current_renal.function, "latest renal function (first dose of a course)"
     if ctx.course_start is not None:
@@ -195,7 +247,10 @@ def renal_label_dose(ctx: OrderContext) -> LabelDose | None:
             function, basis = baseline
         else:
             basis = "latest renal function, because no baseline clearance before this course could be calculated"
-    dose = table_dose(table["bands"], function.value)
+    doses = band_doses(table["bands"], function)
+    if len(doses) != 1:
+        return None  # a censored value spanning a band edge decides no band: renal-data-missing says so
+    dose = doses.pop()
     if dose is None:
         return None
     return LabelDose(dose, function, basis, tuple(table["bands"]), table.get("source"))
@@ -216,8 +271,10 @@ def renal_dose_adjust(ctx: OrderContext) -> Finding | None:
     if order.dose_mg is not None and not order.dose_mg > dose + 1e-9:
         return None
     ordered = f"{order.dose_mg:g} mg" if order.dose_mg is not None else "no stated dose"
+    edges = tuple(band[key] for band in label.bands for key in ("crcl_above", "crcl_from", "crcl_through", "crcl_below")
+                  if key in band)
     lines = [f"**{order.describe()}**: the label dose for this renal function is **{dose:g} mg** (ordered: {ordered}).", "",
-             _renal_function_line(function), f"- Dose based on the {label.basis}.",
+             _renal_function_line(function, edges), f"- Dose based on the {label.basis}.",
              "", f"Label dose table by creatinine clearance: {describe_bands(list(label.bands))}. During a course the "
              "dose stays tied to the baseline clearance; after a withhold for renal deterioration the label resumes at "
              "the same dose as before."]
@@ -225,7 +282,7 @@ def renal_dose_adjust(ctx: OrderContext) -> Finding | None:
         lines.append("The table is written for creatinine clearance; here it was applied to eGFR because clearance could not be calculated.")
     suggestion = update_draft_dose(order, dose, f"Change dose to {dose:g} mg")
     return Finding("renal-dose-adjust", "warning",
-                   f"Zoledronic acid dose for {function.label} {function.value:.1f} {function.short_unit} is {dose:g} mg (ordered {ordered})",
+                   f"Zoledronic acid dose for {function.shown(edges)} is {dose:g} mg (ordered {ordered})",
                    "\n".join(lines), _rule_sources(ctx, "renal-dose-adjust", label.source),
                    (suggestion,) if suggestion else (), order.reference)
 
@@ -252,7 +309,14 @@ def renal_deterioration(ctx: OrderContext) -> Finding | None:
     if latest is None or baseline is None or latest is baseline[0] or latest.when <= baseline[0].when:
         return None
     base = baseline[0]
-    abnormal = at_least(base.value, rule["baseline_abnormal_from_mg_dl"])
+    # A censored creatinine decides the rise only as a lower bound: the latest at least ('>' or exact) and the baseline at
+    # most ('<' or exact), with the baseline's band (normal or raised) decided.
+    if latest.comparator in ("<", "<=") or base.comparator in (">", ">="):
+        return None
+    baseline_low = base.decide_below(rule["baseline_abnormal_from_mg_dl"])
+    if baseline_low is None:
+        return None
+    abnormal = not baseline_low
     limit = rule["rise_if_baseline_abnormal_mg_dl"] if abnormal else rule["rise_if_baseline_normal_mg_dl"]
     rise = latest.value - base.value
     if below(rise, limit):

@@ -19,7 +19,9 @@ TREATMENT_GROUPS = ("medications", "administrations")
 GROUP_NAMES = {"medications": "Medication orders", "administrations": "Medication administrations",
                "conditions": "Problem list (conditions)", "bone_density": "Bone density, BMI and smoking results",
                "menopause": "Menopausal status observations", "procedures": "Oophorectomy procedures",
-               "body_weight": "Body weight (for the BMI)", "allergies": "Allergies (cautions for the suggested drugs)"}
+               "body_weight": "Body weight (for the BMI)", "allergies": "Allergies (cautions for the suggested drugs)",
+               "dialysis_procedures": "Dialysis procedures (for the suggested drugs)",
+               "cancer_stage": "Cancer stage observations (TNM, stage group)"}
 
 
 @dataclass
