@@ -17,7 +17,7 @@ from service.auth import (
 from service.clock import FrozenClock, SystemClock
 from service.config import ConfigError, Settings
 from service.feedback_store import FeedbackStore, store_for
-from service.fhir_client import FhirFetcher
+from service.fhir_client import CircuitBreaker, FhirFetcher
 from service.resilient_store import ResilientStore
 from service.runtime import Runtime
 from service.validation import SchemaValidators, SchemaViolation
@@ -39,7 +39,10 @@ def create_app(settings: Settings | None = None, *, clock: Any = None, fetcher: 
         settings=settings,
         clock=clock or (FrozenClock(settings.frozen_now) if settings.frozen_now else SystemClock()),
         fetcher=fetcher or FhirFetcher(settings.fhir_timeout_seconds, settings.fhir_budget_seconds,
-                                       settings.fhir_max_pages, settings.fhir_max_parallel),
+                                       settings.fhir_max_pages, settings.fhir_max_parallel,
+                                       max_concurrent_calls=settings.fhir_max_concurrent_calls,
+                                       breaker=CircuitBreaker(settings.fhir_breaker_failures,
+                                                              settings.fhir_breaker_seconds)),
         store=store or ResilientStore(lambda: store_for(settings), backend=settings.database_backend),
         knowledge=knowledge,
         services=services,
@@ -53,6 +56,8 @@ def create_app(settings: Settings | None = None, *, clock: Any = None, fetcher: 
     runtime.metrics = metrics.install(app)  # GET /metrics, no authentication: keep it off the public network
     if isinstance(runtime.store, ResilientStore):
         runtime.store.on_event = runtime.metrics.store_event
+    if isinstance(runtime.fetcher, FhirFetcher):
+        runtime.fetcher.breaker.on_change = runtime.metrics.circuit_change
     app.register_blueprint(protocol.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi.bp)

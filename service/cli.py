@@ -203,7 +203,7 @@ def _run(argv: list[str] | None) -> int:
     serve.add_argument("--host", default=os.environ.get("BONECDS_HOST", "127.0.0.1"))
     serve.add_argument("--port", type=int, default=_env_int("BONECDS_PORT", 8099))
     serve.add_argument("--workers", type=int, default=_env_int("BONECDS_WORKERS", 2))
-    serve.add_argument("--threads", type=int, default=_env_int("BONECDS_THREADS", 4))
+    serve.add_argument("--threads", type=int, default=_env_int("BONECDS_THREADS", 8))
     serve.set_defaults(func=cmd_serve)
     check = sub.add_parser("check-config", help="check every setting, the knowledge file, the trusted clients and the "
                                                  "database, without serving (exit 2 on a problem)")

@@ -64,10 +64,16 @@ class Settings:
     database_url: str = "sqlite:///var/bonecds.sqlite3"
     public_base_url: str | None = None
     max_body_bytes: int = 8 * 1024 * 1024
-    fhir_timeout_seconds: float = 2.0
-    fhir_budget_seconds: float = 4.0
+    # EHRs give a CDS service a few seconds in all: one read at most 1.5 s, all of one call's reads at most 2.5 s
+    fhir_timeout_seconds: float = 1.5
+    fhir_budget_seconds: float = 2.5
     fhir_max_pages: int = 5
     fhir_max_parallel: int = 8
+    # per worker: hook calls reading from FHIR servers at once (the others answer at once, saying what was not read);
+    # keep it below the worker's threads so health probes and prefetched calls always find one free
+    fhir_max_concurrent_calls: int = 4
+    fhir_breaker_failures: int = 3  # calls in a row with timeouts before a FHIR host is skipped
+    fhir_breaker_seconds: float = 30.0  # how long it is skipped before one call probes it again
     cors_origins: tuple[str, ...] = ("*",)
     frozen_now: datetime | None = None
     knowledge_path: str | None = None
@@ -95,6 +101,9 @@ class Settings:
             fhir_budget_seconds=_float(env, "BONECDS_FHIR_BUDGET", cls.fhir_budget_seconds),
             fhir_max_pages=_int(env, "BONECDS_FHIR_MAX_PAGES", cls.fhir_max_pages),
             fhir_max_parallel=_int(env, "BONECDS_FHIR_MAX_PARALLEL", cls.fhir_max_parallel),
+            fhir_max_concurrent_calls=_int(env, "BONECDS_FHIR_MAX_CONCURRENT_CALLS", cls.fhir_max_concurrent_calls),
+            fhir_breaker_failures=_int(env, "BONECDS_FHIR_BREAKER_FAILURES", cls.fhir_breaker_failures),
+            fhir_breaker_seconds=_float(env, "BONECDS_FHIR_BREAKER_SECONDS", cls.fhir_breaker_seconds),
             cors_origins=origins or ("*",),
             frozen_now=_instant(env.get("BONECDS_NOW"), "BONECDS_NOW"),
             knowledge_path=env.get("BONECDS_KNOWLEDGE_FILE") or None,

@@ -7,7 +7,7 @@ import os
 import re
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Iterator
@@ -50,11 +50,81 @@ class FetchOutcome:
         return self.error is None
 
 
+TIMEOUT_MARKERS = ("timed out", "budget")
+BUSY = "not read: the service is busy (too many FHIR reads in progress on this worker)"
+
+
+def is_timeout(error: str | None) -> bool:
+    return error is not None and any(marker in error for marker in TIMEOUT_MARKERS)
+
+
+class CircuitBreaker:
+    """Per FHIR host: after `threshold` hook calls in a row whose reads timed out, the host is skipped for
+    `open_seconds` (calls answer at once, saying what could not be checked); then one call probes it (half-open), and
+    its outcome closes the circuit or opens it again. A slow EHR server then costs one timeout per interval, not one
+    per call, and cannot hold every thread of the service."""
+
+    def __init__(self, threshold: int, open_seconds: float, monotonic: Any = time.monotonic) -> None:
+        self.threshold = threshold
+        self.open_seconds = open_seconds
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._failures: dict[str, int] = {}
+        self._open_until: dict[str, float] = {}
+        self._probing: set[str] = set()
+        self.on_change: Any = lambda _state: None
+
+    def _tell(self, state: str) -> None:
+        try:
+            self.on_change(state)
+        except Exception as error:  # a metrics hook must never turn a FHIR read into a failed call
+            log.error("circuit breaker hook failed (%s)", type(error).__name__)
+
+    def allow(self, host: str) -> tuple[bool, str]:
+        """Whether a call may read from host now, and if not, why (for the cards)."""
+        with self._lock:
+            until = self._open_until.get(host)
+            if until is None:
+                return True, ""
+            now = self._monotonic()
+            if now < until or host in self._probing:
+                return False, (f"not read: the FHIR server timed out repeatedly and is skipped for "
+                               f"{max(1, round(until - now))} s more (circuit open)")
+            self._probing.add(host)  # half-open: this call is the probe
+        self._tell("half-open")
+        return True, ""
+
+    def record(self, host: str, timed_out: bool) -> None:
+        state = None
+        with self._lock:
+            probing = host in self._probing
+            self._probing.discard(host)
+            if not timed_out:
+                self._failures.pop(host, None)
+                if self._open_until.pop(host, None) is not None:
+                    state = "closed"
+            else:
+                failures = self._failures.get(host, 0) + 1
+                self._failures[host] = failures
+                if probing or failures >= self.threshold:
+                    self._open_until[host] = self._monotonic() + self.open_seconds
+                    state = "open"
+        if state:
+            if state == "open":
+                log.warning("FHIR server circuit open after repeated timeouts: reads skipped for %g s", self.open_seconds)
+            else:
+                log.warning("FHIR server answering again: circuit closed")
+            self._tell(state)
+
+
 class FhirFetcher:
-    """Shared by all requests of a worker process; the HTTP pool is created after fork, on first use."""
+    """Shared by all requests of a worker process; the HTTP pool is created after fork, on first use. At most
+    `max_concurrent_calls` hook calls of one worker read from FHIR servers at a time: the others answer at once with
+    cards saying what could not be checked, so a slow EHR server cannot hold every thread (and the health probes)."""
 
     def __init__(self, timeout_seconds: float, budget_seconds: float, max_pages: int, max_parallel: int,
-                 transport: httpx.BaseTransport | None = None, max_response_bytes: int = MAX_RESPONSE_BYTES) -> None:
+                 transport: httpx.BaseTransport | None = None, max_response_bytes: int = MAX_RESPONSE_BYTES,
+                 max_concurrent_calls: int = 4, breaker: CircuitBreaker | None = None) -> None:
         self.timeout_seconds = timeout_seconds
         self.budget_seconds = budget_seconds
         self.max_pages = max_pages
@@ -64,6 +134,9 @@ class FhirFetcher:
         self._lock = threading.Lock()
         self._pid: int | None = None
         self._http: httpx.Client | None = None
+        self.max_concurrent_calls = max_concurrent_calls
+        self._slots = threading.BoundedSemaphore(max_concurrent_calls)
+        self.breaker = breaker or CircuitBreaker(threshold=3, open_seconds=30.0)
 
     def _client(self) -> httpx.Client:
         with self._lock:
@@ -75,14 +148,32 @@ class FhirFetcher:
                 self._pid = os.getpid()
             return self._http
 
-    def fetch_all(self, base_url: str, token: str | None, queries: dict[str, str]) -> dict[str, FetchOutcome]:
+    def fetch_all(self, base_url: str, token: str | None, queries: dict[str, str], *,
+                  critical: str | None = None) -> dict[str, FetchOutcome]:
         """Run every query (relative to base_url, or an absolute next-page URL on it) in parallel within the budget.
+        When the `critical` query (the Patient read) fails, the call stops at once: without the patient there is no
+        answer to give, so the other reads are not waited for.
 
         Each call has threads of its own: with one pool shared by the worker, the queries of concurrent calls to a
         hanging server queued behind each other and a later call's Patient read never started (412 for a patient
         whose record was there). A thread outlives its call by at most one per-call timeout."""
         if not queries:
             return {}
+        host = urlsplit(base_url).netloc.lower()
+        allowed, why_not = self.breaker.allow(host)
+        if not allowed:
+            return {key: FetchOutcome(error=why_not) for key in queries}
+        if not self._slots.acquire(blocking=False):
+            return {key: FetchOutcome(error=BUSY) for key in queries}
+        try:
+            outcomes = self._fetch_all(base_url, token, queries, critical)
+        finally:
+            self._slots.release()
+        self.breaker.record(host, any(is_timeout(o.error) for o in outcomes.values()))
+        return outcomes
+
+    def _fetch_all(self, base_url: str, token: str | None, queries: dict[str, str],
+                   critical: str | None) -> dict[str, FetchOutcome]:
         http = self._client()
         deadline = time.monotonic() + self.budget_seconds
         call_deadline = _CALL_DEADLINE.get()
@@ -90,13 +181,24 @@ class FhirFetcher:
             deadline = min(deadline, call_deadline)
         pool = ThreadPoolExecutor(max_workers=min(self.max_parallel, len(queries)), thread_name_prefix="fhir-fetch")
         outcomes: dict[str, FetchOutcome] = {}
+        stopped = False
         try:
             futures = {key: pool.submit(self._run_query, http, base_url, token, query, deadline)
                        for key, query in queries.items()}
-            wait(futures.values(), timeout=max(0.0, deadline - time.monotonic()) + 0.05)
+            pending = set(futures.values())
+            while pending:
+                remaining = deadline - time.monotonic() + 0.05
+                if remaining <= 0:
+                    break
+                _done, pending = wait(pending, timeout=remaining, return_when=FIRST_COMPLETED)
+                patient = futures.get(critical) if critical else None
+                if patient is not None and patient.done() and _failed(patient):
+                    stopped = True
+                    break
             for key, future in futures.items():
                 if not future.done() or future.cancelled():
-                    outcomes[key] = FetchOutcome(error=f"no answer within the {self.budget_seconds:g} s budget")
+                    outcomes[key] = FetchOutcome(error="not read: the patient could not be read" if stopped else
+                                                 f"no answer within the {self.budget_seconds:g} s budget")
                 elif future.exception() is not None:
                     log.error("FHIR query %s failed unexpectedly: %s", key, type(future.exception()).__name__)
                     outcomes[key] = FetchOutcome(error="query failed")
@@ -211,6 +313,13 @@ class FhirFetcher:
                 return FetchOutcome(error=f"no complete answer within the {self.budget_seconds:g} s budget")
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+def _failed(future: Any) -> bool:
+    if future.cancelled() or future.exception() is not None:
+        return True
+    outcome = future.result()
+    return not outcome.ok or not outcome.found or not outcome.resources
 
 
 def next_link(bundle: dict[str, Any]) -> str | None:

@@ -23,7 +23,8 @@ FETCH_ERROR_CLASSES = (
     ("timed out", "timeout"), ("budget", "timeout"), ("unreachable", "unreachable"), ("HTTP ", "http_status"),
     ("OperationOutcome", "operation_outcome"), ("not JSON", "not_json"), ("not FHIR JSON", "not_json"),
     ("not a FHIR resource", "not_fhir"), ("pages", "too_large"), ("larger than", "too_large"),
-    ("another server", "foreign_link"),
+    ("another server", "foreign_link"), ("circuit open", "circuit_open"), ("service is busy", "busy"),
+    ("patient could not be read", "patient_failed"),
 )
 
 
@@ -54,6 +55,12 @@ class Metrics:
                                     "(a JWT replay check answered from memory), dropped (rows lost to a full queue), "
                                     "flushed-feedback (queued feedback written later)", ("event", "operation"),
                                     registry=target)
+        self.circuit = Counter("bonecds_fhir_circuit_transitions_total",
+                               "FHIR-server circuit breaker transitions (open: a host skipped after repeated timeouts; "
+                               "half-open: one call probes it; closed: it answers again)", ("state",), registry=target)
+
+    def circuit_change(self, state: str) -> None:
+        self.circuit.labels(state).inc()
 
     def store_event(self, event: str, operation: str, count: int) -> None:
         self.store_events.labels(event, operation).inc(count)

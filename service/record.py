@@ -177,7 +177,9 @@ def gather_record(keys: Iterable[PrefetchKey], body: dict[str, Any], context: di
 
 def _fetch(fetcher: FhirFetcher, access: FhirAccess, queries: dict[str, str], metrics: Any) -> dict[str, FetchOutcome]:
     started = time.perf_counter()
-    outcomes = fetcher.fetch_all(access.server, access.token, queries)
+    # without the Patient there is no answer but 412: do not wait for the rest when its read fails
+    outcomes = fetcher.fetch_all(access.server, access.token, queries,
+                                 **({"critical": "patient"} if "patient" in queries else {}))
     if metrics is not None:
         metrics.fhir_fetch(time.perf_counter() - started, [o.error for o in outcomes.values() if o.error])
     return outcomes

@@ -50,7 +50,8 @@ def fault_client(servers, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("faults")
     app = create_app(Settings(database_url=f"sqlite:///{tmp}/t.db", frozen_now=ANCHOR_INSTANT, auth="off",
                               fhir_allowlist=(servers[0].base_url,), fhir_timeout_seconds=TIMEOUT,
-                              fhir_budget_seconds=BUDGET, fhir_max_pages=MAX_PAGES))
+                              fhir_budget_seconds=BUDGET, fhir_max_pages=MAX_PAGES,
+                              fhir_breaker_failures=10_000))  # each fault on its own: the breaker is tested elsewhere
     return app.test_client(), app.extensions["bonecds"].services["bonecds-order-sign"]
 
 
@@ -209,7 +210,8 @@ def test_gunicorn_answers_concurrent_calls_to_a_hanging_server_within_budget(ser
     """The service as deployed (gunicorn, 2 workers of 4 threads): calls at once while the server hangs or trickles."""
     main, other = servers
     env = {"BONECDS_NOW": ANCHOR_INSTANT.isoformat(), "DATABASE_URL": f"sqlite:///{tmp_path}/f.db", "BONECDS_AUTH": "off",
-           "BONECDS_FHIR_ALLOWLIST": main.base_url, "BONECDS_FHIR_TIMEOUT": str(TIMEOUT), "BONECDS_FHIR_BUDGET": str(BUDGET)}
+           "BONECDS_FHIR_ALLOWLIST": main.base_url, "BONECDS_FHIR_TIMEOUT": str(TIMEOUT), "BONECDS_FHIR_BUDGET": str(BUDGET),
+           "BONECDS_FHIR_BREAKER_FAILURES": "10000"}
     log_path = tmp_path / "service.log"
     body = hook_request(service, SCN.patient_id, SCN.draft_orders, fhir_server=main.base_url, token=TOKEN)
     with gunicorn(env, log_path) as base:

@@ -195,7 +195,7 @@ def test_9_absent_key_with_server_is_fetched_and_outcome_is_refetched(client, se
     from service.fhir_client import FetchOutcome
 
     class RecordingFetcher:
-        def fetch_all(self, base_url, token, queries):
+        def fetch_all(self, base_url, token, queries, **_options):
             calls.extend(queries)
             assert base_url == "https://ehr.example.org/fhir" and token == "secret"
             out = {}
@@ -229,7 +229,7 @@ def test_10_paginated_prefetch_is_followed(client, service, app):
     seen = {}
 
     class PageFetcher:
-        def fetch_all(self, base_url, token, queries):
+        def fetch_all(self, base_url, token, queries, **_options):
             seen.update(queries)
             return {k: FetchOutcome([e["resource"] for e in page_two]) for k in queries}
     real = app.extensions["bonecds"].fetcher
