@@ -11,7 +11,6 @@ from hooks.cards import Finding
 from hooks.facts import build_facts
 from hooks.knowledge import Knowledge
 from hooks.engine import OrderEvaluator, medications_by_id
-from hooks.order_sign import PrefetchKey, order_prefetch_keys
 from hooks.rules import ORDER_RULES
 from hooks.rules.review import REVIEW_RULES, ReviewContext
 
@@ -22,12 +21,6 @@ log = logging.getLogger(__name__)
 class PatientReview:
     """The one piece of work a patient-view call asks for."""
     patient_id: str
-
-
-def review_prefetch_keys(knowledge: Knowledge) -> tuple[PrefetchKey, ...]:
-    """The order-sign record: every draft order the review suggests is checked by the same safety rules, which read
-    renal function, calcium, pregnancy, allergies and the dental status as they would at signing."""
-    return order_prefetch_keys(knowledge)
 
 
 def prescriber(user_id: str | None) -> str | None:
@@ -51,12 +44,13 @@ class PatientViewService:
 
     def __init__(self, knowledge: Knowledge) -> None:
         self.knowledge = knowledge
-        self.prefetch_keys = review_prefetch_keys(knowledge)
         self.rules = REVIEW_RULES
 
-    def discovery_entry(self) -> dict[str, Any]:
+    def discovery_entry(self, prefetch: dict[str, str]) -> dict[str, Any]:
+        """This service's discovery entry; it asks for the same record as order-sign, since every draft order it
+        suggests passes the same safety rules."""
         return {"hook": self.hook, "id": self.id, "title": self.title, "description": self.description,
-                "prefetch": {p.key: p.template for p in self.prefetch_keys},
+                "prefetch": prefetch,
                 "usageRequirements": ("Without prefetch the service reads Patient, Observation, MedicationRequest, "
                                       "MedicationAdministration, Condition, AllergyIntolerance and Procedure from "
                                       "fhirServer with the token in fhirAuthorization.")}

@@ -168,8 +168,9 @@ def build_bodies(directory: Path) -> dict[str, dict[str, Any]]:
     from fixtures.prefetch import answer_template, scenario_request, transaction_resources
     from fixtures.scenarios import scenario
     from hooks.knowledge import load_knowledge
-    from hooks.order_sign import build_services
-    from service.record import fill_template
+    from hooks.services import build_services
+    from fixtures.prefetch import prefetch_templates
+    from service.record.prefetch import fill_template
 
     services = {s.id: s for s in build_services(load_knowledge())}
     sign = services["bonecds-order-sign"]
@@ -201,7 +202,7 @@ def build_bodies(directory: Path) -> dict[str, dict[str, Any]]:
     heavy_resources = transaction_resources(heavy.patient.transaction())
     body = scenario_request(sign, heavy, resources=heavy_resources)
     # An EHR that answers the observation templates in full (ignores _count): every result is in the request.
-    for key in sign.prefetch_keys:
+    for key in prefetch_templates():
         if key.key in ("renal", "weight", "calcium"):
             query = re.sub(r"&_count=\d+", "", fill_template(key.template, body["context"]))
             body["prefetch"][key.key] = answer_template(query, heavy_resources)
@@ -471,12 +472,13 @@ def time_single_queries(base_url: str, token: str, context: dict, repeats: int) 
     """Median milliseconds of each order-sign prefetch query sent alone to the FHIR server (keep-alive client)."""
     import httpx
     from hooks.knowledge import load_knowledge
-    from hooks.order_sign import build_services
-    from service.record import fill_template
+    from hooks.services import build_services
+    from fixtures.prefetch import prefetch_templates
+    from service.record.prefetch import fill_template
     sign = next(s for s in build_services(load_knowledge()) if s.id == "bonecds-order-sign")
     medians = {}
     with httpx.Client(timeout=10.0, headers={"Authorization": f"Bearer {token}", "Accept": "application/fhir+json"}) as client:
-        for key in sign.prefetch_keys:
+        for key in prefetch_templates():
             url = f"{base_url}/{fill_template(key.template, context)}"
             client.get(url).raise_for_status()  # warm
             samples = []
@@ -603,10 +605,11 @@ def time_parallel_queries(base_url: str, token: str, context: dict, repeats: int
     import httpx
     from concurrent.futures import ThreadPoolExecutor
     from hooks.knowledge import load_knowledge
-    from hooks.order_sign import build_services
-    from service.record import fill_template
+    from hooks.services import build_services
+    from fixtures.prefetch import prefetch_templates
+    from service.record.prefetch import fill_template
     sign = next(s for s in build_services(load_knowledge()) if s.id == "bonecds-order-sign")
-    urls = [f"{base_url}/{fill_template(key.template, context)}" for key in sign.prefetch_keys]
+    urls = [f"{base_url}/{fill_template(key.template, context)}" for key in prefetch_templates()]
     samples = []
     with httpx.Client(timeout=10.0, headers={"Authorization": f"Bearer {token}"},
                       limits=httpx.Limits(max_connections=parallel * 2)) as client, ThreadPoolExecutor(parallel) as pool:

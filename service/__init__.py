@@ -10,17 +10,19 @@ from flask import Flask
 
 from hooks.cards import CardRenderer, validate_fhir_resource
 from hooks.knowledge import Knowledge, load_knowledge
-from hooks.order_sign import build_services
+from hooks.services import build_services
+from service.record.prefetch import record_prefetch_keys
 from service.auth import (
     DEV_ISSUER, Authenticator, JwksCache, TrustedClient, dev_client, load_clients, load_or_create_dev_key,
 )
 from service.clock import FrozenClock, SystemClock
 from service.config import ConfigError, Settings
-from service.feedback_store import FeedbackStore, store_for
-from service.fhir_client import CircuitBreaker, FhirFetcher
-from service.resilient_store import ResilientStore
+from service.store import store_for
+from service.store.base import FeedbackStore
+from service.record.fhir_client import CircuitBreaker, FhirFetcher
+from service.store.resilient import ResilientStore
 from service.runtime import Runtime
-from service.validation import SchemaValidators, SchemaViolation
+from service.http.validation import SchemaValidators, SchemaViolation
 
 log = logging.getLogger("bonecds")
 
@@ -34,6 +36,8 @@ def create_app(settings: Settings | None = None, *, clock: Any = None, fetcher: 
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     knowledge = knowledge or load_knowledge(settings.knowledge_path)
     services = {s.id: s for s in build_services(knowledge)}
+    prefetch_keys = record_prefetch_keys(knowledge)
+    prefetch = {key.key: key.template for key in prefetch_keys}
     icon_url = f"{settings.public_base_url}{ICON_PATH}" if (settings.public_base_url or "").startswith("https://") else None
     runtime = Runtime(
         settings=settings,
@@ -48,22 +52,23 @@ def create_app(settings: Settings | None = None, *, clock: Any = None, fetcher: 
         services=services,
         validators=SchemaValidators(),
         renderer=CardRenderer(knowledge, icon_url),
-        discovery_body=orjson.dumps({"services": [s.discovery_entry() for s in services.values()]}),
+        discovery_body=orjson.dumps({"services": [s.discovery_entry(prefetch) for s in services.values()]}),
+        prefetch_keys=prefetch_keys,
     )
     runtime.authenticator = build_authenticator(settings, runtime.store)
     app.extensions["bonecds"] = runtime
-    from service import health, metrics, openapi, protocol
+    from service.http import health, metrics, openapi, views
     runtime.metrics = metrics.install(app)  # GET /metrics, no authentication: keep it off the public network
     if isinstance(runtime.store, ResilientStore):
         runtime.store.on_event = runtime.metrics.store_event
     if isinstance(runtime.fetcher, FhirFetcher):
         runtime.fetcher.breaker.on_change = runtime.metrics.circuit_change
-    app.register_blueprint(protocol.bp)
+    app.register_blueprint(views.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi.bp)
-    from service import bench_floor
+    from service.dev import bench_floor
     bench_floor.register_if_enabled(app)  # benchmark-only floor endpoint, off unless BONECDS_BENCH_FLOOR=1
-    from service import preview
+    from service.dev import preview
     preview.register_if_enabled(app)  # card preview page /preview, only when BONECDS_AUTH is "dev" or "off"
     _warm_up(runtime)
     if settings.frozen_now:

@@ -126,13 +126,35 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if service_id is None:
         print(f"no service answers the hook {hook!r}; use --service with one of: {', '.join(services)}", file=sys.stderr)
         return 2
-    response = app.test_client().post(f"/cds-services/{service_id}", data=raw, content_type="application/json")
-    answer = response.get_json()
+    status, answer = evaluate_request(app.extensions["bonecds"], services[service_id], raw)
     if args.json:
         print(json.dumps(answer, indent=2, ensure_ascii=False))
     else:
-        print(render_cards_text(response.status_code, answer))
-    return 0 if response.status_code == 200 else 1
+        print(render_cards_text(status, answer))
+    return 0 if status == 200 else 1
+
+
+def evaluate_request(runtime: Any, service: Any, raw: str) -> tuple[int, Any]:
+    """The service's answer to a request text, through the same use case as HTTP (service.calls.handle_call), without
+    a server or a test client; the issued-card ledger is left untouched (a local evaluation is not a clinical use)."""
+    import json
+
+    from service.calls import handle_call
+    from service.outcomes import ApiError, operation_outcome
+    from service.record.ssrf import fhir_server_refusal
+
+    settings = runtime.settings
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return 400, operation_outcome(400, "Request body is not valid JSON.")
+    try:
+        result = handle_call(runtime, service, body,
+                             lambda url: fhir_server_refusal(url, settings.fhir_allowlist, settings.auth == "dev"),
+                             remember=False)
+    except ApiError as error:
+        return error.status, operation_outcome(error.status, error.diagnostics, error.expression)
+    return 200, result.answer
 
 
 def request_from_fhir_server(args: argparse.Namespace) -> dict[str, Any]:

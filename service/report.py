@@ -15,7 +15,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 if TYPE_CHECKING:
     from service.config import Settings
-    from service.feedback_store import FeedbackStore
+    from service.store.base import FeedbackStore
 
 NO_REASON = "(no reason given)"
 
@@ -176,7 +176,7 @@ def render_svg(report: dict[str, Any]) -> str:
 
 def describe_store(settings: "Settings") -> str:
     if settings.database_backend == "postgresql":
-        from service.pg_store import redacted_url
+        from service.store.postgres import redacted_url
         return f"PostgreSQL {redacted_url(settings.database_url)}"
     return f"SQLite {settings.sqlite_path}"
 
@@ -184,7 +184,7 @@ def describe_store(settings: "Settings") -> str:
 def run(settings: "Settings", *, as_json: bool = False, chart: str | None = None, since: str = "",
         out: TextIO, err: TextIO) -> int:
     """The command: progress on `err`, the report on `out`, the chart to a file. 0 on success (an empty store too)."""
-    from service.feedback_store import store_for
+    from service.store import store_for
 
     where = describe_store(settings)
     print(f"feedback-report: reading the feedback store ({where})...", file=err, flush=True)

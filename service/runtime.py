@@ -7,9 +7,9 @@ from typing import Any
 from hooks.cards import CardRenderer
 from hooks.knowledge import Knowledge
 from service.config import Settings
-from service.feedback_store import FeedbackStore
-from service.fhir_client import FhirFetcher
-from service.validation import SchemaValidators
+from service.store.base import FeedbackStore
+from service.record.fhir_client import FhirFetcher
+from service.http.validation import SchemaValidators
 
 
 @dataclass
@@ -23,5 +23,6 @@ class Runtime:
     validators: SchemaValidators
     renderer: CardRenderer
     discovery_body: bytes
+    prefetch_keys: tuple[Any, ...] = ()  # service.record.prefetch.PrefetchKey: what every service asks EHRs for
     authenticator: Any = None  # None only when the operator turned authentication off
     metrics: Any = None  # service.metrics.Metrics, built by create_app

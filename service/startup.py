@@ -1,26 +1,21 @@
 """Start-up configuration check: every setting, the knowledge file, the trusted clients and the database, in one line."""
 from __future__ import annotations
 
-import json
-
 from service.config import ConfigError, Settings
 
 
 def check_configuration(settings: Settings, *, connect_database: bool = False) -> list[str]:
     """What was checked, one line each; raises ConfigError (one line: the variable or file, the entry, the problem)
     before the server listens. A database that cannot be reached is reported, not refused: the service degrades."""
-    from hooks.knowledge import load_knowledge
+    from hooks.knowledge import KnowledgeError, load_knowledge
     from service import trusted_clients
 
     settings.check()
     lines = [f"settings: authentication {settings.auth}, database {settings.database_backend}"]
     try:
         knowledge = load_knowledge(settings.knowledge_path)
-    except FileNotFoundError:
-        raise ConfigError(f"BONECDS_KNOWLEDGE_FILE {settings.knowledge_path}: no such file") from None
-    except json.JSONDecodeError as error:
-        raise ConfigError(f"BONECDS_KNOWLEDGE_FILE {settings.knowledge_path}: not valid JSON (line {error.lineno}, "
-                          f"column {error.colno}: {error.msg})") from None
+    except KnowledgeError as error:  # unreadable, not JSON, against the schema or a broken cross reference: one line
+        raise ConfigError(f"BONECDS_KNOWLEDGE_FILE {error.where}: {error.problem}") from None
     except (KeyError, TypeError, ValueError) as error:
         where = settings.knowledge_path or "bundled knowledge file"
         problem = f"missing {error}" if isinstance(error, KeyError) else str(error).splitlines()[0]
@@ -35,7 +30,7 @@ def check_configuration(settings: Settings, *, connect_database: bool = False) -
 
 
 def _database_reachable(settings: Settings) -> str:
-    from service.feedback_store import store_for
+    from service.store import store_for
     try:
         store_for(settings).check_ready()
         return "reachable"

@@ -54,7 +54,7 @@ def codes(card: dict, resource_type: str) -> list[str]:
 
 @pytest.fixture()
 def prefetch_without(frozen_order_sign_app):
-    keys = [k.key for k in frozen_order_sign_app.extensions["bonecds"].services[SERVICE_ID].prefetch_keys]
+    keys = [k.key for k in frozen_order_sign_app.extensions["bonecds"].prefetch_keys]
     return lambda missing: [k for k in keys if k != missing]
 
 

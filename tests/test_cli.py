@@ -10,7 +10,7 @@ from jwt.algorithms import ECAlgorithm
 from fixtures.prefetch import scenario_request, transaction_resources
 from fixtures.scenarios import scenario
 from hooks.knowledge import load_knowledge
-from hooks.order_sign import build_services
+from hooks.services import build_services
 from service.cli import main
 from tests.fhir_server.faulty import FaultyFhirServer
 

@@ -26,7 +26,7 @@ from fixtures.builder import ANCHOR_INSTANT
 from fixtures.prefetch import scenario_request, transaction_resources
 from fixtures.scenarios import scenario
 from hooks.knowledge import load_knowledge
-from hooks.order_sign import build_services
+from hooks.services import build_services
 from service.auth import mint_token
 from tests.pg_server import SKIP_VARIABLE, PostgresServer, pg_bin_dir
 from tests.summary import add_summary_line

@@ -310,7 +310,7 @@ def test_eligible_postmenopausal_za_every_6_months_is_quiet(frozen_order_sign_ap
 ], ids=["menopause-observations", "oophorectomy", "bone-density"])
 def test_adjuvant_cards_say_what_could_not_be_read(post, frozen_order_sign_app, missing, status, rule_id, says):
     """Principle 3: a record part that was not retrieved is never read as empty (no FHIR server to fetch it from)."""
-    keys = [k.key for k in frozen_order_sign_app.extensions["bonecds"].services[SERVICE_ID].prefetch_keys]
+    keys = [k.key for k in frozen_order_sign_app.extensions["bonecds"].prefetch_keys]
     p = patient(status, dxa=False)
     found = rules(post(p, za(p), prefetch_keys=[k for k in keys if k != missing]))
     assert set(found) == {rule_id}

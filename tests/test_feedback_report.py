@@ -12,7 +12,8 @@ import pytest
 from hooks.knowledge import load_knowledge
 from service.cli import main
 from service.config import Settings
-from service.feedback_store import IssuedCard, store_for
+from service.store import store_for
+from service.store.base import IssuedCard
 
 NOW, OLD = datetime(2026, 10, 15, 10, 0, tzinfo=timezone.utc), datetime(2025, 3, 1, 9, 0, tzinfo=timezone.utc)
 SIGN, SVG = "bonecds-order-sign", "{http://www.w3.org/2000/svg}"

@@ -46,7 +46,7 @@ def app_for(server, tmp_path, **settings):
 
 def body_for(server, prefetch_patient: bool = False) -> dict:
     resources = transaction_resources(SCN.patient.transaction())
-    service = type("S", (), {"hook": "order-sign", "prefetch_keys": ()})()
+    service = type("S", (), {"hook": "order-sign"})()
     body = hook_request(service, SCN.patient_id, SCN.draft_orders, fhir_server=server.base_url, token=TOKEN)
     if prefetch_patient:
         body["prefetch"] = {"patient": next(r for r in resources if r["resourceType"] == "Patient")}

@@ -308,7 +308,7 @@ def test_dental_procedures_unavailable(post, frozen_order_sign_app, encounter_da
     p = prepared(metastatic(new_patient("dental-unavailable")), dental=False)
     if encounter_days is not None:
         p.dental_encounter(encounter_days)
-    found = rules(post(p, order(p), prefetch_keys=[k.key for k in service.prefetch_keys if k.key != "dentalProcedures"]))
+    found = rules(post(p, order(p), prefetch_keys=[k.key for k in frozen_order_sign_app.extensions["bonecds"].prefetch_keys if k.key != "dentalProcedures"]))
     assert ("dental-check-missing" in found) is fires
     if fires:
         assert list(found) == ["dental-check-missing"]  # the dental card reports the gap itself

@@ -93,7 +93,7 @@ def test_json_log_lines_carry_hook_fields_and_no_phi(tmp_path, monkeypatch):
         logger.setLevel(logging.NOTSET)
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert lines and all({"time", "level", "logger", "message"} <= set(line) for line in lines)
-    call = next(line for line in lines if line["logger"] == "bonecds.protocol" and "hook" in line)
+    call = next(line for line in lines if line["logger"] == "bonecds.calls" and "hook" in line)
     assert call["hook"] == "order-sign" and call["service"] == "bonecds-order-sign" and call["rules"] == ["calcium-low"]
     assert isinstance(call["ms"], float) and call["hookInstance"]
     patient = scenario("calcium-low").patient.transaction()["entry"][0]["resource"]

@@ -228,7 +228,7 @@ def test_discovery_lists_the_three_services_with_their_prefetch(frozen_order_sig
                                                            ORDER_SELECT: "order-select", PATIENT_VIEW: "patient-view"}
     for service_id, entry in services.items():
         service = frozen_order_sign_app.extensions["bonecds"].services[service_id]
-        assert entry["prefetch"] == {k.key: k.template for k in service.prefetch_keys}
+        assert entry["prefetch"] == {k.key: k.template for k in frozen_order_sign_app.extensions["bonecds"].prefetch_keys}
     # the review reads what signing reads: its draft orders pass the same safety rules (renal, calcium, pregnancy...)
     assert services[PATIENT_VIEW]["prefetch"] == services["bonecds-order-sign"]["prefetch"]
     assert set(ALL_KEYS) < set(services[PATIENT_VIEW]["prefetch"])

@@ -18,20 +18,20 @@ import pytest
 from hypothesis import HealthCheck, given, note, settings, strategies as st
 
 from fixtures.builder import ANCHOR_INSTANT, MEDICATIONS, ROUTES, UCUM, medication_request
-from fixtures.prefetch import hook_request, transaction_resources
+from fixtures.prefetch import hook_request, prefetch_templates, transaction_resources
 from fixtures.scenarios import all_scenarios
 from hooks.cards import CardRenderer, validate_fhir_resource
 from hooks.engine import evaluate_orders
 from hooks.facts import build_facts
 from hooks.fhir_read import bundle_resources
 from hooks.knowledge import load_knowledge
-from hooks.order_sign import build_services
+from hooks.services import build_services
 from hooks.orders import find_bone_agent_orders
 from hooks.rules import ORDER_RULES
 from service import create_app
 from service.config import Settings
 from tests.summary import add_summary_line
-from service.validation import SchemaValidators
+from service.http.validation import SchemaValidators
 
 EXAMPLES = 300  # per property; 6 properties -> 1800 examples per run
 PROPERTY = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None, print_blob=True,
@@ -318,7 +318,7 @@ EXTRA_FIELDS = {"Observation": ["valueString", "valueInteger", "component", "eff
                 "Procedure": ["performedPeriod", "performedString", "bodySite"],
                 "Encounter": ["period", "reasonCode", "type"], "Patient": ["deceasedBoolean", "birthDate", "gender"],
                 "AllergyIntolerance": ["reaction", "onsetDateTime", "category"]}
-GROUPS = sorted({g for s in _KNOWN_SERVICES.values() for k in s.prefetch_keys for g in k.provides} | {"patient"})
+GROUPS = sorted({g for k in prefetch_templates() for g in k.provides} | {"patient"})
 
 
 @st.composite

@@ -13,7 +13,7 @@ from fixtures.builder import day, draft_orders, medication_request
 from fixtures.prefetch import hook_request, transaction_resources
 from fixtures.prefetch import scenario_request as hook_request_for
 from fixtures.scenarios import all_scenarios, scenario
-from service.validation import SchemaValidators
+from service.http.validation import SchemaValidators
 
 SERVICE_URL = "/cds-services/bonecds-order-sign"
 SCHEMAS = SchemaValidators()
@@ -96,7 +96,7 @@ def test_5_valid_request_with_full_prefetch(client, service):
     response = client.post(SERVICE_URL, json=scenario_request(service, "dose-adjust-first-dose"))
     assert response.status_code == 200
     SCHEMAS.validate("cds-response", response.get_json())
-    Draft7Validator(__import__("json").load(open("service/schemas/cds-response.schema.json"))).validate(response.get_json())
+    Draft7Validator(__import__("json").load(open("service/http/schemas/cds-response.schema.json"))).validate(response.get_json())
 
 
 @pytest.mark.parametrize("mutate, status", [
@@ -192,7 +192,7 @@ def test_9_absent_key_with_server_is_fetched_and_outcome_is_refetched(client, se
     s = scenario("dose-adjust-first-dose")
     resources = transaction_resources(s.patient.transaction())
     from fixtures.prefetch import answer_template
-    from service.fhir_client import FetchOutcome
+    from service.record.fhir_client import FetchOutcome
 
     class RecordingFetcher:
         def fetch_all(self, base_url, token, queries, **_options):
@@ -225,7 +225,7 @@ def test_10_paginated_prefetch_is_followed(client, service, app):
     page_two = weight_bundle["entry"]
     body["prefetch"]["weight"] = {"resourceType": "Bundle", "type": "searchset", "entry": [],
                                   "link": [{"relation": "next", "url": "https://ehr.example.org/fhir/Observation?page=2"}]}
-    from service.fhir_client import FetchOutcome
+    from service.record.fhir_client import FetchOutcome
     seen = {}
 
     class PageFetcher:

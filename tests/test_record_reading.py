@@ -373,7 +373,7 @@ def test_hemodialysis_procedure_for_denosumab(post):
 
 
 def test_dialysis_procedures_not_retrieved_are_reported(post, frozen_order_sign_app):
-    keys = [k.key for k in frozen_order_sign_app.extensions["bonecds"].services["bonecds-order-sign"].prefetch_keys]
+    keys = [k.key for k in frozen_order_sign_app.extensions["bonecds"].prefetch_keys]
     p = metastatic(prepared(new_patient("hd-unknown")))
     card = rules(post(p, order(p), prefetch_keys=[k for k in keys if k != "dialysisProcedures"]))["record-incomplete"]
     assert "Dialysis procedures could not be retrieved" in card["detail"]
@@ -477,7 +477,7 @@ def test_no_birth_date_gives_no_clearance(post, birth_date):
 
 def test_stage_observations_not_retrieved_are_reported(post, frozen_order_sign_app):
     """Unknown is not 'no metastasis': when the stage search cannot be had, the checks that rest on the setting say so."""
-    keys = [k.key for k in frozen_order_sign_app.extensions["bonecds"].services["bonecds-order-sign"].prefetch_keys]
+    keys = [k.key for k in frozen_order_sign_app.extensions["bonecds"].prefetch_keys]
     p = early(prepared(new_patient("stage-unknown", age=45))).condition("premenopausal").t_score(100, -1.0)
     found = rules(post(p, order(p, every=(6, "mo")), prefetch_keys=[k for k in keys if k != "cancerStage"]))
     assert "Cancer stage observations (TNM, stage group) could not be retrieved" in found["record-incomplete"]["detail"]

@@ -11,9 +11,9 @@ from typing import Any
 import jsonschema
 import pytest
 
-from service.validation import MAX_MESSAGE_LENGTH, SchemaValidators, SchemaViolation
+from service.http.validation import MAX_MESSAGE_LENGTH, SchemaValidators, SchemaViolation
 
-SCHEMA_DIR = Path(__file__).resolve().parents[1] / "service" / "schemas"
+SCHEMA_DIR = Path(__file__).resolve().parents[1] / "service" / "http" / "schemas"
 SCHEMA_FILES = sorted(SCHEMA_DIR.glob("*.schema.json"))
 EXPECTED_NAMES = {
     "cds-request",

@@ -23,7 +23,7 @@ from fixtures.builder import ANCHOR_INSTANT
 from service import create_app
 from service.config import Settings
 from tests.summary import add_summary_line
-from service.validation import SchemaValidators
+from service.http.validation import SchemaValidators
 
 MAX_EXAMPLES = 40  # fuzzed cases per operation (the examples and coverage phases add their own, all counted)
 SEED = 20261015

@@ -16,7 +16,7 @@ from fixtures.scenarios import scenario
 from service import create_app
 from service.auth import mint_token
 from service.config import Settings
-from service.ssrf import fhir_server_refusal
+from service.record.ssrf import fhir_server_refusal
 
 ALLOWED = ("https://ehr.example.org/fhir",)
 

@@ -18,7 +18,8 @@ import pytest
 from fixtures.builder import ANCHOR_INSTANT
 from service import create_app
 from service.config import Settings
-from service.feedback_store import FeedbackReceipt, IssuedCard, store_for
+from service.store import store_for
+from service.store.base import FeedbackReceipt, IssuedCard
 from tests.pg_server import PASSWORD
 from tests.test_auth import BASE, call, clients_file, jwks_server, keys, token_for  # noqa: F401  (fixtures)
 

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import json
 import re
-from functools import cached_property
+from functools import cached_property, lru_cache
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 DEFAULT_KNOWLEDGE_FILE = "bone-agents.json"
+SCHEMA_FILE = "bone-agents.schema.json"
+BUNDLED_KNOWLEDGE = "bundled knowledge file"
 MEMO_LIMIT = 10_000
 
 
@@ -216,16 +218,33 @@ class Knowledge:
 
 
 def load_knowledge(path: str | None = None) -> Knowledge:
-    """Load the bundled knowledge file, or an operator-supplied one at `path`."""
-    if path:
-        with open(path, "rb") as handle:
-            raw = json.load(handle)
-    else:
-        raw = json.loads(resources.files(__package__).joinpath(DEFAULT_KNOWLEDGE_FILE).read_bytes())
-    return build_knowledge(raw)
+    """Load the bundled knowledge file, or an operator-supplied one at `path`, checked against its JSON Schema and
+    its cross references first. Any problem raises KnowledgeError, one line naming the file, the place and the
+    problem."""
+    where = path or BUNDLED_KNOWLEDGE
+    try:
+        if path:
+            with open(path, "rb") as handle:
+                data = handle.read()
+        else:
+            data = resources.files(__package__).joinpath(DEFAULT_KNOWLEDGE_FILE).read_bytes()
+    except FileNotFoundError:
+        raise KnowledgeError(where, "no such file") from None
+    except OSError as error:
+        raise KnowledgeError(where, f"cannot be read ({error.strerror or error})") from None
+    try:
+        raw = json.loads(data)
+    except json.JSONDecodeError as error:
+        problem = f"not valid JSON (line {error.lineno}, column {error.colno}: {error.msg})"
+        raise KnowledgeError(where, problem) from None
+    except UnicodeDecodeError as error:
+        raise KnowledgeError(where, f"not valid JSON (not UTF-8 text: byte {error.start})") from None
+    return build_knowledge(raw, where)
 
 
-def build_knowledge(raw: dict[str, Any]) -> Knowledge:
+def build_knowledge(raw: dict[str, Any], where: str = "knowledge document") -> Knowledge:
+    """The Knowledge of a parsed knowledge document; `where` names it in errors (a path, or the bundled file)."""
+    validate_knowledge(raw, where)
     systems = raw["systems"]
     ingredients = raw["ingredients"]
     ingredient_by_rxnorm = {code: key for key, entry in ingredients.items() for code in entry["rxnorm"]}
@@ -233,8 +252,6 @@ def build_knowledge(raw: dict[str, Any]) -> Knowledge:
     fragments = tuple((fragment.lower(), key) for key, entry in ingredients.items()
                       for fragment in dict.fromkeys([*entry["names"], *entry.get("synonyms", [])]))
     products = {entry["rxnorm"]: _product(entry) for entry in raw["products"]}
-    if len(products) != len(raw["products"]):
-        raise ValueError("the product table lists an RxNorm code twice")
     formulations = tuple(
         Formulation(
             id=entry["id"], display=entry["display"], ingredient=entry["ingredient"], routes=tuple(entry["routes"]),
@@ -266,7 +283,6 @@ def build_knowledge(raw: dict[str, Any]) -> Knowledge:
         for name, entry in raw["medication_classes"].items()
     }
     sources = {key: Source(key, entry["label"], entry.get("url"), entry.get("status", "")) for key, entry in raw["sources"].items()}
-    _check_references(raw, sources, formulations)
     return Knowledge(
         version=raw["version"], raw=raw, systems=systems, sources=sources,
         ingredient_display={k: v["display"] for k, v in ingredients.items()},
@@ -295,64 +311,467 @@ def _product(entry: dict[str, Any]) -> Product:
         source=entry.get("source"))
 
 
-def _check_references(raw: dict[str, Any], sources: dict[str, Source], formulations: tuple[Formulation, ...]) -> None:
-    """Fail at start-up, not mid-request, when the knowledge file cites a source or ingredient it does not define."""
-    ingredients = raw["ingredients"]
-    for product in raw["products"]:
-        if product["ingredient"] not in ingredients:
-            raise ValueError(f"product {product['rxnorm']} names unknown ingredient {product['ingredient']}")
-        if product.get("route") is not None and product["route"] not in raw["routes"]:
-            raise ValueError(f"product {product['rxnorm']} names unknown route {product['route']}")
-        if not product.get("status"):
-            raise ValueError(f"product {product['rxnorm']} has no verification status")
+# --- checking a knowledge document ------------------------------------------------------------------------------------
+
+class KnowledgeError(ValueError):
+    """The knowledge file cannot be used. str() is one line: '<file>: at <path>: <problem>' for a schema or
+    cross-reference violation ('<file>: <problem>' when the file cannot be read or parsed); `where` and `problem` hold
+    the two parts."""
+
+    def __init__(self, where: str, problem: str) -> None:
+        self.where = where
+        self.problem = problem.replace("\r", " ").replace("\n", " ")
+        super().__init__(f"{where}: {self.problem}")
+
+
+def validate_knowledge(raw: Any, where: str = "knowledge document") -> None:
+    """Raise KnowledgeError at the first violation of bone-agents.schema.json (in file order), else at the first broken
+    cross reference (a source, ingredient, formulation, regimen, value set or class named but not defined)."""
+    found = knowledge_schema().first_error(raw)
+    if found is not None:
+        raise KnowledgeError(where, f"at {found[0]}: {found[1]}")
+    _check_references(raw, where)
+
+
+@lru_cache(maxsize=1)
+def knowledge_schema() -> "KnowledgeSchema":
+    """The bundled schema, read and prepared once per process."""
+    return KnowledgeSchema(json.loads(resources.files(__package__).joinpath(SCHEMA_FILE).read_bytes()))
+
+
+def _is_type(value: Any, name: str) -> bool:
+    if name == "number":
+        return _is_number(value)
+    if name == "integer":
+        return _is_number(value) and (isinstance(value, int) or value.is_integer())
+    return isinstance(value, _JSON_TYPES[name])
+
+
+def _same(a: Any, b: Any) -> bool:
+    """JSON equality: true is not 1."""
+    return isinstance(a, bool) == isinstance(b, bool) and a == b
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _show(value: Any) -> str:
+    """A value as jsonschema shows it (repr), cut to keep the message on a short line."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def path_text(path: Iterable[str | int]) -> str:
+    """('products', 12, 'strength_mg') -> 'products[12].strength_mg'; keys that are not plain names are quoted."""
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif _PLAIN_KEY.fullmatch(part):
+            text += f".{part}" if text else part
+        else:
+            text += f"[{part!r}]"
+    return text or "top level"
+
+
+_JSON_TYPES: dict[str, type | tuple[type, ...]] = {
+    "object": dict, "array": list, "string": str, "boolean": bool, "null": type(None)}
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_$-]+")
+_Violation = tuple[tuple[Any, ...], str]
+
+
+class KnowledgeSchema:
+    """A draft-07 JSON Schema checked by walking it, with jsonschema's messages (an unexpected key is always reported
+    as "Additional properties are not allowed"). It covers the keywords the knowledge schema uses and refuses any
+    other, so an edit to the schema cannot be silently ignored. (fastjsonschema compiles this schema to about 1 MB of
+    Python, some 250 ms per process before the first check; the walk takes about 7 ms.) The tests check it agrees
+    with the jsonschema package."""
+
+    ANNOTATIONS = frozenset({"$schema", "$id", "$comment", "title", "description", "definitions", "default",
+                             "examples"})
+
+    def __init__(self, schema: dict[str, Any]) -> None:
+        if schema.get("$schema") != "http://json-schema.org/draft-07/schema#":
+            raise ValueError("the knowledge schema must declare $schema http://json-schema.org/draft-07/schema#")
+        self.schema = schema
+        self._regex: dict[str, re.Pattern[str]] = {}
+        self._prepare(schema, "#")
+
+    def first_error(self, instance: Any) -> tuple[str, str] | None:
+        """(path, message) of the violation that comes first in the document, or None when it conforms."""
+        errors: list[_Violation] = []
+        self._check(instance, self.schema, (), errors)
+        if not errors:
+            return None
+        path, message = min(errors, key=lambda error: _document_order(instance, error[0]))
+        return path_text(path), message
+
+    def errors(self, instance: Any) -> list[tuple[str, str]]:
+        """Every violation as (path, message), in document order."""
+        errors: list[_Violation] = []
+        self._check(instance, self.schema, (), errors)
+        errors.sort(key=lambda error: _document_order(instance, error[0]))
+        return [(path_text(path), message) for path, message in errors]
+
+    # The walk. Each keyword applies to its own type only, as in JSON Schema.
+
+    def _check(self, value: Any, schema: Any, path: tuple[Any, ...], errors: list[_Violation]) -> None:
+        if schema is True:
+            return
+        if schema is False:
+            errors.append((path, f"False schema does not allow {_show(value)}"))
+            return
+        if "$ref" in schema:  # draft-07: $ref replaces its sibling keywords
+            self._check(value, self._resolve(schema["$ref"]), path, errors)
+            return
+        for keyword, argument in schema.items():
+            check = self._CHECKS.get(keyword)
+            if check is not None:
+                check(self, value, argument, schema, path, errors)
+
+    def _valid(self, value: Any, schema: Any, path: tuple[Any, ...]) -> bool:
+        errors: list[_Violation] = []
+        self._check(value, schema, path, errors)
+        return not errors
+
+    def _type(self, value, argument, schema, path, errors) -> None:
+        types = argument if isinstance(argument, list) else [argument]
+        if not any(_is_type(value, name) for name in types):
+            errors.append((path, f"{_show(value)} is not of type {', '.join(map(repr, types))}"))
+
+    def _enum(self, value, argument, schema, path, errors) -> None:
+        if not any(_same(value, option) for option in argument):
+            errors.append((path, f"{_show(value)} is not one of {argument!r}"))
+
+    def _pattern(self, value, argument, schema, path, errors) -> None:
+        if isinstance(value, str) and not self._regex[argument].search(value):
+            errors.append((path, f"{_show(value)} does not match {argument!r}"))
+
+    def _min_length(self, value, argument, schema, path, errors) -> None:
+        if isinstance(value, str) and len(value) < argument:
+            errors.append((path, f"{_show(value)} {'should be non-empty' if argument == 1 else 'is too short'}"))
+
+    def _minimum(self, value, argument, schema, path, errors) -> None:
+        if _is_number(value) and value < argument:
+            errors.append((path, f"{value!r} is less than the minimum of {argument!r}"))
+
+    def _exclusive_minimum(self, value, argument, schema, path, errors) -> None:
+        if _is_number(value) and value <= argument:
+            errors.append((path, f"{value!r} is less than or equal to the minimum of {argument!r}"))
+
+    def _maximum(self, value, argument, schema, path, errors) -> None:
+        if _is_number(value) and value > argument:
+            errors.append((path, f"{value!r} is greater than the maximum of {argument!r}"))
+
+    def _min_items(self, value, argument, schema, path, errors) -> None:
+        if isinstance(value, list) and len(value) < argument:
+            errors.append((path, f"{_show(value)} {'should be non-empty' if argument == 1 else 'is too short'}"))
+
+    def _max_items(self, value, argument, schema, path, errors) -> None:
+        if isinstance(value, list) and len(value) > argument:
+            errors.append((path, f"{_show(value)} is too long"))
+
+    def _items(self, value, argument, schema, path, errors) -> None:
+        if not isinstance(value, list):
+            return
+        if isinstance(argument, list):
+            for index, (item, item_schema) in enumerate(zip(value, argument)):
+                self._check(item, item_schema, (*path, index), errors)
+            if schema.get("additionalItems") is False and len(value) > len(argument):
+                extra = ", ".join(map(_show, value[len(argument):]))
+                verb = "was" if len(value) == len(argument) + 1 else "were"
+                errors.append((path, f"Additional items are not allowed ({extra} {verb} unexpected)"))
+        else:
+            for index, item in enumerate(value):
+                self._check(item, argument, (*path, index), errors)
+
+    def _required(self, value, argument, schema, path, errors) -> None:
+        if isinstance(value, dict):
+            errors.extend((path, f"{key!r} is a required property") for key in argument if key not in value)
+
+    def _properties(self, value, argument, schema, path, errors) -> None:
+        if isinstance(value, dict):
+            for key, sub in argument.items():
+                if key in value:
+                    self._check(value[key], sub, (*path, key), errors)
+
+    def _pattern_properties(self, value, argument, schema, path, errors) -> None:
+        if isinstance(value, dict):
+            for pattern, sub in argument.items():
+                regex = self._regex[pattern]
+                for key, item in value.items():
+                    if regex.search(key):
+                        self._check(item, sub, (*path, key), errors)
+
+    def _additional_properties(self, value, argument, schema, path, errors) -> None:
+        if not isinstance(value, dict):
+            return
+        known = schema.get("properties", {})
+        patterns = [self._regex[p] for p in schema.get("patternProperties", {})]
+        extra = [key for key in value if key not in known and not any(p.search(key) for p in patterns)]
+        if not extra:
+            return
+        if argument is False:
+            verb = "was" if len(extra) == 1 else "were"
+            errors.append((path, f"Additional properties are not allowed ({', '.join(map(repr, extra))} {verb} "
+                                 "unexpected)"))
+        else:
+            for key in extra:
+                self._check(value[key], argument, (*path, key), errors)
+
+    def _property_names(self, value, argument, schema, path, errors) -> None:
+        if isinstance(value, dict):
+            for key in value:
+                self._check(key, argument, path, errors)
+
+    def _dependencies(self, value, argument, schema, path, errors) -> None:
+        if not isinstance(value, dict):
+            return
+        for key, needed in argument.items():
+            if key not in value:
+                continue
+            if isinstance(needed, list):
+                errors.extend((path, f"{other!r} is a dependency of {key!r}") for other in needed if other not in value)
+            else:
+                self._check(value, needed, path, errors)
+
+    def _all_of(self, value, argument, schema, path, errors) -> None:
+        for sub in argument:
+            self._check(value, sub, path, errors)
+
+    def _any_of(self, value, argument, schema, path, errors) -> None:
+        if not any(self._valid(value, sub, path) for sub in argument):
+            errors.append((path, f"{_show(value)} is not valid under any of the given schemas"))
+
+    def _one_of(self, value, argument, schema, path, errors) -> None:
+        matches = sum(self._valid(value, sub, path) for sub in argument)
+        if matches == 0:
+            errors.append((path, f"{_show(value)} is not valid under any of the given schemas"))
+        elif matches > 1:
+            errors.append((path, f"{_show(value)} is valid under more than one of the given schemas"))
+
+    def _not(self, value, argument, schema, path, errors) -> None:
+        if self._valid(value, argument, path):
+            errors.append((path, f"{_show(value)} should not be valid under {argument!r}"))
+
+    _CHECKS: dict[str, Callable[..., None]] = {
+        "type": _type, "enum": _enum, "pattern": _pattern, "minLength": _min_length,
+        "minimum": _minimum, "exclusiveMinimum": _exclusive_minimum, "maximum": _maximum, "minItems": _min_items,
+        "maxItems": _max_items, "items": _items, "additionalItems": None, "required": _required,
+        "properties": _properties, "patternProperties": _pattern_properties,
+        "additionalProperties": _additional_properties, "propertyNames": _property_names,
+        "dependencies": _dependencies, "allOf": _all_of, "anyOf": _any_of, "oneOf": _one_of, "not": _not,
+    }
+
+    # Preparation: every keyword known, every pattern compiled, every $ref resolvable.
+
+    def _resolve(self, ref: str) -> Any:
+        if not ref.startswith("#/"):
+            raise ValueError(f"the knowledge schema may only use local $ref, not {ref!r}")
+        node: Any = self.schema
+        for part in ref[2:].split("/"):
+            node = node[part.replace("~1", "/").replace("~0", "~")]
+        return node
+
+    def _compile(self, pattern: str) -> None:
+        if pattern not in self._regex:
+            self._regex[pattern] = re.compile(pattern)
+
+    def _prepare(self, schema: Any, where: str) -> None:
+        if isinstance(schema, bool):
+            return
+        if not isinstance(schema, dict):
+            raise ValueError(f"knowledge schema {where}: a schema must be an object or a boolean")
+        unknown = set(schema) - set(self._CHECKS) - self.ANNOTATIONS - {"$ref"}
+        if unknown:
+            raise ValueError(f"knowledge schema {where}: keyword {sorted(unknown)[0]!r} is not supported")
+        if "$ref" in schema:
+            try:
+                self._resolve(schema["$ref"])
+            except (KeyError, TypeError):
+                raise ValueError(f"knowledge schema {where}: $ref {schema['$ref']!r} does not resolve") from None
+        if "pattern" in schema:
+            self._compile(schema["pattern"])
+        for pattern in schema.get("patternProperties", {}):
+            self._compile(pattern)
+        for keyword in ("properties", "patternProperties", "definitions"):
+            for key, sub in schema.get(keyword, {}).items():
+                self._prepare(sub, f"{where}/{keyword}/{key}")
+        for keyword in ("additionalProperties", "additionalItems", "propertyNames", "not"):
+            if keyword in schema:
+                self._prepare(schema[keyword], f"{where}/{keyword}")
+        for keyword in ("allOf", "anyOf", "oneOf"):
+            for index, sub in enumerate(schema.get(keyword, [])):
+                self._prepare(sub, f"{where}/{keyword}/{index}")
+        items = schema.get("items")
+        for index, sub in enumerate(items if isinstance(items, list) else [items] if items is not None else []):
+            self._prepare(sub, f"{where}/items" + (f"/{index}" if isinstance(items, list) else ""))
+        for key, needed in schema.get("dependencies", {}).items():
+            if not isinstance(needed, list):
+                self._prepare(needed, f"{where}/dependencies/{key}")
+
+
+def _document_order(instance: Any, path: tuple[Any, ...]) -> tuple[int, ...]:
+    """Where a path lies in the document: keys by their position in the file, items by index (a parent before its
+    children), so the error reported is the first one a reader meets."""
+    order = []
+    for part in path:
+        if isinstance(instance, dict) and part in instance:
+            order.append(list(instance).index(part))
+            instance = instance[part]
+        elif isinstance(instance, list) and isinstance(part, int) and part < len(instance):
+            order.append(part)
+            instance = instance[part]
+        else:
+            break
+    return tuple(order)
+
+
+# --- cross references -------------------------------------------------------------------------------------------------
+
+
+
+def _check_references(raw: dict[str, Any], where: str) -> None:
+    """Fail at start-up, not mid-request, when the knowledge file names a source, ingredient, formulation, route,
+    regimen, value set, medication class or override reason it does not define, lists a code twice or writes a dose
+    range backwards (otherwise: a KeyError mid-request, or a rule that silently never matches). Runs after the
+    schema."""
+    for path, problem in _reference_problems(raw):
+        raise KnowledgeError(where, f"at {path_text(path)}: {problem}")
+
+
+def _unknown(path: tuple[Any, ...], value: Any, defined: Any, what: str) -> Iterable[_Violation]:
+    if value is not None and value not in defined:
+        yield path, f"unknown {what} {value!r}"
+
+
+def _each(path: tuple[Any, ...], values: Iterable[Any], defined: Any, what: str) -> Iterable[_Violation]:
+    for index, value in enumerate(values):
+        yield from _unknown((*path, index), value, defined, what)
+
+
+def _backwards(path: tuple[Any, ...], entry: dict[str, Any]) -> Iterable[_Violation]:
+    low, high = entry.get("dose_mg_range") or (0, 0)
+    if low > high:
+        yield (*path, "dose_mg_range"), f"lowest dose {low!r} is above highest dose {high!r}"
+
+
+def _twice(path: tuple[Any, ...], value: str, seen: dict[str, tuple[Any, ...]], what: str) -> Iterable[_Violation]:
+    if value in seen:
+        yield path, f"{what} {value!r} is listed twice (also at {path_text(seen[value])})"
+    seen.setdefault(value, path)
+
+
+def _reference_problems(raw: dict[str, Any]) -> Iterable[_Violation]:
+    """Each broken cross reference as (path, problem), sections in file order (the document conforms to the schema)."""
+    sources, ingredients, routes = raw["sources"], raw["ingredients"], raw["routes"]
+    formulations = {entry["id"] for entry in raw["formulations"]}
     for key, entry in ingredients.items():
-        named = [*entry.get("routes", []), entry.get("parenteral_route"), entry.get("default_route")]
-        for route in filter(None, named):
-            if route not in raw["routes"]:
-                raise ValueError(f"ingredient {key} names unknown route {route}")
-    for formulation in formulations:
-        if formulation.ingredient not in ingredients:
-            raise ValueError(f"formulation {formulation.id} names unknown ingredient")
-        cited = [formulation.renal.get("source"), formulation.renal.get("dose_table", {}).get("source")]
-        for key in filter(None, cited):
-            if key not in sources:
-                raise ValueError(f"formulation {formulation.id} cites unknown source {key}")
-    for rule_id, meta in raw["rules"].items():
-        for key in meta["sources"]:
-            if key not in sources:
-                raise ValueError(f"rule {rule_id} cites unknown source {key}")
-        for reason in meta["override_reasons"]:
-            if reason not in raw["override_reasons"]:
-                raise ValueError(f"rule {rule_id} names unknown override reason {reason}")
-        if not set(meta["applies_to"]) <= ORDER_SCOPES or not set(meta["needs"]) <= FACT_GROUPS:
-            raise ValueError(f"rule {rule_id} has an unknown scope or fact group")
-    formulation_ids = {f.id for f in formulations}
-    thresholds = raw["thresholds"]
+        for name in ("default_route", "parenteral_route"):
+            yield from _unknown(("ingredients", key, name), entry.get(name), routes, "route")
+        yield from _each(("ingredients", key, "routes"), entry["routes"], routes, "route")
+    seen: dict[str, tuple[Any, ...]] = {}
+    for index, product in enumerate(raw["products"]):
+        path = ("products", index)
+        yield from _twice((*path, "rxnorm"), product["rxnorm"], seen, "RxNorm code")
+        yield from _unknown((*path, "ingredient"), product["ingredient"], ingredients, "ingredient")
+        yield from _unknown((*path, "route"), product["route"], routes, "route")
+    seen = {}
+    for index, formulation in enumerate(raw["formulations"]):
+        path = ("formulations", index)
+        yield from _twice((*path, "id"), formulation["id"], seen, "formulation")
+        yield from _unknown((*path, "ingredient"), formulation["ingredient"], ingredients, "ingredient")
+        yield from _backwards(path, formulation)
+        for name in ("infusion_source", "max_dose_source", "label_source"):
+            yield from _unknown((*path, name), formulation.get(name), sources, "source")
+        renal = formulation.get("renal", {})
+        yield from _unknown((*path, "renal", "source"), renal.get("source"), sources, "source")
+        yield from _unknown((*path, "renal", "dose_table", "source"), renal.get("dose_table", {}).get("source"),
+                            sources, "source")
+    for kind, entry in raw["observations"].items():
+        try:
+            re.compile(entry.get("value_text_pattern", ""))
+        except re.error as error:
+            yield ("observations", kind, "value_text_pattern"), f"not a valid regular expression ({error})"
+    for table, entry in raw["units"].items():
+        if isinstance(entry, dict):
+            yield from _unknown(("units", table, "source"), entry.get("source"), sources, "source")
+    yield from _threshold_problems(raw, formulations)
+    for key, rule in raw["rules"].items():
+        path = ("rules", key)
+        yield from _each((*path, "sources"), rule["sources"], sources, "source")
+        yield from _each((*path, "override_reasons"), rule["override_reasons"], raw["override_reasons"],
+                         "override reason")
+        yield from _each((*path, "applies_to"), rule["applies_to"], ORDER_SCOPES, "order scope")
+        yield from _each((*path, "needs"), rule["needs"], FACT_GROUPS, "fact group")
+    yield from _unknown(("dental_examination", "encounter_condition_set"),
+                        raw["dental_examination"]["encounter_condition_set"], raw["conditions"], "condition value set")
+    yield from _supplement_problems(raw, formulations)
+    menopause = raw["menopause"]
+    for key in menopause["status_answers"]:
+        yield from _unknown(("menopause", "status_answers", key), key, raw["conditions"], "condition value set")
+    yield from _unknown(("menopause", "ovarian_suppression_class"), menopause["ovarian_suppression_class"],
+                        raw["medication_classes"], "medication class")
+    for key, regimen in raw["regimens"]["entries"].items():
+        path = ("regimens", "entries", key)
+        yield from _unknown((*path, "medication", 0), regimen["medication"][0], raw["systems"], "code system")
+        yield from _unknown((*path, "route"), regimen["route"], routes, "route")
+        yield from _unknown((*path, "formulation"), regimen.get("formulation"), formulations, "formulation")
+    for index, entry in enumerate(raw.get("administration_texts", {}).get("entries", [])):
+        path = ("administration_texts", "entries", index)
+        yield from _unknown((*path, "ingredient"), entry["ingredient"], ingredients, "ingredient")
+        yield from _unknown((*path, "source"), entry["source"], sources, "source")
+        yield from _backwards(path, entry)
+
+
+def _threshold_problems(raw: dict[str, Any], formulations: set[str]) -> Iterable[_Violation]:
+    sources, ingredients, thresholds = raw["sources"], raw["ingredients"], raw["thresholds"]
+    regimens, base = raw["regimens"]["entries"], ("thresholds",)
+    deterioration = thresholds["renal_deterioration"]
+    yield from _each((*base, "renal_deterioration", "ingredients"), deterioration["ingredients"], ingredients,
+                     "ingredient")
+    yield from _unknown((*base, "renal_deterioration", "source"), deterioration["source"], sources, "source")
     for table in ("minimum_intervals", "oral_bisphosphonate_regimens", "metastatic_inappropriate_regimens"):
-        for entry in thresholds[table]["entries"]:
-            if entry.get("formulation") and entry["formulation"] not in formulation_ids:
-                raise ValueError(f"{table} names unknown formulation {entry['formulation']}")
-            if entry.get("ingredient") and entry["ingredient"] not in ingredients:
-                raise ValueError(f"{table} names unknown ingredient {entry['ingredient']}")
-            if entry.get("source") and entry["source"] not in sources:
-                raise ValueError(f"{table} cites unknown source {entry['source']}")
-    for name, regimen in raw["regimens"]["entries"].items():
-        system, _code, _display = regimen["medication"]
-        if system not in raw["systems"] or regimen["route"] not in raw["routes"]:
-            raise ValueError(f"regimen {name} names an unknown code system or route")
-    regimens = raw["regimens"]["entries"]
-    for name, regimen in regimens.items():
-        if regimen.get("formulation") and regimen["formulation"] not in formulation_ids:
-            raise ValueError(f"regimen {name} names unknown formulation {regimen['formulation']}")
-    offered = thresholds["metastatic_regimen_suggestions"]
-    for key in [*offered["default"], *offered["fallback"], offered["recommended"],
-                *(k for keys in offered["by_formulation"].values() for k in keys)]:
-        if key not in regimens:
-            raise ValueError(f"metastatic_regimen_suggestions names unknown regimen {key}")
-    for entry in raw.get("administration_texts", {}).get("entries", []):
-        if entry["ingredient"] not in ingredients or entry["source"] not in sources:
-            raise ValueError(f"administration text for {entry['ingredient']} names an unknown ingredient or source")
-    for formulation in raw["formulations"]:
-        for key in ("infusion_source", "max_dose_source", "label_source"):
-            if formulation.get(key) and formulation[key] not in sources:
-                raise ValueError(f"formulation {formulation['id']} cites unknown source {formulation[key]}")
+        if table == "metastatic_inappropriate_regimens":  # cited on its cards, so a key of 'sources'
+            yield from _unknown((*base, table, "source"), thresholds[table]["source"], sources, "source")
+        for index, entry in enumerate(thresholds[table]["entries"]):
+            path = (*base, table, "entries", index)
+            yield from _unknown((*path, "formulation"), entry.get("formulation"), formulations, "formulation")
+            yield from _unknown((*path, "ingredient"), entry.get("ingredient"), ingredients, "ingredient")
+            yield from _unknown((*path, "source"), entry.get("source"), sources, "source")
+            yield from _backwards(path, entry)
+    offered, path = thresholds["metastatic_regimen_suggestions"], (*base, "metastatic_regimen_suggestions")
+    for formulation, keys in offered["by_formulation"].items():
+        yield from _unknown((*path, "by_formulation", formulation), formulation, formulations, "formulation")
+        yield from _each((*path, "by_formulation", formulation), keys, regimens, "regimen")
+    yield from _each((*path, "default"), offered["default"], regimens, "regimen")
+    yield from _unknown((*path, "recommended"), offered["recommended"], regimens, "regimen")
+    yield from _each((*path, "fallback"), offered["fallback"], regimens, "regimen")
+    yield from _each((*base, "endocrine_therapy_classes", "value"), thresholds["endocrine_therapy_classes"]["value"],
+                     raw["medication_classes"], "medication class")
+    yield from _unknown((*base, "adjuvant_denosumab", "formulation"), thresholds["adjuvant_denosumab"]["formulation"],
+                        formulations, "formulation")
+    hcm = thresholds["pamidronate_hcm_dose"]
+    yield from _unknown((*base, "pamidronate_hcm_dose", "formulation"), hcm["formulation"], formulations, "formulation")
+    yield from _unknown((*base, "pamidronate_hcm_dose", "source"), hcm["source"], sources, "source")
+
+
+def _supplement_problems(raw: dict[str, Any], formulations: set[str]) -> Iterable[_Violation]:
+    sources, supplements, base = raw["sources"], raw["supplements"], ("supplements",)
+    calcium, vitamin_d, spacing = supplements["calcium"], supplements["vitamin-d"], supplements["calcium_spacing"]
+    yield from _unknown((*base, "calcium", "product"), calcium["product"], supplements["products"],
+                        "supplement product")
+    for index, regimen in enumerate(calcium["regimens"]):
+        path = (*base, "calcium", "regimens", index)
+        yield from _each((*path, "formulations"), regimen.get("formulations", []), formulations, "formulation")
+        yield from _each((*path, "sources"), regimen["sources"], sources, "source")
+    if {"formulations", "settings"} & set(calcium["regimens"][-1]):
+        yield ((*base, "calcium", "regimens", len(calcium["regimens"]) - 1),
+               "the last calcium regimen must be the default for any other order (no formulations, no settings)")
+    yield from _unknown((*base, "vitamin-d", "product"), vitamin_d["product"], supplements["products"],
+                        "supplement product")
+    yield from _each((*base, "vitamin-d", "sources"), vitamin_d["sources"], sources, "source")
+    for key in spacing["by_ingredient"]:
+        yield from _unknown((*base, "calcium_spacing", "by_ingredient", key), key, raw["ingredients"], "ingredient")
+    yield from _each((*base, "calcium_spacing", "sources"), spacing["sources"], sources, "source")

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hooks.cards import Finding
-from hooks.facts import LabResult, on_dialysis
+from hooks.facts import on_dialysis
 from hooks.renal import RenalFunction, assess_renal_function
 from hooks.rules.context import OrderContext, below
 from hooks.suggestions import delete_draft, order_observation, update_draft_dose

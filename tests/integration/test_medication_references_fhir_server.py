@@ -8,7 +8,7 @@ import pytest
 
 from fixtures.builder import ANCHOR_INSTANT, MEDICATIONS, day, draft_orders, medication_request
 from fixtures.load import load_fixtures
-from fixtures.prefetch import hook_request, transaction_resources
+from fixtures.prefetch import hook_request, prefetch_templates, transaction_resources
 from service import create_app
 from service.config import Settings
 from tests.order_sign_http import early, new_patient, order, prepared
@@ -67,7 +67,7 @@ def draft_by_reference(p, za: dict) -> dict:
 def test_server_answers_the_include_template(loaded, app):
     server, p, _ = loaded
     service = app.extensions["bonecds"].services[SERVICE_ID]
-    template = next(k.template for k in service.prefetch_keys if k.key == "medications")
+    template = next(k.template for k in prefetch_templates() if k.key == "medications")
     query = template.replace("{{context.patientId}}", p.patient_id)
     with httpx.Client(base_url=server.base_url, headers=server.auth_headers(), timeout=30) as client:
         bundle = client.get(f"/{query}", headers={"Accept": "application/fhir+json"}).json()
@@ -97,7 +97,7 @@ def test_paged_prefetch_is_followed_to_the_server(loaded, app):
     order) from the server, so no supplement card; without the server it says the first page was all it saw."""
     server, p, za = loaded
     service = app.extensions["bonecds"].services[SERVICE_ID]
-    template = next(k.template for k in service.prefetch_keys if k.key == "medications")
+    template = next(k.template for k in prefetch_templates() if k.key == "medications")
     query = template.replace("{{context.patientId}}", p.patient_id).replace("_count=100", "_count=1")
     with httpx.Client(base_url=server.base_url, headers=server.auth_headers(), timeout=30) as client:
         first_page = client.get(f"/{query}", headers={"Accept": "application/fhir+json"}).json()

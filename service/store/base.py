@@ -1,20 +1,14 @@
-"""Feedback persistence: cards issued (card uuid -> rule id), clinicians' accept/override outcomes and the JWT replay
-cache, in SQLite (one machine) or PostgreSQL (`service/pg_store.py`, any number of replicas); `store_for` picks one."""
+"""What both database backends share: the schema, the store protocol, issued cards, receipts and the feedback rows."""
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import sqlite3
-import threading
-import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Protocol
 
 if TYPE_CHECKING:
-    from service.config import Settings
+    pass
 
 SCHEMA_TEMPLATE = """
 CREATE TABLE IF NOT EXISTS issued_card (
@@ -70,7 +64,7 @@ class FeedbackReceipt:
     unknown_cards: int
     # (outcome, rule id or None) of each stored item, for metrics; not part of the receipt's identity
     outcomes: tuple[tuple[str, str | None], ...] = field(default=(), compare=False)
-    queued: int = 0  # held until the database returns (service.resilient_store), not yet stored
+    queued: int = 0  # held until the database returns (service.store.resilient), not yet stored
     not_kept: int = 0  # the queue was full: lost, counted and logged
 
 
@@ -154,90 +148,3 @@ class FeedbackStore(Protocol):
     def check_ready(self) -> None: ...
 
 
-def store_for(settings: "Settings") -> FeedbackStore:
-    """The store DATABASE_URL names: sqlite:///PATH, or postgresql:// (postgres://) for a store shared by replicas."""
-    if settings.database_backend == "postgresql":
-        from service.pg_store import PostgresFeedbackStore
-        return PostgresFeedbackStore(settings.database_url)
-    return SqliteFeedbackStore(settings.sqlite_path)
-
-
-class SqliteFeedbackStore:
-    """One connection per process and thread, opened lazily so gunicorn's preload fork never shares one."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
-        with self._connection() as connection:
-            connection.executescript(SCHEMA)
-
-    def _connection(self) -> sqlite3.Connection:
-        local = self._local
-        if getattr(local, "pid", None) != os.getpid():
-            connection = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=True)
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=NORMAL")
-            connection.execute("PRAGMA busy_timeout=10000")
-            local.connection, local.pid = connection, os.getpid()
-        return local.connection
-
-    def claim_jti(self, issuer: str, jti: str, expires_at: float, now: float | None = None) -> bool:
-        """Record a token id; False when this issuer already used it. Shared by every worker through the database file;
-        rows are kept until the token could no longer be accepted anyway."""
-        now = time.time() if now is None else now
-        connection = self._connection()
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            connection.execute("DELETE FROM jwt_replay WHERE expires_at < ?", (now,))
-            inserted = connection.execute("INSERT OR IGNORE INTO jwt_replay VALUES (?, ?, ?)",
-                                          (issuer, jti, expires_at)).rowcount == 1
-            connection.execute("COMMIT")
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-        return inserted
-
-    def record_cards(self, service_id: str, hook_instance: str, cards: Iterable[IssuedCard], issued_at: datetime) -> None:
-        rows = [(c.card_uuid, service_id, c.rule_id, c.indicator, hook_instance, issued_at.isoformat()) for c in cards]
-        if not rows:
-            return
-        connection = self._connection()
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            connection.executemany("INSERT OR IGNORE INTO issued_card VALUES (?, ?, ?, ?, ?, ?)", rows)
-            connection.execute("COMMIT")
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-
-    def record_feedback(self, service_id: str, items: list[dict[str, Any]], received_at: datetime) -> FeedbackReceipt:
-        connection = self._connection()
-        insert = (f"INSERT OR IGNORE INTO feedback ({', '.join(FEEDBACK_COLUMNS)}) "
-                  f"VALUES ({', '.join('?' * len(FEEDBACK_COLUMNS))})")
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            receipt = store_feedback_items(connection.execute, "?", insert, service_id, items, received_at)
-            connection.execute("COMMIT")
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-        return receipt
-
-    def outcomes_by_rule(self) -> list[dict[str, Any]]:
-        """Per rule: cards issued, accepted and overridden feedback, and the override rate among cards with feedback."""
-        return outcome_stats(self._connection().execute(OUTCOMES_SQL).fetchall())
-
-    def feedback_rows(self) -> list[dict[str, Any]]:
-        cursor = self._connection().execute("SELECT * FROM feedback ORDER BY id")
-        names = [d[0] for d in cursor.description]
-        return [dict(zip(names, row)) for row in cursor.fetchall()]
-
-    def issued_by_rule(self, since: str = "") -> dict[str, int]:
-        """Cards issued per rule, at or after `since` (ISO text, compared as text; "" counts every card)."""
-        return dict(self._connection().execute(ISSUED_SQL.format(param="?"), (since,)).fetchall())
-
-    def check_ready(self) -> None:
-        """Raises when the database cannot be read (used by /readyz); cheap, whatever the table sizes."""
-        self._connection().execute("SELECT 1 FROM feedback LIMIT 1").fetchall()

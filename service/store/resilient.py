@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Iterable
 
-from service.feedback_store import FeedbackReceipt, FeedbackStore, IssuedCard
+from service.store.base import FeedbackReceipt, FeedbackStore, IssuedCard
 
 log = logging.getLogger("bonecds")
 
@@ -20,7 +20,7 @@ JTI_MEMORY_LIMIT = 100_000
 FLUSH_INTERVAL_SECONDS = 0.05
 RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0)
 
-# metric events: (event, operation) -> counted by service.metrics
+# metric events: (event, operation) -> counted by service.http.metrics
 Event = Callable[[str, str, int], None]
 
 

@@ -1,4 +1,4 @@
-"""OpenAPI 3.1 description of the service, built from the JSON Schemas in service/schemas/ and served at GET /openapi.json."""
+"""OpenAPI 3.1 description of the service, built from the JSON Schemas in service/http/schemas/ and served at GET /openapi.json."""
 from __future__ import annotations
 
 import copy
@@ -20,7 +20,7 @@ ERRORS = {400: "Invalid request (not JSON, nested too deep, or not matching the 
 
 
 def _schema_file(name: str) -> dict[str, Any]:
-    text = resources.files("service").joinpath("schemas", f"{name}.schema.json").read_text(encoding="utf-8")
+    text = resources.files("service.http").joinpath("schemas", f"{name}.schema.json").read_text(encoding="utf-8")
     return json.loads(text)
 
 

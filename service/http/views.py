@@ -10,23 +10,16 @@ import orjson
 from flask import Blueprint, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from hooks.cards import Finding
-from hooks.record_gaps import unresolved_medication_findings, with_partial_notes
 from service.auth import AuthError
-from service.resilient_store import with_queue_fields
-from service.errors import ApiError, error_response
-from service.feedback_store import IssuedCard
-from service.fhir_client import call_budget
-from service.record import FhirAccess, gather_record, resolve_draft_medications
+from service.store.resilient import with_queue_fields
+from service.http.errors import error_response
+from service.outcomes import ApiError
+from service.calls import handle_call, validate_against
 from service.runtime import Runtime
-from service.ssrf import fhir_server_refusal
-from service.validation import SchemaViolation
+from service.record.ssrf import fhir_server_refusal
 
 log = logging.getLogger("bonecds.protocol")
 bp = Blueprint("cds_hooks", __name__)
-
-EMPTY_RESPONSE = orjson.dumps({"cards": []})
-
 
 def runtime() -> Runtime:
     return current_app.extensions["bonecds"]
@@ -156,12 +149,7 @@ def _json_depth_exceeds(document: Any, limit: int) -> bool:
 
 
 def validate(schema: str, document: Any, prefix: str = "") -> None:
-    try:
-        runtime().validators.validate(schema, document)
-    except SchemaViolation as violation:
-        path = violation.path.replace("data", prefix, 1) if prefix else violation.path
-        message = violation.message.replace("data", prefix, 1) if prefix else violation.message
-        raise ApiError(400, message, path) from None
+    validate_against(runtime(), schema, document, prefix)
 
 
 @bp.route("/cds-services", methods=["GET", "OPTIONS"])
@@ -181,58 +169,8 @@ def call_service(service_id: str) -> Response:
         return Response(status=204)
     started = time.perf_counter()
     body = read_json_body()
-    validate("cds-request", body)
-    if body["hook"] != service.hook:
-        raise ApiError(400, f"Service {service.id} answers the {service.hook} hook, not {body['hook']!r}.", "hook")
-    context = body["context"]
-    validate(service.context_schema, context, "context")
-    access = FhirAccess(body, fhir_server_refusal_for_request)
-    with call_budget(rt.settings.fhir_budget_seconds):  # every FHIR read of this call shares one time budget
-        # A draft naming its drug by reference gets its Medication first: before that, no one can tell whether it
-        # orders a bone agent. Nothing else is read unless one does.
-        drafts = resolve_draft_medications(body, context, access, rt.fetcher, rt.metrics)
-        context = drafts.context
-        work = service.triage(context)
-        gaps = unresolved_medication_findings(context, drafts.unresolved, rt.knowledge)
-        if not work and not gaps:
-            seconds = time.perf_counter() - started
-            rt.metrics.hook_call(service.hook, service.id, seconds)
-            log.info("hook=%s instance=%s service=%s items=0 cards=0 ms=%.1f", service.hook, body["hookInstance"],
-                     service.id, seconds * 1000, extra=_log_fields(service, body, [], seconds))
-            return json_response(EMPTY_RESPONSE)
-        now = rt.clock.now()
-        findings: list[Finding] = []
-        fetched, unavailable = [f"Medication({drafts.read})"] if drafts.read else [], []
-        if work:
-            record = gather_record(service.prefetch_keys, body, context, rt.fetcher, fhir_server_refusal_for_request,
-                                   rt.metrics, access=access)
-            findings = service.evaluate(context, work, record.patient, record.resources, record.unavailable, now)
-            findings = with_partial_notes(findings, record.partial, rt.knowledge)
-            fetched, unavailable = fetched + record.fetched, sorted(record.unavailable)
-    findings += gaps
-    cards = [rt.renderer.render(f) for f in findings]
-    _remember_cards(service.id, body["hookInstance"], findings, cards, now)
-    seconds = time.perf_counter() - started
-    rt.metrics.hook_call(service.hook, service.id, seconds, [(f.rule_id, c["indicator"]) for f, c in zip(findings, cards)])
-    log.info("hook=%s instance=%s service=%s items=%d fetched=%s unavailable=%s rules=%s ms=%.1f", service.hook,
-             body["hookInstance"], service.id, len(work), ",".join(fetched) or "-", ",".join(unavailable) or "-",
-             ",".join(f.rule_id for f in findings) or "-", seconds * 1000,
-             extra=_log_fields(service, body, [f.rule_id for f in findings], seconds))
-    return json_response({"cards": cards})
-
-
-def _log_fields(service: Any, body: dict, rules: list[str], seconds: float) -> dict[str, Any]:
-    """The hook call's fields as separate keys for the JSON log format (ids and timings only, never PHI)."""
-    return {"hook": service.hook, "hookInstance": body["hookInstance"], "service": service.id, "rules": rules,
-            "ms": round(seconds * 1000, 1)}
-
-
-def _remember_cards(service_id: str, hook_instance: str, findings: list[Finding], cards: list[dict], now) -> None:
-    issued = [IssuedCard(card["uuid"], finding.rule_id, card["indicator"]) for finding, card in zip(findings, cards)]
-    try:
-        runtime().store.record_cards(service_id, hook_instance, issued, now)
-    except Exception as error:  # the clinician's cards matter more than the feedback ledger
-        log.error("could not record issued cards: %s", type(error).__name__)
+    result = handle_call(rt, service, body, fhir_server_refusal_for_request, started=started)
+    return json_response(result.answer)
 
 
 @bp.route("/cds-services/<service_id>/feedback", methods=["POST", "OPTIONS"])

@@ -56,7 +56,7 @@ class SchemaViolation(ValueError):
 class SchemaValidators:
     """Every `*.schema.json` in the package's schema folder, compiled once, by file stem."""
 
-    def __init__(self, package: str = "service", directory: str = "schemas") -> None:
+    def __init__(self, package: str = "service.http", directory: str = "schemas") -> None:
         self._validators: dict[str, Callable[[Any], Any]] = {}
         folder = resources.files(package).joinpath(directory)
         for entry in sorted(folder.iterdir(), key=lambda item: item.name):

@@ -7,20 +7,17 @@ import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Callable, Iterable
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from hooks.fhir_read import as_list, bundle_resources
-from hooks.order_sign import PrefetchKey
+from service.record.prefetch import PrefetchKey, fill_template
 from hooks.record_gaps import UnresolvedMedication
-from service.errors import ApiError
-from service.fhir_client import FetchOutcome, FhirFetcher, next_link
-from service.ssrf import parse_base_url
+from service.outcomes import ApiError
+from service.record.fhir_client import FetchOutcome, FhirFetcher, next_link
+from service.record.ssrf import parse_base_url
 
 log = logging.getLogger(__name__)
 
-CONTEXT_TOKEN = re.compile(r"\{\{\s*context\.([A-Za-z]+)\s*\}\}")
-USER_TOKENS = {"userPractitionerId": "Practitioner", "userPractitionerRoleId": "PractitionerRole",
-               "userPatientId": "Patient", "userRelatedPersonId": "RelatedPerson"}
 FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 # Resources on record that may name their drug by medicationReference, and the fact group each one feeds.
 MEDICATION_GROUPS = {"MedicationRequest": "medications", "MedicationStatement": "medications",
@@ -76,23 +73,6 @@ class FhirAccess:
         server = self.server
         base, target = parse_base_url(server) if server else None, parse_base_url(url.split("?", 1)[0].split("#", 1)[0])
         return base is not None and target is not None and base.contains(target)
-
-
-def fill_template(template: str, context: dict[str, Any]) -> str:
-    """Replace 2.0 prefetch tokens with URL-encoded context values; a token without a value is an error."""
-    def context_value(match: re.Match) -> str:
-        value = context.get(match.group(1))
-        if not isinstance(value, str):
-            raise KeyError(match.group(1))
-        return quote(value, safe="/")
-    filled = CONTEXT_TOKEN.sub(context_value, template)
-    user = context.get("userId") if isinstance(context.get("userId"), str) else ""
-    for token, resource_type in USER_TOKENS.items():
-        if "{{" + token + "}}" in filled:
-            if not user.startswith(resource_type + "/"):
-                raise KeyError(token)
-            filled = filled.replace("{{" + token + "}}", quote(user.split("/", 1)[1], safe=""))
-    return filled
 
 
 def _prefetched(value: Any) -> tuple[str, Any]:
@@ -437,8 +417,8 @@ def _belongs_to_other_patient(resource: dict, patient_id: str | None) -> bool:
     """subject or patient names a different Patient (Group subjects and missing references are left to the rules)."""
     if patient_id is None:
         return False
-    for field in ("subject", "patient"):
-        value = resource.get(field)
+    for key in ("subject", "patient"):
+        value = resource.get(key)
         reference = value.get("reference") if isinstance(value, dict) else None
         if not isinstance(reference, str):
             continue

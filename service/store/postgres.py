@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from service.feedback_store import (FEEDBACK_COLUMNS, ISSUED_SQL, OUTCOMES_SQL, POSTGRES_SCHEMA, FeedbackReceipt,
+from service.store.base import (FEEDBACK_COLUMNS, ISSUED_SQL, OUTCOMES_SQL, POSTGRES_SCHEMA, FeedbackReceipt,
                                     IssuedCard, feedback_dedupe_key, outcome_stats, store_feedback_items)
 
 log = logging.getLogger("bonecds")

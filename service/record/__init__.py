@@ -1,0 +1,1 @@
+"""Getting the patient record for one call: prefetch templates, prefetch reading, the FHIR client and the SSRF guard."""
