@@ -11,6 +11,8 @@ from typing import Any, Callable
 
 import httpx
 import jwt
+from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from service.config import ConfigError
@@ -50,7 +52,8 @@ class AuthenticatedClient:
 
 
 CLIENT_KEYS = frozenset({"iss", "jku", "jwks", "fhir_servers", "tenant"})
-KEY_TYPES = {"EC": ECAlgorithm, "RSA": RSAAlgorithm}
+KEY_TYPES: dict[str, type[ECAlgorithm] | type[RSAAlgorithm]] = {"EC": ECAlgorithm,
+                                                                 "RSA": RSAAlgorithm}
 LOOPBACK_HTTP = ("http://127.0.0.1:", "http://127.0.0.1/", "http://localhost:", "http://localhost/", "http://[::1]:")
 
 
@@ -209,13 +212,18 @@ class Authenticator:
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
             raise AuthError("no kid")
-        client = self.clients.get(unverified.get("iss")) if isinstance(unverified.get("iss"), str) else None
+        issuer = unverified.get("iss")
+        client = self.clients.get(issuer) if isinstance(issuer, str) else None
         if client is None:
             raise AuthError("issuer not trusted")
         jwk = self._key(client, header, kid)
         if jwk.get("alg") not in (None, algorithm) or jwk.get("kty") != KEY_TYPE_FOR_ALGORITHM[algorithm]:
             raise AuthError("key does not match the algorithm")
         key = (ECAlgorithm if algorithm.startswith("ES") else RSAAlgorithm).from_jwk(json.dumps(jwk))
+        if isinstance(key, (EllipticCurvePrivateKey, RSAPrivateKey)):
+            # A JWK with "d" (pinned keys never have one; a fetched JWKS might): verify with its
+            # public half, as PyJWT does itself for an EC private key.
+            key = key.public_key()
         try:
             claims = jwt.decode(token, key, algorithms=[algorithm], audience=audience, issuer=client.iss,
                                 leeway=self.leeway, options={"require": ["iss", "aud", "exp", "iat", "jti"]})
@@ -296,6 +304,8 @@ def mint_token(private_jwk: dict[str, Any], issuer: str, audience: str, lifetime
     issued = int(now if now is not None else time.time())
     algorithm = "ES384" if private_jwk["kty"] == "EC" else "RS384"
     key = (ECAlgorithm if algorithm == "ES384" else RSAAlgorithm).from_jwk(json.dumps(private_jwk))
+    if not isinstance(key, (EllipticCurvePrivateKey, RSAPrivateKey)):
+        raise ValueError("mint_token needs a private JWK (with d)")
     claims = {"iss": issuer, "aud": audience, "iat": issued, "exp": issued + lifetime_seconds, "jti": str(uuid.uuid4())}
     claims.update(extra_claims or {})
     return jwt.encode(claims, key, algorithm=algorithm,

@@ -166,6 +166,7 @@ def request_from_fhir_server(args: argparse.Namespace) -> dict[str, Any]:
         if not args.draft:
             raise SystemExit(f"--draft (a MedicationRequest or Bundle JSON file) is needed for {args.hook}")
         draft = json.loads(open(args.draft, encoding="utf-8").read())
+        bundle: dict[str, Any]
         bundle = draft if draft.get("resourceType") == "Bundle" else {"resourceType": "Bundle", "type": "collection",
                                                                         "entry": [{"resource": draft}]}
         context["draftOrders"] = bundle

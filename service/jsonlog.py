@@ -13,6 +13,7 @@ EXTRA_FIELDS = ("hook", "hookInstance", "service", "rules", "ms")
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object]  # str values, and the extra fields as the caller passed them
         line = {"time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
                 "level": record.levelname, "logger": record.name, "message": record.getMessage()}
         for key in EXTRA_FIELDS:

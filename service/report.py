@@ -67,7 +67,7 @@ def build_report(store: "FeedbackStore", since: str = "", title: Callable[[str],
                 (system, code), {"system": system, "code": code, "display": "", "cards": set()})
             entry["display"] = entry["display"] or row["override_display"] or ("" if system or code else NO_REASON)
             entry["cards"].add(card)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for rule_id in sorted(set(issued) | set(outcomes)):
         accepted = len(outcomes.get(rule_id, {}).get("accepted", ()))
         overridden = len(outcomes.get(rule_id, {}).get("overridden", ()))

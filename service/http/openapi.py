@@ -33,7 +33,7 @@ def _to_components(name: str, schema: dict[str, Any], components: dict[str, Any]
 
     def rewrite(node: Any) -> Any:
         if isinstance(node, dict):
-            out = {}
+            out: dict[str, Any] = {}
             for key, value in node.items():
                 if key == "$ref" and isinstance(value, str) and value.startswith("#/definitions/"):
                     out[key] = f"#/components/schemas/{name}.{value.rsplit('/', 1)[1]}"

@@ -123,9 +123,11 @@ def _describe(exc: fastjsonschema.JsonSchemaValueException) -> tuple[str, str]:
         message = f"{name} is not allowed here"
     elif rule == "type":
         types = rule_value if isinstance(rule_value, list) else [rule_value]
-        message = f"{name} must be " + " or ".join(_TYPE_WORDS.get(t, str(t)) for t in types)
+        message = f"{name} must be " + " or ".join(
+            _TYPE_WORDS.get(t, t) if isinstance(t, str) else str(t) for t in types)
     elif rule == "enum":
-        message = f"{name} must be one of " + ", ".join(str(option) for option in rule_value)
+        options = rule_value if isinstance(rule_value, list) else [rule_value]  # draft-07: a list
+        message = f"{name} must be one of " + ", ".join(str(option) for option in options)
     elif rule == "const":
         message = f"{name} must be {rule_value}"
     elif rule == "pattern":

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 from flask import Blueprint, Response, current_app, g, request
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
 
 from service.auth import AuthError
 from service.store.resilient import with_queue_fields
@@ -88,7 +88,7 @@ def handle_http_error(error: HTTPException) -> Response:
     messages = {404: "No such endpoint or CDS service.", 405: "Method not allowed on this endpoint.",
                 413: f"Request body is larger than {runtime().settings.max_body_bytes} bytes."}
     response = error_response(status, messages.get(status, error.name))
-    if status == 405 and error.valid_methods:
+    if status == 405 and isinstance(error, MethodNotAllowed) and error.valid_methods:
         response.headers["Allow"] = ", ".join(error.valid_methods)
     return _with_cors(response)
 

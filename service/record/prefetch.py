@@ -108,7 +108,8 @@ def fill_template(template: str, context: dict[str, Any]) -> str:
             raise KeyError(match.group(1))
         return quote(value, safe="/")
     filled = CONTEXT_TOKEN.sub(context_value, template)
-    user = context.get("userId") if isinstance(context.get("userId"), str) else ""
+    user_id = context.get("userId")
+    user = user_id if isinstance(user_id, str) else ""
     for token, resource_type in USER_TOKENS.items():
         if "{{" + token + "}}" in filled:
             if not user.startswith(resource_type + "/"):

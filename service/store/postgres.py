@@ -15,7 +15,7 @@ from typing import Any, Iterable
 from urllib.parse import urlsplit
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from service.store.base import (FEEDBACK_COLUMNS, ISSUED_SQL, OUTCOMES_SQL, POSTGRES_SCHEMA, FeedbackReceipt,
                                     IssuedCard, feedback_dedupe_key, outcome_stats, store_feedback_items)
@@ -75,11 +75,12 @@ class PostgresFeedbackStore:
 
     def _connect(self) -> psycopg.Connection:
         try:
-            return psycopg.connect(**self._params, autocommit=True)
+            # The parameters as one conninfo string; psycopg parses it back into the same ones.
+            return psycopg.connect(make_conninfo("", **self._params), autocommit=True)
         except psycopg.Error as error:
             message = str(error).strip()
             password = self._params.get("password")
-            if password:
+            if isinstance(password, str) and password:
                 message = message.replace(password, "***")
             raise ConnectionError(f"feedback store: cannot connect to PostgreSQL {self.display_url}: {message}") from None
 
@@ -126,6 +127,8 @@ class PostgresFeedbackStore:
 
     def feedback_rows(self) -> list[dict[str, Any]]:
         cursor = self._connection().execute("SELECT * FROM feedback ORDER BY id")
+        if cursor.description is None:  # a SELECT always describes its columns
+            raise RuntimeError("SELECT * FROM feedback returned no column description")
         names = [d.name for d in cursor.description]
         return [dict(zip(names, row)) for row in cursor.fetchall()]
 
