@@ -3,12 +3,20 @@ PYTHON ?= python3
 HOST ?= 127.0.0.1
 PORT ?= 8099
 
-.PHONY: run test setup bench
+.PHONY: run test setup bench lint unit
 run:
 	$(PYTHON) scripts/dev.py run --host $(HOST) --port $(PORT)
 
 test:
 	$(PYTHON) scripts/dev.py test
+
+# ruff (lint and format check) and mypy, as the test command runs them first
+lint:
+	$(PYTHON) scripts/dev.py lint
+
+# the fast tests: no FHIR server, PostgreSQL, browser or fault suites
+unit:
+	$(PYTHON) scripts/dev.py unit
 
 setup:
 	$(PYTHON) scripts/dev.py setup

@@ -4,21 +4,19 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
-import traceback
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 from hooks.cards import Finding, Suggestion
-from hooks.facts import PatientFacts
+from hooks.facts.model import PatientFacts
 from hooks.fhir_read import codings
 from hooks.knowledge import Knowledge
 from hooks.orders import BoneAgentOrder, read_bone_agent_order
 from hooks.rules.context import OrderContext
+from hooks.rules.rule import Check, run_rules
 
 log = logging.getLogger(__name__)
-
-Rule = Callable[[OrderContext], "Finding | None"]
 
 
 SEVERITY = {"critical": 0, "warning": 1, "info": 2}
@@ -48,7 +46,7 @@ class OrderEvaluator:
     bone-agent order is evaluated as if it had been signed (in place of the draft it updates, or as a new draft), and
     is offered only when no critical rule fires on it and the rule that offered it does not fire again."""
 
-    def __init__(self, facts: PatientFacts, knowledge: Knowledge, rules: Iterable[tuple[str, Rule]],
+    def __init__(self, facts: PatientFacts, knowledge: Knowledge, rules: Iterable[tuple[str, Check]],
                  patient_reference: str, user_reference: str | None, now: datetime, *,
                  drafts: Iterable[BoneAgentOrder] = (), companions: Iterable[dict] = (),
                  medications: dict[str, dict] | None = None, tolerant: bool = False) -> None:
@@ -69,25 +67,9 @@ class OrderEvaluator:
                             other_orders=others, checks=self.checks, tolerant=self.tolerant)
 
     def run_rules(self, order: BoneAgentOrder, others: tuple[BoneAgentOrder, ...]) -> list[Finding]:
-        """Each rule in scope for the order; a rule that fails yields a card saying so, never silence."""
-        ctx = self.context(order, others)
-        found: list[Finding] = []
-        for rule_id, rule in self.rules:
-            if not ctx.in_scope(rule_id):
-                continue
-            try:
-                finding = rule(ctx)
-            except Exception as error:  # one broken rule must not hide the others, nor pass silently
-                # Exception text can quote record values, so only the type and code location are logged.
-                where = traceback.extract_tb(error.__traceback__)[-1]
-                log.error("rule %s failed with %s at %s:%d", rule_id, type(error).__name__, where.filename,
-                          where.lineno)
-                finding = rule_error(rule_id, order)
-            if finding is not None:
-                ctx.reported_unavailable.update(finding.reports_unavailable)
-                ctx.decided.add(finding.rule_id)
-                found.append(_with_recognition_note(finding, order))
-        return found
+        """Each rule in scope for the order (the one rule loop: a rule that fails yields a card saying so, never
+        silence), each finding noting how the drug was recognised."""
+        return [_with_recognition_note(f, order) for f in run_rules(self.rules, self.context(order, others))]
 
     def evaluate(self, orders: Iterable[BoneAgentOrder]) -> list[Finding]:
         """Each order against each rule; per order the cards come most serious first, suggestions gated."""
@@ -303,7 +285,7 @@ def _redosed(suggestion: Suggestion, before: dict[str, Any], after: dict[str, An
 
 
 def evaluate_orders(orders: Iterable[BoneAgentOrder], facts: PatientFacts, knowledge: Knowledge,
-                    rules: Iterable[tuple[str, Rule]], patient_reference: str, user_reference: str | None,
+                    rules: Iterable[tuple[str, Check]], patient_reference: str, user_reference: str | None,
                     now: datetime, *, all_orders: Iterable[BoneAgentOrder] | None = None,
                     tolerant: bool = False, companions: Iterable[dict] = (),
                     medications: dict[str, dict] | None = None) -> list[Finding]:
@@ -337,13 +319,3 @@ def _with_recognition_note(finding: Finding, order: BoneAgentOrder) -> Finding:
     else:
         note = f"\n\n*The drug was recognised by its name only ({what}): the order carries no medication code.*"
     return dataclasses.replace(finding, detail=finding.detail + note)
-
-
-def rule_error(rule_id: str, order: BoneAgentOrder) -> Finding:
-    return Finding(
-        "rule-error", "warning",
-        f"Safety check {rule_id} could not be completed for {order.ingredient_display}: check it manually",
-        f"An internal error stopped the `{rule_id}` check for {order.describe()}. The order was **not** checked for "
-        f"this hazard; please review it by hand. The error has been logged for the service's maintainers.",
-        (), (), order.reference)
-

@@ -154,3 +154,15 @@ def format_number(value: float, digits: int = 1) -> str:
     """Show a clinical number without trailing zeros: 3.0 -> '3', 1.25 -> '1.3' (display only, never compared)."""
     text = f"{value:.{digits}f}"
     return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def status_of(resource: dict) -> str | None:
+    """A resource's status code, None when absent or not a string (a list or object there must not break a lookup)."""
+    value = resource.get("status")
+    return value if isinstance(value, str) else None
+
+
+def id_of(resource: dict) -> str | None:
+    """The resource's id when it is a string (a hostile record may carry an object or a number there)."""
+    value = resource.get("id")
+    return value if isinstance(value, str) else None

@@ -6,11 +6,11 @@ from typing import Any
 
 from hooks.cards import Finding
 from hooks.engine import evaluate_orders, medications_by_id
-from hooks.facts import build_facts
+from hooks.facts.build import build_facts
 from hooks.fhir_read import bundle_resources
 from hooks.knowledge import Knowledge
 from hooks.orders import BoneAgentOrder, find_bone_agent_orders
-from hooks.rules import ORDER_RULES
+from hooks.rules.registry import ORDER_RULES
 
 
 class OrderSignService:

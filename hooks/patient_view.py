@@ -1,20 +1,17 @@
 """The patient-view CDS service: a bone-health review of who should be on a bone-modifying agent and is not."""
 from __future__ import annotations
 
-import logging
-import traceback
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from hooks.cards import Finding
-from hooks.facts import build_facts
-from hooks.knowledge import Knowledge
 from hooks.engine import OrderEvaluator, medications_by_id
-from hooks.rules import ORDER_RULES
-from hooks.rules.review import REVIEW_RULES, ReviewContext
-
-log = logging.getLogger(__name__)
+from hooks.facts.build import build_facts
+from hooks.knowledge import Knowledge
+from hooks.rules.registry import ORDER_RULES, REVIEW_RULES
+from hooks.rules.review import ReviewContext
+from hooks.rules.rule import run_rules
 
 
 @dataclass(frozen=True)
@@ -65,16 +62,4 @@ class PatientViewService:
         ctx = ReviewContext(facts, self.knowledge, patient_reference, requester, now)
         gate = OrderEvaluator(facts, self.knowledge, ORDER_RULES, patient_reference, requester, now,
                               medications=medications_by_id(resources))
-        findings: list[Finding] = []
-        for rule_id, rule in self.rules:
-            try:
-                found = rule(ctx)
-            except Exception as error:  # a broken review rule is logged by type and place only (no record values)
-                where = traceback.extract_tb(error.__traceback__)[-1]
-                log.error("rule %s failed with %s at %s:%d", rule_id, type(error).__name__, where.filename, where.lineno)
-                found = Finding("rule-error", "warning", f"Bone-health review step {rule_id} could not be completed",
-                                f"An internal error stopped the `{rule_id}` review; this part of the chart was **not** "
-                                "reviewed. The error has been logged for the service's maintainers.", ())
-            if found is not None:
-                findings.append(gate.gate(found, None))
-        return findings
+        return [gate.gate(found, None) for found in run_rules(self.rules, ctx)]

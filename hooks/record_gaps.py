@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from hooks.cards import Finding
+from hooks.facts.groups import group_name
 from hooks.knowledge import Knowledge
 from hooks.orders import find_bone_agent_orders
-from hooks.rules.completeness import GROUP_NAMES
 
 FIRST_PAGE_ONLY = "first page of the EHR's search only"
 
@@ -81,7 +81,7 @@ def with_partial_notes(findings: Iterable[Finding], partial: dict[str, str], kno
     noted = []
     for finding in findings:
         needs = rules.get(finding.rule_id, {}).get("needs") or []
-        lines = [f"- {GROUP_NAMES.get(group, group)}: {FIRST_PAGE_ONLY} ({partial[group]}); later pages were not seen."
+        lines = [f"- {group_name(group)}: {FIRST_PAGE_ONLY} ({partial[group]}); later pages were not seen."
                  for group in sorted(partial) if group in needs]
         if lines:
             note = "\n".join(["", "", "**Read from the EHR's first page only:**", *lines])

@@ -101,8 +101,41 @@ def ensure_chromium() -> None:
         apt_install(["chromium", "chromium-driver"], "the preview browser test", "BONECDS_TEST_BROWSER")
 
 
+LINT_STEPS = (("ruff check", ["-m", "ruff", "check", "."]), ("ruff format --check", ["-m", "ruff", "format", "--check", "."]),
+              ("mypy", ["-m", "mypy"]))
+
+
+def run_lint(env_dir: Path) -> int:
+    """The house style, before any test: ruff (lint and format, 100 columns) and mypy, all from pyproject.toml."""
+    for name, step in LINT_STEPS:
+        print(f"{name} ...", flush=True)
+        status = subprocess.call([str(_python(env_dir)), *step], cwd=ROOT)
+        if status != 0:
+            print(f"{name} failed (exit {status})", flush=True)
+            return status
+    return 0
+
+
+def cmd_lint(_args: argparse.Namespace) -> int:
+    return run_lint(ensure_app_venv())
+
+
+def cmd_unit(args: argparse.Namespace) -> int:
+    """The fast tests: no FHIR server, PostgreSQL, browser, benchmark-like or fault suites."""
+    env_dir = ensure_app_venv()
+    slow = ["tests/integration", "tests/test_preview_browser.py", "tests/test_schemathesis.py",
+            "tests/test_database_outage.py", "tests/test_fhir_fail_fast.py", "tests/test_store_backends.py",
+            "tests/test_configuration.py"]
+    ignore = [f"--ignore={path}" for path in slow]
+    env = dict(os.environ, BONECDS_TEST_POSTGRES=os.environ.get("BONECDS_TEST_POSTGRES", "skip"))
+    return subprocess.call([str(_python(env_dir)), "-m", "pytest", "-q", *ignore, *args.pytest_args], cwd=ROOT,
+                           env=env)
+
+
 def cmd_test(args: argparse.Namespace) -> int:
     env_dir = ensure_app_venv()
+    if run_lint(env_dir) != 0:
+        return 1
     fhir_dir = ensure_fhir_venv()
     ensure_postgres()
     ensure_chromium()
@@ -129,10 +162,14 @@ def main(argv: list[str] | None = None) -> int:
     run.set_defaults(func=cmd_run)
     test = sub.add_parser("test", help="run the whole test suite, including the integration tests against a local FHIR server")
     test.set_defaults(func=cmd_test)
+    lint = sub.add_parser("lint", help="ruff check, ruff format --check and mypy (the test command runs them first)")
+    lint.set_defaults(func=cmd_lint)
+    unit = sub.add_parser("unit", help="the fast tests only (no servers)")
+    unit.set_defaults(func=cmd_unit)
     setup = sub.add_parser("setup", help="only create the virtual environments")
     setup.set_defaults(func=cmd_setup)
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command != "test":
+    if extra and args.command not in ("test", "unit"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.pytest_args = extra  # everything after `test` goes to pytest, e.g. -q or -k renal
     return args.func(args)

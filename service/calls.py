@@ -13,7 +13,9 @@ from hooks.record_gaps import unresolved_medication_findings, with_partial_notes
 from service.outcomes import ApiError
 from service.http.validation import SchemaViolation
 from service.record.fhir_client import call_budget
-from service.record.gather import FhirAccess, gather_record, resolve_draft_medications
+from service.record.access import FhirAccess
+from service.record.gather import gather_record
+from service.record.medications import resolve_draft_medications
 from service.runtime import Runtime
 from service.store.base import IssuedCard
 

@@ -8,13 +8,15 @@ def check_configuration(settings: Settings, *, connect_database: bool = False) -
     """What was checked, one line each; raises ConfigError (one line: the variable or file, the entry, the problem)
     before the server listens. A database that cannot be reached is reported, not refused: the service degrades."""
     from hooks.knowledge import KnowledgeError, load_knowledge
+    from hooks.services import build_services
     from service import trusted_clients
 
     settings.check()
     lines = [f"settings: authentication {settings.auth}, database {settings.database_backend}"]
     try:
         knowledge = load_knowledge(settings.knowledge_path)
-    except KnowledgeError as error:  # unreadable, not JSON, against the schema or a broken cross reference: one line
+        build_services(knowledge)  # the knowledge file's rules and the rule registry must agree
+    except KnowledgeError as error:  # unreadable, not JSON, against the schema, a broken cross reference: one line
         raise ConfigError(f"BONECDS_KNOWLEDGE_FILE {error.where}: {error.problem}") from None
     except (KeyError, TypeError, ValueError) as error:
         where = settings.knowledge_path or "bundled knowledge file"

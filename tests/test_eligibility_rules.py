@@ -12,8 +12,8 @@ import pytest
 
 from fixtures.builder import ANCHOR_INSTANT, FIXTURE_ANCHOR_DATE, ICD10CM, PatientBuilder, draft_orders
 from fixtures.prefetch import hook_request, transaction_resources
-from hooks.bone_health import assess_bone_loss
-from hooks.facts import build_facts
+from hooks.assessments.bone_health import assess_bone_loss
+from hooks.facts.build import build_facts
 from hooks.knowledge import load_knowledge
 from tests.order_sign_http import (
     SERVICE_ID, actions, denosumab_order, early, metastatic, new_patient, oral_order, order, prepared, rules,

@@ -21,14 +21,13 @@ from typing import Any, Callable
 import jsonschema
 import pytest
 
-from hooks.facts import derive_setting
+from hooks.assessments.setting import derive_setting
 from hooks.knowledge import (
     BUNDLED_KNOWLEDGE, FACT_GROUPS, ORDER_SCOPES, SCHEMA_FILE, KnowledgeError, KnowledgeSchema, build_knowledge,
     knowledge_schema, load_knowledge, path_text, validate_knowledge,
 )
 from hooks.orders import COUNTABLE_AS, DAYS_PER_UNIT
-from hooks.rules import ORDER_RULES
-from hooks.rules.review import REVIEW_RULES
+from hooks.rules.registry import ORDER_RULES, REVIEW_RULES
 from hooks.suggestions import ROUTE_CODES
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,9 +13,9 @@ from typing import Callable
 import pytest
 
 from fixtures.builder import ANCHOR_INSTANT, ICD10CM, SNOMED, PatientBuilder
-from hooks.facts import build_facts
+from hooks.assessments.menopause import MenopausalStatus, menopausal_status
+from hooks.facts.build import build_facts
 from hooks.knowledge import load_knowledge
-from hooks.menopause import MenopausalStatus, menopausal_status
 from tests.order_sign_http import early, new_patient, order, prepared, rules
 
 PCS = "http://www.cms.gov/Medicare/Coding/ICD10"

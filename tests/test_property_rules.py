@@ -22,16 +22,16 @@ from fixtures.prefetch import hook_request, prefetch_templates, transaction_reso
 from fixtures.scenarios import all_scenarios
 from hooks.cards import CardRenderer, validate_fhir_resource
 from hooks.engine import evaluate_orders
-from hooks.facts import build_facts
+from hooks.facts.build import build_facts
 from hooks.fhir_read import bundle_resources
 from hooks.knowledge import load_knowledge
-from hooks.services import build_services
 from hooks.orders import find_bone_agent_orders
-from hooks.rules import ORDER_RULES
+from hooks.rules.registry import ORDER_RULES
+from hooks.services import build_services
 from service import create_app
 from service.config import Settings
-from tests.summary import add_summary_line
 from service.http.validation import SchemaValidators
+from tests.summary import add_summary_line
 
 EXAMPLES = 300  # per property; 6 properties -> 1800 examples per run
 PROPERTY = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None, print_blob=True,

@@ -291,7 +291,11 @@ def test_13_to_20_card_content_for_every_scenario(client, service):
             seen_cards += 1
             assert len(card["summary"]) <= 139  # 14
             assert card["indicator"] in ("info", "warning", "critical")
-            assert card["source"]["label"] and card["source"]["url"].startswith("https://")
+            assert card["source"]["label"]
+            # every clinical card links its source; the service's own cards (part of the record could not be read)
+            # cite no literature
+            if card["source"]["topic"]["code"] not in ("record-incomplete", "rule-error"):
+                assert card["source"]["url"].startswith("https://")
             assert card["source"]["icon"].startswith("https://")
             assert card["source"]["topic"]["code"] == next(code for code, _ in s.expected if code == card["source"]["topic"]["code"])
             uuids.append(card["uuid"])

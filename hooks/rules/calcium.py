@@ -4,11 +4,15 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from hooks.assessments.calcium import CalciumReading, latest_calcium
+from hooks.assessments.renal import on_dialysis
 from hooks.cards import Finding, Suggestion
-from hooks.facts import CalciumReading, MedicationFact, latest_calcium, on_dialysis
+from hooks.facts.groups import group_name
+from hooks.facts.model import MedicationFact
 from hooks.fhir_read import format_number
 from hooks.rules.common import finding, unavailable_line
 from hooks.rules.context import OrderContext, below
+from hooks.rules.rule import rule
 from hooks.suggestions import delete_draft, order_observation
 from hooks.supplement_orders import (
     calcium_order, calcium_regimen, calcium_spacing_text, vitamin_d_basis, vitamin_d_order,
@@ -41,6 +45,7 @@ def _lab_order(ctx: OrderContext, orderable: str, reason: str) -> Suggestion:
     return dataclasses.replace(suggestion, label=f"Order {label}") if label else suggestion
 
 
+@rule("calcium-low")
 def calcium_low(ctx: OrderContext) -> Finding | None:
     """Albumin-corrected or ionized calcium below the label's limit within the window: critical.
     A total calcium below the limit that could not be corrected for albumin, with no ionized calcium
@@ -71,7 +76,7 @@ def calcium_low(ctx: OrderContext) -> Finding | None:
         shown = f"Calcium {_below_text(reading.value, reading.limit(limits))} {reading.unit}"
     else:
         shown = f"Ionized calcium {_below_text(ionized.value, limits['ionized_mmol_l'])} mmol/L"
-    return finding(ctx, "calcium-low", "critical",
+    return finding(ctx, "critical",
                    f"{shown} is low: correct it before {order.ingredient_display}", lines,
                    sources=[ctx.label_source],
                    suggestions=[delete_draft(order, "Remove this order")])
@@ -98,12 +103,13 @@ def _uncorrected_calcium_low(ctx: OrderContext, reading: CalciumReading,
     reason = f"Uncorrected total calcium {shown} before {order.describe()}"
     suggestions = [_lab_order(ctx, orderable, reason)
                    for orderable in ("serum-albumin", "ionized-calcium")]
-    return finding(ctx, "calcium-low", "warning",
+    return finding(ctx, "warning",
                    f"Uncorrected calcium {shown} is low: confirm with albumin or ionized calcium "
                    f"before {order.ingredient_display}", lines, sources=[ctx.label_source],
                    suggestions=suggestions)
 
 
+@rule("calcium-data-missing")
 def calcium_data_missing(ctx: OrderContext) -> Finding | None:
     """IV bisphosphonate or denosumab with no calcium in the window: offer calcium and albumin."""
     window = ctx.threshold("calcium_low")["max_age_days"]
@@ -111,7 +117,7 @@ def calcium_data_missing(ctx: OrderContext) -> Finding | None:
     unavailable = facts.is_unavailable("calcium")
     problems: list[str] = []
     if unavailable:
-        problems.append(unavailable_line("Calcium results", unavailable))
+        problems.append(unavailable_line(group_name("calcium"), unavailable))
     elif ctx.calcium is None and ctx.ionized_calcium is None:
         older = facts.latest("calcium_total") or facts.latest("calcium_corrected")
         for kind in ("calcium_total", "calcium_corrected", "calcium_ionized"):
@@ -135,7 +141,7 @@ def calcium_data_missing(ctx: OrderContext) -> Finding | None:
     reason = f"Calcium before {order.describe()}"
     suggestions = [order_observation(ctx.knowledge, orderable, ctx.patient_reference, ctx.user_reference, ctx.now, reason)
                    for orderable in ("serum-calcium", "serum-albumin")]
-    return finding(ctx, "calcium-data-missing", "warning", f"{what} before {order.ingredient_display}: order calcium and albumin",
+    return finding(ctx, "warning", f"{what} before {order.ingredient_display}: order calcium and albumin",
                    lines, sources=[ctx.label_source], suggestions=suggestions, reports=["calcium"])
 
 
@@ -161,6 +167,7 @@ def _censored_calcium(ctx: OrderContext) -> list[str]:
     return lines
 
 
+@rule("denosumab-renal-hypocalcemia")
 def denosumab_renal_hypocalcemia(ctx: OrderContext) -> Finding | None:
     """Denosumab with clearance or eGFR below the limit, or on dialysis: severe hypocalcemia risk, check calcium soon."""
     limit = ctx.threshold("denosumab_severe_renal_impairment_ml_min")
@@ -190,7 +197,7 @@ def denosumab_renal_hypocalcemia(ctx: OrderContext) -> Finding | None:
     else:
         assert egfr is not None  # the only other reason a line was written
         named = f"with eGFR {egfr.bound}{egfr.value:g} mL/min/1.73 m² (not CrCl)"
-    return finding(ctx, "denosumab-renal-hypocalcemia", "warning",
+    return finding(ctx, "warning",
                    f"Denosumab {named}: high risk of hypocalcemia, check calcium within {days} days", lines,
                    sources=[ctx.label_source], suggestions=[suggestion])
 
@@ -263,6 +270,7 @@ def oral_bisphosphonates(ctx: OrderContext) -> list[str]:
     return list(dict.fromkeys(found))
 
 
+@rule("supplements-missing")
 def supplements_missing(ctx: OrderContext) -> Finding | None:
     """No current calcium or vitamin D order: suggest vitamin D, and calcium once a recent calcium
     result is below the upper limit (never in hypercalcemia), each on the bone agent's regimen. No
@@ -319,12 +327,13 @@ def supplements_missing(ctx: OrderContext) -> Finding | None:
                  "supplements bought over the counter, record them and dismiss this card.")
     indicator = "warning" if order.ingredient == "denosumab" else "info"
     pending = "; calcium waits for a calcium result" if decision and decision.pending else ""
-    return finding(ctx, "supplements-missing", indicator,
+    return finding(ctx, indicator,
                    f"No {names} supplement on record for {order.ingredient_display}{pending}",
                    lines, sources=[*sources, ctx.label_source], suggestions=suggestions,
                    reports=decision.reports if decision else ())
 
 
+@rule("vitamin-d-low")
 def vitamin_d_low(ctx: OrderContext) -> Finding | None:
     """25-OH vitamin D below the limit within the window (no level on record: no card)."""
     result = ctx.low_vitamin_d
@@ -343,5 +352,5 @@ def vitamin_d_low(ctx: OrderContext) -> Finding | None:
     molar = result.recorded_unit in ("nmol/L", "nmol/l")
     factor = ctx.knowledge.unit_factor("vitamin_d_to_ng_ml", result.recorded_unit) or 1.0
     shown = _below_text(result.recorded_value, limits["nmol_l"] if molar else limits["ng_ml"] / factor)
-    return finding(ctx, "vitamin-d-low", "warning", f"Vitamin D low ({result.bound}{shown} {result.recorded_unit}): replete it", lines,
+    return finding(ctx, "warning", f"Vitamin D low ({result.bound}{shown} {result.recorded_unit}): replete it", lines,
                    suggestions=[suggestion])

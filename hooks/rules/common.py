@@ -4,16 +4,17 @@ from __future__ import annotations
 from typing import Iterable
 
 from hooks.cards import Finding, Suggestion
-from hooks.facts import ConditionFact
+from hooks.facts.model import ConditionFact
 from hooks.rules.context import OrderContext
 
 
-def finding(ctx: OrderContext, rule_id: str, indicator: str, summary: str, lines: Iterable[str], *,
+def finding(ctx: OrderContext, indicator: str, summary: str, lines: Iterable[str], *,
             sources: Iterable[str | None] = (), suggestions: Iterable[Suggestion | None] = (),
             reports: Iterable[str] = (), alternatives: bool = False) -> Finding:
-    """A finding about the context's order; cites the given sources first, else the rule's own from the knowledge file."""
-    cited = [s for s in sources if s] or list(ctx.knowledge.rule_meta(rule_id)["sources"])
-    return Finding(rule_id, indicator, summary, "\n".join(lines), tuple(dict.fromkeys(cited)),
+    """A finding of the running rule (its id from the registration) about the context's order; cites the given sources
+    first, else the rule's own from the knowledge file."""
+    cited = [s for s in sources if s] or list(ctx.knowledge.rule_meta(ctx.rule_id)["sources"])
+    return Finding(ctx.rule_id, indicator, summary, "\n".join(lines), tuple(dict.fromkeys(cited)),
                    tuple(s for s in suggestions if s is not None), ctx.order.reference, tuple(reports), alternatives)
 
 

@@ -6,13 +6,15 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any, Iterable
 
-from hooks.facts import CalciumReading, DoseEvent, LabResult, PatientFacts, censored_below, latest_calcium
+from hooks.assessments.bone_health import BoneLossAssessment, assess_bone_loss
+from hooks.assessments.calcium import CalciumReading, latest_calcium
+from hooks.assessments.menopause import MenopausalStatus, menopausal_status
+from hooks.assessments.renal import RenalAssessment, assess_renal_function
+from hooks.cards import Finding
+from hooks.facts.model import DoseEvent, LabResult, PatientFacts, censored_below
 from hooks.fhir_read import days_between, shift_months  # noqa: F401  (shift_months: re-exported for the rules)
 from hooks.knowledge import Knowledge
 from hooks.orders import DAYS_PER_UNIT, BoneAgentOrder
-from hooks.bone_health import BoneLossAssessment, assess_bone_loss
-from hooks.menopause import MenopausalStatus, menopausal_status
-from hooks.renal import RenalAssessment, assess_renal_function
 
 MONTH_UNITS = frozenset({"mo", "a"})
 
@@ -45,13 +47,28 @@ def course_of(doses: list[DoseEvent], now: datetime, gap_days: int) -> list[Dose
     return course
 
 
-def order_in_scope(order: BoneAgentOrder, scopes: Iterable[str], knowledge: Knowledge) -> bool:
-    """Whether a rule written for these kinds of order (knowledge file `applies_to`) concerns this order.
+def order_in_scope(order: BoneAgentOrder, scopes: Iterable[str], knowledge: Knowledge,
+                   only_for: Iterable[str] = ()) -> bool:
+    """Whether a rule written for these kinds of order (knowledge file `applies_to`) concerns this order, and, when the
+    rule names ingredients or formulations (`only_for`), whether the order is of one of them.
     A bisphosphonate whose route is unknown counts as parenteral, the stricter reading."""
     bisphosphonate = knowledge.ingredient_class[order.ingredient] == "bisphosphonate"
     kinds = {"any", "bisphosphonate" if bisphosphonate else "denosumab"}
     kinds.add("oral-bisphosphonate" if bisphosphonate and order.is_oral else "parenteral")
+    named = set(only_for)
+    if named and order.ingredient not in named and (order.formulation is None or order.formulation.id not in named):
+        return False
     return bool(kinds & set(scopes))
+
+
+def rule_error(rule_id: str, order: BoneAgentOrder) -> Finding:
+    """The card of an order rule that could not be completed: the hazard was not checked, never silence."""
+    return Finding(
+        "rule-error", "warning",
+        f"Safety check {rule_id} could not be completed for {order.ingredient_display}: check it manually",
+        f"An internal error stopped the `{rule_id}` check for {order.describe()}. The order was **not** checked for "
+        f"this hazard; please review it by hand. The error has been logged for the service's maintainers.",
+        (), (), order.reference)
 
 
 def matches_regimen(entry: dict[str, Any], order: BoneAgentOrder) -> bool:
@@ -100,6 +117,7 @@ class OrderContext(PatientAssessments):
     decided: set[str] = field(default_factory=set)
     # order-select: the order may not say its dose or timing yet, so rules skip what it does not say
     tolerant: bool = False
+    rule_id: str = ""  # the rule running now (set by the rule loop); its findings carry this id
 
     def threshold(self, name: str):
         return self.knowledge.threshold(name)
@@ -112,7 +130,11 @@ class OrderContext(PatientAssessments):
         return f"- Clinical setting: {self.facts.setting.name} ({self.facts.setting.evidence})."
 
     def in_scope(self, rule_id: str) -> bool:
-        return order_in_scope(self.order, self.knowledge.rule_meta(rule_id)["applies_to"], self.knowledge)
+        meta = self.knowledge.rule_meta(rule_id)
+        return order_in_scope(self.order, meta["applies_to"], self.knowledge, meta.get("only_for", ()))
+
+    def rule_failed(self, rule_id: str) -> Finding:
+        return rule_error(rule_id, self.order)
 
     @property
     def is_bisphosphonate(self) -> bool:

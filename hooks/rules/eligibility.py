@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 from hooks.cards import Finding
+from hooks.facts.groups import group_name
 from hooks.rules.common import finding, unavailable_line
 from hooks.rules.context import OrderContext, minimum_days
+from hooks.rules.rule import rule
 from hooks.suggestions import delete_draft, order_observation, replace_draft_regimen
 
 
@@ -13,8 +15,9 @@ def _adjuvant_question(ctx: OrderContext) -> bool:
 
 
 # The parts of the record the menopausal status and the bone-loss indication rest on (fact group, what it holds).
-STATUS_SOURCES = (("menopause", "Menopausal status observations"), ("procedures", "Oophorectomy procedures"),
-                  ("medications", "Medication orders (GnRH agonists, chemotherapy, aromatase inhibitors, corticosteroids)"),
+STATUS_SOURCES = (("menopause", group_name("menopause")), ("procedures", group_name("procedures")),
+                  ("medications", f"{group_name('medications')} (GnRH agonists, chemotherapy, aromatase inhibitors, "
+                                  "corticosteroids)"),
                   ("bone_density", "DXA T-scores, BMI and smoking status"))
 
 
@@ -35,6 +38,7 @@ def _status_lines(ctx: OrderContext) -> list[str]:
     return lines
 
 
+@rule("adjuvant-premenopausal-chemotherapy")
 def adjuvant_premenopausal_chemotherapy(ctx: OrderContext) -> Finding | None:
     """Early setting, pre- or perimenopausal without ovarian suppression, on chemotherapy, no bone-loss indication."""
     chemotherapy = ctx.facts.active_medications("chemotherapy")
@@ -47,11 +51,12 @@ def adjuvant_premenopausal_chemotherapy(ctx: OrderContext) -> Finding | None:
              "perimenopausal women, and the AZURE practice point advises against combining them with chemotherapy in "
              "this group. A bisphosphonate is still right for bone loss (T-score below -2.0 or two risk factors) or "
              "with ovarian suppression."]
-    return finding(ctx, "adjuvant-premenopausal-chemotherapy", "warning",
+    return finding(ctx, "warning",
                    f"{order.ingredient_display.capitalize()} with chemotherapy before menopause: no adjuvant benefit",
                    lines, suggestions=[delete_draft(order, "Remove this order")], reports=_unavailable_sources(ctx))
 
 
+@rule("adjuvant-no-benefit-premenopausal")
 def adjuvant_no_benefit_premenopausal(ctx: OrderContext) -> Finding | None:
     """Early setting, pre- or perimenopausal without ovarian suppression or chemotherapy, no bone-loss indication."""
     if not (_adjuvant_question(ctx) and ctx.menopause.before_menopause) or ctx.facts.active_medications("chemotherapy"):
@@ -62,11 +67,12 @@ def adjuvant_no_benefit_premenopausal(ctx: OrderContext) -> Finding | None:
              "The EBCTCG meta-analysis found no effect on recurrence or survival in premenopausal women; the benefit is "
              "confined to women who are postmenopausal, naturally or through ovarian suppression. If the order is for "
              "bone health, record the T-score or the risk factors that justify it."]
-    return finding(ctx, "adjuvant-no-benefit-premenopausal", "info",
+    return finding(ctx, "info",
                    f"Adjuvant {order.ingredient_display} before menopause: no proven benefit", lines,
                    reports=_unavailable_sources(ctx))
 
 
+@rule("menopausal-status-unknown")
 def menopausal_status_unknown(ctx: OrderContext) -> Finding | None:
     """Early setting, menopausal status not documented, no bone-loss indication."""
     if not _adjuvant_question(ctx) or ctx.menopause.value != "unknown":
@@ -79,11 +85,12 @@ def menopausal_status_unknown(ctx: OrderContext) -> Finding | None:
              "Adjuvant bisphosphonates benefit postmenopausal women (natural menopause, or induced by ovarian "
              "suppression or oophorectomy) and not premenopausal women. Please document the menopausal status (problem "
              "list, or an observation of menopausal status) so that the order can be checked."]
-    return finding(ctx, "menopausal-status-unknown", "info",
+    return finding(ctx, "info",
                    "Menopausal status not documented: adjuvant benefit cannot be judged", lines,
                    reports=_unavailable_sources(ctx))
 
 
+@rule("adjuvant-denosumab-not-recommended")
 def adjuvant_denosumab_not_recommended(ctx: OrderContext) -> Finding | None:
     """Early setting, denosumab 120 mg on the D-CARE schedule (every 3-4 weeks, monthly, or no interval stated)."""
     spec = ctx.threshold("adjuvant_denosumab")
@@ -100,12 +107,13 @@ def adjuvant_denosumab_not_recommended(ctx: OrderContext) -> Finding | None:
              "In D-CARE, denosumab 120 mg given monthly and then every 3 months did not improve bone-metastasis-free or "
              "disease-free survival. For adjuvant bone-targeted therapy use zoledronic acid 4 mg every 6 months. "
              "Denosumab 60 mg every 6 months on an aromatase inhibitor is a different question (bone loss)."]
-    return finding(ctx, "adjuvant-denosumab-not-recommended", "warning",
+    return finding(ctx, "warning",
                    "Denosumab 120 mg is not recommended as adjuvant therapy: use zoledronic acid 4 mg every 6 months",
                    lines, suggestions=[replace_draft_regimen(order, ctx.knowledge, regimen, True),
                                        delete_draft(order, "Remove this order")], alternatives=True)
 
 
+@rule("dxa-missing")
 def dxa_missing(ctx: OrderContext) -> Finding | None:
     """Early setting, on endocrine therapy or with premature menopause, and no DXA T-score within 2 years."""
     if ctx.setting != "early":
@@ -131,5 +139,5 @@ def dxa_missing(ctx: OrderContext) -> Finding | None:
              "loss needs treatment (T-score below -2.0) and sets the interval for repeat scans."]
     suggestion = order_observation(ctx.knowledge, "dxa-scan", ctx.patient_reference, ctx.user_reference, ctx.now,
                                    "Baseline bone density on endocrine therapy or with premature menopause")
-    return finding(ctx, "dxa-missing", "info", f"{what}: order a DXA scan", lines, suggestions=[suggestion],
+    return finding(ctx, "info", f"{what}: order a DXA scan", lines, suggestions=[suggestion],
                    reports=["bone_density"])

@@ -4,11 +4,14 @@ from __future__ import annotations
 from datetime import timezone
 
 from hooks.cards import Finding
+from hooks.facts.groups import group_name
 from hooks.rules.common import condition_line, finding, unavailable_line
 from hooks.rules.context import OrderContext, shift_months
+from hooks.rules.rule import rule
 from hooks.suggestions import delete_draft, order_observation
 
 
+@rule("onj-history")
 def onj_history(ctx: OrderContext) -> Finding | None:
     """Osteonecrosis of the jaw on record, whatever its clinical status (resolved counts; refuted does not)."""
     conditions = ctx.facts.conditions_in("onj", active_only=False)
@@ -18,11 +21,12 @@ def onj_history(ctx: OrderContext) -> Finding | None:
              *map(condition_line, conditions), "",
              "Bisphosphonates and denosumab cause osteonecrosis of the jaw; after an episode, re-exposure needs a "
              "decision with the oral surgeon or dentist. Do not give as ordered."]
-    return finding(ctx, "onj-history", "critical",
+    return finding(ctx, "critical",
                    f"History of osteonecrosis of the jaw: do not give {ctx.order.ingredient_display} as ordered",
                    lines, sources=[ctx.label_source, "ago-2024"], suggestions=[delete_draft(ctx.order, "Remove this order")])
 
 
+@rule("atypical-femur-fracture-history")
 def atypical_femur_fracture_history(ctx: OrderContext) -> Finding | None:
     """Atypical femoral fracture on record, whatever its clinical status unless refuted."""
     conditions = ctx.facts.conditions_in("atypical-femoral-fracture", active_only=False)
@@ -33,11 +37,12 @@ def atypical_femur_fracture_history(ctx: OrderContext) -> Finding | None:
              "Atypical femoral fractures are linked to long-term bisphosphonate and denosumab use (about 11 per 10,000 "
              "person-years). Weigh whether to continue, ask about thigh or groin pain, and image the other femur if "
              "symptoms appear."]
-    return finding(ctx, "atypical-femur-fracture-history", "warning",
+    return finding(ctx, "warning",
                    f"History of atypical femoral fracture: reconsider {ctx.order.ingredient_display}", lines,
                    sources=[ctx.label_source, "ago-2024"])
 
 
+@rule("oral-bp-esophageal")
 def oral_bp_esophageal(ctx: OrderContext) -> Finding | None:
     """Oral bisphosphonate with an active esophageal stricture, achalasia or Barrett's esophagus."""
     conditions = ctx.facts.conditions_in("esophageal-disorder", active_only=True)
@@ -47,11 +52,12 @@ def oral_bp_esophageal(ctx: OrderContext) -> Finding | None:
              *map(condition_line, conditions), "",
              "Oral bisphosphonates can injure the esophagus when transit is slow. If a bisphosphonate is needed, "
              "intravenous zoledronic acid avoids the esophagus."]
-    return finding(ctx, "oral-bp-esophageal", "critical",
+    return finding(ctx, "critical",
                    f"Esophageal disorder: oral {ctx.order.ingredient_display} is contraindicated", lines,
                    sources=[ctx.label_source], suggestions=[delete_draft(ctx.order, "Remove this order")])
 
 
+@rule("pregnancy-or-lactation")
 def pregnancy_or_lactation(ctx: OrderContext) -> Finding | None:
     """Active pregnancy or lactation on the problem list, or a current pregnancy-status observation of 'pregnant'."""
     facts = ctx.facts
@@ -69,11 +75,12 @@ def pregnancy_or_lactation(ctx: OrderContext) -> Finding | None:
     if ctx.order.ingredient == "denosumab":
         lines.append("Denosumab also needs effective contraception during treatment and for at least 5 months after "
                      "the last dose.")
-    return finding(ctx, "pregnancy-or-lactation", "critical",
+    return finding(ctx, "critical",
                    f"Pregnancy or breast-feeding on record: do not give {ctx.order.ingredient_display}", lines,
                    sources=[ctx.label_source], suggestions=[delete_draft(ctx.order, "Remove this order")])
 
 
+@rule("hypersensitivity")
 def hypersensitivity(ctx: OrderContext) -> Finding | None:
     """Allergy to the ordered ingredient, or to bisphosphonates as a class when a bisphosphonate is ordered."""
     order = ctx.order
@@ -89,11 +96,12 @@ def hypersensitivity(ctx: OrderContext) -> Finding | None:
     lines += ["", "Hypersensitivity to the active substance (or, for bisphosphonates, to any bisphosphonate) is a label "
               "contraindication."]
     class_only = all(order.ingredient not in a.ingredients for a in matching)
-    return finding(ctx, "hypersensitivity", "critical",
+    return finding(ctx, "critical",
                    f"Allergy on record to {'bisphosphonates, which include ' if class_only else ''}{order.ingredient_display}",
                    lines, sources=[ctx.label_source], suggestions=[delete_draft(order, "Remove this order")])
 
 
+@rule("onj-risk-antiangiogenic")
 def onj_risk_antiangiogenic(ctx: OrderContext) -> Finding | None:
     """IV bisphosphonate or denosumab while an anti-angiogenic drug (bevacizumab) is active."""
     drugs = ctx.facts.active_medications("anti-angiogenic")
@@ -104,39 +112,40 @@ def onj_risk_antiangiogenic(ctx: OrderContext) -> Finding | None:
              "Anti-angiogenic therapy is associated with a higher risk of osteonecrosis of the jaw under IV "
              "bisphosphonates and denosumab. Make sure the dental status is optimised, avoid invasive dental "
              "procedures, and tell the patient which symptoms to report."]
-    return finding(ctx, "onj-risk-antiangiogenic", "warning",
+    return finding(ctx, "warning",
                    f"Anti-angiogenic therapy raises the jaw osteonecrosis risk of {ctx.order.ingredient_display}", lines)
 
 
+@rule("dental-check-missing")
 def dental_check_missing(ctx: OrderContext) -> Finding | None:
     """First course of an IV bisphosphonate or denosumab (not emergency hypercalcemia) with no recent dental examination."""
     facts, order = ctx.facts, ctx.order
     if ctx.setting == "hypercalcemia-of-malignancy" or facts.bone_agent_doses:
-        ctx.decided.add("dental-check-missing")  # exempt whatever the missing data would have shown
+        ctx.decided.add(ctx.rule_id)  # exempt whatever the missing data would have shown
         return None
     months = ctx.threshold("dental_exam_max_age_months")
     # Exam times are read as UTC; count back from the UTC day too (a frozen clock may carry another offset).
     since = shift_months(ctx.now.astimezone(timezone.utc), -months).date()
     if any(exam.when.date() >= since for exam in facts.dental_exams):
-        ctx.decided.add("dental-check-missing")
+        ctx.decided.add(ctx.rule_id)
         return None
     problems: list[str] = []
     unavailable = facts.is_unavailable("dental_exams")
     if unavailable:
-        problems.append(unavailable_line("Dental examinations", unavailable))
+        problems.append(unavailable_line(group_name("dental_exams"), unavailable))
     else:
         latest = facts.dental_exams[0] if facts.dental_exams else None
         problems.append(f"- No dental examination since {since.isoformat()}"
                         + (f"; the latest is {latest.evidence}." if latest else "; none on record."))
-    for group, what in (("medications", "Medication orders"), ("administrations", "Medication administrations")):
+    for group in ("medications", "administrations"):
         reason = facts.is_unavailable(group)
         if reason:
-            problems.append(f"- {what} could not be retrieved ({reason}), so earlier doses may be missing from this view.")
+            problems.append(f"- {group_name(group)} could not be retrieved ({reason}), so earlier doses may be missing from this view.")
     what = "Dental examination could not be checked" if unavailable else "No dental examination"
     lines = [f"**{what}** before the first dose of {order.describe()}.", "", *problems, "",
              f"Osteonecrosis of the jaw is rarer when dental problems are treated before the first dose: arrange a dental "
              f"examination (within {months} months before starting) and complete needed dental work first."]
     suggestion = order_observation(ctx.knowledge, "dental-examination", ctx.patient_reference, ctx.user_reference, ctx.now,
                                    f"Dental clearance before starting {order.ingredient_display}")
-    return finding(ctx, "dental-check-missing", "warning", f"{what} before starting {order.ingredient_display}", lines,
+    return finding(ctx, "warning", f"{what} before starting {order.ingredient_display}", lines,
                    suggestions=[suggestion], reports=["dental_exams"])

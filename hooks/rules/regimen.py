@@ -5,11 +5,13 @@ import math
 from datetime import datetime, timedelta
 from typing import Any
 
+from hooks.assessments.calcium import latest_calcium
 from hooks.cards import Finding, Suggestion
-from hooks.facts import DoseEvent, latest_calcium
+from hooks.facts.model import DoseEvent
 from hooks.fhir_read import days_between, format_number
 from hooks.rules.common import finding
 from hooks.rules.context import OrderContext, course_of, matches_regimen, minimum_days, shift_months
+from hooks.rules.rule import rule
 from hooks.suggestions import (
     delete_draft, every_words, regimen_entry, replace_draft_regimen, update_draft_dose, update_draft_infusion,
     update_draft_timing,
@@ -72,6 +74,7 @@ def _interval_anchor(ctx: OrderContext, entry: dict[str, Any]) -> tuple[DoseEven
     return anchor, allowed, extra_from
 
 
+@rule("interval-too-short")
 def interval_too_short(ctx: OrderContext) -> Finding | None:
     """The order's interval, or the time since the last dose of the same drug, is under the minimum for product and
     setting; in hypercalcemia of malignancy a repeating zoledronic acid order (one dose treats it)."""
@@ -116,10 +119,11 @@ def interval_too_short(ctx: OrderContext) -> Finding | None:
     summary = (f"{order.ingredient_display.capitalize()} for hypercalcemia is a single dose, not "
                f"{order.interval.describe()}" if single_dose and order.interval else
                f"{order.ingredient_display.capitalize()} too soon: minimum interval is {every_words(entry['every'])}")
-    return finding(ctx, "interval-too-short", "warning", summary, lines, sources=[entry.get("source")],
+    return finding(ctx, "warning", summary, lines, sources=[entry.get("source")],
                    suggestions=[suggestion])
 
 
+@rule("metastatic-schedule-inappropriate")
 def metastatic_schedule_inappropriate(ctx: OrderContext) -> Finding | None:
     """Bone metastases treated with an adjuvant or osteoporosis regimen instead of an oncology schedule."""
     if ctx.setting != "bone-metastatic":
@@ -143,7 +147,7 @@ def metastatic_schedule_inappropriate(ctx: OrderContext) -> Finding | None:
              "weeks, denosumab 120 mg every 4 weeks, pamidronate 90 mg or ibandronate 6 mg IV every 3-4 weeks, "
              "ibandronate 50 mg or clodronate 1600 mg by mouth daily, or clodronate 1500 mg IV every 3-4 weeks. "
              "Schedules from adjuvant trials or osteoporosis are not recommended for bone metastases."]
-    return finding(ctx, "metastatic-schedule-inappropriate", "warning",
+    return finding(ctx, "warning",
                    "Bone metastases: use an oncology schedule, not an adjuvant or osteoporosis regimen", lines,
                    sources=[table.get("source")], suggestions=_oncology_regimens(ctx), alternatives=True)
 
@@ -163,6 +167,7 @@ def _oncology_regimens(ctx: OrderContext) -> list[Suggestion | None]:
     return suggestions
 
 
+@rule("pamidronate-hcm-dose")
 def pamidronate_hcm_dose(ctx: OrderContext) -> Finding | None:
     """Pamidronate in hypercalcemia of malignancy dosed below the label's range for the corrected calcium."""
     spec = ctx.threshold("pamidronate_hcm_dose")
@@ -183,7 +188,7 @@ def pamidronate_hcm_dose(ctx: OrderContext) -> Finding | None:
              f"{band['describe']}.", "", f"- {reading.explanation[:1].upper()}{reading.explanation[1:]}.",
              ctx.setting_line(), "",
              "A lower dose may not bring calcium down; re-treatment, if needed, is at least 7 days after this dose."]
-    return finding(ctx, "pamidronate-hcm-dose", "warning",
+    return finding(ctx, "warning",
                    f"Pamidronate {order.dose_mg:g} mg is below the dose for corrected calcium "
                    f"{format_number(reading.value, 2)} {reading.unit}: give {dose:g} mg",
                    lines, sources=[spec.get("source")],
@@ -197,6 +202,7 @@ def _in_band(band: dict[str, Any], value: float, molar: bool) -> bool:
     return band[f"from_{unit}"] - 1e-9 <= value <= band[f"through_{unit}"] + 1e-9
 
 
+@rule("adjuvant-duration-exceeded")
 def adjuvant_duration_exceeded(ctx: OrderContext) -> Finding | None:
     """Early breast cancer: the adjuvant bisphosphonate course began more than the maximum number of years ago."""
     if ctx.setting != "early":
@@ -215,11 +221,12 @@ def adjuvant_duration_exceeded(ctx: OrderContext) -> Finding | None:
              ctx.setting_line(), "",
              f"Adjuvant bisphosphonates are given for 3 to {years} years; longer treatment has shown no further benefit "
              "(SUCCESS A: 5 years no better than 2 for disease-free or overall survival, with more adverse events)."]
-    return finding(ctx, "adjuvant-duration-exceeded", "warning",
+    return finding(ctx, "warning",
                    f"Adjuvant bisphosphonate for more than {years} years: consider stopping", lines,
                    suggestions=[delete_draft(ctx.order, "Stop: remove this order")])
 
 
+@rule("infusion-too-fast")
 def infusion_too_fast(ctx: OrderContext) -> Finding | None:
     """The order states an infusion time shorter than the product's minimum."""
     order = ctx.order
@@ -229,12 +236,13 @@ def infusion_too_fast(ctx: OrderContext) -> Finding | None:
     lines = [f"**{order.describe()}** is to be infused over {order.infusion_minutes:g} minutes; the label minimum is "
              f"{minimum:g} minutes.", "",
              "Faster infusion raises the risk of renal toxicity."]
-    return finding(ctx, "infusion-too-fast", "warning",
+    return finding(ctx, "warning",
                    f"Infusion of {order.ingredient_display} over {order.infusion_minutes:g} min: the minimum is {minimum:g} min",
                    lines, sources=[order.formulation.raw.get("infusion_source")],
                    suggestions=[update_draft_infusion(order, minimum, f"Infuse over {minimum:g} minutes")])
 
 
+@rule("dose-above-maximum")
 def dose_above_maximum(ctx: OrderContext) -> Finding | None:
     """A single dose above the product's label maximum."""
     order = ctx.order
@@ -243,12 +251,13 @@ def dose_above_maximum(ctx: OrderContext) -> Finding | None:
         return None
     lines = [f"**{order.describe()}**: a single dose of {order.dose_mg:g} mg is above the label maximum of {maximum:g} mg.",
              "", "Higher single doses add renal toxicity without added benefit."]
-    return finding(ctx, "dose-above-maximum", "warning",
+    return finding(ctx, "warning",
                    f"{order.ingredient_display.capitalize()} {order.dose_mg:g} mg is above the maximum single dose of {maximum:g} mg",
                    lines, sources=[order.formulation.raw.get("max_dose_source")],
                    suggestions=[update_draft_dose(order, maximum, f"Change dose to {maximum:g} mg")])
 
 
+@rule("oral-bp-regimen")
 def oral_bp_regimen(ctx: OrderContext) -> Finding | None:
     """A weekly or monthly oral bisphosphonate strength ordered more often than its label interval."""
     entry = _regimen_entry(ctx, "oral_bisphosphonate_regimens")
@@ -260,7 +269,7 @@ def oral_bp_regimen(ctx: OrderContext) -> Finding | None:
     lines = [f"**{order.describe()}**: the {entry['strength']} strength is taken {every_words(entry['every'])}, not "
              f"{order.interval.describe()}.", "",
              "Taking it more often multiplies the dose and the risk of esophageal and gastric injury."]
-    return finding(ctx, "oral-bp-regimen", "warning",
+    return finding(ctx, "warning",
                    f"{order.ingredient_display.capitalize()} {entry['strength']} ordered {order.interval.describe()}: "
                    f"it is taken {every_words(entry['every'])}",
                    lines, sources=[entry.get("source")],
@@ -270,6 +279,7 @@ def oral_bp_regimen(ctx: OrderContext) -> Finding | None:
 DUPLICATE_STATUSES = frozenset({"active", "on-hold", "draft"})
 
 
+@rule("duplicate-bone-agent")
 def duplicate_bone_agent(ctx: OrderContext) -> Finding | None:
     """Another bone-agent order, active or draft, in the record or in the same request."""
     order, knowledge = ctx.order, ctx.knowledge
@@ -289,5 +299,5 @@ def duplicate_bone_agent(ctx: OrderContext) -> Finding | None:
                     {knowledge.ingredient_display[m.bone_agent] for m in on_record if m.bone_agent})
     summary = (f"Duplicate {order.ingredient_display}: already ordered or active" if same else
                f"{order.ingredient_display.capitalize()} with another bone agent ({', '.join(others)})")
-    return finding(ctx, "duplicate-bone-agent", "critical" if same else "warning", summary, lines,
+    return finding(ctx, "critical" if same else "warning", summary, lines,
                    sources=[ctx.label_source] if same else [], suggestions=suggestions, alternatives=True)

@@ -3,13 +3,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hooks.assessments.renal import RenalFunction, assess_renal_function, on_dialysis
 from hooks.cards import Finding
-from hooks.facts import on_dialysis
-from hooks.renal import RenalFunction, assess_renal_function
+from hooks.facts.groups import group_name
 from hooks.rules.context import OrderContext, below
+from hooks.rules.rule import rule
 from hooks.suggestions import delete_draft, order_observation, update_draft_dose
 
 
+@rule("renal-data-missing")
 def renal_data_missing(ctx: OrderContext) -> Finding | None:
     """No usable creatinine before the dose, or no way to turn it into a clearance: say what is missing and offer it."""
     facts, order, window = ctx.facts, ctx.order, ctx.creatinine_window_days
@@ -19,7 +21,7 @@ def renal_data_missing(ctx: OrderContext) -> Finding | None:
     need_creatinine = need_weight = False
     unavailable = facts.is_unavailable("creatinine")
     if unavailable:
-        problems.append(f"Creatinine results could not be retrieved from the EHR ({unavailable}).")
+        problems.append(f"{group_name('creatinine')} could not be retrieved from the EHR ({unavailable}).")
         need_creatinine = True
     elif ctx.recent_creatinine is None:
         need_creatinine = True
@@ -35,7 +37,7 @@ def renal_data_missing(ctx: OrderContext) -> Finding | None:
         missing = ctx.current_renal.missing
         weight_unavailable = facts.is_unavailable("body_weight")
         if weight_unavailable:
-            problems.append(f"Body weight could not be retrieved from the EHR ({weight_unavailable}).")
+            problems.append(f"{group_name('body_weight')} could not be retrieved from the EHR ({weight_unavailable}).")
         problems.append(f"Creatinine {ctx.recent_creatinine.shown()} is on record, but creatinine clearance cannot be "
                         f"calculated without: {', '.join(missing)}; and there is no recent eGFR.")
         need_weight = any(m.startswith("body weight") for m in missing)
@@ -64,8 +66,8 @@ def renal_data_missing(ctx: OrderContext) -> Finding | None:
               f"\n\n{_why_renal_function(order)} Check renal function before this order is given.")
     primary = order.formulation.renal.get("source") if order.formulation and order.formulation.renal else None
     summary = f"{what} before {order.ingredient_display}" + (f": order {to_order}" if to_order else "")
-    return Finding("renal-data-missing", "warning", summary,
-                   detail, _rule_sources(ctx, "renal-data-missing", primary, shows_clearance=False), tuple(suggestions),
+    return Finding(ctx.rule_id, "warning", summary,
+                   detail, _rule_sources(ctx, primary, shows_clearance=False), tuple(suggestions),
                    order.reference, reports_unavailable=("creatinine", "egfr", "body_weight"))
 
 
@@ -81,9 +83,10 @@ def _why_renal_function(order) -> str:
             "contraindication limits are set by creatinine clearance (Cockcroft-Gault).")
 
 
-def _rule_sources(ctx: OrderContext, rule_id: str, primary: str | None = None, shows_clearance: bool = True) -> tuple[str, ...]:
-    """The product's own label when known (else the rule's sources), plus Cockcroft-Gault when a clearance is shown."""
-    keys = [primary] if primary else list(ctx.knowledge.rule_meta(rule_id)["sources"])
+def _rule_sources(ctx: OrderContext, primary: str | None = None, shows_clearance: bool = True) -> tuple[str, ...]:
+    """The product's own label when known (else the running rule's sources), plus Cockcroft-Gault when a clearance is
+    shown."""
+    keys = [primary] if primary else list(ctx.knowledge.rule_meta(ctx.rule_id)["sources"])
     function = ctx.current_renal.function
     if shows_clearance and function is not None and function.is_clearance:
         keys.append("cockcroft-gault")
@@ -124,6 +127,7 @@ def undecided_thresholds(ctx: OrderContext) -> list[str]:
     return found
 
 
+@rule("renal-contraindicated")
 def renal_contraindicated(ctx: OrderContext) -> Finding | None:
     """Clearance below the product's floor, or dialysis (below every floor). In hypercalcemia of malignancy zoledronic
     acid has no clearance floor: at creatinine >= 4.5 mg/dL the label asks to weigh benefit and risk (a warning)."""
@@ -168,8 +172,8 @@ def renal_contraindicated(ctx: OrderContext) -> Finding | None:
         lines.append("For bone metastases, denosumab 120 mg needs no renal dose adjustment; if it is chosen, monitor "
                      "calcium closely, since severe renal impairment raises the risk of hypocalcemia.")
     suggestion = delete_draft(order, "Remove this order")
-    return Finding("renal-contraindicated", indicator, summary, "\n".join(lines),
-                   _rule_sources(ctx, "renal-contraindicated", renal.get("source")),
+    return Finding(ctx.rule_id, indicator, summary, "\n".join(lines),
+                   _rule_sources(ctx, renal.get("source")),
                    (suggestion,) if suggestion else (), order.reference)
 
 
@@ -256,6 +260,7 @@ def renal_label_dose(ctx: OrderContext) -> LabelDose | None:
     return LabelDose(dose, function, basis, tuple(table["bands"]), table.get("source"))
 
 
+@rule("renal-dose-adjust")
 def renal_dose_adjust(ctx: OrderContext) -> Finding | None:
     """Zoledronic acid 4 mg above the label's dose for the baseline clearance (latest clearance for a first dose)."""
     order = ctx.order
@@ -281,9 +286,9 @@ def renal_dose_adjust(ctx: OrderContext) -> Finding | None:
     if not function.is_clearance:
         lines.append("The table is written for creatinine clearance; here it was applied to eGFR because clearance could not be calculated.")
     suggestion = update_draft_dose(order, dose, f"Change dose to {dose:g} mg")
-    return Finding("renal-dose-adjust", "warning",
+    return Finding(ctx.rule_id, "warning",
                    f"Zoledronic acid dose for {function.shown(edges)} is {dose:g} mg (ordered {ordered})",
-                   "\n".join(lines), _rule_sources(ctx, "renal-dose-adjust", label.source),
+                   "\n".join(lines), _rule_sources(ctx, label.source),
                    (suggestion,) if suggestion else (), order.reference)
 
 
@@ -298,6 +303,7 @@ def _baseline_function(ctx: OrderContext) -> tuple[RenalFunction, str] | None:
     return assessment.function, f"baseline clearance: {baseline[1]}"
 
 
+@rule("renal-deterioration")
 def renal_deterioration(ctx: OrderContext) -> Finding | None:
     """Patient already on zoledronic acid or pamidronate whose creatinine has risen past the label's withhold threshold."""
     order, facts = ctx.order, ctx.facts
@@ -330,7 +336,7 @@ def renal_deterioration(ctx: OrderContext) -> Finding | None:
              "", f"Resume only when creatinine is back within {rule['resume_within_fraction']:.0%} of baseline "
              f"(at or below {resume_below:.2f} mg/dL), at the same dose as before the pause."]
     suggestion = delete_draft(order, "Withhold: remove this order")
-    return Finding("renal-deterioration", "critical",
+    return Finding(ctx.rule_id, "critical",
                    f"Creatinine up {rise:.1f} mg/dL from baseline on {order.ingredient_display}: withhold this dose",
-                   "\n".join(lines), _rule_sources(ctx, "renal-deterioration", rule.get("source"), shows_clearance=False),
+                   "\n".join(lines), _rule_sources(ctx, rule.get("source"), shows_clearance=False),
                    (suggestion,) if suggestion else (), order.reference)

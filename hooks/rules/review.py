@@ -1,27 +1,23 @@
 """Patient-view review rules: who should be on a bone-modifying agent and is not, and denosumab stopped without follow-on."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import cached_property
 from typing import Iterable
 
 from hooks.cards import Finding, Suggestion
-from hooks.facts import DoseEvent, PatientFacts
+from hooks.facts.groups import REVIEWED_GROUPS
+from hooks.facts.model import DoseEvent, PatientFacts
 from hooks.fhir_read import shift_months
 from hooks.knowledge import Knowledge
 from hooks.rules.common import unavailable_line
 from hooks.rules.context import PatientAssessments
+from hooks.rules.rule import rule
 from hooks.suggestions import prescribe_regimen
 
 # Without these the review cannot tell whether the patient is already treated, so it does not suggest treatment.
 TREATMENT_GROUPS = ("medications", "administrations")
-GROUP_NAMES = {"medications": "Medication orders", "administrations": "Medication administrations",
-               "conditions": "Problem list (conditions)", "bone_density": "Bone density, BMI and smoking results",
-               "menopause": "Menopausal status observations", "procedures": "Oophorectomy procedures",
-               "body_weight": "Body weight (for the BMI)", "allergies": "Allergies (cautions for the suggested drugs)",
-               "dialysis_procedures": "Dialysis procedures (for the suggested drugs)",
-               "cancer_stage": "Cancer stage observations (TNM, stage group)"}
 
 
 @dataclass
@@ -31,6 +27,18 @@ class ReviewContext(PatientAssessments):
     patient_reference: str
     user_reference: str | None
     now: datetime
+    rule_id: str = ""  # the review rule running now
+    decided: set[str] = field(default_factory=set)
+    reported_unavailable: set[str] = field(default_factory=set)
+
+    def in_scope(self, rule_id: str) -> bool:
+        return True  # a review rule concerns the whole chart
+
+    def rule_failed(self, rule_id: str) -> Finding:
+        """The card of a review rule that could not be completed (logged by type and place only, no record values)."""
+        return Finding("rule-error", "warning", f"Bone-health review step {rule_id} could not be completed",
+                       f"An internal error stopped the `{rule_id}` review; this part of the chart was **not** "
+                       "reviewed. The error has been logged for the service's maintainers.", ())
 
     @property
     def setting(self) -> str:
@@ -86,10 +94,10 @@ class ReviewContext(PatientAssessments):
         system = self.knowledge.raw["regimens"]["entries"][regimen_key]["medication"][0]
         return system == "rxnorm"
 
-    def finding(self, rule_id: str, indicator: str, summary: str, lines: list[str],
-                suggestions: Iterable[Suggestion] = ()) -> Finding:
-        return Finding(rule_id, indicator, summary, "\n".join(lines),
-                       tuple(self.knowledge.rule_meta(rule_id)["sources"]), tuple(suggestions), None, (), True)
+    def finding(self, indicator: str, summary: str, lines: list[str], suggestions: Iterable[Suggestion] = ()) -> Finding:
+        """A finding of the running review rule (its id from the registration), citing the rule's sources."""
+        return Finding(self.rule_id, indicator, summary, "\n".join(lines),
+                       tuple(self.knowledge.rule_meta(self.rule_id)["sources"]), tuple(suggestions), None, (), True)
 
 
 def _last_denosumab(ctx: ReviewContext) -> DoseEvent | None:
@@ -109,6 +117,7 @@ def _denosumab_stopped_card_applies(ctx: ReviewContext) -> bool:
     return review_denosumab_stopped(ctx) is not None
 
 
+@rule("review-bone-metastases-untreated")
 def review_bone_metastases_untreated(ctx: ReviewContext) -> Finding | None:
     """Bone metastases and no bone-modifying agent."""
     if not ctx.bone_metastases or ctx.current_bone_agent or ctx.treatment_unknown:
@@ -120,11 +129,12 @@ def review_bone_metastases_untreated(ctx: ReviewContext) -> Finding | None:
              *filter(None, [_denosumab_stop_line(ctx)]), *ctx.cautions(), "",
              "Zoledronic acid (every 12 weeks, or every 4 weeks) or denosumab 120 mg every 4 weeks reduce skeletal "
              "events in bone metastases. Check renal function, calcium and the dental status before the first dose."]
-    return ctx.finding("review-bone-metastases-untreated", "warning",
+    return ctx.finding("warning",
                        "Bone metastases without a bone-modifying agent: consider zoledronic acid or denosumab", lines,
                        ctx.regimens(("za-4mg-12-weekly", "denosumab-120mg-4-weekly"), "Bone metastases"))
 
 
+@rule("review-adjuvant-candidate")
 def review_adjuvant_candidate(ctx: ReviewContext) -> Finding | None:
     """Early breast cancer, postmenopausal (natural or by ovarian suppression), no bone-modifying agent."""
     if ctx.setting != "early" or not ctx.menopause.counts_as_postmenopausal or ctx.current_bone_agent or ctx.treatment_unknown:
@@ -138,11 +148,12 @@ def review_adjuvant_candidate(ctx: ReviewContext) -> Finding | None:
              "For postmenopausal women who are candidates for adjuvant systemic therapy, adjuvant bisphosphonates reduce "
              "bone recurrence and breast cancer death (EBCTCG). Options: zoledronic acid 4 mg every 6 months for 3 to 5 "
              "years, or clodronate 1600 mg daily for 2 to 3 years."]
-    return ctx.finding("review-adjuvant-candidate", "info",
+    return ctx.finding("info",
                        "Postmenopausal early breast cancer: consider an adjuvant bisphosphonate", lines,
                        ctx.regimens(("za-4mg-6-monthly", "clodronate-1600mg-daily"), "Adjuvant therapy, early breast cancer"))
 
 
+@rule("review-bone-loss-untreated")
 def review_bone_loss_untreated(ctx: ReviewContext) -> Finding | None:
     """Bone-loss indication (T-score < -2.0 or two risk factors) with breast cancer and no bone-modifying agent; the
     adjuvant card already covers an eligible postmenopausal patient."""
@@ -156,10 +167,11 @@ def review_bone_loss_untreated(ctx: ReviewContext) -> Finding | None:
              f"- {ctx.bone_loss.reason()}.", *ctx.menopause.lines(), *ctx.cautions(), "",
              "With a T-score below -2.0 or two or more risk factors a bisphosphonate is recommended to prevent "
              "treatment-induced bone loss, whatever the menopausal status."]
-    return ctx.finding("review-bone-loss-untreated", "info", "Bone-loss indication: consider a bisphosphonate", lines,
+    return ctx.finding("info", "Bone-loss indication: consider a bisphosphonate", lines,
                        ctx.regimens(("za-4mg-6-monthly", "alendronate-70mg-weekly"), "Treatment-induced bone loss"))
 
 
+@rule("review-denosumab-stopped")
 def review_denosumab_stopped(ctx: ReviewContext) -> Finding | None:
     """Last denosumab dose more than 7 months ago, none active, and no bisphosphonate since (outside bone metastases,
     where the untreated-metastases card says it)."""
@@ -182,30 +194,22 @@ def review_denosumab_stopped(ctx: ReviewContext) -> Finding | None:
              "months ago, and no bisphosphonate since.", "", *ctx.cautions(), "",
              "Bone loss rebounds quickly after denosumab stops (vertebral fractures 7.1 vs 1.2 per 100 patient-years in "
              "FREEDOM): follow it with a bisphosphonate for 1 to 2 years."]
-    return ctx.finding("review-denosumab-stopped", "warning",
+    return ctx.finding("warning",
                        "Denosumab stopped without a bisphosphonate: start one to prevent rebound fractures", lines,
                        ctx.regimens(("alendronate-70mg-weekly", "za-4mg-6-monthly"), "Follow-on after denosumab"))
 
 
+@rule("record-incomplete", after_all=True)
 def review_incomplete(ctx: ReviewContext) -> Finding | None:
     """The review could not be done in full: say which parts of the record were missing (not for a patient whose problem
     list was read and shows no breast cancer: the review has nothing to say about her)."""
     if not ctx.breast_cancer and not ctx.facts.is_unavailable("conditions"):
         return None
-    lines = [unavailable_line(GROUP_NAMES[group], reason) for group, reason in sorted(ctx.facts.unavailable.items())
-             if group in GROUP_NAMES]
+    lines = [unavailable_line(REVIEWED_GROUPS[group].review_name, reason) for group, reason in sorted(ctx.facts.unavailable.items())
+             if group in REVIEWED_GROUPS]
     if not lines:
         return None
-    return ctx.finding("record-incomplete", "info", "Bone-health review incomplete: part of the record could not be read",
+    return ctx.finding("info", "Bone-health review incomplete: part of the record could not be read",
                        ["**The bone-health review could not be completed.**", "", *lines, "",
                         "Whether the patient needs a bone-modifying agent was not judged on the missing parts; they are "
                         "not assumed to be normal."])
-
-
-REVIEW_RULES = (
-    ("review-bone-metastases-untreated", review_bone_metastases_untreated),
-    ("review-denosumab-stopped", review_denosumab_stopped),
-    ("review-adjuvant-candidate", review_adjuvant_candidate),
-    ("review-bone-loss-untreated", review_bone_loss_untreated),
-    ("record-incomplete", review_incomplete),
-)

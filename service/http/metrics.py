@@ -14,23 +14,11 @@ from flask import Blueprint, Flask, Response, current_app, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client import multiprocess
 
+from hooks.facts.fetch_failure import FetchFailure
+
 bp = Blueprint("metrics", __name__)
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-
-# FetchOutcome.error text -> reason class (first match wins); the text itself never becomes a label.
-FETCH_ERROR_CLASSES = (
-    ("timed out", "timeout"), ("budget", "timeout"), ("unreachable", "unreachable"), ("HTTP ", "http_status"),
-    ("OperationOutcome", "operation_outcome"), ("not JSON", "not_json"), ("not FHIR JSON", "not_json"),
-    ("not a FHIR resource", "not_fhir"), ("pages", "too_large"), ("larger than", "too_large"),
-    ("another server", "foreign_link"), ("circuit open", "circuit_open"), ("service is busy", "busy"),
-    ("patient could not be read", "patient_failed"),
-)
-
-
-def fetch_error_class(error: str) -> str:
-    return next((reason for marker, reason in FETCH_ERROR_CLASSES if marker in error), "other")
-
 
 class Metrics:
     def __init__(self, multiproc_dir: str | None = None) -> None:
@@ -70,10 +58,11 @@ class Metrics:
         for rule, indicator in cards:
             self.cards.labels(rule, indicator).inc()
 
-    def fhir_fetch(self, seconds: float, errors: Iterable[str]) -> None:
+    def fhir_fetch(self, seconds: float, errors: Iterable[FetchFailure]) -> None:
+        """One call's FHIR reads: their time, and each failed query by its reason (the detail never becomes a label)."""
         self.fhir_seconds.observe(seconds)
         for error in errors:
-            self.fhir_errors.labels(fetch_error_class(error)).inc()
+            self.fhir_errors.labels(error.reason.value).inc()
 
     def feedback_outcomes(self, outcomes: Iterable[tuple[str, str | None]]) -> None:
         for outcome, rule in outcomes:

@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 import httpx
 import orjson
 
+from hooks.facts.fetch_failure import FetchFailure, FetchReason
 from hooks.fhir_read import as_list, bundle_resources
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ def call_budget(seconds: float) -> Iterator[None]:
 class FetchOutcome:
     """What one query produced: resources (possibly none), or why it failed. `found` is False for a missing read target."""
     resources: list[dict] = field(default_factory=list)
-    error: str | None = None
+    error: FetchFailure | None = None
     found: bool = True
 
     @property
@@ -50,12 +51,7 @@ class FetchOutcome:
         return self.error is None
 
 
-TIMEOUT_MARKERS = ("timed out", "budget")
-BUSY = "not read: the service is busy (too many FHIR reads in progress on this worker)"
-
-
-def is_timeout(error: str | None) -> bool:
-    return error is not None and any(marker in error for marker in TIMEOUT_MARKERS)
+BUSY = FetchFailure(FetchReason.BUSY, "not read: the service is busy (too many FHIR reads in progress on this worker)")
 
 
 class CircuitBreaker:
@@ -80,19 +76,19 @@ class CircuitBreaker:
         except Exception as error:  # a metrics hook must never turn a FHIR read into a failed call
             log.error("circuit breaker hook failed (%s)", type(error).__name__)
 
-    def allow(self, host: str) -> tuple[bool, str]:
-        """Whether a call may read from host now, and if not, why (for the cards)."""
+    def allow(self, host: str) -> FetchFailure | None:
+        """None when a call may read from host now, else why not (for the cards)."""
         with self._lock:
             until = self._open_until.get(host)
             if until is None:
-                return True, ""
+                return None
             now = self._monotonic()
             if now < until or host in self._probing:
-                return False, (f"not read: the FHIR server timed out repeatedly and is skipped for "
-                               f"{max(1, round(until - now))} s more (circuit open)")
+                return FetchFailure(FetchReason.CIRCUIT_OPEN, f"not read: the FHIR server timed out repeatedly and is "
+                                                              f"skipped for {max(1, round(until - now))} s more (circuit open)")
             self._probing.add(host)  # half-open: this call is the probe
         self._tell("half-open")
-        return True, ""
+        return None
 
     def record(self, host: str, timed_out: bool) -> None:
         state = None
@@ -160,8 +156,8 @@ class FhirFetcher:
         if not queries:
             return {}
         host = urlsplit(base_url).netloc.lower()
-        allowed, why_not = self.breaker.allow(host)
-        if not allowed:
+        why_not = self.breaker.allow(host)
+        if why_not is not None:
             return {key: FetchOutcome(error=why_not) for key in queries}
         if not self._slots.acquire(blocking=False):
             return {key: FetchOutcome(error=BUSY) for key in queries}
@@ -169,7 +165,7 @@ class FhirFetcher:
             outcomes = self._fetch_all(base_url, token, queries, critical)
         finally:
             self._slots.release()
-        self.breaker.record(host, any(is_timeout(o.error) for o in outcomes.values()))
+        self.breaker.record(host, any(o.error is not None and o.error.timed_out for o in outcomes.values()))
         return outcomes
 
     def _fetch_all(self, base_url: str, token: str | None, queries: dict[str, str],
@@ -197,11 +193,12 @@ class FhirFetcher:
                     break
             for key, future in futures.items():
                 if not future.done() or future.cancelled():
-                    outcomes[key] = FetchOutcome(error="not read: the patient could not be read" if stopped else
-                                                 f"no answer within the {self.budget_seconds:g} s budget")
+                    outcomes[key] = FetchOutcome(error=FetchFailure(
+                        FetchReason.PATIENT_FAILED, "not read: the patient could not be read") if stopped else
+                        self._over_budget("no answer"))
                 elif future.exception() is not None:
                     log.error("FHIR query %s failed unexpectedly: %s", key, type(future.exception()).__name__)
-                    outcomes[key] = FetchOutcome(error="query failed")
+                    outcomes[key] = FetchOutcome(error=FetchFailure(FetchReason.OTHER, "query failed"))
                 else:
                     outcomes[key] = future.result()
         finally:
@@ -229,7 +226,8 @@ class FhirFetcher:
                 return FetchOutcome(collected, error=body_or_error.error)
             body = body_or_error
             if body["resourceType"] == "OperationOutcome":
-                return FetchOutcome(collected, error="FHIR server answered with an OperationOutcome")
+                return FetchOutcome(collected, error=FetchFailure(FetchReason.OPERATION_OUTCOME,
+                                                                  "FHIR server answered with an OperationOutcome"))
             if body["resourceType"] != "Bundle":
                 return FetchOutcome([*collected, body])
             resources, included = _matches_and_included(body)
@@ -248,7 +246,8 @@ class FhirFetcher:
             next_url = urljoin(url, next_url)
             if not next_url.startswith(base):
                 # Paging must stay on the server we were given; anything else is ignored rather than followed.
-                return FetchOutcome(collected, error="FHIR server's next-page link points to another server")
+                return FetchOutcome(collected, error=FetchFailure(FetchReason.FOREIGN_LINK,
+                                                                  "FHIR server's next-page link points to another server"))
             if next_url in visited:
                 break  # a link back to a page already read: nothing new to get
             url = next_url
@@ -257,8 +256,9 @@ class FhirFetcher:
             log.info("stopped paging after %d pages", self.max_pages)
         if truncated and not ordered:
             # Unsorted results cut short may miss anything (an allergy on page 6): say so rather than pass silently.
-            return FetchOutcome(collected, error=f"the FHIR server returned more than {self.max_pages} pages, or more entries "
-                                                 f"on a page than asked for; the rest was not read")
+            return FetchOutcome(collected, error=FetchFailure(FetchReason.TOO_LARGE, (
+                f"the FHIR server returned more than {self.max_pages} pages, or more entries on a page than asked "
+                "for; the rest was not read")))
         # Sorted newest first, the results past the cap are only the oldest ones.
         return FetchOutcome(collected)
 
@@ -266,40 +266,45 @@ class FhirFetcher:
         """One GET within the deadline and the size cap; the parsed FHIR resource, or why there is none."""
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            return FetchOutcome(error=f"no answer within the {self.budget_seconds:g} s budget")
+            return FetchOutcome(error=self._over_budget("no answer"))
         started = time.monotonic()
         try:
             with http.stream("GET", url, headers=headers, timeout=min(self.timeout_seconds, remaining)) as response:
-                if response.status_code in (404, 410):
-                    return FetchOutcome(found=False, error=f"FHIR server answered HTTP {response.status_code}")
-                if 300 <= response.status_code < 400:
-                    return FetchOutcome(error=f"FHIR server answered HTTP {response.status_code} (a redirect, not followed)")
-                if response.status_code >= 300 or response.status_code < 200:
-                    return FetchOutcome(error=f"FHIR server answered HTTP {response.status_code}")
+                status = response.status_code
+                if status in (404, 410):
+                    return FetchOutcome(found=False, error=_http_status(f"FHIR server answered HTTP {status}"))
+                if 300 <= status < 400:
+                    return FetchOutcome(error=_http_status(f"FHIR server answered HTTP {status} (a redirect, not followed)"))
+                if status >= 300 or status < 200:
+                    return FetchOutcome(error=_http_status(f"FHIR server answered HTTP {status}"))
                 media_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
                 if media_type and "json" not in media_type:
                     shown = re.sub(r"[^a-z0-9.+/-]", "", media_type)[:40]  # server text goes on a card: keep it plain
-                    return FetchOutcome(error=f"FHIR server sent {shown or 'an unknown type'}, not FHIR JSON")
+                    return FetchOutcome(error=FetchFailure(FetchReason.NOT_JSON,
+                                                           f"FHIR server sent {shown or 'an unknown type'}, not FHIR JSON"))
                 raw = self._read_capped(response, deadline)
                 if isinstance(raw, FetchOutcome):
                     return raw
         except httpx.TimeoutException:
-            return FetchOutcome(error="FHIR server timed out")
+            return FetchOutcome(error=FetchFailure(FetchReason.TIMEOUT, "FHIR server timed out"))
         except httpx.HTTPError as error:
-            return FetchOutcome(error=f"FHIR server unreachable ({type(error).__name__})")
+            return FetchOutcome(error=FetchFailure(FetchReason.UNREACHABLE,
+                                                   f"FHIR server unreachable ({type(error).__name__})"))
         finally:
             log.debug("FHIR GET page %d took %.1f ms", page, (time.monotonic() - started) * 1000)
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            return FetchOutcome(error="FHIR server sent a response that is not JSON")
+            return FetchOutcome(error=FetchFailure(FetchReason.NOT_JSON, "FHIR server sent a response that is not JSON"))
         if not isinstance(body, dict) or not isinstance(body.get("resourceType"), str):
-            return FetchOutcome(error="FHIR server sent something that is not a FHIR resource")
+            return FetchOutcome(error=FetchFailure(FetchReason.NOT_FHIR,
+                                                   "FHIR server sent something that is not a FHIR resource"))
         return body
 
     def _read_capped(self, response: httpx.Response, deadline: float) -> bytes | FetchOutcome:
         """The body, read in chunks: never more than max_response_bytes, never past the deadline (a trickling server)."""
-        too_big = FetchOutcome(error=f"FHIR server's answer is larger than {self.max_response_bytes // (1024 * 1024)} MiB")
+        too_big = FetchOutcome(error=FetchFailure(
+            FetchReason.TOO_LARGE, f"FHIR server's answer is larger than {self.max_response_bytes // (1024 * 1024)} MiB"))
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > self.max_response_bytes:
             return too_big
@@ -310,9 +315,16 @@ class FhirFetcher:
             if size > self.max_response_bytes:
                 return too_big
             if time.monotonic() > deadline:
-                return FetchOutcome(error=f"no complete answer within the {self.budget_seconds:g} s budget")
+                return FetchOutcome(error=self._over_budget("no complete answer"))
             chunks.append(chunk)
         return b"".join(chunks)
+
+    def _over_budget(self, what: str) -> FetchFailure:
+        return FetchFailure(FetchReason.TIMEOUT, f"{what} within the {self.budget_seconds:g} s budget")
+
+
+def _http_status(detail: str) -> FetchFailure:
+    return FetchFailure(FetchReason.HTTP_STATUS, detail)
 
 
 def _failed(future: Any) -> bool:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hooks.facts import PatientFacts
+from hooks.facts.model import PatientFacts
 from hooks.knowledge import Knowledge
 
 POSTMENOPAUSAL = "postmenopausal"

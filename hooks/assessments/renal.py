@@ -1,11 +1,11 @@
-"""Renal function for bisphosphonate dosing: Cockcroft-Gault creatinine clearance, with eGFR only as a stated fallback."""
+"""Renal function for bisphosphonate dosing: Cockcroft-Gault clearance, eGFR as a stated fallback, dialysis."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterable
 
-from hooks.facts import LabResult, PatientFacts, censored_below, flipped
+from hooks.facts.model import LabResult, PatientFacts, censored_below, flipped
 from hooks.fhir_read import days_between
 
 FEMALE_FACTOR = 0.85
@@ -151,3 +151,11 @@ def assess_renal_function(facts: PatientFacts, creatinine: LabResult | None, wei
                                  comparator=egfr.comparator)
         return RenalAssessment(function, creatinine, tuple(missing))
     return RenalAssessment(None, creatinine, tuple(missing))
+
+
+def on_dialysis(facts: PatientFacts) -> list[str]:
+    """Evidence that the patient is on dialysis, one line each: an active dialysis or end-stage renal disease Condition
+    (ICD-10-CM N18.6, Z99.2; SNOMED 46177005, 236435004), or a dialysis Procedure within the knowledge's window."""
+    lines = [c.label for c in facts.conditions_in("dialysis", active_only=True)]
+    lines += [f"{p.label} performed {p.when.date().isoformat()}" for p in facts.dialysis_procedures if p.when]
+    return lines

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from hooks.facts import MedicationFact, PatientFacts, TScore
+from hooks.facts.model import MedicationFact, PatientFacts, TScore
 from hooks.fhir_read import days_between, shift_months
 from hooks.knowledge import Knowledge
 

@@ -1,0 +1,1 @@
+"""Clinical judgments worked out from the facts: renal function, calcium, menopausal status, bone health, setting."""
