@@ -1,1 +1,2 @@
-"""The clinical side: facts, assessments, rules, cards and the CDS services; never imports service or Flask."""
+"""The clinical side: facts, assessments, rules, cards and the CDS services; never imports service
+or Flask."""

@@ -1,4 +1,6 @@
-"""Recognises which bone-modifying agent and product a medication names: by code first, then by its name."""
+"""Recognises which bone-modifying agent and product a medication names: by code first, then by its
+name."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -11,7 +13,8 @@ from hooks.product_names import ProductName, parse_product_name
 
 
 def medication_concepts(request: dict, bundled_medications: dict[str, dict]) -> list[Any]:
-    """The CodeableConcepts that name what a MedicationRequest orders: its own, or the referenced Medication's."""
+    """The CodeableConcepts that name what a MedicationRequest orders: its own, or the referenced
+    Medication's."""
     concepts: list[Any] = []
     if request.get("medicationCodeableConcept") is not None:
         concepts.append(request["medicationCodeableConcept"])
@@ -43,29 +46,39 @@ def _resolve_medication(reference: dict, request: dict, bundled: dict[str, dict]
 @dataclass(frozen=True)
 class Identification:
     """How a medication was recognised as a bone-modifying agent."""
+
     ingredient: str
-    recognised_by: str                  # "RxNorm product code", "RxNorm ingredient code", "ATC code" or "name"
-    product: Product | None             # from the product table, or read from the drug's name (status "name")
+    recognised_by: str  # "RxNorm product code", "RxNorm ingredient code", "ATC code" or "name"
+    product: Product | None  # from the product table, or read from the drug's name (status "name")
     unlisted_codes: tuple[str, ...] = ()
 
 
-def identify_ingredient(concepts: list[Any], knowledge: Knowledge) -> tuple[str, str, Product | None] | None:
-    """(ingredient, how it was recognised, product) from codes first; a name match is the last resort."""
+def identify_ingredient(
+    concepts: list[Any], knowledge: Knowledge
+) -> tuple[str, str, Product | None] | None:
+    """(ingredient, how it was recognised, product) from codes first; a name match is the last
+    resort."""
     found = identify_medication(concepts, knowledge)
     return (found.ingredient, found.recognised_by, found.product) if found else None
 
 
 def identify_medication(concepts: list[Any], knowledge: Knowledge) -> Identification | None:
-    """A product code of the table first; then, for a code the table does not list (or none), the drug's name read
-    the RxNorm way ("alendronic acid 70 MG Oral Tablet"); then an ingredient RxNorm or ATC code; then name fragments.
-    A product from the name only adds strength and form to an ingredient code of the same ingredient."""
+    """A product code of the table first; then, for a code the table does not list (or none), the
+    drug's name read the RxNorm way ("alendronic acid 70 MG Oral Tablet"); then an ingredient RxNorm
+    or ATC code; then name fragments.
+
+    A product from the name only adds strength and form to an ingredient code of the same
+    ingredient.
+    """
     rxnorm, atc = knowledge.systems["rxnorm"], knowledge.systems["atc"]
     coded = [(system, code) for concept in concepts for system, code, _ in codings(concept) if code]
     texts = [text for concept in concepts for text in concept_texts(concept)]
     for system, code in coded:
         if system == rxnorm and code in knowledge.product_by_rxnorm:
             product = knowledge.product_by_rxnorm[code]
-            if not product.verified:  # a candidate code: the order's own text, when it reads, says more
+            if (
+                not product.verified
+            ):  # a candidate code: the order's own text, when it reads, says more
                 named = _product_from_names(texts, knowledge, product.ingredient, code)
                 if named is not None:
                     product = _merge_unverified(product, named)
@@ -76,13 +89,19 @@ def identify_medication(concepts: list[Any], knowledge: Knowledge) -> Identifica
             by_code = by_code or (knowledge.ingredient_by_rxnorm[code], "RxNorm ingredient code")
         elif system == atc and code in knowledge.ingredient_by_atc:
             by_code = by_code or (knowledge.ingredient_by_atc[code], "ATC code")
-    unlisted = tuple(dict.fromkeys(_code_label(system, code, knowledge) for system, code in coded
-                                   if not _listed(system, code, knowledge)))
+    unlisted = tuple(
+        dict.fromkeys(
+            _code_label(system, code, knowledge)
+            for system, code in coded
+            if not _listed(system, code, knowledge)
+        )
+    )
     named_code = next((code for system, code in coded if system == rxnorm), None)
     if by_code:
         ingredient, how = by_code
-        return Identification(ingredient, how, _product_from_names(texts, knowledge, ingredient, named_code),
-                              unlisted)
+        return Identification(
+            ingredient, how, _product_from_names(texts, knowledge, ingredient, named_code), unlisted
+        )
     named = _product_from_names(texts, knowledge, None, named_code)
     if named is not None:
         return Identification(named.ingredient, "name", named, unlisted)
@@ -103,23 +122,39 @@ def _listed(system: str | None, code: str, knowledge: Knowledge) -> bool:
 
 
 def _code_label(system: str | None, code: str, knowledge: Knowledge) -> str:
-    labels = {knowledge.systems["rxnorm"]: "RxNorm", knowledge.systems["atc"]: "ATC",
-              knowledge.systems["snomed"]: "SNOMED CT", "http://hl7.org/fhir/sid/ndc": "NDC"}
+    labels = {
+        knowledge.systems["rxnorm"]: "RxNorm",
+        knowledge.systems["atc"]: "ATC",
+        knowledge.systems["snomed"]: "SNOMED CT",
+        "http://hl7.org/fhir/sid/ndc": "NDC",
+    }
     if system in labels:
         return f"{labels[system]} {code}"
     return f"Code {code} ({system})" if system else f"Code {code} (no code system)"
 
 
 def ingredient_of_name(name: str, knowledge: Knowledge) -> str | None:
-    """The knowledge ingredient a drug name's ingredient part names ("alendronic acid", "Zometa", "denosumab-bbdz")."""
+    """The knowledge ingredient a drug name's ingredient part names ("alendronic acid", "Zometa",
+    "denosumab-bbdz")."""
     lowered = name.lower()
-    return next((ingredient for fragment, ingredient in knowledge.ingredient_name_fragments if fragment in lowered),
-                None)
+    return next(
+        (
+            ingredient
+            for fragment, ingredient in knowledge.ingredient_name_fragments
+            if fragment in lowered
+        ),
+        None,
+    )
 
 
-def product_from_name(parsed: ProductName, knowledge: Knowledge, code: str | None = None,
-                      ingredient: str | None = None) -> Product | None:
-    """A Product (status "name") from a parsed drug name whose ingredient is a bone-modifying agent."""
+def product_from_name(
+    parsed: ProductName,
+    knowledge: Knowledge,
+    code: str | None = None,
+    ingredient: str | None = None,
+) -> Product | None:
+    """A Product (status "name") from a parsed drug name whose ingredient is a bone-modifying
+    agent."""
     for component in parsed.components:
         found = ingredient_of_name(component.name, knowledge)
         if found is None and parsed.brand:
@@ -134,18 +169,34 @@ def product_from_name(parsed: ProductName, knowledge: Knowledge, code: str | Non
         unit = {"injection": "vial", "oral liquid": "bottle"}.get(parsed.unit or "", parsed.unit)
         if unit is None and parsed.dose_form is None and component.per_amount is not None:
             unit = "vial"  # "Zometa 4 mg/5 mL": a container of a solution
-        if unit == "vial" and parsed.container_ml(component) is None and component.per_unit is not None:
-            unit = None  # "zoledronic acid 0.8 MG/ML Injectable Solution": no container, so no strength per vial
+        if (
+            unit == "vial"
+            and parsed.container_ml(component) is None
+            and component.per_unit is not None
+        ):
+            # "zoledronic acid 0.8 MG/ML Injectable Solution": no container, so no strength per vial
+            unit = None
         return Product(
-            rxnorm=code or "", display=parsed.text, ingredient=found, route=route,
-            strength_mg=parsed.strength_mg(component), tty=None, unit=unit,
-            concentration_mg_per_ml=parsed.concentration_mg_per_ml(component), volume_ml=parsed.container_ml(component),
-            dose_form=parsed.dose_form, brand=parsed.brand, status="name", source="the order's drug name")
+            rxnorm=code or "",
+            display=parsed.text,
+            ingredient=found,
+            route=route,
+            strength_mg=parsed.strength_mg(component),
+            tty=None,
+            unit=unit,
+            concentration_mg_per_ml=parsed.concentration_mg_per_ml(component),
+            volume_ml=parsed.container_ml(component),
+            dose_form=parsed.dose_form,
+            brand=parsed.brand,
+            status="name",
+            source="the order's drug name",
+        )
     return None
 
 
-def _product_from_names(texts: list[str], knowledge: Knowledge, ingredient: str | None,
-                        code: str | None) -> Product | None:
+def _product_from_names(
+    texts: list[str], knowledge: Knowledge, ingredient: str | None, code: str | None
+) -> Product | None:
     for text in texts:
         parsed = parse_product_name(text)
         product = product_from_name(parsed, knowledge, code, ingredient) if parsed else None
@@ -155,12 +206,19 @@ def _product_from_names(texts: list[str], knowledge: Knowledge, ingredient: str 
 
 
 def _merge_unverified(listed: Product, named: Product) -> Product:
-    """An UNVERIFIED table entry read together with the order's own name: what the name states wins."""
+    """An UNVERIFIED table entry read together with the order's own name: what the name states
+    wins."""
     return dataclasses.replace(
         listed,
         strength_mg=named.strength_mg if named.strength_mg is not None else listed.strength_mg,
-        concentration_mg_per_ml=named.concentration_mg_per_ml if named.concentration_mg_per_ml is not None
-        else listed.concentration_mg_per_ml,
+        concentration_mg_per_ml=(
+            named.concentration_mg_per_ml
+            if named.concentration_mg_per_ml is not None
+            else listed.concentration_mg_per_ml
+        ),
         volume_ml=named.volume_ml if named.volume_ml is not None else listed.volume_ml,
-        unit=named.unit or listed.unit, dose_form=named.dose_form or listed.dose_form,
-        route=named.route or listed.route, brand=named.brand or listed.brand)
+        unit=named.unit or listed.unit,
+        dose_form=named.dose_form or listed.dose_form,
+        route=named.route or listed.route,
+        brand=named.brand or listed.brand,
+    )

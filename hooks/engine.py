@@ -1,12 +1,15 @@
-"""Runs the rules over each bone-agent order, then passes every suggested order through the suggestion gate."""
+"""Runs the rules over each bone-agent order, then passes every suggested order through the
+suggestion gate."""
+
 from __future__ import annotations
 
 import copy
 import dataclasses
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any
 
 from hooks.cards import Finding, Suggestion
 from hooks.facts.model import PatientFacts
@@ -25,6 +28,7 @@ SEVERITY = {"critical": 0, "warning": 1, "info": 2}
 @dataclass(frozen=True)
 class Proposal:
     """A bone-agent order that a suggestion would create or turn a draft into."""
+
     resource: dict[str, Any]
     replaces: BoneAgentOrder | None
 
@@ -32,24 +36,37 @@ class Proposal:
 @dataclass(frozen=True)
 class Trial:
     """What the rules say about a proposed order, evaluated as if it had been signed."""
+
     order: BoneAgentOrder | None
     findings: tuple[Finding, ...]
 
     @property
     def blocking(self) -> list[Finding]:
-        """Critical findings, and checks that could not be completed (an order not fully checked is not offered)."""
+        """Critical findings, and checks that could not be completed (an order not fully checked is
+        not offered)."""
         return [f for f in self.findings if f.indicator == "critical" or f.rule_id == "rule-error"]
 
 
 class OrderEvaluator:
-    """The rules for one request's record, and the suggestion gate: every suggestion that creates or changes a
-    bone-agent order is evaluated as if it had been signed (in place of the draft it updates, or as a new draft), and
-    is offered only when no critical rule fires on it and the rule that offered it does not fire again."""
+    """The rules for one request's record, and the suggestion gate: every suggestion that creates or
+    changes a bone-agent order is evaluated as if it had been signed (in place of the draft it
+    updates, or as a new draft), and is offered only when no critical rule fires on it and the rule
+    that offered it does not fire again."""
 
-    def __init__(self, facts: PatientFacts, knowledge: Knowledge, rules: Iterable[tuple[str, Check]],
-                 patient_reference: str, user_reference: str | None, now: datetime, *,
-                 drafts: Iterable[BoneAgentOrder] = (), companions: Iterable[dict] = (),
-                 medications: dict[str, dict] | None = None, tolerant: bool = False) -> None:
+    def __init__(
+        self,
+        facts: PatientFacts,
+        knowledge: Knowledge,
+        rules: Iterable[tuple[str, Check]],
+        patient_reference: str,
+        user_reference: str | None,
+        now: datetime,
+        *,
+        drafts: Iterable[BoneAgentOrder] = (),
+        companions: Iterable[dict] = (),
+        medications: dict[str, dict] | None = None,
+        tolerant: bool = False,
+    ) -> None:
         self.facts = facts
         self.knowledge = knowledge
         self.rules = tuple(rules)
@@ -63,28 +80,45 @@ class OrderEvaluator:
         self.tolerant = tolerant
 
     def context(self, order: BoneAgentOrder, others: tuple[BoneAgentOrder, ...]) -> OrderContext:
-        return OrderContext(order, self.facts, self.knowledge, self.patient_reference, self.user_reference, self.now,
-                            other_orders=others, checks=self.checks, tolerant=self.tolerant)
+        return OrderContext(
+            order,
+            self.facts,
+            self.knowledge,
+            self.patient_reference,
+            self.user_reference,
+            self.now,
+            other_orders=others,
+            checks=self.checks,
+            tolerant=self.tolerant,
+        )
 
     def run_rules(self, order: BoneAgentOrder, others: tuple[BoneAgentOrder, ...]) -> list[Finding]:
-        """Each rule in scope for the order (the one rule loop: a rule that fails yields a card saying so, never
-        silence), each finding noting how the drug was recognised."""
-        return [_with_recognition_note(f, order) for f in run_rules(self.rules, self.context(order, others))]
+        """Each rule in scope for the order (the one rule loop: a rule that fails yields a card
+        saying so, never silence), each finding noting how the drug was recognised."""
+        return [
+            _with_recognition_note(f, order)
+            for f in run_rules(self.rules, self.context(order, others))
+        ]
 
     def evaluate(self, orders: Iterable[BoneAgentOrder]) -> list[Finding]:
-        """Each order against each rule; per order the cards come most serious first, suggestions gated."""
+        """Each order against each rule; per order the cards come most serious first, suggestions
+        gated."""
         findings: list[Finding] = []
         for order in orders:
             gated = [self.gate(f, order) for f in self.run_rules(order, self.drafts)]
             findings.extend(sorted(gated, key=lambda f: SEVERITY.get(f.indicator, 3)))
         return findings
 
-    # --- the suggestion gate ------------------------------------------------------------------------------------
+    # --- the suggestion gate
+    # ------------------------------------------------------------------------------------
 
     def gate(self, finding: Finding, order: BoneAgentOrder | None) -> Finding:
-        """Keep the suggestions that are safe to accept with one click; say in the detail what was left out and why,
-        and which warnings an offered order would still draw. `order` is the draft the finding is about (None for a
-        chart review, whose suggestions create new drafts)."""
+        """Keep the suggestions that are safe to accept with one click; say in the detail what was
+        left out and why, and which warnings an offered order would still draw.
+
+        `order` is the draft the finding is about (None for a chart review, whose suggestions create
+        new drafts).
+        """
         kept: list[Suggestion] = []
         notes: list[str] = []
         proposed = passed = 0
@@ -102,16 +136,25 @@ class OrderEvaluator:
             suggestion, proposal, dose_note = self._at_label_dose(suggestion, proposal)
             trial = self.trial(proposal)
             blocking = trial.blocking
-            again = [f for f in trial.findings if f.rule_id == finding.rule_id and finding.rule_id in self.checks]
+            again = [
+                f
+                for f in trial.findings
+                if f.rule_id == finding.rule_id and finding.rule_id in self.checks
+            ]
             if trial.order is None:
-                log.warning("rule %s suggested an order the service cannot read back; suggestion withheld",
-                            finding.rule_id)
+                log.warning(
+                    "rule %s suggested an order the service cannot read back; suggestion withheld",
+                    finding.rule_id,
+                )
                 continue
             if blocking or again:
                 if again and not blocking:
-                    log.warning("rule %s: its own suggestion would draw the same rule again; suggestion withheld",
-                                finding.rule_id)
-                reasons = "; ".join(f.summary for f in (blocking or again))
+                    log.warning(
+                        "rule %s: its own suggestion would draw the same rule again; suggestion"
+                        " withheld",
+                        finding.rule_id,
+                    )
+                reasons = "; ".join(f.summary for f in blocking or again)
                 notes.append(f"- Not offered: *{_what(suggestion)}*: {reasons}.")
                 continue
             passed += 1
@@ -125,9 +168,13 @@ class OrderEvaluator:
                 notes.append(f"- *{suggestion.label}* would still draw a warning: {titles}.")
         if not notes and tuple(kept) == finding.suggestions:
             return finding
-        if any(s.is_recommended for s in finding.suggestions) and not any(s.is_recommended for s in kept):
+        if any(s.is_recommended for s in finding.suggestions) and not any(
+            s.is_recommended for s in kept
+        ):
             # the first choice was left out: the first safe option takes its place
-            first = next((i for i, s in enumerate(kept) if self._proposal(s, order) is not None), None)
+            first = next(
+                (i for i, s in enumerate(kept) if self._proposal(s, order) is not None), None
+            )
             if first is not None:
                 kept[first] = dataclasses.replace(kept[first], is_recommended=True)
         if not notes:
@@ -139,7 +186,8 @@ class OrderEvaluator:
         return dataclasses.replace(finding, detail=detail, suggestions=tuple(kept))
 
     def trial(self, proposal: Proposal) -> Trial:
-        """Evaluate the proposed order as if signed: the other drafts of the request stay, the one it replaces goes."""
+        """Evaluate the proposed order as if signed: the other drafts of the request stay, the one
+        it replaces goes."""
         candidate = read_bone_agent_order(proposal.resource, self.medications, self.knowledge)
         if candidate is None:
             return Trial(None, ())
@@ -147,12 +195,16 @@ class OrderEvaluator:
         return Trial(candidate, tuple(self.run_rules(candidate, others)))
 
     def _others(self, replaced: BoneAgentOrder | None) -> tuple[BoneAgentOrder, ...]:
-        """The request's other bone-agent drafts once `replaced` is taken out (matched by id: the selected orders and
-        the whole order set are read separately)."""
+        """The request's other bone-agent drafts once `replaced` is taken out (matched by id: the
+        selected orders and the whole order set are read separately)."""
         if replaced is None:
             return self.drafts
-        return tuple(o for o in self.drafts if o is not replaced and not (
-            replaced.resource_id is not None and o.resource_id == replaced.resource_id))
+        return tuple(
+            o
+            for o in self.drafts
+            if o is not replaced
+            and not (replaced.resource_id is not None and o.resource_id == replaced.resource_id)
+        )
 
     def _proposal(self, suggestion: Suggestion, order: BoneAgentOrder | None) -> Proposal | None:
         """The bone-agent order a suggestion creates or changes, if it does."""
@@ -161,19 +213,35 @@ class OrderEvaluator:
             if resource is None or resource.get("resourceType") != "MedicationRequest":
                 continue
             if action.type == "update":
-                replaces = order if order is not None and resource.get("id") == order.resource_id else None
-                replaces = replaces or next((o for o in self.drafts if o.resource_id == resource.get("id")), None)
+                replaces = (
+                    order if order is not None and resource.get("id") == order.resource_id else None
+                )
+                replaces = replaces or next(
+                    (o for o in self.drafts if o.resource_id == resource.get("id")), None
+                )
                 return Proposal(resource, replaces)
-            if action.type == "create" and read_bone_agent_order(resource, self.medications, self.knowledge):
+            if action.type == "create" and read_bone_agent_order(
+                resource, self.medications, self.knowledge
+            ):
                 return Proposal(resource, None)
         return None
 
-    def _at_label_dose(self, suggestion: Suggestion, proposal: Proposal) -> tuple[Suggestion, Proposal, str]:
-        """A proposed order of a product with a renal dose table carries the table's dose for this patient (the
-        baseline clearance of a course under way): a schedule or product change never undoes a renal reduction."""
-        from hooks.rules.renal import renal_label_dose  # the dose table is the renal rules' knowledge
+    def _at_label_dose(
+        self, suggestion: Suggestion, proposal: Proposal
+    ) -> tuple[Suggestion, Proposal, str]:
+        """A proposed order of a product with a renal dose table carries the table's dose for this
+        patient (the baseline clearance of a course under way): a schedule or product change never
+        undoes a renal reduction."""
+        from hooks.rules.renal import (
+            renal_label_dose,
+        )  # the dose table is the renal rules' knowledge
+
         candidate = read_bone_agent_order(proposal.resource, self.medications, self.knowledge)
-        if candidate is None or candidate.formulation is None or not candidate.formulation.renal.get("dose_table"):
+        if (
+            candidate is None
+            or candidate.formulation is None
+            or not candidate.formulation.renal.get("dose_table")
+        ):
             return suggestion, proposal, ""
         if self.facts.setting.name == "hypercalcemia-of-malignancy":
             return suggestion, proposal, ""
@@ -183,22 +251,32 @@ class OrderEvaluator:
         if label is None:
             if ctx.current_renal.function is None:
                 top = candidate.formulation.max_dose_mg
-                note = (f"the dose{f' of {top:g} mg' if top else ''} is the label dose for CrCl above 60 mL/min: "
-                        "check it against a current creatinine before the infusion.")
+                note = (
+                    f"the dose{f' of {top:g} mg' if top else ''} is the label dose for CrCl above"
+                    " 60 mL/min: check it against a current creatinine before the infusion."
+                )
                 return _described(suggestion, note), proposal, f"No renal function: {note}"
             return suggestion, proposal, ""
         if candidate.dose_mg is not None and candidate.dose_mg <= label.dose_mg + 1e-9:
             return suggestion, proposal, ""
         resource = _with_dose(proposal.resource, label.dose_mg)
         shown = f"{label.function.label} {label.function.value:.1f} {label.function.short_unit}"
-        note = f"Written at {label.dose_mg:g} mg, the label dose for {shown} (by the {label.basis})."
+        note = (
+            f"Written at {label.dose_mg:g} mg, the label dose for {shown} (by the {label.basis})."
+        )
         old = candidate.dose_mg
         renamed = _redosed(suggestion, proposal.resource, resource, old, label.dose_mg)
         return renamed, Proposal(resource, proposal.replaces), note
 
-    def _with_administration_text(self, suggestion: Suggestion, candidate: BoneAgentOrder) -> Suggestion:
-        """An oral bisphosphonate order carries how to take it (patientInstruction), from the knowledge."""
-        if not candidate.is_oral or self.knowledge.ingredient_class.get(candidate.ingredient) != "bisphosphonate":
+    def _with_administration_text(
+        self, suggestion: Suggestion, candidate: BoneAgentOrder
+    ) -> Suggestion:
+        """An oral bisphosphonate order carries how to take it (patientInstruction), from the
+        knowledge."""
+        if (
+            not candidate.is_oral
+            or self.knowledge.ingredient_class.get(candidate.ingredient) != "bisphosphonate"
+        ):
             return suggestion
         text = administration_text(self.knowledge, candidate)
         if text is None:
@@ -216,14 +294,29 @@ class OrderEvaluator:
         return dataclasses.replace(suggestion, actions=tuple(actions))
 
     def _already_drafted(self, suggestion: Suggestion) -> bool:
-        """A create suggestion whose order is already drafted in this request (same code) is not offered twice."""
-        creates = [a.resource for a in suggestion.actions if a.type == "create" and a.resource is not None]
+        """A create suggestion whose order is already drafted in this request (same code) is not
+        offered twice."""
+        creates = [
+            a.resource for a in suggestion.actions if a.type == "create" and a.resource is not None
+        ]
         if not creates or len(creates) != len(suggestion.actions) or not self.companions:
             return False
-        drafted = {(system, code) for r in self.companions for key in ("code", "medicationCodeableConcept")
-                   for system, code, _ in codings(r.get(key)) if code}
-        return all(any((system, code) in drafted for key in ("code", "medicationCodeableConcept")
-                       for system, code, _ in codings(r.get(key)) if code) for r in creates)
+        drafted = {
+            (system, code)
+            for r in self.companions
+            for key in ("code", "medicationCodeableConcept")
+            for system, code, _ in codings(r.get(key))
+            if code
+        }
+        return all(
+            any(
+                (system, code) in drafted
+                for key in ("code", "medicationCodeableConcept")
+                for system, code, _ in codings(r.get(key))
+                if code
+            )
+            for r in creates
+        )
 
     def _title(self, finding: Finding) -> str:
         rules = self.knowledge.raw["rules"]
@@ -232,8 +325,13 @@ class OrderEvaluator:
 
 
 def administration_text(knowledge: Knowledge, order: BoneAgentOrder) -> str | None:
-    """The knowledge's administration text for an oral bisphosphonate (by ingredient and dose range)."""
-    dose = order.dose_mg if order.dose_mg is not None else (order.product.strength_mg if order.product else None)
+    """The knowledge's administration text for an oral bisphosphonate (by ingredient and dose
+    range)."""
+    dose = (
+        order.dose_mg
+        if order.dose_mg is not None
+        else (order.product.strength_mg if order.product else None)
+    )
     for entry in knowledge.raw.get("administration_texts", {}).get("entries", []):
         if entry["ingredient"] != order.ingredient:
             continue
@@ -246,21 +344,25 @@ def administration_text(knowledge: Knowledge, order: BoneAgentOrder) -> str | No
 
 
 def _what(suggestion: Suggestion) -> str:
-    """What a suggestion orders, for a sentence: 'Change to zoledronic acid ...' -> 'zoledronic acid ...'."""
+    """What a suggestion orders, for a sentence: 'Change to zoledronic acid ...' -> 'zoledronic acid
+    ...'."""
     for prefix in ("Change to ", "Order "):
         if suggestion.label.startswith(prefix):
-            return suggestion.label[len(prefix):]
+            return suggestion.label[len(prefix) :]
     return suggestion.label
 
 
 def _described(suggestion: Suggestion, note: str) -> Suggestion:
-    actions = tuple(dataclasses.replace(a, description=f"{a.description} ({note})") if a.resource else a
-                    for a in suggestion.actions)
+    actions = tuple(
+        dataclasses.replace(a, description=f"{a.description} ({note})") if a.resource else a
+        for a in suggestion.actions
+    )
     return dataclasses.replace(suggestion, actions=actions)
 
 
 def _with_dose(resource: dict[str, Any], dose_mg: float) -> dict[str, Any]:
     from hooks.suggestions import set_dose
+
     changed = copy.deepcopy(resource)
     dosages = changed.setdefault("dosageInstruction", [{}])
     if not dosages or not isinstance(dosages[0], dict):
@@ -269,53 +371,100 @@ def _with_dose(resource: dict[str, Any], dose_mg: float) -> dict[str, Any]:
     return changed
 
 
-def _redosed(suggestion: Suggestion, before: dict[str, Any], after: dict[str, Any], old: float | None,
-             new: float) -> Suggestion:
-    """The suggestion with its order at the new dose, and its label, description and dosage text saying so."""
+def _redosed(
+    suggestion: Suggestion,
+    before: dict[str, Any],
+    after: dict[str, Any],
+    old: float | None,
+    new: float,
+) -> Suggestion:
+    """The suggestion with its order at the new dose, and its label, description and dosage text
+    saying so."""
+
     def reword(text: str) -> str:
         if old is not None and f"{old:g} mg" in text:
             return text.replace(f"{old:g} mg", f"{new:g} mg")
         return f"{text} at {new:g} mg"
+
     dosage = after["dosageInstruction"][0]
     if isinstance(dosage.get("text"), str):
         dosage["text"] = reword(dosage["text"])
-    actions = tuple(dataclasses.replace(a, resource=after, description=reword(a.description))
-                    if a.resource is before else a for a in suggestion.actions)
+    actions = tuple(
+        (
+            dataclasses.replace(a, resource=after, description=reword(a.description))
+            if a.resource is before
+            else a
+        )
+        for a in suggestion.actions
+    )
     return dataclasses.replace(suggestion, label=reword(suggestion.label), actions=actions)
 
 
-def evaluate_orders(orders: Iterable[BoneAgentOrder], facts: PatientFacts, knowledge: Knowledge,
-                    rules: Iterable[tuple[str, Check]], patient_reference: str, user_reference: str | None,
-                    now: datetime, *, all_orders: Iterable[BoneAgentOrder] | None = None,
-                    tolerant: bool = False, companions: Iterable[dict] = (),
-                    medications: dict[str, dict] | None = None) -> list[Finding]:
-    """Each order against each rule in scope for it, suggestions gated. `all_orders` are the bone-agent drafts of the
-    whole order set (order-select checks only the selected ones, but sees the rest)."""
+def evaluate_orders(
+    orders: Iterable[BoneAgentOrder],
+    facts: PatientFacts,
+    knowledge: Knowledge,
+    rules: Iterable[tuple[str, Check]],
+    patient_reference: str,
+    user_reference: str | None,
+    now: datetime,
+    *,
+    all_orders: Iterable[BoneAgentOrder] | None = None,
+    tolerant: bool = False,
+    companions: Iterable[dict] = (),
+    medications: dict[str, dict] | None = None,
+) -> list[Finding]:
+    """Each order against each rule in scope for it, suggestions gated.
+
+    `all_orders` are the bone-agent drafts of the whole order set (order-select checks only the
+    selected ones, but sees the rest).
+    """
     orders = tuple(orders)
     drafts = tuple(all_orders) if all_orders is not None else orders
-    evaluator = OrderEvaluator(facts, knowledge, rules, patient_reference, user_reference, now, drafts=drafts,
-                               companions=companions, medications=medications, tolerant=tolerant)
+    evaluator = OrderEvaluator(
+        facts,
+        knowledge,
+        rules,
+        patient_reference,
+        user_reference,
+        now,
+        drafts=drafts,
+        companions=companions,
+        medications=medications,
+        tolerant=tolerant,
+    )
     return evaluator.evaluate(orders)
 
 
 def medications_by_id(resources: Iterable[dict]) -> dict[str, dict]:
-    """Medication resources of the record and the request, by id (a draft may name its drug by reference)."""
-    return {r["id"]: r for r in resources if r.get("resourceType") == "Medication" and isinstance(r.get("id"), str)}
+    """Medication resources of the record and the request, by id (a draft may name its drug by
+    reference)."""
+    return {
+        r["id"]: r
+        for r in resources
+        if r.get("resourceType") == "Medication" and isinstance(r.get("id"), str)
+    }
 
 
 def _with_recognition_note(finding: Finding, order: BoneAgentOrder) -> Finding:
-    """A drug recognised only by its name may be misread; the clinician should know the check rests on that, and which
-    code the order carried that the knowledge does not list (never that it carries no code when it carries one)."""
+    """A drug recognised only by its name may be misread; the clinician should know the check rests
+    on that, and which code the order carried that the knowledge does not list (never that it
+    carries no code when it carries one)."""
     what = order.product_description or order.ingredient_display
     codes = order.unlisted_codes
     listed, verb = ", ".join(codes), "is" if len(codes) == 1 else "are"
     if order.recognised_by != "name":
         if not codes or order.product is None or order.product.status != "name":
             return finding
-        note = (f"\n\n*{listed} {verb} not in the knowledge; recognised by its {order.recognised_by}, the product read "
-                f"from its name ({what}).*")
+        note = (
+            f"\n\n*{listed} {verb} not in the knowledge; recognised by its {order.recognised_by},"
+            f" the product read from its name ({what}).*"
+        )
     elif codes:
         note = f"\n\n*{listed} {verb} not in the knowledge; recognised by its name ({what}).*"
     else:
-        note = f"\n\n*The drug was recognised by its name only ({what}): the order carries no medication code.*"
+        note = (
+            f"\n\n*The drug was recognised by its name only ({what}): the order carries no"
+            " medication code.*"
+        )
     return dataclasses.replace(finding, detail=finding.detail + note)

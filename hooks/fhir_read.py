@@ -1,14 +1,18 @@
-"""Small lenient readers for plain-JSON FHIR resources (prefetch and draft orders are never model-parsed)."""
+"""Small lenient readers for plain-JSON FHIR resources (prefetch and draft orders are never model-
+parsed)."""
+
 from __future__ import annotations
 
 import calendar
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
-from typing import Any, Iterator
+from datetime import UTC, date, datetime
+from typing import Any
 
 
 def as_list(value: Any) -> list:
-    """FHIR arrays sometimes arrive as a single object (the CDS Hooks Sandbox does this with category)."""
+    """FHIR arrays sometimes arrive as a single object (the CDS Hooks Sandbox does this with
+    category)."""
     if value is None:
         return []
     if isinstance(value, list):
@@ -24,7 +28,11 @@ def codings(concept: Any) -> Iterator[tuple[str | None, str | None, str | None]]
         if "coding" in item:
             for coding in as_list(item.get("coding")):
                 if isinstance(coding, dict):
-                    yield _str(coding.get("system")), _str(coding.get("code")), _str(coding.get("display"))
+                    yield (
+                        _str(coding.get("system")),
+                        _str(coding.get("code")),
+                        _str(coding.get("display")),
+                    )
         elif "code" in item:
             yield _str(item.get("system")), _str(item.get("code")), _str(item.get("display"))
 
@@ -50,24 +58,25 @@ def _str(value: Any) -> str | None:
 
 
 def parse_datetime(value: Any) -> datetime | None:
-    """Parse a FHIR date, dateTime or instant to an aware UTC datetime; partial dates go to their first day."""
+    """Parse a FHIR date, dateTime or instant to an aware UTC datetime; partial dates go to their
+    first day."""
     if not isinstance(value, str) or len(value) < 4:
         return None
     text = value.strip()
     try:
         if len(text) == 4:
-            return datetime(int(text), 1, 1, tzinfo=timezone.utc)
+            return datetime(int(text), 1, 1, tzinfo=UTC)
         if len(text) == 7:
-            return datetime(int(text[:4]), int(text[5:7]), 1, tzinfo=timezone.utc)
+            return datetime(int(text[:4]), int(text[5:7]), 1, tzinfo=UTC)
         if len(text) == 10:
-            return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+            return datetime.fromisoformat(text).replace(tzinfo=UTC)
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     try:
-        return parsed.astimezone(timezone.utc)
+        return parsed.astimezone(UTC)
     except OverflowError:  # 0001-01-01T00:00:00+14:00 lies before year 1 in UTC
         return None
 
@@ -81,12 +90,15 @@ def shift_months(moment: datetime, months: int) -> datetime:
     """The same day `months` calendar months later (or earlier), clamped to the month's last day."""
     index = moment.year * 12 + moment.month - 1 + months
     year, month = divmod(index, 12)
-    return moment.replace(year=year, month=month + 1, day=min(moment.day, calendar.monthrange(year, month + 1)[1]))
+    return moment.replace(
+        year=year, month=month + 1, day=min(moment.day, calendar.monthrange(year, month + 1)[1])
+    )
 
 
 def days_between(earlier: datetime, later: datetime) -> int:
-    """Whole calendar days between two instants, by their UTC dates: a result from yesterday is 1 day old."""
-    return (later.astimezone(timezone.utc).date() - earlier.astimezone(timezone.utc).date()).days
+    """Whole calendar days between two instants, by their UTC dates: a result from yesterday is 1
+    day old."""
+    return (later.astimezone(UTC).date() - earlier.astimezone(UTC).date()).days
 
 
 def reference_id(reference: Any) -> str | None:
@@ -108,7 +120,8 @@ class Quantity:
 
 
 def quantity(value: Any) -> Quantity | None:
-    """A Quantity with a numeric value; the unit is the UCUM code when given, else the display unit."""
+    """A Quantity with a numeric value; the unit is the UCUM code when given, else the display
+    unit."""
     if not isinstance(value, dict):
         return None
     number = value.get("value")
@@ -134,7 +147,8 @@ def effective_datetime(resource: dict) -> datetime | None:
 
 
 def bundle_resources(bundle: Any) -> list[dict]:
-    """Resources of a Bundle (searchset, collection or anything else), skipping search outcome entries."""
+    """Resources of a Bundle (searchset, collection or anything else), skipping search outcome
+    entries."""
     if not isinstance(bundle, dict):
         return []
     resources = []
@@ -151,18 +165,21 @@ def bundle_resources(bundle: Any) -> list[dict]:
 
 
 def format_number(value: float, digits: int = 1) -> str:
-    """Show a clinical number without trailing zeros: 3.0 -> '3', 1.25 -> '1.3' (display only, never compared)."""
+    """Show a clinical number without trailing zeros: 3.0 -> '3', 1.25 -> '1.3' (display only, never
+    compared)."""
     text = f"{value:.{digits}f}"
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def status_of(resource: dict) -> str | None:
-    """A resource's status code, None when absent or not a string (a list or object there must not break a lookup)."""
+    """A resource's status code, None when absent or not a string (a list or object there must not
+    break a lookup)."""
     value = resource.get("status")
     return value if isinstance(value, str) else None
 
 
 def id_of(resource: dict) -> str | None:
-    """The resource's id when it is a string (a hostile record may carry an object or a number there)."""
+    """The resource's id when it is a string (a hostile record may carry an object or a number
+    there)."""
     value = resource.get("id")
     return value if isinstance(value, str) else None

@@ -1,4 +1,6 @@
-"""The order-sign and order-select CDS services: which data they ask for, which orders they check, which rules they run."""
+"""The order-sign and order-select CDS services: which data they ask for, which orders they check,
+which rules they run."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -19,11 +21,14 @@ class OrderSignService:
     id = "bonecds-order-sign"
     hook = "order-sign"
     title = "Bone-modifying agent order safety check"
-    description = ("Checks orders for zoledronic acid, pamidronate, ibandronate, alendronate, risedronate, clodronate "
-                   "and denosumab before they are signed: renal function, calcium, vitamin D, supplements, dental "
-                   "check, osteonecrosis of the jaw, schedule and dose, duplicates, pregnancy, allergies and "
-                   "contraindications from the product labels, and adjuvant eligibility (menopausal status, "
-                   "chemotherapy, bone loss) from the AGO guideline and the EBCTCG meta-analysis.")
+    description = (
+        "Checks orders for zoledronic acid, pamidronate, ibandronate, alendronate, risedronate,"
+        " clodronate and denosumab before they are signed: renal function, calcium, vitamin D,"
+        " supplements, dental check, osteonecrosis of the jaw, schedule and dose, duplicates,"
+        " pregnancy, allergies and contraindications from the product labels, and adjuvant"
+        " eligibility (menopausal status, chemotherapy, bone loss) from the AGO guideline and the"
+        " EBCTCG meta-analysis."
+    )
     context_schema = "order-sign-context"
     tolerant = False
 
@@ -39,42 +44,73 @@ class OrderSignService:
             "title": self.title,
             "description": self.description,
             "prefetch": prefetch,
-            "usageRequirements": ("Send draft MedicationRequests in context.draftOrders. Without prefetch the service "
-                                  "reads Patient, Observation, MedicationRequest, MedicationAdministration, Condition, "
-                                  "AllergyIntolerance, Procedure and Encounter from fhirServer with the token in "
-                                  "fhirAuthorization."),
+            "usageRequirements": (
+                "Send draft MedicationRequests in context.draftOrders. Without prefetch the service"
+                " reads Patient, Observation, MedicationRequest, MedicationAdministration,"
+                " Condition, AllergyIntolerance, Procedure and Encounter from fhirServer with the"
+                " token in fhirAuthorization."
+            ),
         }
 
     def triage(self, context: dict[str, Any]) -> list[BoneAgentOrder]:
         """The orders to check; none means an empty answer without reading the record."""
         return find_bone_agent_orders(context.get("draftOrders"), self.knowledge)
 
-    def evaluate(self, context: dict[str, Any], orders: list[BoneAgentOrder], patient: dict | None,
-                 resources: list[dict], unavailable: dict[str, str], now: datetime) -> list[Finding]:
+    def evaluate(
+        self,
+        context: dict[str, Any],
+        orders: list[BoneAgentOrder],
+        patient: dict | None,
+        resources: list[dict],
+        unavailable: dict[str, str],
+        now: datetime,
+    ) -> list[Finding]:
         all_orders = find_bone_agent_orders(context.get("draftOrders"), self.knowledge)
         draft_ids = frozenset(o.resource_id for o in all_orders if o.resource_id)
-        companions = [r for r in bundle_resources(context.get("draftOrders"))
-                      if not (isinstance(r.get("id"), str) and r["id"] in draft_ids)]
-        facts = build_facts(patient, resources, unavailable, self.knowledge, now, draft_ids, companions)
+        companions = [
+            r
+            for r in bundle_resources(context.get("draftOrders"))
+            if not (isinstance(r.get("id"), str) and r["id"] in draft_ids)
+        ]
+        facts = build_facts(
+            patient, resources, unavailable, self.knowledge, now, draft_ids, companions
+        )
         patient_reference = f"Patient/{context['patientId']}"
         medications = medications_by_id([*resources, *bundle_resources(context.get("draftOrders"))])
-        return evaluate_orders(orders, facts, self.knowledge, self.rules, patient_reference, context.get("userId"), now,
-                               all_orders=all_orders, tolerant=self.tolerant, companions=companions,
-                               medications=medications)
+        return evaluate_orders(
+            orders,
+            facts,
+            self.knowledge,
+            self.rules,
+            patient_reference,
+            context.get("userId"),
+            now,
+            all_orders=all_orders,
+            tolerant=self.tolerant,
+            companions=companions,
+            medications=medications,
+        )
 
 
 class OrderSelectService(OrderSignService):
-    """The same checks when a bone agent is selected, before dose and timing are complete: what it does not say yet is
-    skipped; the other drafts of the order set are seen for duplicates."""
+    """The same checks when a bone agent is selected, before dose and timing are complete: what it
+    does not say yet is skipped; the other drafts of the order set are seen for duplicates."""
 
     id = "bonecds-order-select"
     hook = "order-select"
     title = "Bone-modifying agent selection check"
-    description = ("Runs the order-sign checks as soon as a bone-modifying agent is selected, skipping what the order "
-                   "does not state yet (dose, interval), so problems show before the order is completed.")
+    description = (
+        "Runs the order-sign checks as soon as a bone-modifying agent is selected, skipping what"
+        " the order does not state yet (dose, interval), so problems show before the order is"
+        " completed."
+    )
     context_schema = "order-select-context"
     tolerant = True
 
     def triage(self, context: dict[str, Any]) -> list[BoneAgentOrder]:
         selected = {s for s in context.get("selections", []) if isinstance(s, str)}
-        return [o for o in find_bone_agent_orders(context.get("draftOrders"), self.knowledge) if o.reference in selected]
+        return [
+            o
+            for o in find_bone_agent_orders(context.get("draftOrders"), self.knowledge)
+            if o.reference in selected
+        ]

@@ -1,4 +1,6 @@
-"""Recognises bone-modifying-agent orders in draftOrders and reads product, dose, route, interval and infusion time."""
+"""Recognises bone-modifying-agent orders in draftOrders and reads product, dose, route, interval
+and infusion time."""
+
 from __future__ import annotations
 
 import copy
@@ -7,27 +9,68 @@ from datetime import datetime
 from typing import Any
 
 from hooks.drug_recognition import identify_medication, medication_concepts
-from hooks.fhir_read import Quantity, as_list, bundle_resources, codings, concept_texts, parse_datetime, quantity
+from hooks.fhir_read import (
+    Quantity,
+    as_list,
+    bundle_resources,
+    codings,
+    concept_texts,
+    parse_datetime,
+    quantity,
+)
 from hooks.knowledge import Formulation, Knowledge, Product
 
-DAYS_PER_UNIT = {"s": 1 / 86400, "min": 1 / 1440, "h": 1 / 24, "d": 1.0, "wk": 7.0, "mo": 365.25 / 12, "a": 365.25}
-UNIT_WORDS = {"s": "second", "min": "minute", "h": "hour", "d": "day", "wk": "week", "mo": "month", "a": "year"}
+DAYS_PER_UNIT = {
+    "s": 1 / 86400,
+    "min": 1 / 1440,
+    "h": 1 / 24,
+    "d": 1.0,
+    "wk": 7.0,
+    "mo": 365.25 / 12,
+    "a": 365.25,
+}
+UNIT_WORDS = {
+    "s": "second",
+    "min": "minute",
+    "h": "hour",
+    "d": "day",
+    "wk": "week",
+    "mo": "month",
+    "a": "year",
+}
 MINUTES_PER_UNIT = {"s": 1 / 60, "min": 1.0, "h": 60.0, "d": 1440.0}
 MG_PER_UNIT = {"mg": 1.0, "g": 1000.0, "ug": 0.001, "mcg": 0.001, "µg": 0.001}
-# A dose given as a count of pieces, with or without UCUM braces ("1 {pill}", "2 tablets", "1 vial"): the piece's kind.
-COUNT_UNITS = {"pill": "tablet", "tbl": "tablet", "tab": "tablet", "tablet": "tablet", "capsule": "capsule",
-               "cap": "capsule", "vial": "vial", "syringe": "syringe", "bottle": "bottle"}
-# Which products a counted piece can be: a tablet count reads only a tablet or capsule product, a vial count a vial...
-COUNTABLE_AS = {"tablet": frozenset({"tablet", "capsule"}), "capsule": frozenset({"tablet", "capsule"}),
-                "vial": frozenset({"vial", "syringe"}), "syringe": frozenset({"vial", "syringe"}),
-                "bottle": frozenset({"bottle", "oral liquid"})}
+# A dose given as a count of pieces, with or without UCUM braces ("1 {pill}", "2 tablets", "1
+# vial"): the piece's kind.
+COUNT_UNITS = {
+    "pill": "tablet",
+    "tbl": "tablet",
+    "tab": "tablet",
+    "tablet": "tablet",
+    "capsule": "capsule",
+    "cap": "capsule",
+    "vial": "vial",
+    "syringe": "syringe",
+    "bottle": "bottle",
+}
+# Which products a counted piece can be: a tablet count reads only a tablet or capsule product, a
+# vial count a vial...
+COUNTABLE_AS = {
+    "tablet": frozenset({"tablet", "capsule"}),
+    "capsule": frozenset({"tablet", "capsule"}),
+    "vial": frozenset({"vial", "syringe"}),
+    "syringe": frozenset({"vial", "syringe"}),
+    "bottle": frozenset({"bottle", "oral liquid"}),
+}
 VOLUME_UNITS = {"ml": 1.0, "l": 1000.0}
 ACTIVE_ORDER_STATUSES = frozenset({"draft", "active", "on-hold", "unknown"})
 
 
 @dataclass(frozen=True)
 class Interval:
-    """How often the order repeats, as written (every `period` `unit`, `frequency` times) and in days."""
+    """How often the order repeats, as written (every `period` `unit`, `frequency` times) and in
+    days."""
+
     frequency: float
     period: float
     unit: str
@@ -46,6 +89,7 @@ class Interval:
 @dataclass(frozen=True)
 class BoneAgentOrder:
     """A draft order for a bone-modifying agent, with what could be read from it."""
+
     resource: dict[str, Any]
     resource_type: str
     resource_id: str | None
@@ -59,13 +103,20 @@ class BoneAgentOrder:
     route_from: str | None
     interval: Interval | None
     infusion_minutes: float | None
-    starts: datetime | None = None  # timing.repeat.boundsPeriod.start: the first dose is not given before it
-    unlisted_codes: tuple[str, ...] = ()  # codes the order carries that the knowledge lacks, e.g. "RxNorm 904431"
-    dose_text: str | None = None  # the dose as written when it could not be read in mg, e.g. "2 {puff}"
+    starts: datetime | None = (
+        None  # timing.repeat.boundsPeriod.start: the first dose is not given before it
+    )
+    unlisted_codes: tuple[
+        str, ...
+    ] = ()  # codes the order carries that the knowledge lacks, e.g. "RxNorm 904431"
+    dose_text: str | None = (
+        None  # the dose as written when it could not be read in mg, e.g. "2 {puff}"
+    )
 
     @property
     def product_description(self) -> str | None:
-        """The product as read, e.g. 'alendronate 70 mg oral tablet' (None when only the ingredient is known)."""
+        """The product as read, e.g. 'alendronate 70 mg oral tablet' (None when only the ingredient
+        is known)."""
         return self.product.describe(self.ingredient_display) if self.product else None
 
     @property
@@ -86,7 +137,11 @@ class BoneAgentOrder:
         if self.dose_mg is not None:
             parts.append(f"{self.dose_mg:g} mg")
         if self.route:
-            parts.append({"intravenous": "IV", "oral": "oral", "subcutaneous": "SC"}.get(self.route, self.route))
+            parts.append(
+                {"intravenous": "IV", "oral": "oral", "subcutaneous": "SC"}.get(
+                    self.route, self.route
+                )
+            )
         if self.interval:
             parts.append(self.interval.describe())
         return " ".join(parts)
@@ -95,7 +150,11 @@ class BoneAgentOrder:
 def find_bone_agent_orders(draft_orders: Any, knowledge: Knowledge) -> list[BoneAgentOrder]:
     """Every MedicationRequest in draftOrders whose medication is a bone-modifying agent."""
     resources = bundle_resources(draft_orders)
-    medications = {r.get("id"): r for r in resources if r.get("resourceType") == "Medication" and isinstance(r.get("id"), str)}
+    medications = {
+        r.get("id"): r
+        for r in resources
+        if r.get("resourceType") == "Medication" and isinstance(r.get("id"), str)
+    }
     orders = []
     for resource in resources:
         if resource.get("resourceType") != "MedicationRequest":
@@ -106,7 +165,9 @@ def find_bone_agent_orders(draft_orders: Any, knowledge: Knowledge) -> list[Bone
     return orders
 
 
-def read_bone_agent_order(request: dict, bundled_medications: dict[str, dict], knowledge: Knowledge) -> BoneAgentOrder | None:
+def read_bone_agent_order(
+    request: dict, bundled_medications: dict[str, dict], knowledge: Knowledge
+) -> BoneAgentOrder | None:
     identified = identify_medication(medication_concepts(request, bundled_medications), knowledge)
     if identified is None:
         return None
@@ -135,7 +196,11 @@ def read_bone_agent_order(request: dict, bundled_medications: dict[str, dict], k
         infusion_minutes=_infusion_minutes(repeat),
         starts=_starts(repeat),
         unlisted_codes=identified.unlisted_codes,
-        dose_text=f"{dose.value:g} {dose.unit or ''}".strip() if dose is not None and dose_mg is None else None,
+        dose_text=(
+            f"{dose.value:g} {dose.unit or ''}".strip()
+            if dose is not None and dose_mg is None
+            else None
+        ),
     )
 
 
@@ -159,8 +224,11 @@ def count_unit(unit: str | None) -> str | None:
 
 
 def _dose_mg(dose: Quantity | None, product: Product | None) -> float | None:
-    """The dose in mg: a mass; a count of pieces x the product's strength per piece; a volume x its concentration.
-    Anything else (or a product whose strength is not known) stays None: never the labelled dose."""
+    """The dose in mg: a mass; a count of pieces x the product's strength per piece; a volume x its
+    concentration.
+
+    Anything else (or a product whose strength is not known) stays None: never the labelled dose.
+    """
     if dose is None or not dose.unit:
         return None
     unit = dose.unit.strip()
@@ -168,7 +236,11 @@ def _dose_mg(dose: Quantity | None, product: Product | None) -> float | None:
         return dose.value * MG_PER_UNIT[unit.lower()]
     piece = count_unit(unit)
     if piece is not None:
-        if product is None or product.strength_mg is None or product.unit not in COUNTABLE_AS[piece]:
+        if (
+            product is None
+            or product.strength_mg is None
+            or product.unit not in COUNTABLE_AS[piece]
+        ):
             return None
         return round(dose.value * product.strength_mg, 6)
     if unit.lower() in VOLUME_UNITS:
@@ -178,10 +250,18 @@ def _dose_mg(dose: Quantity | None, product: Product | None) -> float | None:
     return None
 
 
-def _route(dosage: dict, product: Product | None, ingredient: str, knowledge: Knowledge,
-           dose: Quantity | None = None) -> tuple[str | None, str | None]:
-    """The order's route; else the product's dose form; else a counted tablet or capsule (taken by mouth); else the
-    ingredient's only route. Otherwise unknown: never assumed intravenous."""
+def _route(
+    dosage: dict,
+    product: Product | None,
+    ingredient: str,
+    knowledge: Knowledge,
+    dose: Quantity | None = None,
+) -> tuple[str | None, str | None]:
+    """The order's route; else the product's dose form; else a counted tablet or capsule (taken by
+    mouth); else the ingredient's only route.
+
+    Otherwise unknown: never assumed intravenous.
+    """
     route_concept = dosage.get("route")
     for system, code, _display in codings(route_concept):
         if system == knowledge.systems["snomed"] and code in knowledge.route_by_snomed:
@@ -189,7 +269,10 @@ def _route(dosage: dict, product: Product | None, ingredient: str, knowledge: Kn
     for text in concept_texts(route_concept):
         route = knowledge.route_by_text.get(text.strip().lower())
         if route is None:
-            route = next((r for t, r in knowledge.route_by_text.items() if len(t) > 3 and t in text.lower()), None)
+            route = next(
+                (r for t, r in knowledge.route_by_text.items() if len(t) > 3 and t in text.lower()),
+                None,
+            )
         if route:
             return route, "order"
     if product and product.route:
@@ -202,14 +285,27 @@ def _route(dosage: dict, product: Product | None, ingredient: str, knowledge: Kn
     return None, None
 
 
-def _formulation(ingredient: str, route: str | None, dose_mg: float | None, knowledge: Knowledge,
-                 product: Product | None = None) -> Formulation | None:
-    """The formulation of the ordered product's strength when there is one (5 mg of the 4 mg oncology product is an
-    overdose of it, not the osteoporosis strength); else the first formulation in the knowledge file that admits this
-    route and dose (file order encodes precedence)."""
+def _formulation(
+    ingredient: str,
+    route: str | None,
+    dose_mg: float | None,
+    knowledge: Knowledge,
+    product: Product | None = None,
+) -> Formulation | None:
+    """The formulation of the ordered product's strength when there is one (5 mg of the 4 mg
+    oncology product is an overdose of it, not the osteoporosis strength); else the first
+    formulation in the knowledge file that admits this route and dose (file order encodes
+    precedence)."""
     formulations = list(knowledge.formulations_for(ingredient))
     if product is not None and product.strength_mg is not None:
-        own = next((f for f in formulations if f.strength_mg == product.strength_mg and f.admits(route, None)), None)
+        own = next(
+            (
+                f
+                for f in formulations
+                if f.strength_mg == product.strength_mg and f.admits(route, None)
+            ),
+            None,
+        )
         if own is not None:
             return own
     return next((f for f in formulations if f.admits(route, dose_mg)), None)
@@ -218,7 +314,12 @@ def _formulation(ingredient: str, route: str | None, dose_mg: float | None, know
 def _interval(repeat: dict) -> Interval | None:
     period, unit = repeat.get("period"), repeat.get("periodUnit")
     unit = unit if isinstance(unit, str) else None
-    if not isinstance(period, (int, float)) or isinstance(period, bool) or period <= 0 or unit not in DAYS_PER_UNIT:
+    if (
+        not isinstance(period, (int, float))
+        or isinstance(period, bool)
+        or period <= 0
+        or unit not in DAYS_PER_UNIT
+    ):
         return None
     frequency = repeat.get("frequency", 1)
     if not isinstance(frequency, (int, float)) or isinstance(frequency, bool) or frequency <= 0:
@@ -234,13 +335,18 @@ def _starts(repeat: dict) -> datetime | None:
 def _infusion_minutes(repeat: dict) -> float | None:
     duration, unit = repeat.get("duration"), repeat.get("durationUnit")
     unit = unit if isinstance(unit, str) else None
-    if not isinstance(duration, (int, float)) or isinstance(duration, bool) or unit not in MINUTES_PER_UNIT:
+    if (
+        not isinstance(duration, (int, float))
+        or isinstance(duration, bool)
+        or unit not in MINUTES_PER_UNIT
+    ):
         return None
     return float(duration) * MINUTES_PER_UNIT[unit]
 
 
 def normalised_draft(resource: dict) -> dict:
-    """A copy of a draft order with known client deviations from R4 repaired, as the base of an update suggestion."""
+    """A copy of a draft order with known client deviations from R4 repaired, as the base of an
+    update suggestion."""
     fixed = copy.deepcopy(resource)
     for key in ("category", "dosageInstruction", "note", "reasonCode", "identifier", "contained"):
         if key in fixed and not isinstance(fixed[key], list):

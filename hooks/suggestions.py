@@ -1,18 +1,28 @@
-"""Builders for the FHIR resources that suggestions carry: lab and dental orders, supplements, draft updates, deletions."""
+"""Builders for the FHIR resources that suggestions carry: lab and dental orders, supplements, draft
+updates, deletions."""
+
 from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any
 
 from hooks.cards import Action, Suggestion
 from hooks.knowledge import Knowledge
 from hooks.orders import UNIT_WORDS, BoneAgentOrder, normalised_draft
 
-LABORATORY_CATEGORY = {"system": "http://snomed.info/sct", "code": "108252007", "display": "Laboratory procedure"}
-ROUTE_CODES = {"intravenous": ("47625008", "Intravenous route"), "oral": ("26643006", "Oral route"),
-               "subcutaneous": ("34206005", "Subcutaneous route")}
+LABORATORY_CATEGORY = {
+    "system": "http://snomed.info/sct",
+    "code": "108252007",
+    "display": "Laboratory procedure",
+}
+ROUTE_CODES = {
+    "intravenous": ("47625008", "Intravenous route"),
+    "oral": ("26643006", "Oral route"),
+    "subcutaneous": ("34206005", "Subcutaneous route"),
+}
 UCUM = "http://unitsofmeasure.org"
 
 
@@ -26,9 +36,17 @@ def _requested_by(resource: dict[str, Any], requester: str | None) -> dict[str, 
     return resource
 
 
-def order_observation(knowledge: Knowledge, orderable: str, patient_reference: str, requester: str | None,
-                      now: datetime, reason: str, within_days: int | None = None) -> Suggestion:
-    """Suggest a draft ServiceRequest for a measurement or examination named in the knowledge file's orderables."""
+def order_observation(
+    knowledge: Knowledge,
+    orderable: str,
+    patient_reference: str,
+    requester: str | None,
+    now: datetime,
+    reason: str,
+    within_days: int | None = None,
+) -> Suggestion:
+    """Suggest a draft ServiceRequest for a measurement or examination named in the knowledge file's
+    orderables."""
     entry = knowledge.raw["orderables"][orderable]
     system = knowledge.systems[entry.get("system", "loinc")]
     code = entry.get("code", entry.get("loinc"))
@@ -36,34 +54,66 @@ def order_observation(knowledge: Knowledge, orderable: str, patient_reference: s
         "resourceType": "ServiceRequest",
         "status": "draft",
         "intent": "order",
-        "category": [{"coding": [LABORATORY_CATEGORY]}] if "loinc" in entry else [{"text": entry.get("category_text", "Procedure")}],
-        "code": {"coding": [{"system": system, "code": code, "display": entry["display"]}], "text": entry["display"]},
+        "category": (
+            [{"coding": [LABORATORY_CATEGORY]}]
+            if "loinc" in entry
+            else [{"text": entry.get("category_text", "Procedure")}]
+        ),
+        "code": {
+            "coding": [{"system": system, "code": code, "display": entry["display"]}],
+            "text": entry["display"],
+        },
         "subject": {"reference": patient_reference},
         "authoredOn": _instant(now),
         "reasonCode": [{"text": reason}],
     }
     if entry.get("reason"):
         coded = entry["reason"]
-        resource["reasonCode"][0]["coding"] = [{"system": knowledge.systems[coded["system"]], "code": coded["code"],
-                                                "display": coded["display"]}]
+        resource["reasonCode"][0]["coding"] = [
+            {
+                "system": knowledge.systems[coded["system"]],
+                "code": coded["code"],
+                "display": coded["display"],
+            }
+        ]
     if within_days is not None:
-        resource["occurrencePeriod"] = {"start": _instant(now), "end": _instant(now + timedelta(days=within_days))}
+        resource["occurrencePeriod"] = {
+            "start": _instant(now),
+            "end": _instant(now + timedelta(days=within_days)),
+        }
     _requested_by(resource, requester)
     when = f" within {within_days} days" if within_days is not None else ""
-    return Suggestion(f"Order {entry['display'].split(' [')[0].lower()}{when}",
-                      (Action("create", f"Create a draft order: {entry['display']}{when}", resource=resource),))
+    return Suggestion(
+        f"Order {entry['display'].split(' [')[0].lower()}{when}",
+        (Action("create", f"Create a draft order: {entry['display']}{when}", resource=resource),),
+    )
 
 
 def delete_draft(order: BoneAgentOrder, label: str) -> Suggestion | None:
     """Remove a draft order; impossible when the draft has no id."""
     if order.reference is None:
         return None
-    return Suggestion(label, (Action("delete", f"Remove the draft order for {order.describe()}", resource_id=order.reference),))
+    return Suggestion(
+        label,
+        (
+            Action(
+                "delete",
+                f"Remove the draft order for {order.describe()}",
+                resource_id=order.reference,
+            ),
+        ),
+    )
 
 
-def _update_draft(order: BoneAgentOrder, label: str, description: str, change: Callable[[dict[str, Any]], None],
-                  recommended: bool = True) -> Suggestion | None:
-    """The whole draft with one change applied (CDS Hooks update actions carry the complete resource)."""
+def _update_draft(
+    order: BoneAgentOrder,
+    label: str,
+    description: str,
+    change: Callable[[dict[str, Any]], None],
+    recommended: bool = True,
+) -> Suggestion | None:
+    """The whole draft with one change applied (CDS Hooks update actions carry the complete
+    resource)."""
     if order.reference is None:
         return None
     updated = normalised_draft(order.resource)
@@ -71,7 +121,9 @@ def _update_draft(order: BoneAgentOrder, label: str, description: str, change: C
     if not dosages or not isinstance(dosages[0], dict):
         dosages[:1] = [{}]
     change(updated)
-    return Suggestion(label, (Action("update", description, resource=updated),), is_recommended=recommended)
+    return Suggestion(
+        label, (Action("update", description, resource=updated),), is_recommended=recommended
+    )
 
 
 def _note_change(dosage: dict[str, Any], change: str) -> None:
@@ -107,16 +159,34 @@ def update_draft_dose(order: BoneAgentOrder, dose_mg: float, label: str) -> Sugg
     def change(draft: dict[str, Any]) -> None:
         set_dose(draft["dosageInstruction"][0], dose_mg)
         _note_change(draft["dosageInstruction"][0], f"dose changed to {dose_mg:g} mg")
-    return _update_draft(order, label, f"Change the dose of the draft order to {dose_mg:g} mg", change)
+
+    return _update_draft(
+        order, label, f"Change the dose of the draft order to {dose_mg:g} mg", change
+    )
 
 
-def update_draft_timing(order: BoneAgentOrder, label: str, every: tuple[float, str] | None = None,
-                        not_before: datetime | None = None, single_dose: bool = False) -> Suggestion | None:
-    """Set the draft's repeat interval, make it a single dose, and/or make it start no earlier than a date."""
+def update_draft_timing(
+    order: BoneAgentOrder,
+    label: str,
+    every: tuple[float, str] | None = None,
+    not_before: datetime | None = None,
+    single_dose: bool = False,
+) -> Suggestion | None:
+    """Set the draft's repeat interval, make it a single dose, and/or make it start no earlier than
+    a date."""
+
     def change(draft: dict[str, Any]) -> None:
         repeat = _repeat(draft["dosageInstruction"][0])
         if single_dose:
-            for key in ("frequency", "frequencyMax", "period", "periodMax", "periodUnit", "dayOfWeek", "timeOfDay"):
+            for key in (
+                "frequency",
+                "frequencyMax",
+                "period",
+                "periodMax",
+                "periodUnit",
+                "dayOfWeek",
+                "timeOfDay",
+            ):
                 repeat.pop(key, None)
             repeat["count"] = 1
         if every is not None:
@@ -124,9 +194,15 @@ def update_draft_timing(order: BoneAgentOrder, label: str, every: tuple[float, s
         if not_before is not None:
             repeat["boundsPeriod"] = {"start": not_before.date().isoformat()}
         _note_change(draft["dosageInstruction"][0], "timing changed")
-    parts = ((["a single dose"] if single_dose else []) + ([every_words(every)] if every else [])
-             + ([f"starting {not_before.date().isoformat()}"] if not_before else []))
-    return _update_draft(order, label, f"Change the timing of the draft order to {', '.join(parts)}", change)
+
+    parts = (
+        (["a single dose"] if single_dose else [])
+        + ([every_words(every)] if every else [])
+        + ([f"starting {not_before.date().isoformat()}"] if not_before else [])
+    )
+    return _update_draft(
+        order, label, f"Change the timing of the draft order to {', '.join(parts)}", change
+    )
 
 
 def update_draft_infusion(order: BoneAgentOrder, minutes: float, label: str) -> Suggestion | None:
@@ -134,11 +210,13 @@ def update_draft_infusion(order: BoneAgentOrder, minutes: float, label: str) -> 
         repeat = _repeat(draft["dosageInstruction"][0])
         repeat.update(duration=minutes, durationUnit="min")
         _note_change(draft["dosageInstruction"][0], f"infused over at least {minutes:g} minutes")
+
     return _update_draft(order, label, f"Infuse the draft order over {minutes:g} minutes", change)
 
 
 def regimen_medication(knowledge: Knowledge, regimen: dict[str, Any]) -> dict[str, Any]:
-    """The CodeableConcept a regimen names: a product of the product table, or a [system key, code, display] triple."""
+    """The CodeableConcept a regimen names: a product of the product table, or a [system key, code,
+    display] triple."""
     if "product" in regimen:
         product = knowledge.product_by_rxnorm[regimen["product"]]
         system, code, display = knowledge.systems["rxnorm"], product.rxnorm, product.display
@@ -151,10 +229,25 @@ def regimen_medication(knowledge: Knowledge, regimen: dict[str, Any]) -> dict[st
 def _apply_regimen(knowledge: Knowledge, regimen: dict[str, Any], dosage: dict[str, Any]) -> None:
     set_dose(dosage, regimen["dose_mg"])
     route_code, route_display = ROUTE_CODES[regimen["route"]]
-    dosage["route"] = {"coding": [{"system": knowledge.systems["snomed"], "code": route_code, "display": route_display}]}
+    dosage["route"] = {
+        "coding": [
+            {"system": knowledge.systems["snomed"], "code": route_code, "display": route_display}
+        ]
+    }
     repeat = _repeat(dosage)
-    for key in ("frequency", "frequencyMax", "period", "periodMax", "periodUnit", "duration", "durationUnit",
-                "boundsPeriod", "count", "dayOfWeek", "timeOfDay"):
+    for key in (
+        "frequency",
+        "frequencyMax",
+        "period",
+        "periodMax",
+        "periodUnit",
+        "duration",
+        "durationUnit",
+        "boundsPeriod",
+        "count",
+        "dayOfWeek",
+        "timeOfDay",
+    ):
         repeat.pop(key, None)
     dosage.pop("patientInstruction", None)  # another drug's instructions do not carry over
     repeat.update(frequency=1, period=regimen["every"][0], periodUnit=regimen["every"][1])
@@ -163,22 +256,39 @@ def _apply_regimen(knowledge: Knowledge, regimen: dict[str, Any], dosage: dict[s
     dosage["text"] = regimen["label"]
 
 
-def replace_draft_regimen(order: BoneAgentOrder, knowledge: Knowledge, regimen: dict[str, Any],
-                          recommended: bool, fallback: bool = False) -> Suggestion | None:
-    """Turn the draft into another regimen (product, dose, route, interval, infusion time) in one update. A draft of the
-    same drug already dosed lower (a renal reduction) keeps its dose."""
+def replace_draft_regimen(
+    order: BoneAgentOrder,
+    knowledge: Knowledge,
+    regimen: dict[str, Any],
+    recommended: bool,
+    fallback: bool = False,
+) -> Suggestion | None:
+    """Turn the draft into another regimen (product, dose, route, interval, infusion time) in one
+    update.
+
+    A draft of the same drug already dosed lower (a renal reduction) keeps its dose.
+    """
     dose = regimen["dose_mg"]
     same_drug = order.formulation is not None and order.formulation.id == regimen.get("formulation")
     if same_drug and order.dose_mg is not None and order.dose_mg < dose - 1e-9:
-        regimen = {**regimen, "dose_mg": order.dose_mg,
-                   "label": regimen["label"].replace(f"{dose:g} mg", f"{order.dose_mg:g} mg")}
+        regimen = {
+            **regimen,
+            "dose_mg": order.dose_mg,
+            "label": regimen["label"].replace(f"{dose:g} mg", f"{order.dose_mg:g} mg"),
+        }
 
     def change(draft: dict[str, Any]) -> None:
         draft.pop("medicationReference", None)
         draft["medicationCodeableConcept"] = regimen_medication(knowledge, regimen)
         _apply_regimen(knowledge, regimen, draft["dosageInstruction"][0])
-    suggestion = _update_draft(order, f"Change to {regimen['label']}", f"Replace the draft with {regimen['label']}",
-                               change, recommended=recommended)
+
+    suggestion = _update_draft(
+        order,
+        f"Change to {regimen['label']}",
+        f"Replace the draft with {regimen['label']}",
+        change,
+        recommended=recommended,
+    )
     return dataclasses.replace(suggestion, fallback=fallback) if suggestion else None
 
 
@@ -186,21 +296,35 @@ def regimen_entry(knowledge: Knowledge, key: str) -> dict[str, Any]:
     return knowledge.raw["regimens"]["entries"][key]
 
 
-def prescribe_regimen(knowledge: Knowledge, regimen_key: str, patient_reference: str, requester: str | None,
-                      now: datetime, reason: str, recommended: bool = False) -> Suggestion:
-    """Suggest a new draft MedicationRequest for a guideline regimen of the knowledge file (patient-view review)."""
+def prescribe_regimen(
+    knowledge: Knowledge,
+    regimen_key: str,
+    patient_reference: str,
+    requester: str | None,
+    now: datetime,
+    reason: str,
+    recommended: bool = False,
+) -> Suggestion:
+    """Suggest a new draft MedicationRequest for a guideline regimen of the knowledge file (patient-
+    view review)."""
     regimen = knowledge.raw["regimens"]["entries"][regimen_key]
     dosage: dict[str, Any] = {}
     _apply_regimen(knowledge, regimen, dosage)
-    resource = _requested_by({
-        "resourceType": "MedicationRequest",
-        "status": "draft",
-        "intent": "order",
-        "medicationCodeableConcept": regimen_medication(knowledge, regimen),
-        "subject": {"reference": patient_reference},
-        "authoredOn": _instant(now),
-        "reasonCode": [{"text": reason}],
-        "dosageInstruction": [dosage],
-    }, requester)
-    return Suggestion(f"Order {regimen['label']}", (Action("create", f"Create a draft order: {regimen['label']}",
-                                                           resource=resource),), is_recommended=recommended)
+    resource = _requested_by(
+        {
+            "resourceType": "MedicationRequest",
+            "status": "draft",
+            "intent": "order",
+            "medicationCodeableConcept": regimen_medication(knowledge, regimen),
+            "subject": {"reference": patient_reference},
+            "authoredOn": _instant(now),
+            "reasonCode": [{"text": reason}],
+            "dosageInstruction": [dosage],
+        },
+        requester,
+    )
+    return Suggestion(
+        f"Order {regimen['label']}",
+        (Action("create", f"Create a draft order: {regimen['label']}", resource=resource),),
+        is_recommended=recommended,
+    )

@@ -1,9 +1,11 @@
 """Draft calcium and vitamin D3 orders on the knowledge file's regimens, with dose and timing."""
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any
 
 from hooks.cards import Action, Suggestion
 from hooks.knowledge import Knowledge
@@ -16,6 +18,7 @@ TIMES_A_DAY = {1: "once daily", 2: "twice daily", 3: "three times daily"}
 @dataclass(frozen=True)
 class CalciumRegimen:
     """Elemental calcium per dose and doses a day for one bone-agent order, with its sources."""
+
     dose_mg: float
     per_day: int
     sources: tuple[str, ...]
@@ -50,8 +53,13 @@ def calcium_regimen(knowledge: Knowledge, order: BoneAgentOrder, setting: str) -
             continue
         if "settings" in entry and setting not in entry["settings"]:
             continue
-        return CalciumRegimen(dose, int(entry["per_day"]), tuple(entry["sources"]), entry["basis"],
-                              bool(entry.get("if_dietary_intake_insufficient")))
+        return CalciumRegimen(
+            dose,
+            int(entry["per_day"]),
+            tuple(entry["sources"]),
+            entry["basis"],
+            bool(entry.get("if_dietary_intake_insufficient")),
+        )
     raise ValueError("the knowledge file's calcium regimens have no default entry")
 
 
@@ -74,10 +82,14 @@ def calcium_spacing_text(knowledge: Knowledge, ingredients: Iterable[str]) -> st
     if not names:
         return None
     displays = [knowledge.ingredient_display.get(name, name) for name in names]
-    after = [f"{spacing['by_ingredient'].get(name, spacing['minutes'])} minutes after {display}"
-             for name, display in zip(names, displays)]
-    return (f"Not at the same time as {' or '.join(displays)}: take calcium at least "
-            f"{', and '.join(after)} (calcium taken with it stops it being absorbed).")
+    after = [
+        f"{spacing['by_ingredient'].get(name, spacing['minutes'])} minutes after {display}"
+        for name, display in zip(names, displays)
+    ]
+    return (
+        f"Not at the same time as {' or '.join(displays)}: take calcium at least "
+        f"{', and '.join(after)} (calcium taken with it stops it being absorbed)."
+    )
 
 
 def _instant(moment: datetime) -> str:
@@ -90,13 +102,24 @@ def _product_concept(knowledge: Knowledge, product_key: str) -> dict[str, Any]:
     product = _section(knowledge)["products"][product_key]
     concept: dict[str, Any] = {"text": product["display"]}
     if product.get("rxnorm"):
-        concept["coding"] = [{"system": knowledge.systems["rxnorm"], "code": product["rxnorm"],
-                              "display": product["display"]}]
+        concept["coding"] = [
+            {
+                "system": knowledge.systems["rxnorm"],
+                "code": product["rxnorm"],
+                "display": product["display"],
+            }
+        ]
     return concept
 
 
-def _draft(medication: dict[str, Any], dosage: dict[str, Any], patient_reference: str,
-           requester: str | None, now: datetime, reason: str) -> dict[str, Any]:
+def _draft(
+    medication: dict[str, Any],
+    dosage: dict[str, Any],
+    patient_reference: str,
+    requester: str | None,
+    now: datetime,
+    reason: str,
+) -> dict[str, Any]:
     resource: dict[str, Any] = {
         "resourceType": "MedicationRequest",
         "status": "draft",
@@ -118,12 +141,25 @@ def _route(knowledge: Knowledge, route: str) -> dict[str, Any]:
 
 
 def _dose(dose: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{"doseQuantity": {"value": dose["value"], "unit": dose["unit"], "system": UCUM,
-                              "code": dose["code"]}}]
+    return [
+        {
+            "doseQuantity": {
+                "value": dose["value"],
+                "unit": dose["unit"],
+                "system": UCUM,
+                "code": dose["code"],
+            }
+        }
+    ]
 
 
-def _daily_dosage(knowledge: Knowledge, spec: dict[str, Any], per_day: int, text: str,
-                  patient_instruction: str | None) -> dict[str, Any]:
+def _daily_dosage(
+    knowledge: Knowledge,
+    spec: dict[str, Any],
+    per_day: int,
+    text: str,
+    patient_instruction: str | None,
+) -> dict[str, Any]:
     dosage: dict[str, Any] = {
         "text": text,
         "timing": {"repeat": {"frequency": per_day, "period": 1, "periodUnit": "d"}},
@@ -140,56 +176,100 @@ def _units(spec: dict[str, Any], product: dict[str, Any]) -> str:
     return f"{count} {product['form']}{'s' if count != 1 else ''} of {product['display']}"
 
 
-def calcium_order(knowledge: Knowledge, regimen: CalciumRegimen, patient_reference: str,
-                  requester: str | None, now: datetime, reason: str,
-                  patient_instruction: str | None = None) -> Suggestion:
+def calcium_order(
+    knowledge: Knowledge,
+    regimen: CalciumRegimen,
+    patient_reference: str,
+    requester: str | None,
+    now: datetime,
+    reason: str,
+    patient_instruction: str | None = None,
+) -> Suggestion:
     """A draft calcium prescription on the regimen (elemental calcium per dose, doses a day)."""
     spec = _section(knowledge)["calcium"]
     product = _section(knowledge)["products"][spec["product"]]
-    text = (f"Calcium {regimen.words()} by mouth: {_units(spec, product)} per dose "
-            f"({regimen.dose_mg:g} mg elemental calcium)"
-            + (", if dietary intake is insufficient" if regimen.if_intake_insufficient else ""))
+    text = (
+        f"Calcium {regimen.words()} by mouth: {_units(spec, product)} per dose "
+        f"({regimen.dose_mg:g} mg elemental calcium)"
+        + (", if dietary intake is insufficient" if regimen.if_intake_insufficient else "")
+    )
     dosage = _daily_dosage(knowledge, spec, regimen.per_day, text, patient_instruction)
-    resource = _draft(_product_concept(knowledge, spec["product"]), dosage, patient_reference,
-                      requester, now, reason)
-    return Suggestion(f"Prescribe calcium {regimen.words()}",
-                      (Action("create", f"Create a draft prescription: {text}",
-                              resource=resource),))
+    resource = _draft(
+        _product_concept(knowledge, spec["product"]),
+        dosage,
+        patient_reference,
+        requester,
+        now,
+        reason,
+    )
+    return Suggestion(
+        f"Prescribe calcium {regimen.words()}",
+        (Action("create", f"Create a draft prescription: {text}", resource=resource),),
+    )
 
 
-def vitamin_d_order(knowledge: Knowledge, patient_reference: str, requester: str | None,
-                    now: datetime, reason: str) -> Suggestion:
+def vitamin_d_order(
+    knowledge: Knowledge, patient_reference: str, requester: str | None, now: datetime, reason: str
+) -> Suggestion:
     """A draft vitamin D3 prescription on the knowledge's maintenance regimen (800 IU daily)."""
     spec = _section(knowledge)["vitamin-d"]
     product = _section(knowledge)["products"][spec["product"]]
     words = vitamin_d_words(knowledge)
     text = f"Vitamin D3 {words} by mouth: {_units(spec, product)} per dose"
     dosage = _daily_dosage(knowledge, spec, spec["per_day"], text, None)
-    resource = _draft(_product_concept(knowledge, spec["product"]), dosage, patient_reference,
-                      requester, now, reason)
-    return Suggestion(f"Prescribe vitamin D3 {words}",
-                      (Action("create", f"Create a draft prescription: {text}",
-                              resource=resource),))
+    resource = _draft(
+        _product_concept(knowledge, spec["product"]),
+        dosage,
+        patient_reference,
+        requester,
+        now,
+        reason,
+    )
+    return Suggestion(
+        f"Prescribe vitamin D3 {words}",
+        (Action("create", f"Create a draft prescription: {text}", resource=resource),),
+    )
 
 
-def vitamin_d_repletion_order(knowledge: Knowledge, patient_reference: str, requester: str | None,
-                              now: datetime, reason: str) -> Suggestion | None:
-    """A draft vitamin D3 repletion prescription, only when the knowledge file holds a complete regimen (dose,
-    interval and duration): the sources give none, and a one-click order without a dose is not an order."""
+def vitamin_d_repletion_order(
+    knowledge: Knowledge, patient_reference: str, requester: str | None, now: datetime, reason: str
+) -> Suggestion | None:
+    """A draft vitamin D3 repletion prescription, only when the knowledge file holds a complete
+    regimen (dose, interval and duration): the sources give none, and a one-click order without a
+    dose is not an order."""
     entry = _section(knowledge)["vitamin-d-repletion"]
     if not (entry.get("dose") and entry.get("every") and entry.get("duration")):
         return None
     dosage: dict[str, Any] = {"text": entry["text"]}
     period, unit = entry["every"]
     length, length_unit = entry["duration"]
-    dosage["timing"] = {"repeat": {"frequency": 1, "period": period, "periodUnit": unit,
-                                   "boundsDuration": {"value": length, "unit": length_unit,
-                                                      "system": UCUM, "code": length_unit}}}
+    dosage["timing"] = {
+        "repeat": {
+            "frequency": 1,
+            "period": period,
+            "periodUnit": unit,
+            "boundsDuration": {
+                "value": length,
+                "unit": length_unit,
+                "system": UCUM,
+                "code": length_unit,
+            },
+        }
+    }
     dosage["route"] = _route(knowledge, entry["route"])
     dosage["doseAndRate"] = _dose(entry["dose"])
-    medication = {"coding": [{"system": knowledge.systems["rxnorm"], "code": entry["rxnorm"],
-                              "display": entry["display"]}], "text": entry["display"]}
+    medication = {
+        "coding": [
+            {
+                "system": knowledge.systems["rxnorm"],
+                "code": entry["rxnorm"],
+                "display": entry["display"],
+            }
+        ],
+        "text": entry["display"],
+    }
     resource = _draft(medication, dosage, patient_reference, requester, now, reason)
-    return Suggestion(f"Prescribe {entry['text'][0].lower()}{entry['text'][1:]}",
-                      (Action("create", f"Create a draft prescription: {entry['text']}",
-                              resource=resource),))
+    return Suggestion(
+        f"Prescribe {entry['text'][0].lower()}{entry['text'][1:]}",
+        (Action("create", f"Create a draft prescription: {entry['text']}", resource=resource),),
+    )

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Latency and throughput benchmark of bonecds as it runs in production (`bonecds serve`, gunicorn, 2 workers, preload).
+"""Latency and throughput benchmark of bonecds as it runs in production (`bonecds serve`, gunicorn,
+2 workers, preload).
 
     make bench                       # full run (about 9 minutes)
     make bench BENCH_ARGS=--quick    # short runs (about 3 minutes)
@@ -22,6 +23,7 @@ missing (as root), and then, over loopback only:
 It prints one table and the extra figures, marks each target met / not met, and writes the same to
 var/bench-results.json. Every process it starts is stopped on exit, errors and Ctrl-C included.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,7 +43,7 @@ import sys
 import time
 import zlib
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -56,16 +58,20 @@ FEEDBACK = "/cds-services/bonecds-order-sign/feedback"
 FLOOR = "/bench/floor"
 
 
-# ----------------------------------------------------------------------------------------------------------- set-up
+# -----------------------------------------------------------------------------------------------------------
+# set-up
+
 
 def bootstrap(argv: list[str]) -> None:
-    """Outside the project's .venv: create the environments (scripts/dev.py), then run this script again inside .venv."""
+    """Outside the project's .venv: create the environments (scripts/dev.py), then run this script
+    again inside .venv."""
     if Path(sys.prefix).resolve() == APP_VENV.resolve():
         return
     if sys.version_info < (3, 11):
         sys.exit("bonecds needs Python 3.11 or newer")
     sys.path.insert(0, str(ROOT / "scripts"))
     import dev  # noqa: E402  (scripts/dev.py: the same set-up as `make run` and `make test`)
+
     dev.ensure_app_venv()
     dev.ensure_fhir_venv()
     python = str(APP_VENV / "bin" / "python")
@@ -77,10 +83,17 @@ def ensure_wrk() -> str:
     if found:
         return found
     if os.geteuid() != 0:
-        sys.exit("wrk is not installed; install it (Debian/Ubuntu: sudo apt-get install -y wrk) and run again")
+        sys.exit(
+            "wrk is not installed; install it (Debian/Ubuntu: sudo apt-get install -y wrk) and run"
+            " again"
+        )
     print("installing wrk (apt-get) ...", flush=True)
     subprocess.run(["apt-get", "update", "-qq"], check=True)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "wrk"],
+        check=True,
+        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+    )
     found = shutil.which("wrk")
     if not found:
         sys.exit("wrk could not be installed")
@@ -97,7 +110,8 @@ def say(message: str) -> None:
     print(message, flush=True)
 
 
-# -------------------------------------------------------------------------------------------------- request bodies
+# --------------------------------------------------------------------------------------------------
+# request bodies
 
 LAB_PANELS = {  # kind -> (unit, typical value, spread, reference low, reference high)
     "creatinine": ("mg/dL", 0.82, 0.05, 0.5, 1.1),
@@ -108,46 +122,91 @@ LAB_PANELS = {  # kind -> (unit, typical value, spread, reference low, reference
 
 
 def enrich_observation(resource: dict, serial: int) -> None:
-    """Add what real EHR lab results carry (meta, identifier, issued, performer, interpretation, reference range), so
-    the request size per observation is realistic; the service reads none of it."""
+    """Add what real EHR lab results carry (meta, identifier, issued, performer, interpretation,
+    reference range), so the request size per observation is realistic; the service reads none of
+    it."""
     effective = resource.get("effectiveDateTime")
     if resource.get("resourceType") != "Observation" or not effective:
         return
-    issued = (datetime.fromisoformat(effective.replace("Z", "+00:00")) + timedelta(hours=3, minutes=serial % 50))
-    resource["meta"] = {"versionId": "1", "lastUpdated": issued.isoformat().replace("+00:00", "Z"),
-                        "source": "#lab-interface-hl7v2"}
-    resource["identifier"] = [{"use": "official", "system": "urn:oid:2.16.840.1.113883.19.5.99.3",
-                               "value": f"LAB-{zlib.crc32(resource['id'].encode()):010d}"}]
+    issued = datetime.fromisoformat(effective.replace("Z", "+00:00")) + timedelta(
+        hours=3, minutes=serial % 50
+    )
+    resource["meta"] = {
+        "versionId": "1",
+        "lastUpdated": issued.isoformat().replace("+00:00", "Z"),
+        "source": "#lab-interface-hl7v2",
+    }
+    resource["identifier"] = [
+        {
+            "use": "official",
+            "system": "urn:oid:2.16.840.1.113883.19.5.99.3",
+            "value": f"LAB-{zlib.crc32(resource['id'].encode()):010d}",
+        }
+    ]
     resource["issued"] = issued.isoformat().replace("+00:00", "Z")
     resource["performer"] = [{"display": "Central Laboratory, University Hospital"}]
     quantity = resource.get("valueQuantity") or {}
-    kind = next((k for k, v in LAB_PANELS.items() if v[0] == quantity.get("unit") and v[3] is not None
-                 and resource["code"]["text"].lower().startswith(k)), None)
+    kind = next(
+        (
+            k
+            for k, v in LAB_PANELS.items()
+            if v[0] == quantity.get("unit")
+            and v[3] is not None
+            and resource["code"]["text"].lower().startswith(k)
+        ),
+        None,
+    )
     if kind:
         unit, _, _, low, high = LAB_PANELS[kind]
         ucum = {"system": "http://unitsofmeasure.org", "code": unit}
-        resource["referenceRange"] = [{"low": {"value": low, "unit": unit, **ucum}, "high": {"value": high, "unit": unit, **ucum},
-                                       "text": f"{low}-{high} {unit}"}]
+        resource["referenceRange"] = [
+            {
+                "low": {"value": low, "unit": unit, **ucum},
+                "high": {"value": high, "unit": unit, **ucum},
+                "text": f"{low}-{high} {unit}",
+            }
+        ]
         value = quantity.get("value", 0)
         flag = "L" if value < low else "H" if value > high else "N"
-        resource["interpretation"] = [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation",
-                                                   "code": flag, "display": {"L": "Low", "H": "High", "N": "Normal"}[flag]}]}]
+        resource["interpretation"] = [
+            {
+                "coding": [
+                    {
+                        "system": (
+                            "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
+                        ),
+                        "code": flag,
+                        "display": {"L": "Low", "H": "High", "N": "Normal"}[flag],
+                    }
+                ]
+            }
+        ]
 
 
 def pad_typical_history(patient: Any) -> None:
-    """About a year and a half of a metastatic patient's course on zoledronic acid every 12 weeks, all unremarkable: labs and weight
-    before each earlier dose, the earlier doses, vitamin D, a finished chemotherapy."""
+    """About a year and a half of a metastatic patient's course on zoledronic acid every 12 weeks,
+    all unremarkable: labs and weight before each earlier dose, the earlier doses, vitamin D, a
+    finished chemotherapy."""
     for dose in range(1, 4):
         days_ago = 168 + dose * 84
-        patient.creatinine(days_ago + 7, round(0.78 + 0.01 * (dose % 4), 2)).weight(days_ago + 7, 68 - 0.3 * (dose % 3))
-        patient.calcium(days_ago + 7, round(9.2 + 0.1 * (dose % 4), 1), albumin=round(3.9 + 0.05 * (dose % 4), 2))
-        patient.medication("zoledronic-acid-4mg", days_ago, dose_mg=4, route="intravenous", every=(12, "wk"))
+        patient.creatinine(days_ago + 7, round(0.78 + 0.01 * (dose % 4), 2)).weight(
+            days_ago + 7, 68 - 0.3 * (dose % 3)
+        )
+        patient.calcium(
+            days_ago + 7,
+            round(9.2 + 0.1 * (dose % 4), 1),
+            albumin=round(3.9 + 0.05 * (dose % 4), 2),
+        )
+        patient.medication(
+            "zoledronic-acid-4mg", days_ago, dose_mg=4, route="intravenous", every=(12, "wk")
+        )
     patient.vitamin_d(90, 78)
     patient.medication("paclitaxel", 800, route="intravenous")
 
 
 def add_heavy_history(patient: Any, count: int = 1000) -> None:
-    """`count` lab results over five years: creatinine, calcium with albumin, and weight, weekly panels."""
+    """`count` lab results over five years: creatinine, calcium with albumin, and weight, weekly
+    panels."""
     rng = random.Random(20261015)
     kinds = ["creatinine", "calcium", "albumin", "weight"]
     for index in range(count):
@@ -157,19 +216,35 @@ def add_heavy_history(patient: Any, count: int = 1000) -> None:
         value = round(mean + rng.uniform(-spread, spread), 2 if kind != "weight" else 1)
         patient.observation(kind, days_ago, value, unit)
         if kind == "weight":
-            patient.resources[-1]["note"] = [{"text": "Measured at the oncology day unit before treatment, shoes off."}]
+            patient.resources[-1]["note"] = [
+                {"text": "Measured at the oncology day unit before treatment, shoes off."}
+            ]
         else:
-            patient.resources[-1].update(specimen={"display": "Serum specimen"}, note=[
-                {"text": "Collected at the oncology day unit before treatment; analysed on the routine chemistry line."}])
+            patient.resources[-1].update(
+                specimen={"display": "Serum specimen"},
+                note=[
+                    {
+                        "text": (
+                            "Collected at the oncology day unit before treatment; analysed on the"
+                            " routine chemistry line."
+                        )
+                    }
+                ],
+            )
 
 
 def build_bodies(directory: Path) -> dict[str, dict[str, Any]]:
-    """Write each scenario's request body to `directory`; return {name: {path, bytes, expected rules, ...}}."""
-    from fixtures.prefetch import answer_template, scenario_request, transaction_resources
+    """Write each scenario's request body to `directory`; return {name: {path, bytes, expected
+    rules, ...}}."""
+    from fixtures.prefetch import (
+        answer_template,
+        prefetch_templates,
+        scenario_request,
+        transaction_resources,
+    )
     from fixtures.scenarios import scenario
     from hooks.knowledge import load_knowledge
     from hooks.services import build_services
-    from fixtures.prefetch import prefetch_templates
     from service.record.prefetch import fill_template
 
     services = {s.id: s for s in build_services(load_knowledge())}
@@ -191,9 +266,14 @@ def build_bodies(directory: Path) -> dict[str, dict[str, Any]]:
     pad_typical_history(typical.patient)
     enrich_all(typical.patient.resources)
     typical_resources = transaction_resources(typical.patient.transaction())
-    write("typical", scenario_request(sign, typical, resources=typical_resources), expected=sorted(typical.expected),
-          scenario="metastatic-za-prepared + earlier course (labs, doses)", transaction=typical.patient.transaction(),
-          patient_id=typical.patient_id)
+    write(
+        "typical",
+        scenario_request(sign, typical, resources=typical_resources),
+        expected=sorted(typical.expected),
+        scenario="metastatic-za-prepared + earlier course (labs, doses)",
+        transaction=typical.patient.transaction(),
+        patient_id=typical.patient_id,
+    )
 
     heavy = scenario("metastatic-za-prepared")
     pad_typical_history(heavy.patient)
@@ -201,48 +281,93 @@ def build_bodies(directory: Path) -> dict[str, dict[str, Any]]:
     enrich_all(heavy.patient.resources)
     heavy_resources = transaction_resources(heavy.patient.transaction())
     body = scenario_request(sign, heavy, resources=heavy_resources)
-    # An EHR that answers the observation templates in full (ignores _count): every result is in the request.
+    # An EHR that answers the observation templates in full (ignores _count): every result is in the
+    # request.
     for key in prefetch_templates():
         if key.key in ("renal", "weight", "calcium"):
             query = re.sub(r"&_count=\d+", "", fill_template(key.template, body["context"]))
             body["prefetch"][key.key] = answer_template(query, heavy_resources)
-    observations = sum(len(body["prefetch"][k]["entry"]) for k in body["prefetch"]
-                       if isinstance(body["prefetch"][k], dict) and body["prefetch"][k].get("resourceType") == "Bundle"
-                       and body["prefetch"][k]["entry"] and body["prefetch"][k]["entry"][0]["resource"]["resourceType"] == "Observation")
-    write("heavy", body, expected=sorted(heavy.expected), observations=observations,
-          scenario="typical + 1,000 lab results over 5 years, _count ignored")
+    observations = sum(
+        len(body["prefetch"][k]["entry"])
+        for k in body["prefetch"]
+        if isinstance(body["prefetch"][k], dict)
+        and body["prefetch"][k].get("resourceType") == "Bundle"
+        and body["prefetch"][k]["entry"]
+        and body["prefetch"][k]["entry"][0]["resource"]["resourceType"] == "Observation"
+    )
+    write(
+        "heavy",
+        body,
+        expected=sorted(heavy.expected),
+        observations=observations,
+        scenario="typical + 1,000 lab results over 5 years, _count ignored",
+    )
 
     with_card = scenario("dose-by-baseline")
-    write("with-card", scenario_request(sign, with_card, resources=transaction_resources(with_card.patient.transaction())),
-          expected=sorted(with_card.expected), scenario="dose-by-baseline")
+    write(
+        "with-card",
+        scenario_request(
+            sign, with_card, resources=transaction_resources(with_card.patient.transaction())
+        ),
+        expected=sorted(with_card.expected),
+        scenario="dose-by-baseline",
+    )
 
     no_agent = scenario("no-bone-agent")
-    write("no-bone-agent", scenario_request(sign, no_agent, resources=transaction_resources(no_agent.patient.transaction())),
-          expected=sorted(no_agent.expected), scenario="no-bone-agent")
+    write(
+        "no-bone-agent",
+        scenario_request(
+            sign, no_agent, resources=transaction_resources(no_agent.patient.transaction())
+        ),
+        expected=sorted(no_agent.expected),
+        scenario="no-bone-agent",
+    )
 
-    write("feedback", {"feedback": [{"card": "00000000-0000-4000-8000-000000000000", "outcome": "overridden",
-                                     "overrideReason": {"reason": {"system": "http://example.org/override-reason",
-                                                                   "code": "benefit-outweighs-risk", "display": "Benefit outweighs risk"},
-                                                        "userComment": "benchmark"},
-                                     "outcomeTimestamp": "2026-10-15T10:00:00.000000000000Z"}]},
-          scenario="one overridden card")
+    write(
+        "feedback",
+        {
+            "feedback": [
+                {
+                    "card": "00000000-0000-4000-8000-000000000000",
+                    "outcome": "overridden",
+                    "overrideReason": {
+                        "reason": {
+                            "system": "http://example.org/override-reason",
+                            "code": "benefit-outweighs-risk",
+                            "display": "Benefit outweighs risk",
+                        },
+                        "userComment": "benchmark",
+                    },
+                    "outcomeTimestamp": "2026-10-15T10:00:00.000000000000Z",
+                }
+            ]
+        },
+        scenario="one overridden card",
+    )
     out["_sign_service"] = {"service": sign, "typical": typical}
     return out
 
 
 def fhir_body(directory: Path, bodies: dict, base_url: str, token: str) -> None:
     from fixtures.prefetch import scenario_request
+
     info = bodies["_sign_service"]
     body = scenario_request(info["service"], info["typical"], fhir_server=base_url, token=token)
     assert "prefetch" not in body
     path = directory / "fhir.json"
     data = json.dumps(body, separators=(",", ":")).encode()
     path.write_bytes(data)
-    bodies["fhir"] = {"path": path, "bytes": len(data), "expected": bodies["typical"]["expected"],
-                      "scenario": "typical patient, no prefetch, read from the local FHIR server"}
+    bodies["fhir"] = {
+        "path": path,
+        "bytes": len(data),
+        "expected": bodies["typical"]["expected"],
+        "scenario": "typical patient, no prefetch, read from the local FHIR server",
+    }
 
 
-# ------------------------------------------------------------------------------------------------------ processes
+# ------------------------------------------------------------------------------------------------------
+# processes
+
 
 @dataclass
 class Service:
@@ -292,7 +417,8 @@ class Service:
 
 
 class Processes:
-    """Everything this run started, stopped in reverse order on exit (errors and Ctrl-C included)."""
+    """Everything this run started, stopped in reverse order on exit (errors and Ctrl-C
+    included)."""
 
     def __init__(self) -> None:
         self.stoppers: list[tuple[str, Any]] = []
@@ -328,22 +454,48 @@ def stop_service(service: Service, timeout: float = 15.0) -> None:
         service.log_file.close()
 
 
-def start_service(name: str, workdir: Path, env_extra: dict[str, str], processes: Processes) -> Service:
-    """`bonecds serve` exactly as `make run` starts it (gunicorn, default 2 workers, preload), on a free loopback port."""
+def start_service(
+    name: str, workdir: Path, env_extra: dict[str, str], processes: Processes
+) -> Service:
+    """`bonecds serve` exactly as `make run` starts it (gunicorn, default 2 workers, preload), on a
+    free loopback port."""
     port = int(env_extra.pop("_PORT", 0)) or free_port()
     db_path = workdir / f"{name}.sqlite3"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db_path}{suffix}").unlink(missing_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BONECDS_") and k != "DATABASE_URL"}
-    env.update({"BONECDS_AUTH": "off", "BONECDS_NOW": ANCHOR_NOW, "DATABASE_URL": f"sqlite:///{db_path}",
-                "BONECDS_BENCH_FLOOR": "1", "BONECDS_DEV_KEY_FILE": str(workdir / "dev-client-key.json")})
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("BONECDS_") and k != "DATABASE_URL"
+    }
+    env.update(
+        {
+            "BONECDS_AUTH": "off",
+            "BONECDS_NOW": ANCHOR_NOW,
+            "DATABASE_URL": f"sqlite:///{db_path}",
+            "BONECDS_BENCH_FLOOR": "1",
+            "BONECDS_DEV_KEY_FILE": str(workdir / "dev-client-key.json"),
+        }
+    )
     env.update(env_extra)
     log_path = workdir / f"{name}.log"
     log_file = open(log_path, "ab")
-    command = [str(APP_VENV / "bin" / "bonecds"), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    command = [
+        str(APP_VENV / "bin" / "bonecds"),
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     started_at = time.perf_counter()
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log_file,
-                               stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     service = Service(process, f"http://127.0.0.1:{port}", log_path, db_path, started_at, log_file)
     processes.add(name, lambda: stop_service(service))
     return service
@@ -351,43 +503,64 @@ def start_service(name: str, workdir: Path, env_extra: dict[str, str], processes
 
 def wait_healthy(service: Service, timeout: float = 30.0) -> None:
     import httpx
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if service.process.poll() is not None:
-            raise RuntimeError(f"the service exited ({service.process.returncode}); see {service.log_path}:\n"
-                               + service.log_path.read_text(errors="replace")[-3000:])
+            raise RuntimeError(
+                f"the service exited ({service.process.returncode}); see {service.log_path}:\n"
+                + service.log_path.read_text(errors="replace")[-3000:]
+            )
         try:
             if httpx.get(f"{service.base}/healthz", timeout=1.0).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.02)
-    raise RuntimeError(f"the service did not answer /healthz within {timeout:g} s; see {service.log_path}")
+    raise RuntimeError(
+        f"the service did not answer /healthz within {timeout:g} s; see {service.log_path}"
+    )
 
 
 def cold_start(service: Service, body: bytes, timeout: float = 30.0) -> dict[str, float]:
-    """Seconds from process start to the first 200 on /healthz and to the first successful typical order-sign."""
+    """Seconds from process start to the first 200 on /healthz and to the first successful typical
+    order-sign."""
     import httpx
+
     first_health = None
     deadline = time.monotonic() + timeout
     with httpx.Client(timeout=5.0) as client:
         while time.monotonic() < deadline:
             if service.process.poll() is not None:
-                raise RuntimeError(f"the service exited ({service.process.returncode}); see {service.log_path}")
+                raise RuntimeError(
+                    f"the service exited ({service.process.returncode}); see {service.log_path}"
+                )
             try:
-                if first_health is None and client.get(f"{service.base}/healthz").status_code == 200:
+                if (
+                    first_health is None
+                    and client.get(f"{service.base}/healthz").status_code == 200
+                ):
                     first_health = time.perf_counter() - service.started_at
-                response = client.post(f"{service.base}{SIGN}", content=body, headers={"Content-Type": "application/json"})
+                response = client.post(
+                    f"{service.base}{SIGN}",
+                    content=body,
+                    headers={"Content-Type": "application/json"},
+                )
                 if response.status_code == 200:
                     answered = time.perf_counter() - service.started_at
-                    return {"first_order_sign_s": answered, "first_healthz_s": first_health or answered}
+                    return {
+                        "first_order_sign_s": answered,
+                        "first_healthz_s": first_health or answered,
+                    }
             except httpx.HTTPError:
                 pass
             time.sleep(0.005)
     raise RuntimeError(f"no successful order-sign within {timeout:g} s; see {service.log_path}")
 
 
-# ----------------------------------------------------------------------------------------------------------- wrk
+# -----------------------------------------------------------------------------------------------------------
+# wrk
+
 
 @dataclass
 class WrkResult:
@@ -425,7 +598,9 @@ def parse_wrk(output: str) -> WrkResult:
     rps = float(rps_line.group(1))
     total = re.search(r"^\s+(\d+) requests in ([\d.]+)(\w+)", output, re.M)
     sockets = {"connect": 0, "read": 0, "write": 0, "timeout": 0}
-    match = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    match = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
     if match:
         sockets = dict(zip(sockets, map(int, match.groups())))
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
@@ -434,24 +609,55 @@ def parse_wrk(output: str) -> WrkResult:
     non_ok = int(non_2xx.group(1)) if non_2xx else 0
     if counts:  # wrk counts 3xx as fine; the script counts every status that is not 2xx
         non_ok = max(non_ok, counts["responses"] - counts["s2xx"])
-    return WrkResult(_latency_ms(percentiles["50"]), _latency_ms(percentiles["99"]), rps, int(total.group(1)) if total else 0,
-                     non_ok, sockets, counts)
+    return WrkResult(
+        _latency_ms(percentiles["50"]),
+        _latency_ms(percentiles["99"]),
+        rps,
+        int(total.group(1)) if total else 0,
+        non_ok,
+        sockets,
+        counts,
+    )
 
 
-def run_wrk(url: str, connections: int, seconds: float, env_extra: dict[str, str], *, stop_after: int = 0) -> WrkResult:
-    threads = 1  # one event loop keeps up with this service easily and leaves the CPUs to the workers
-    env = {**os.environ, "BENCH_THREADS": str(threads), "BENCH_STOP_AFTER": str(stop_after), **env_extra}
+def run_wrk(
+    url: str, connections: int, seconds: float, env_extra: dict[str, str], *, stop_after: int = 0
+) -> WrkResult:
+    threads = (
+        1  # one event loop keeps up with this service easily and leaves the CPUs to the workers
+    )
+    env = {
+        **os.environ,
+        "BENCH_THREADS": str(threads),
+        "BENCH_STOP_AFTER": str(stop_after),
+        **env_extra,
+    }
     duration = max(1, int(round(seconds)))
-    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "10s", "-s", str(LUA), url]
+    command = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{duration}s",
+        "--latency",
+        "--timeout",
+        "10s",
+        "-s",
+        str(LUA),
+        url,
+    ]
     done_files = []
     if stop_after:
         marker = WORKDIR / f"wrk-done-{os.getpid()}-{time.monotonic_ns()}"
         env["BENCH_DONE_FILE"] = str(marker)
         done_files = [Path(f"{marker}.{i}") for i in range(1, threads + 1)]
     started = time.perf_counter()
-    with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
+    with subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as process:
         try:
-            if done_files:  # wrk sleeps for the whole -d even when every thread has stopped: interrupt it then
+            if (
+                done_files
+            ):  # wrk sleeps for the whole -d even when every thread has stopped: interrupt it then
                 while process.poll() is None and not all(f.exists() for f in done_files):
                     time.sleep(0.02)
                 if process.poll() is None:
@@ -469,18 +675,26 @@ def run_wrk(url: str, connections: int, seconds: float, env_extra: dict[str, str
     return result
 
 
-# ------------------------------------------------------------------------------------------------ FHIR server
+# ------------------------------------------------------------------------------------------------
+# FHIR server
+
 
 def time_single_queries(base_url: str, token: str, context: dict, repeats: int) -> dict[str, float]:
-    """Median milliseconds of each order-sign prefetch query sent alone to the FHIR server (keep-alive client)."""
+    """Median milliseconds of each order-sign prefetch query sent alone to the FHIR server (keep-
+    alive client)."""
     import httpx
+
+    from fixtures.prefetch import prefetch_templates
     from hooks.knowledge import load_knowledge
     from hooks.services import build_services
-    from fixtures.prefetch import prefetch_templates
     from service.record.prefetch import fill_template
+
     sign = next(s for s in build_services(load_knowledge()) if s.id == "bonecds-order-sign")
     medians = {}
-    with httpx.Client(timeout=10.0, headers={"Authorization": f"Bearer {token}", "Accept": "application/fhir+json"}) as client:
+    with httpx.Client(
+        timeout=10.0,
+        headers={"Authorization": f"Bearer {token}", "Accept": "application/fhir+json"},
+    ) as client:
         for key in prefetch_templates():
             url = f"{base_url}/{fill_template(key.template, context)}"
             client.get(url).raise_for_status()  # warm
@@ -495,7 +709,9 @@ def time_single_queries(base_url: str, token: str, context: dict, repeats: int) 
     return medians
 
 
-# ------------------------------------------------------------------------------------------------------ the run
+# ------------------------------------------------------------------------------------------------------
+# the run
+
 
 @dataclass
 class Row:
@@ -509,12 +725,22 @@ class Row:
 
     def as_json(self) -> dict[str, Any]:
         r = self.result
-        return {"scenario": self.scenario, "concurrency": self.concurrency, "p50_ms": round(r.p50_ms, 3),
-                "p99_ms": round(r.p99_ms, 3), "requests_per_s": round(r.rps, 1), "requests": r.requests,
-                "ratio_to_floor": round(self.ratio, 2) if self.ratio is not None else None, "floor_of": self.floor_of,
-                "non_2xx": r.non_2xx, "socket_errors": r.socket_errors,
-                "worker_cpu_ms_per_request": round(self.cpu_ms_per_request, 2) if self.cpu_ms_per_request is not None else None,
-                "worker_cpu_split_pct": self.worker_split}
+        return {
+            "scenario": self.scenario,
+            "concurrency": self.concurrency,
+            "p50_ms": round(r.p50_ms, 3),
+            "p99_ms": round(r.p99_ms, 3),
+            "requests_per_s": round(r.rps, 1),
+            "requests": r.requests,
+            "ratio_to_floor": round(self.ratio, 2) if self.ratio is not None else None,
+            "floor_of": self.floor_of,
+            "non_2xx": r.non_2xx,
+            "socket_errors": r.socket_errors,
+            "worker_cpu_ms_per_request": (
+                round(self.cpu_ms_per_request, 2) if self.cpu_ms_per_request is not None else None
+            ),
+            "worker_cpu_split_pct": self.worker_split,
+        }
 
 
 def fmt_errors(result: WrkResult) -> str:
@@ -522,19 +748,25 @@ def fmt_errors(result: WrkResult) -> str:
 
 
 def print_table(rows: list[Row]) -> str:
-    header = (f"{'scenario':<34} {'conc':>4} {'p50 ms':>9} {'p99 ms':>9} {'req/s':>9} {'x floor':>8} {'errors':>7} "
-              f"{'cpu ms/req':>10} {'w-split':>8}")
+    header = (
+        f"{'scenario':<34} {'conc':>4} {'p50 ms':>9} {'p99 ms':>9} {'req/s':>9} {'x floor':>8}"
+        f" {'errors':>7} {'cpu ms/req':>10} {'w-split':>8}"
+    )
     lines = [header, "-" * len(header)]
     for row in rows:
         r = row.result
         ratio = f"{row.ratio:.2f}" if row.ratio is not None else ""
         cpu = f"{row.cpu_ms_per_request:.2f}" if row.cpu_ms_per_request is not None else ""
-        lines.append(f"{row.scenario:<34} {row.concurrency:>4} {r.p50_ms:>9.2f} {r.p99_ms:>9.2f} {r.rps:>9.0f} {ratio:>8} "
-                     f"{fmt_errors(r):>7} {cpu:>10} {row.worker_split:>8}")
-    lines.append("errors = non-2xx responses / socket errors (connect+read+write+timeout); "
-                 "x floor = p50 / p50 of the floor endpoint with the same body and concurrency;\n"
-                 "cpu ms/req = CPU time of both workers during the run / requests; w-split = share of that CPU per worker "
-                 "(keep-alive connections stay on the worker that accepted them)")
+        lines.append(
+            f"{row.scenario:<34} {row.concurrency:>4} {r.p50_ms:>9.2f} {r.p99_ms:>9.2f}"
+            f" {r.rps:>9.0f} {ratio:>8} {fmt_errors(r):>7} {cpu:>10} {row.worker_split:>8}"
+        )
+    lines.append(
+        "errors = non-2xx responses / socket errors (connect+read+write+timeout); x floor = p50 /"
+        " p50 of the floor endpoint with the same body and concurrency;\ncpu ms/req = CPU time of"
+        " both workers during the run / requests; w-split = share of that CPU per worker"
+        " (keep-alive connections stay on the worker that accepted them)"
+    )
     return "\n".join(lines)
 
 
@@ -542,21 +774,28 @@ def check_answers(service: Service, bodies: dict) -> tuple[dict[str, list[str]],
     """Every benchmark body answers 200 with the scenario's cards (so the benchmark measures the
     right thing); also returns the uuid of the with-card body's first card (None without one)."""
     import httpx
+
     seen: dict[str, list[str]] = {}
     card_uuid: str | None = None
     with httpx.Client(timeout=30.0) as client:
         for name in ("typical", "heavy", "with-card", "no-bone-agent", "fhir"):
             if name not in bodies:
                 continue
-            response = client.post(f"{service.base}{SIGN}", content=bodies[name]["path"].read_bytes(),
-                                   headers={"Content-Type": "application/json"})
+            response = client.post(
+                f"{service.base}{SIGN}",
+                content=bodies[name]["path"].read_bytes(),
+                headers={"Content-Type": "application/json"},
+            )
             if response.status_code != 200:
                 raise RuntimeError(f"{name}: HTTP {response.status_code}: {response.text[:500]}")
             cards = response.json()["cards"]
             seen[name] = sorted(f"{c['source']['topic']['code']}:{c['indicator']}" for c in cards)
             expected = sorted(f"{rule}:{indicator}" for rule, indicator in bodies[name]["expected"])
             if seen[name] != expected:
-                say(f"  NOTE {name}: cards {seen[name]} differ from the scenario's expected {expected}")
+                say(
+                    f"  NOTE {name}: cards {seen[name]} differ from the scenario's expected"
+                    f" {expected}"
+                )
             if name == "with-card" and cards:
                 card_uuid = cards[0]["uuid"]
     return seen, card_uuid
@@ -564,6 +803,7 @@ def check_answers(service: Service, bodies: dict) -> tuple[dict[str, list[str]],
 
 def mint_tokens(count: int, key: dict, issuer: str, audience: str, path: Path) -> None:
     from service.auth import mint_token
+
     with open(path, "w") as handle:
         for _ in range(count):
             handle.write(mint_token(key, issuer, audience, lifetime_seconds=3600) + "\n")
@@ -578,23 +818,37 @@ def count_feedback_rows(db_path: Path) -> int:
 
 
 def logged_feedback_stored(log_path: Path) -> int:
-    """Feedback requests the service accepted and stored, from its own log lines (one per accepted request)."""
+    """Feedback requests the service accepted and stored, from its own log lines (one per accepted
+    request)."""
     text = log_path.read_text(errors="replace")
     return sum(int(m) for m in re.findall(r"feedback service=\S+ items=\d+ stored=(\d+)", text))
 
 
 def rss_growth(before: dict[int, int], after: dict[int, int]) -> dict[str, Any]:
-    per_worker = {str(pid): {"before_kib": before[pid], "after_kib": after[pid],
-                             "growth_pct": round((after[pid] - before[pid]) * 100.0 / before[pid], 2)}
-                  for pid in before if pid in after}
+    per_worker = {
+        str(pid): {
+            "before_kib": before[pid],
+            "after_kib": after[pid],
+            "growth_pct": round((after[pid] - before[pid]) * 100.0 / before[pid], 2),
+        }
+        for pid in before
+        if pid in after
+    }
     worst = max((w["growth_pct"] for w in per_worker.values()), default=None)
     replaced = sorted(set(before) ^ set(after))
     return {"workers": per_worker, "max_growth_pct": worst, "workers_replaced": replaced}
 
 
-def measure(service: Service, url: str, concurrency: int, seconds: float, env: dict[str, str], **options: Any
-            ) -> tuple[WrkResult, float | None, str]:
-    """One wrk run with the workers' CPU time sampled around it: (result, CPU ms per request, CPU split per worker)."""
+def measure(
+    service: Service,
+    url: str,
+    concurrency: int,
+    seconds: float,
+    env: dict[str, str],
+    **options: Any,
+) -> tuple[WrkResult, float | None, str]:
+    """One wrk run with the workers' CPU time sampled around it: (result, CPU ms per request, CPU
+    split per worker)."""
     before = service.worker_cpu_s()
     result = run_wrk(url, concurrency, seconds, env, **options)
     after = service.worker_cpu_s()
@@ -605,21 +859,35 @@ def measure(service: Service, url: str, concurrency: int, seconds: float, env: d
     return result, per_request, split
 
 
-def time_parallel_queries(base_url: str, token: str, context: dict, repeats: int, parallel: int = 8) -> float:
-    """Median milliseconds to fetch all order-sign prefetch queries at once, `parallel` at a time, directly."""
-    import httpx
+def time_parallel_queries(
+    base_url: str, token: str, context: dict, repeats: int, parallel: int = 8
+) -> float:
+    """Median milliseconds to fetch all order-sign prefetch queries at once, `parallel` at a time,
+    directly."""
     from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    from fixtures.prefetch import prefetch_templates
     from hooks.knowledge import load_knowledge
     from hooks.services import build_services
-    from fixtures.prefetch import prefetch_templates
     from service.record.prefetch import fill_template
+
     sign = next(s for s in build_services(load_knowledge()) if s.id == "bonecds-order-sign")
     urls = [f"{base_url}/{fill_template(key.template, context)}" for key in prefetch_templates()]
     samples = []
-    with httpx.Client(timeout=10.0, headers={"Authorization": f"Bearer {token}"},
-                      limits=httpx.Limits(max_connections=parallel * 2)) as client, ThreadPoolExecutor(parallel) as pool:
+    with (
+        httpx.Client(
+            timeout=10.0,
+            headers={"Authorization": f"Bearer {token}"},
+            limits=httpx.Limits(max_connections=parallel * 2),
+        ) as client,
+        ThreadPoolExecutor(parallel) as pool,
+    ):
+
         def get(url: str) -> int:
             return len(client.get(url).raise_for_status().content)
+
         list(pool.map(get, urls))  # warm
         for _ in range(repeats):
             started = time.perf_counter()
@@ -635,8 +903,12 @@ def run(args: argparse.Namespace) -> int:
 
     duration, warmup = args.duration, args.warmup
     processes = Processes()
-    results: dict[str, Any] = {"started": datetime.now(timezone.utc).isoformat(), "quick": args.quick,
-                               "duration_s": duration, "warmup_s": warmup}
+    results: dict[str, Any] = {
+        "started": datetime.now(UTC).isoformat(),
+        "quick": args.quick,
+        "duration_s": duration,
+        "warmup_s": warmup,
+    }
     rows: list[Row] = []
     try:
         if WORKDIR.exists():
@@ -647,38 +919,61 @@ def run(args: argparse.Namespace) -> int:
 
         say("starting the local FHIR server and loading the typical patient ...")
         from fixtures.load import load_fixtures
+
         fhir, fhir_proc = start_local_fhir_server(WORKDIR / "fhir-server")
         processes.add("fhir-server", lambda: stop_local_fhir_server(fhir_proc))
         if fhir.token is None:  # start_local_fhir_server always gives its LOCAL_TOKEN
             raise RuntimeError("the local FHIR server came up without a token")
         fhir_token = fhir.token
-        load_fixtures(fhir.base_url, fhir.token, [bodies["typical"]["transaction"]], names=["bench-typical"])
+        load_fixtures(
+            fhir.base_url, fhir.token, [bodies["typical"]["transaction"]], names=["bench-typical"]
+        )
         fhir_body(WORKDIR / "bodies", bodies, fhir.base_url, fhir_token)
         context = json.loads(bodies["fhir"]["path"].read_bytes())["context"]
-        single = time_single_queries(fhir.base_url, fhir_token, context,
-                                     repeats=5 if args.quick else 11)
+        single = time_single_queries(
+            fhir.base_url, fhir_token, context, repeats=5 if args.quick else 11
+        )
         slowest_key = max(single, key=single.__getitem__)
         results["fhir_single_queries_ms"] = {k: round(v, 2) for k, v in single.items()}
-        results["fhir_slowest_single_query"] = {"key": slowest_key, "median_ms": round(single[slowest_key], 2)}
-        parallel_ms = time_parallel_queries(fhir.base_url, fhir_token, context,
-                                            repeats=5 if args.quick else 11)
+        results["fhir_slowest_single_query"] = {
+            "key": slowest_key,
+            "median_ms": round(single[slowest_key], 2),
+        }
+        parallel_ms = time_parallel_queries(
+            fhir.base_url, fhir_token, context, repeats=5 if args.quick else 11
+        )
         results["fhir_all_queries_parallel_ms"] = round(parallel_ms, 2)
-        say(f"  slowest single FHIR query: {slowest_key} {single[slowest_key]:.1f} ms (median); "
-            f"all {len(single)} in sequence {sum(single.values()):.1f} ms, 8 at a time {parallel_ms:.1f} ms")
+        say(
+            f"  slowest single FHIR query: {slowest_key} {single[slowest_key]:.1f} ms (median); all"
+            f" {len(single)} in sequence {sum(single.values()):.1f} ms, 8 at a time"
+            f" {parallel_ms:.1f} ms"
+        )
 
         for name in ("typical", "heavy", "with-card", "no-bone-agent", "fhir", "feedback"):
-            say(f"  body {name:<14} {bodies[name]['bytes']:>9,} bytes ({bodies[name]['bytes'] / 1024:,.1f} KiB)  "
-                f"{bodies[name]['scenario']}")
-        results["bodies"] = {name: {k: v for k, v in info.items() if k in ("bytes", "scenario", "observations")}
-                             for name, info in bodies.items() if not name.startswith("_")}
+            say(
+                f"  body {name:<14} {bodies[name]['bytes']:>9,} bytes"
+                f" ({bodies[name]['bytes'] / 1024:,.1f} KiB)  {bodies[name]['scenario']}"
+            )
+        results["bodies"] = {
+            name: {k: v for k, v in info.items() if k in ("bytes", "scenario", "observations")}
+            for name, info in bodies.items()
+            if not name.startswith("_")
+        }
 
-        say("starting the service (bonecds serve, gunicorn, 2 workers, preload, BONECDS_AUTH=off) ...")
-        service = start_service("service", WORKDIR, {"BONECDS_FHIR_ALLOWLIST": fhir.base_url}, processes)
+        say(
+            "starting the service (bonecds serve, gunicorn, 2 workers, preload,"
+            " BONECDS_AUTH=off) ..."
+        )
+        service = start_service(
+            "service", WORKDIR, {"BONECDS_FHIR_ALLOWLIST": fhir.base_url}, processes
+        )
         typical_bytes = bodies["typical"]["path"].read_bytes()
         cold = cold_start(service, typical_bytes)
         results["cold_start"] = {k: round(v, 3) for k, v in cold.items()}
-        say(f"  cold start: /healthz after {cold['first_healthz_s']:.2f} s, first order-sign answer after "
-            f"{cold['first_order_sign_s']:.2f} s")
+        say(
+            f"  cold start: /healthz after {cold['first_healthz_s']:.2f} s, first order-sign answer"
+            f" after {cold['first_order_sign_s']:.2f} s"
+        )
         results["cards"], first_card = check_answers(service, bodies)
         no_card = "00000000-0000-4000-8000-000000000000"
         card_uuid = first_card if first_card is not None else no_card
@@ -689,38 +984,97 @@ def run(args: argparse.Namespace) -> int:
         static_typical = {"BENCH_MODE": "static", "BENCH_BODY": str(bodies["typical"]["path"])}
         run_wrk(sign_url, 8, warmup, static_typical)
         rss_start = service.worker_rss_kib()
-        first, _, split_first = measure(service, sign_url, 8, 600, static_typical, stop_after=memory_n)
+        first, _, split_first = measure(
+            service, sign_url, 8, 600, static_typical, stop_after=memory_n
+        )
         rss_n = service.worker_rss_kib()
-        second, _, split_second = measure(service, sign_url, 8, 600, static_typical, stop_after=memory_n)
+        second, _, split_second = measure(
+            service, sign_url, 8, 600, static_typical, stop_after=memory_n
+        )
         rss_2n = service.worker_rss_kib()
         growth = rss_growth(rss_n, rss_2n)
-        results["memory"] = {"requests_first": first.requests, "requests_second": second.requests,
-                             "errors": first.non_2xx + second.non_2xx + first.socket_error_total + second.socket_error_total,
-                             "rss_kib_after_warmup": rss_start, "rss_kib_after_n": rss_n, "rss_kib_after_2n": rss_2n,
-                             "n": memory_n, "worker_cpu_split_pct": [split_first, split_second], **growth}
-        say(f"  memory: RSS (KiB) after warm-up {rss_start}, after {memory_n:,} {rss_n}, after {2 * memory_n:,} {rss_2n}; "
-            f"max growth {growth['max_growth_pct']}%; worker CPU split {split_first}, {split_second}")
+        results["memory"] = {
+            "requests_first": first.requests,
+            "requests_second": second.requests,
+            "errors": (
+                first.non_2xx
+                + second.non_2xx
+                + first.socket_error_total
+                + second.socket_error_total
+            ),
+            "rss_kib_after_warmup": rss_start,
+            "rss_kib_after_n": rss_n,
+            "rss_kib_after_2n": rss_2n,
+            "n": memory_n,
+            "worker_cpu_split_pct": [split_first, split_second],
+            **growth,
+        }
+        say(
+            f"  memory: RSS (KiB) after warm-up {rss_start}, after {memory_n:,} {rss_n}, after"
+            f" {2 * memory_n:,} {rss_2n}; max growth {growth['max_growth_pct']}%; worker CPU split"
+            f" {split_first}, {split_second}"
+        )
 
         # Scenarios, each right after the floor endpoint with the same body and concurrency.
         run_counter = iter(range(1, 100))
         scenarios = [
-            ("typical order-sign (full prefetch)", sign_url, {"BENCH_MODE": "static", "BENCH_BODY": str(bodies["typical"]["path"])}, "typical"),
-            ("order-sign with a card", sign_url, {"BENCH_MODE": "static", "BENCH_BODY": str(bodies["with-card"]["path"])}, "with-card"),
-            ("heavy patient (1,000 obs)", sign_url, {"BENCH_MODE": "static", "BENCH_BODY": str(bodies["heavy"]["path"])}, "heavy"),
-            ("no bone agent", sign_url, {"BENCH_MODE": "static", "BENCH_BODY": str(bodies["no-bone-agent"]["path"])}, "no-bone-agent"),
-            ("FHIR-server path (no prefetch)", sign_url, {"BENCH_MODE": "static", "BENCH_BODY": str(bodies["fhir"]["path"])}, "fhir"),
+            (
+                "typical order-sign (full prefetch)",
+                sign_url,
+                {"BENCH_MODE": "static", "BENCH_BODY": str(bodies["typical"]["path"])},
+                "typical",
+            ),
+            (
+                "order-sign with a card",
+                sign_url,
+                {"BENCH_MODE": "static", "BENCH_BODY": str(bodies["with-card"]["path"])},
+                "with-card",
+            ),
+            (
+                "heavy patient (1,000 obs)",
+                sign_url,
+                {"BENCH_MODE": "static", "BENCH_BODY": str(bodies["heavy"]["path"])},
+                "heavy",
+            ),
+            (
+                "no bone agent",
+                sign_url,
+                {"BENCH_MODE": "static", "BENCH_BODY": str(bodies["no-bone-agent"]["path"])},
+                "no-bone-agent",
+            ),
+            (
+                "FHIR-server path (no prefetch)",
+                sign_url,
+                {"BENCH_MODE": "static", "BENCH_BODY": str(bodies["fhir"]["path"])},
+                "fhir",
+            ),
             ("discovery (GET)", f"{service.base}/cds-services", {"BENCH_MODE": "static"}, None),
-            ("feedback", f"{service.base}{FEEDBACK}", {"BENCH_MODE": "feedback", "BENCH_FEEDBACK_PATH": FEEDBACK,
-                                                        "BENCH_CARD": card_uuid}, "feedback"),
+            (
+                "feedback",
+                f"{service.base}{FEEDBACK}",
+                {
+                    "BENCH_MODE": "feedback",
+                    "BENCH_FEEDBACK_PATH": FEEDBACK,
+                    "BENCH_CARD": card_uuid,
+                },
+                "feedback",
+            ),
         ]
         floors: dict[tuple[str, int], WrkResult] = {}
         for label, url, env, body_name in scenarios:
-            floor_env = {"BENCH_MODE": "static", **({"BENCH_BODY": str(bodies[body_name]["path"])} if body_name else {})}
-            floor_label = f"  floor ({body_name or 'GET'} body)" if body_name else "  floor (GET, no body)"
+            floor_env = {
+                "BENCH_MODE": "static",
+                **({"BENCH_BODY": str(bodies[body_name]["path"])} if body_name else {}),
+            }
+            floor_label = (
+                f"  floor ({body_name or 'GET'} body)" if body_name else "  floor (GET, no body)"
+            )
             for concurrency in (1, 8):
                 say(f"  {label}, c={concurrency} ...")
                 run_wrk(floor_url, concurrency, warmup, floor_env)
-                floor, floor_cpu, floor_split = measure(service, floor_url, concurrency, duration, floor_env)
+                floor, floor_cpu, floor_split = measure(
+                    service, floor_url, concurrency, duration, floor_env
+                )
                 floors[(label, concurrency)] = floor
                 scenario_env = dict(env)
                 if env["BENCH_MODE"] == "feedback":
@@ -729,18 +1083,46 @@ def run(args: argparse.Namespace) -> int:
                 if env["BENCH_MODE"] == "feedback":
                     scenario_env["BENCH_RUN"] = str(next(run_counter))
                 result, cpu, split = measure(service, url, concurrency, duration, scenario_env)
-                rows.append(Row(floor_label, concurrency, floor, floor_of=label, cpu_ms_per_request=floor_cpu,
-                                worker_split=floor_split))
-                rows.append(Row(label, concurrency, result, ratio=result.p50_ms / floor.p50_ms, cpu_ms_per_request=cpu,
-                                worker_split=split))
+                rows.append(
+                    Row(
+                        floor_label,
+                        concurrency,
+                        floor,
+                        floor_of=label,
+                        cpu_ms_per_request=floor_cpu,
+                        worker_split=floor_split,
+                    )
+                )
+                rows.append(
+                    Row(
+                        label,
+                        concurrency,
+                        result,
+                        ratio=result.p50_ms / floor.p50_ms,
+                        cpu_ms_per_request=cpu,
+                        worker_split=split,
+                    )
+                )
 
         # Soak: mixed typical / no-bone-agent / feedback at concurrency 16.
-        say(f"  soak: {args.soak_seconds:g} s mixed (2 typical : 2 no-bone-agent : 1 feedback) at c=16 ...")
-        soak_env = {"BENCH_MODE": "mixed", "BENCH_BODY": str(bodies["typical"]["path"]),
-                    "BENCH_BODY_B": str(bodies["no-bone-agent"]["path"]), "BENCH_SIGN_PATH": SIGN,
-                    "BENCH_FEEDBACK_PATH": FEEDBACK, "BENCH_CARD": card_uuid, "BENCH_RUN": str(next(run_counter))}
+        say(
+            f"  soak: {args.soak_seconds:g} s mixed (2 typical : 2 no-bone-agent : 1 feedback) at"
+            " c=16 ..."
+        )
+        soak_env = {
+            "BENCH_MODE": "mixed",
+            "BENCH_BODY": str(bodies["typical"]["path"]),
+            "BENCH_BODY_B": str(bodies["no-bone-agent"]["path"]),
+            "BENCH_SIGN_PATH": SIGN,
+            "BENCH_FEEDBACK_PATH": FEEDBACK,
+            "BENCH_CARD": card_uuid,
+            "BENCH_RUN": str(next(run_counter)),
+        }
         time.sleep(1.0)  # let the previous run's requests still in flight finish before counting
-        rows_before, logged_before = count_feedback_rows(service.db_path), logged_feedback_stored(service.log_path)
+        rows_before, logged_before = (
+            count_feedback_rows(service.db_path),
+            logged_feedback_stored(service.log_path),
+        )
         rss_before = service.worker_rss_kib()
         soak, soak_cpu, soak_split = measure(service, sign_url, 16, args.soak_seconds, soak_env)
         time.sleep(1.0)  # let requests still in flight when wrk stopped finish
@@ -748,17 +1130,38 @@ def run(args: argparse.Namespace) -> int:
         rows_delta = count_feedback_rows(service.db_path) - rows_before
         logged_delta = logged_feedback_stored(service.log_path) - logged_before
         soak_growth = rss_growth(rss_before, rss_after)
-        rows.append(Row("soak mix (typ/no-agent/feedback)", 16, soak, cpu_ms_per_request=soak_cpu, worker_split=soak_split))
+        rows.append(
+            Row(
+                "soak mix (typ/no-agent/feedback)",
+                16,
+                soak,
+                cpu_ms_per_request=soak_cpu,
+                worker_split=soak_split,
+            )
+        )
         results["soak"] = {
-            "seconds": args.soak_seconds, "requests": soak.requests, "requests_per_s": round(soak.rps, 1),
-            "p50_ms": round(soak.p50_ms, 3), "p99_ms": round(soak.p99_ms, 3), "non_2xx": soak.non_2xx,
-            "socket_errors": soak.socket_errors, "feedback_sent": soak.counts.get("sent_feedback"),
-            "feedback_answered_stored": soak.counts.get("fb_stored"), "feedback_answered_duplicate": soak.counts.get("fb_dup"),
-            "feedback_accepted_by_service": logged_delta, "feedback_rows_stored": rows_delta,
-            "rss_kib_before": rss_before, "rss_kib_after": rss_after, **soak_growth}
-        say(f"    {soak.requests:,} requests, {soak.rps:.0f} req/s, errors {fmt_errors(soak)}; feedback sent "
-            f"{soak.counts.get('sent_feedback')}, answered stored {soak.counts.get('fb_stored')}, accepted by the service "
-            f"{logged_delta}, rows stored {rows_delta}; RSS {rss_before} -> {rss_after}")
+            "seconds": args.soak_seconds,
+            "requests": soak.requests,
+            "requests_per_s": round(soak.rps, 1),
+            "p50_ms": round(soak.p50_ms, 3),
+            "p99_ms": round(soak.p99_ms, 3),
+            "non_2xx": soak.non_2xx,
+            "socket_errors": soak.socket_errors,
+            "feedback_sent": soak.counts.get("sent_feedback"),
+            "feedback_answered_stored": soak.counts.get("fb_stored"),
+            "feedback_answered_duplicate": soak.counts.get("fb_dup"),
+            "feedback_accepted_by_service": logged_delta,
+            "feedback_rows_stored": rows_delta,
+            "rss_kib_before": rss_before,
+            "rss_kib_after": rss_after,
+            **soak_growth,
+        }
+        say(
+            f"    {soak.requests:,} requests, {soak.rps:.0f} req/s, errors {fmt_errors(soak)};"
+            f" feedback sent {soak.counts.get('sent_feedback')}, answered stored"
+            f" {soak.counts.get('fb_stored')}, accepted by the service {logged_delta}, rows stored"
+            f" {rows_delta}; RSS {rss_before} -> {rss_after}"
+        )
         results["service_log"] = str(service.log_path.relative_to(ROOT))
         errors_in_log = len(re.findall(r" ERROR ", service.log_path.read_text(errors="replace")))
         results["service_log_error_lines"] = errors_in_log
@@ -778,15 +1181,29 @@ def run(args: argparse.Namespace) -> int:
 def run_jwt(args, bodies, rows, floors, processes, results) -> list[Row]:
     from cryptography.hazmat.primitives.asymmetric import ec
     from jwt.algorithms import ECAlgorithm
-    say("  typical order-sign with JWT authentication (BONECDS_AUTH=on, trusted-clients file, one token per request) ...")
+
+    say(
+        "  typical order-sign with JWT authentication (BONECDS_AUTH=on, trusted-clients file, one"
+        " token per request) ..."
+    )
     key = json.loads(ECAlgorithm.to_jwk(ec.generate_private_key(ec.SECP384R1())))
     key.update(kid="bench-1", alg="ES384", use="sig")
     issuer = "https://ehr.bench.test/"
     clients = WORKDIR / "clients.json"
-    clients.write_text(json.dumps({"clients": [{"iss": issuer, "jwks": {"keys": [{k: v for k, v in key.items() if k != "d"}]}}]}))
+    clients.write_text(
+        json.dumps(
+            {
+                "clients": [
+                    {"iss": issuer, "jwks": {"keys": [{k: v for k, v in key.items() if k != "d"}]}}
+                ]
+            }
+        )
+    )
     port = free_port()
     audience = f"http://127.0.0.1:{port}{SIGN}"
-    typical_rows = {r.concurrency: r.result for r in rows if r.scenario.startswith("typical order-sign")}
+    typical_rows = {
+        r.concurrency: r.result for r in rows if r.scenario.startswith("typical order-sign")
+    }
     started = time.perf_counter()
     files = {}
     for concurrency in (1, 8):
@@ -798,33 +1215,65 @@ def run_jwt(args, bodies, rows, floors, processes, results) -> list[Row]:
             files[(concurrency, phase)] = (path, count)
     minted = sum(c for _, c in files.values())
     say(f"    minted {minted:,} tokens in {time.perf_counter() - started:.1f} s")
-    service = start_service("service-jwt", WORKDIR, {"_PORT": str(port), "BONECDS_AUTH": "on",
-                                                      "BONECDS_CLIENTS_FILE": str(clients)}, processes)
+    service = start_service(
+        "service-jwt",
+        WORKDIR,
+        {"_PORT": str(port), "BONECDS_AUTH": "on", "BONECDS_CLIENTS_FILE": str(clients)},
+        processes,
+    )
     wait_healthy(service)
     out = []
     for concurrency in (1, 8):
         for phase in ("warm", "run"):
             path, count = files[(concurrency, phase)]
-            env = {"BENCH_MODE": "jwt", "BENCH_BODY": str(bodies["typical"]["path"]), "BENCH_TOKENS": str(path)}
-            result, cpu, split = measure(service, f"{service.base}{SIGN}", concurrency,
-                                         args.warmup if phase == "warm" else args.duration, env)
+            env = {
+                "BENCH_MODE": "jwt",
+                "BENCH_BODY": str(bodies["typical"]["path"]),
+                "BENCH_TOKENS": str(path),
+            }
+            result, cpu, split = measure(
+                service,
+                f"{service.base}{SIGN}",
+                concurrency,
+                args.warmup if phase == "warm" else args.duration,
+                env,
+            )
             if phase == "run":
                 if result.requests > count:
-                    say(f"    NOTE c={concurrency}: {result.requests} requests but only {count} tokens; the rest were replays (401)")
+                    say(
+                        f"    NOTE c={concurrency}: {result.requests} requests but only {count}"
+                        " tokens; the rest were replays (401)"
+                    )
                 floor = floors[("typical order-sign (full prefetch)", concurrency)]
-                out.append(Row("typical order-sign + JWT (ES384)", concurrency, result, ratio=result.p50_ms / floor.p50_ms,
-                               cpu_ms_per_request=cpu, worker_split=split))
-    results["jwt"] = {"tokens_minted": minted, "service_log": str(service.log_path.relative_to(ROOT))}
+                out.append(
+                    Row(
+                        "typical order-sign + JWT (ES384)",
+                        concurrency,
+                        result,
+                        ratio=result.p50_ms / floor.p50_ms,
+                        cpu_ms_per_request=cpu,
+                        worker_split=split,
+                    )
+                )
+    results["jwt"] = {
+        "tokens_minted": minted,
+        "service_log": str(service.log_path.relative_to(ROOT)),
+    }
     stop_service(service)
     processes.remove("service-jwt")
     return out
 
 
-# ---------------------------------------------------------------------------------------------------- the report
+# ----------------------------------------------------------------------------------------------------
+# the report
+
 
 def evaluate_targets(rows: list[Row], results: dict) -> list[dict[str, Any]]:
     def row(prefix: str, concurrency: int) -> Row | None:
-        return next((r for r in rows if r.scenario.startswith(prefix) and r.concurrency == concurrency), None)
+        return next(
+            (r for r in rows if r.scenario.startswith(prefix) and r.concurrency == concurrency),
+            None,
+        )
 
     targets = []
 
@@ -833,50 +1282,104 @@ def evaluate_targets(rows: list[Row], results: dict) -> list[dict[str, Any]]:
 
     t1, t8 = row("typical order-sign (full", 1), row("typical order-sign (full", 8)
     if t1:
-        target("typical order-sign p50, c=1", f"{t1.result.p50_ms:.2f} ms", "<= 2 ms", t1.result.p50_ms <= 2)
-        target("typical order-sign p99, c=1", f"{t1.result.p99_ms:.2f} ms", "<= 5 ms", t1.result.p99_ms <= 5)
+        target(
+            "typical order-sign p50, c=1",
+            f"{t1.result.p50_ms:.2f} ms",
+            "<= 2 ms",
+            t1.result.p50_ms <= 2,
+        )
+        target(
+            "typical order-sign p99, c=1",
+            f"{t1.result.p99_ms:.2f} ms",
+            "<= 5 ms",
+            t1.result.p99_ms <= 5,
+        )
         if t1.ratio is not None:  # scenario rows always have one; only floor rows have none
-            target("typical order-sign p50 / floor, c=1", f"{t1.ratio:.2f}x", "<= 3x",
-                   t1.ratio <= 3)
+            target(
+                "typical order-sign p50 / floor, c=1", f"{t1.ratio:.2f}x", "<= 3x", t1.ratio <= 3
+            )
     if t8:
-        target("typical order-sign throughput, c=8", f"{t8.result.rps:.0f} req/s", ">= 1500 req/s", t8.result.rps >= 1500)
+        target(
+            "typical order-sign throughput, c=8",
+            f"{t8.result.rps:.0f} req/s",
+            ">= 1500 req/s",
+            t8.result.rps >= 1500,
+        )
     for c in (1, 8):
         nb = row("no bone agent", c)
         if nb and nb.ratio is not None:
-            target(f"no bone agent p50 / floor, c={c}", f"{nb.ratio:.2f}x", "<= 1.2x", nb.ratio <= 1.2)
+            target(
+                f"no bone agent p50 / floor, c={c}", f"{nb.ratio:.2f}x", "<= 1.2x", nb.ratio <= 1.2
+            )
     hv = row("heavy patient", 1)
     if hv:
-        target("heavy patient p50, c=1", f"{hv.result.p50_ms:.2f} ms", "<= 50 ms", hv.result.p50_ms <= 50)
+        target(
+            "heavy patient p50, c=1",
+            f"{hv.result.p50_ms:.2f} ms",
+            "<= 50 ms",
+            hv.result.p50_ms <= 50,
+        )
     fh = row("FHIR-server path", 1)
     if fh and "fhir_slowest_single_query" in results:
         slowest = results["fhir_slowest_single_query"]["median_ms"]
-        target("FHIR-server path p50, c=1", f"{fh.result.p50_ms:.2f} ms",
-               f"<= slowest single query ({results['fhir_slowest_single_query']['key']} {slowest:.2f} ms) + 10 ms",
-               fh.result.p50_ms <= slowest + 10)
+        target(
+            "FHIR-server path p50, c=1",
+            f"{fh.result.p50_ms:.2f} ms",
+            f"<= slowest single query ({results['fhir_slowest_single_query']['key']} {slowest:.2f}"
+            " ms) + 10 ms",
+            fh.result.p50_ms <= slowest + 10,
+        )
         if "fhir_all_queries_parallel_ms" in results:
             parallel = results["fhir_all_queries_parallel_ms"]
-            target("(reference) FHIR-server path p50 minus the same queries fetched directly 8 at a time",
-                   f"{fh.result.p50_ms - parallel:.2f} ms", "none; the part of the time spent in the service", None)
+            target(
+                "(reference) FHIR-server path p50 minus the same queries fetched directly 8 at a"
+                " time",
+                f"{fh.result.p50_ms - parallel:.2f} ms",
+                "none; the part of the time spent in the service",
+                None,
+            )
     if "cold_start" in results:
         cold = results["cold_start"]["first_order_sign_s"]
         target("cold start to first order-sign answer", f"{cold:.2f} s", "<= 2 s", cold <= 2)
     if "memory" in results:
         memory = results["memory"]
-        target(f"worker RSS growth {memory['n']:,} -> {2 * memory['n']:,} requests", f"{memory['max_growth_pct']}% (worst worker)",
-               "< 5%", memory["max_growth_pct"] is not None and memory["max_growth_pct"] < 5 and not memory["workers_replaced"])
+        target(
+            f"worker RSS growth {memory['n']:,} -> {2 * memory['n']:,} requests",
+            f"{memory['max_growth_pct']}% (worst worker)",
+            "< 5%",
+            memory["max_growth_pct"] is not None
+            and memory["max_growth_pct"] < 5
+            and not memory["workers_replaced"],
+        )
     if "soak" in results:
         soak = results["soak"]
         target("soak: non-2xx responses", soak["non_2xx"], "0", soak["non_2xx"] == 0)
-        target("soak: socket errors", sum(soak["socket_errors"].values()), "0", sum(soak["socket_errors"].values()) == 0)
+        target(
+            "soak: socket errors",
+            sum(soak["socket_errors"].values()),
+            "0",
+            sum(soak["socket_errors"].values()) == 0,
+        )
         answered, sent = soak["feedback_answered_stored"] or 0, soak["feedback_sent"] or 0
-        # No row lost: every feedback the service answered "stored" is in the database, and no more rows than were
-        # sent. (The log-line count is shown too, but log output is flushed later than the database commits.)
-        target("soak: no feedback row lost",
-               f"{soak['feedback_rows_stored']} rows; {answered} answered 'stored'; {sent} sent; "
-               f"{soak['feedback_accepted_by_service']} logged", "answered <= rows <= sent",
-               answered <= soak["feedback_rows_stored"] <= sent)
-        target("soak: worker RSS growth", f"{soak['max_growth_pct']}% (worst worker)", "< 5%",
-               soak["max_growth_pct"] is not None and soak["max_growth_pct"] < 5 and not soak["workers_replaced"])
+        # No row lost: every feedback the service answered "stored" is in the database, and no more
+        # rows than were
+        # sent. (The log-line count is shown too, but log output is flushed later than the database
+        # commits.)
+        target(
+            "soak: no feedback row lost",
+            f"{soak['feedback_rows_stored']} rows; {answered} answered 'stored'; {sent} sent; "
+            f"{soak['feedback_accepted_by_service']} logged",
+            "answered <= rows <= sent",
+            answered <= soak["feedback_rows_stored"] <= sent,
+        )
+        target(
+            "soak: worker RSS growth",
+            f"{soak['max_growth_pct']}% (worst worker)",
+            "< 5%",
+            soak["max_growth_pct"] is not None
+            and soak["max_growth_pct"] < 5
+            and not soak["workers_replaced"],
+        )
     return targets
 
 
@@ -884,32 +1387,51 @@ def report(args: argparse.Namespace, rows: list[Row], results: dict) -> None:
     targets = evaluate_targets(rows, results)
     table = print_table(rows)
     say("\n" + "=" * 100)
-    say(f"bonecds benchmark ({'quick' if args.quick else 'full'}: {args.duration:g} s per run after {args.warmup:g} s warm-up; "
-        f"{os.cpu_count()} CPUs; wrk, server and FHIR server share this machine)\n")
+    say(
+        f"bonecds benchmark ({'quick' if args.quick else 'full'}: {args.duration:g} s per run after"
+        f" {args.warmup:g} s warm-up; {os.cpu_count()} CPUs; wrk, server and FHIR server share this"
+        " machine)\n"
+    )
     say(table)
     say("")
     if "fhir_slowest_single_query" in results:
         s = results["fhir_slowest_single_query"]
-        say(f"FHIR server, slowest single prefetch query alone: {s['key']} {s['median_ms']:.2f} ms (median); "
-            f"all {len(results['fhir_single_queries_ms'])} queries 8 at a time: {results['fhir_all_queries_parallel_ms']:.2f} ms; "
-            f"per query: " + ", ".join(f"{k} {v:.1f}" for k, v in results["fhir_single_queries_ms"].items()))
+        say(
+            f"FHIR server, slowest single prefetch query alone: {s['key']} {s['median_ms']:.2f} ms"
+            f" (median); all {len(results['fhir_single_queries_ms'])} queries 8 at a time:"
+            f" {results['fhir_all_queries_parallel_ms']:.2f} ms; per query: "
+            + ", ".join(f"{k} {v:.1f}" for k, v in results["fhir_single_queries_ms"].items())
+        )
     if "cold_start" in results:
         c = results["cold_start"]
-        say(f"cold start: process start -> /healthz {c['first_healthz_s']:.2f} s, -> first typical order-sign answer "
-            f"{c['first_order_sign_s']:.2f} s")
+        say(
+            f"cold start: process start -> /healthz {c['first_healthz_s']:.2f} s, -> first typical"
+            f" order-sign answer {c['first_order_sign_s']:.2f} s"
+        )
     if "memory" in results:
         m = results["memory"]
-        say(f"worker RSS (KiB): after warm-up {m['rss_kib_after_warmup']}, after {m['n']:,} requests {m['rss_kib_after_n']}, "
-            f"after {2 * m['n']:,} {m['rss_kib_after_2n']}; growth "
-            + ", ".join(f"pid {pid} {w['growth_pct']:+.2f}%" for pid, w in m["workers"].items()))
+        say(
+            f"worker RSS (KiB): after warm-up {m['rss_kib_after_warmup']}, after {m['n']:,}"
+            f" requests {m['rss_kib_after_n']}, after {2 * m['n']:,} {m['rss_kib_after_2n']};"
+            " growth "
+            + ", ".join(f"pid {pid} {w['growth_pct']:+.2f}%" for pid, w in m["workers"].items())
+        )
     if "soak" in results:
         s = results["soak"]
-        say(f"soak {s['seconds']:g} s at c=16: {s['requests']:,} requests ({s['requests_per_s']:.0f} req/s, p50 {s['p50_ms']:.2f} ms, "
-            f"p99 {s['p99_ms']:.2f} ms), non-2xx {s['non_2xx']}, socket errors {sum(s['socket_errors'].values())}; "
-            f"feedback sent {s['feedback_sent']}, answered 'stored' {s['feedback_answered_stored']}, accepted by the service "
-            f"{s['feedback_accepted_by_service']}, rows stored {s['feedback_rows_stored']}; worker RSS (KiB) "
-            f"{s['rss_kib_before']} -> {s['rss_kib_after']} ({s['max_growth_pct']:+.2f}% worst)")
-    say(f"service log ERROR lines: {results.get('service_log_error_lines')} ({results.get('service_log')})")
+        say(
+            f"soak {s['seconds']:g} s at c=16: {s['requests']:,} requests"
+            f" ({s['requests_per_s']:.0f} req/s, p50 {s['p50_ms']:.2f} ms, p99 {s['p99_ms']:.2f}"
+            f" ms), non-2xx {s['non_2xx']}, socket errors {sum(s['socket_errors'].values())};"
+            f" feedback sent {s['feedback_sent']}, answered 'stored'"
+            f" {s['feedback_answered_stored']}, accepted by the service"
+            f" {s['feedback_accepted_by_service']}, rows stored {s['feedback_rows_stored']}; worker"
+            f" RSS (KiB) {s['rss_kib_before']} -> {s['rss_kib_after']} ({s['max_growth_pct']:+.2f}%"
+            " worst)"
+        )
+    say(
+        f"service log ERROR lines: {results.get('service_log_error_lines')}"
+        f" ({results.get('service_log')})"
+    )
     say("\ntargets:")
     for t in targets:
         mark = "info   " if t["met"] is None else "met    " if t["met"] else "NOT MET"
@@ -917,10 +1439,19 @@ def report(args: argparse.Namespace, rows: list[Row], results: dict) -> None:
     results["rows"] = [r.as_json() for r in rows]
     results["targets"] = targets
     results["table"] = table
-    results["environment"] = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-                              "wrk": subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines()[0:1],
-                              "commit": subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
-                                                       text=True).stdout.strip()}
+    results["environment"] = {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "wrk": (
+            subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines()[0:1]
+        ),
+        "commit": (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True
+            ).stdout.strip()
+        ),
+    }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2, default=str) + "\n")
     say(f"\nwritten to {RESULTS.relative_to(ROOT)}")
@@ -929,11 +1460,27 @@ def report(args: argparse.Namespace, rows: list[Row], results: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="scripts/bench.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="short runs (3 s each, 1 s warm-up, 20 s soak) for a fast check")
-    parser.add_argument("--duration", type=float, help="seconds per measured run (default 10, --quick 3)")
-    parser.add_argument("--warmup", type=float, help="seconds of warm-up before each run (default 2, --quick 1)")
-    parser.add_argument("--soak-seconds", type=float, help="seconds of the mixed soak at c=16 (default 120, --quick 20)")
-    parser.add_argument("--no-jwt", action="store_true", help="skip the typical order-sign with JWT authentication on")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="short runs (3 s each, 1 s warm-up, 20 s soak) for a fast check",
+    )
+    parser.add_argument(
+        "--duration", type=float, help="seconds per measured run (default 10, --quick 3)"
+    )
+    parser.add_argument(
+        "--warmup", type=float, help="seconds of warm-up before each run (default 2, --quick 1)"
+    )
+    parser.add_argument(
+        "--soak-seconds",
+        type=float,
+        help="seconds of the mixed soak at c=16 (default 120, --quick 20)",
+    )
+    parser.add_argument(
+        "--no-jwt",
+        action="store_true",
+        help="skip the typical order-sign with JWT authentication on",
+    )
     args = parser.parse_args(argv)
     bootstrap(argv)
     args.duration = args.duration or (3.0 if args.quick else 10.0)
@@ -942,6 +1489,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def terminate(signum: int, _frame: Any) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
+
     signal.signal(signal.SIGTERM, terminate)
     try:
         return run(args)

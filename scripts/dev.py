@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""Set-up and entry commands for a fresh clone: creates the virtual environments, then runs the service or the tests."""
+"""Set-up and entry commands for a fresh clone: creates the virtual environments, then runs the
+service or the tests."""
+
 from __future__ import annotations
 
 import argparse
@@ -28,15 +30,27 @@ def _stamp_matches(env_dir: Path, fingerprint: str) -> bool:
 
 
 def _ensure_venv(env_dir: Path, fingerprint: str, install_args: list[str]) -> None:
-    """Create env_dir and pip-install into it, unless it was already installed from the same inputs."""
+    """Create env_dir and pip-install into it, unless it was already installed from the same
+    inputs."""
     if _stamp_matches(env_dir, fingerprint):
         return
     if not _python(env_dir).exists():
         print(f"creating virtual environment {env_dir.name}/", flush=True)
         venv.EnvBuilder(with_pip=True, clear=False).create(env_dir)
     print(f"installing into {env_dir.name}/ ...", flush=True)
-    subprocess.run([str(_python(env_dir)), "-m", "pip", "install", "-q", "--disable-pip-version-check", *install_args],
-                   check=True, cwd=ROOT)
+    subprocess.run(
+        [
+            str(_python(env_dir)),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            *install_args,
+        ],
+        check=True,
+        cwd=ROOT,
+    )
     (env_dir / ".bonecds-installed").write_text(fingerprint)
 
 
@@ -47,17 +61,29 @@ def ensure_app_venv() -> Path:
 
 
 def ensure_fhir_venv() -> Path:
-    fingerprint = FHIR_SERVER_REQUIREMENT + hashlib.sha256(FHIR_SERVER_CONSTRAINTS.read_bytes()).hexdigest()
-    _ensure_venv(FHIR_VENV, fingerprint, ["-c", str(FHIR_SERVER_CONSTRAINTS), FHIR_SERVER_REQUIREMENT])
+    fingerprint = (
+        FHIR_SERVER_REQUIREMENT + hashlib.sha256(FHIR_SERVER_CONSTRAINTS.read_bytes()).hexdigest()
+    )
+    _ensure_venv(
+        FHIR_VENV, fingerprint, ["-c", str(FHIR_SERVER_CONSTRAINTS), FHIR_SERVER_REQUIREMENT]
+    )
     return FHIR_VENV
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     env_dir = ensure_app_venv()
-    command = [str(env_dir / "bin" / "bonecds"), "serve", "--host", args.host, "--port", str(args.port)]
+    command = [
+        str(env_dir / "bin" / "bonecds"),
+        "serve",
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
+    ]
     if args.workers:
         command += ["--workers", str(args.workers)]
-    # A fresh machine has no trusted-clients file: run in the logged development mode unless the operator chose
+    # A fresh machine has no trusted-clients file: run in the logged development mode unless the
+    # operator chose
     # otherwise (an explicit BONECDS_AUTH always wins).
     env = dict(os.environ)
     env.setdefault("BONECDS_AUTH", "dev")
@@ -66,24 +92,42 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def postgres_bin_dir() -> Path | None:
-    """Where initdb and pg_ctl are (PATH, or Debian's /usr/lib/postgresql/N/bin); None when not installed."""
+    """Where initdb and pg_ctl are (PATH, or Debian's /usr/lib/postgresql/N/bin); None when not
+    installed."""
     found = shutil.which("pg_ctl")
     candidates = [Path(found).resolve().parent] if found else []
-    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: p.parent.name.zfill(4), reverse=True)
-    return next((c for c in candidates if (c / "initdb").exists() and (c / "pg_ctl").exists()), None)
+    candidates += sorted(
+        Path("/usr/lib/postgresql").glob("*/bin"),
+        key=lambda p: p.parent.name.zfill(4),
+        reverse=True,
+    )
+    return next(
+        (c for c in candidates if (c / "initdb").exists() and (c / "pg_ctl").exists()), None
+    )
 
 
-def apt_install(packages: list[str], what: str, skip_variable: str, extra_flags: tuple[str, ...] = ()) -> None:
-    """Install Debian packages a test group needs. A failed install is reported here and those tests then fail
-    (they never skip silently; the operator may set `skip_variable`=skip on purpose)."""
+def apt_install(
+    packages: list[str], what: str, skip_variable: str, extra_flags: tuple[str, ...] = ()
+) -> None:
+    """Install Debian packages a test group needs.
+
+    A failed install is reported here and those tests then fail (they never skip silently; the
+    operator may set `skip_variable`=skip on purpose).
+    """
     sudo = [] if os.geteuid() == 0 else (["sudo", "-n"] if shutil.which("sudo") else None)
     if sudo is None or not shutil.which("apt-get"):
-        print(f"{what}: {' '.join(packages)} cannot be installed with apt-get here: install it, or set "
-              f"{skip_variable}=skip; those tests will fail", flush=True)
+        print(
+            f"{what}: {' '.join(packages)} cannot be installed with apt-get here: install it, or"
+            f" set {skip_variable}=skip; those tests will fail",
+            flush=True,
+        )
         return
     print(f"installing {' '.join(packages)} for {what} ...", flush=True)
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    for step in (["apt-get", "update"], ["apt-get", "install", "-y", "-q", *extra_flags, *packages]):
+    for step in (
+        ["apt-get", "update"],
+        ["apt-get", "install", "-y", "-q", *extra_flags, *packages],
+    ):
         if subprocess.call([*sudo, *step], env=env) != 0:
             print(f"`{' '.join(step)}` failed; the tests of {what} will fail", flush=True)
             return
@@ -92,21 +136,35 @@ def apt_install(packages: list[str], what: str, skip_variable: str, extra_flags:
 def ensure_postgres() -> None:
     """The store tests start a throw-away PostgreSQL server (tests/pg_server.py)."""
     if os.environ.get("BONECDS_TEST_POSTGRES", "").lower() != "skip" and not postgres_bin_dir():
-        apt_install(["postgresql"], "the PostgreSQL store tests", "BONECDS_TEST_POSTGRES", ("--no-install-recommends",))
+        apt_install(
+            ["postgresql"],
+            "the PostgreSQL store tests",
+            "BONECDS_TEST_POSTGRES",
+            ("--no-install-recommends",),
+        )
 
 
 def ensure_chromium() -> None:
-    """The card preview browser test (tests/test_preview_browser.py) drives headless Chromium through chromedriver."""
-    if os.environ.get("BONECDS_TEST_BROWSER", "").lower() != "skip" and not (shutil.which("chromium") and shutil.which("chromedriver")):
-        apt_install(["chromium", "chromium-driver"], "the preview browser test", "BONECDS_TEST_BROWSER")
+    """The card preview browser test (tests/test_preview_browser.py) drives headless Chromium
+    through chromedriver."""
+    if os.environ.get("BONECDS_TEST_BROWSER", "").lower() != "skip" and not (
+        shutil.which("chromium") and shutil.which("chromedriver")
+    ):
+        apt_install(
+            ["chromium", "chromium-driver"], "the preview browser test", "BONECDS_TEST_BROWSER"
+        )
 
 
-LINT_STEPS = (("ruff check", ["-m", "ruff", "check", "."]), ("ruff format --check", ["-m", "ruff", "format", "--check", "."]),
-              ("mypy", ["-m", "mypy"]))
+LINT_STEPS = (
+    ("ruff check", ["-m", "ruff", "check", "."]),
+    ("ruff format --check", ["-m", "ruff", "format", "--check", "."]),
+    ("mypy", ["-m", "mypy"]),
+)
 
 
 def run_lint(env_dir: Path) -> int:
-    """The house style, before any test: ruff (lint and format, 100 columns) and mypy, all from pyproject.toml."""
+    """The house style, before any test: ruff (lint and format, 100 columns) and mypy, all from
+    pyproject.toml."""
     for name, step in LINT_STEPS:
         print(f"{name} ...", flush=True)
         status = subprocess.call([str(_python(env_dir)), *step], cwd=ROOT)
@@ -123,13 +181,20 @@ def cmd_lint(_args: argparse.Namespace) -> int:
 def cmd_unit(args: argparse.Namespace) -> int:
     """The fast tests: no FHIR server, PostgreSQL, browser, benchmark-like or fault suites."""
     env_dir = ensure_app_venv()
-    slow = ["tests/integration", "tests/test_preview_browser.py", "tests/test_schemathesis.py",
-            "tests/test_database_outage.py", "tests/test_fhir_fail_fast.py", "tests/test_store_backends.py",
-            "tests/test_configuration.py"]
+    slow = [
+        "tests/integration",
+        "tests/test_preview_browser.py",
+        "tests/test_schemathesis.py",
+        "tests/test_database_outage.py",
+        "tests/test_fhir_fail_fast.py",
+        "tests/test_store_backends.py",
+        "tests/test_configuration.py",
+    ]
     ignore = [f"--ignore={path}" for path in slow]
     env = dict(os.environ, BONECDS_TEST_POSTGRES=os.environ.get("BONECDS_TEST_POSTGRES", "skip"))
-    return subprocess.call([str(_python(env_dir)), "-m", "pytest", "-q", *ignore, *args.pytest_args], cwd=ROOT,
-                           env=env)
+    return subprocess.call(
+        [str(_python(env_dir)), "-m", "pytest", "-q", *ignore, *args.pytest_args], cwd=ROOT, env=env
+    )
 
 
 def cmd_test(args: argparse.Namespace) -> int:
@@ -141,7 +206,9 @@ def cmd_test(args: argparse.Namespace) -> int:
     ensure_chromium()
     env = dict(os.environ)
     env.setdefault("BONECDS_FHIR_SERVER_COMMAND", str(fhir_dir / "bin" / "sekmet"))
-    return subprocess.call([str(_python(env_dir)), "-m", "pytest", *args.pytest_args], cwd=ROOT, env=env)
+    return subprocess.call(
+        [str(_python(env_dir)), "-m", "pytest", *args.pytest_args], cwd=ROOT, env=env
+    )
 
 
 def cmd_setup(_args: argparse.Namespace) -> int:
@@ -160,9 +227,16 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8099")))
     run.add_argument("--workers", type=int, default=None)
     run.set_defaults(func=cmd_run)
-    test = sub.add_parser("test", help="run the whole test suite, including the integration tests against a local FHIR server")
+    test = sub.add_parser(
+        "test",
+        help=(
+            "run the whole test suite, including the integration tests against a local FHIR server"
+        ),
+    )
     test.set_defaults(func=cmd_test)
-    lint = sub.add_parser("lint", help="ruff check, ruff format --check and mypy (the test command runs them first)")
+    lint = sub.add_parser(
+        "lint", help="ruff check, ruff format --check and mypy (the test command runs them first)"
+    )
     lint.set_defaults(func=cmd_lint)
     unit = sub.add_parser("unit", help="the fast tests only (no servers)")
     unit.set_defaults(func=cmd_unit)

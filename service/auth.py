@@ -1,13 +1,16 @@
-"""CDS client authentication (CDS Hooks 2.0 "Trusting CDS Clients"): signed JWTs from trusted clients, no replays."""
+"""CDS client authentication (CDS Hooks 2.0 "Trusting CDS Clients"): signed JWTs from trusted
+clients, no replays."""
+
 from __future__ import annotations
 
 import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 import jwt
@@ -34,7 +37,9 @@ class AuthError(Exception):
 
 @dataclass(frozen=True)
 class TrustedClient:
-    """One CDS client (EHR) the operator trusts: its issuer, where its keys are, and which FHIR servers it may name."""
+    """One CDS client (EHR) the operator trusts: its issuer, where its keys are, and which FHIR
+    servers it may name."""
+
     iss: str
     jku: tuple[str, ...] = ()
     jwks: dict[str, Any] | None = None
@@ -52,28 +57,43 @@ class AuthenticatedClient:
 
 
 CLIENT_KEYS = frozenset({"iss", "jku", "jwks", "fhir_servers", "tenant"})
-KEY_TYPES: dict[str, type[ECAlgorithm] | type[RSAAlgorithm]] = {"EC": ECAlgorithm,
-                                                                 "RSA": RSAAlgorithm}
-LOOPBACK_HTTP = ("http://127.0.0.1:", "http://127.0.0.1/", "http://localhost:", "http://localhost/", "http://[::1]:")
+KEY_TYPES: dict[str, type[ECAlgorithm] | type[RSAAlgorithm]] = {
+    "EC": ECAlgorithm,
+    "RSA": RSAAlgorithm,
+}
+LOOPBACK_HTTP = (
+    "http://127.0.0.1:",
+    "http://127.0.0.1/",
+    "http://localhost:",
+    "http://localhost/",
+    "http://[::1]:",
+)
 
 
 def load_clients(path: str) -> dict[str, TrustedClient]:
     """The trusted-clients file: {"clients": [{"iss", "jku": [...], "jwks": {...}, "fhir_servers": [...], "tenant"}]}.
-    Every entry and every pinned key is checked here, at start-up, so a bad file never reaches a request."""
+    Every entry and every pinned key is checked here, at start-up, so a bad file never reaches a request.
+    """
     where = f"BONECDS_CLIENTS_FILE {path}"
     try:
         text = Path(path).read_text()
     except FileNotFoundError:
         raise ConfigError(f"{where}: no such file") from None
     except OSError as error:
-        raise ConfigError(f"{where}: cannot be read ({error.strerror or type(error).__name__})") from None
+        raise ConfigError(
+            f"{where}: cannot be read ({error.strerror or type(error).__name__})"
+        ) from None
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as error:
-        raise ConfigError(f"{where}: not valid JSON (line {error.lineno}, column {error.colno}: {error.msg})") from None
+        raise ConfigError(
+            f"{where}: not valid JSON (line {error.lineno}, column {error.colno}: {error.msg})"
+        ) from None
     if not isinstance(raw, dict) or not isinstance(raw.get("clients"), list):
         found = type(raw).__name__ if not isinstance(raw, dict) else f"keys {sorted(raw)}"
-        raise ConfigError(f'{where}: expected an object {{"clients": [...]}} at the top level, found {found}')
+        raise ConfigError(
+            f'{where}: expected an object {{"clients": [...]}} at the top level, found {found}'
+        )
     clients: dict[str, TrustedClient] = {}
     for index, entry in enumerate(raw["clients"]):
         client = _client_entry(where, index, entry)
@@ -92,10 +112,14 @@ def _client_entry(where: str, index: int, entry: Any) -> TrustedClient:
     name = f"{where}: client {iss!r}"
     unknown = sorted(set(entry) - CLIENT_KEYS)
     if unknown:
-        raise ConfigError(f"{name}: unknown field(s) {', '.join(unknown)} (allowed: {', '.join(sorted(CLIENT_KEYS))})")
+        raise ConfigError(
+            f"{name}: unknown field(s) {', '.join(unknown)} (allowed:"
+            f" {', '.join(sorted(CLIENT_KEYS))})"
+        )
     jku = entry.get("jku", [])
-    if not isinstance(jku, list) or not all(isinstance(u, str) and u.startswith(("https://", *LOOPBACK_HTTP))
-                                            for u in jku):
+    if not isinstance(jku, list) or not all(
+        isinstance(u, str) and u.startswith(("https://", *LOOPBACK_HTTP)) for u in jku
+    ):
         raise ConfigError(f"{name}: jku must be a list of https:// URLs (http:// only on loopback)")
     jwks = entry.get("jwks")
     if not jku and jwks is None:
@@ -106,18 +130,25 @@ def _client_entry(where: str, index: int, entry: Any) -> TrustedClient:
         for position, key in enumerate(jwks["keys"]):
             _check_public_key(f"{name}: jwks key {position}", key)
     servers = entry.get("fhir_servers", [])
-    if not isinstance(servers, list) or not all(isinstance(u, str) and u.startswith(("https://", "http://"))
-                                                for u in servers):
+    if not isinstance(servers, list) or not all(
+        isinstance(u, str) and u.startswith(("https://", "http://")) for u in servers
+    ):
         raise ConfigError(f"{name}: fhir_servers must be a list of http(s) base URLs")
     tenant = entry.get("tenant")
     if tenant is not None and not isinstance(tenant, str):
         raise ConfigError(f"{name}: tenant must be a string")
-    return TrustedClient(iss=iss, jku=tuple(jku), jwks=jwks, fhir_servers=tuple(u.rstrip("/") for u in servers),
-                         tenant=tenant)
+    return TrustedClient(
+        iss=iss,
+        jku=tuple(jku),
+        jwks=jwks,
+        fhir_servers=tuple(u.rstrip("/") for u in servers),
+        tenant=tenant,
+    )
 
 
 def _check_public_key(name: str, key: Any) -> None:
-    """A pinned key must be a usable public JWK of an accepted type, with a kid (tokens name their key by kid)."""
+    """A pinned key must be a usable public JWK of an accepted type, with a kid (tokens name their
+    key by kid)."""
     if not isinstance(key, dict):
         raise ConfigError(f"{name} is not an object")
     kid = key.get("kid")
@@ -127,21 +158,31 @@ def _check_public_key(name: str, key: Any) -> None:
     if key.get("kty") not in KEY_TYPES:
         raise ConfigError(f"{name}: kty must be EC or RSA, not {key.get('kty')!r}")
     if key.get("alg") not in (None, *ALLOWED_ALGORITHMS):
-        raise ConfigError(f"{name}: alg must be one of {', '.join(ALLOWED_ALGORITHMS)}, not {key.get('alg')!r}")
+        raise ConfigError(
+            f"{name}: alg must be one of {', '.join(ALLOWED_ALGORITHMS)}, not {key.get('alg')!r}"
+        )
     if "d" in key:
         raise ConfigError(f"{name} holds private key material (d): pin the public key only")
     try:
         KEY_TYPES[key["kty"]].from_jwk(json.dumps(key))
     except (jwt.PyJWTError, ValueError, KeyError, TypeError) as error:
-        raise ConfigError(f"{name} is not a valid {key['kty']} public key ({type(error).__name__}: "
-                          f"{str(error).splitlines()[0] if str(error) else 'missing or malformed parameters'})") from None
+        raise ConfigError(
+            f"{name} is not a valid {key['kty']} public key ({type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else 'missing or malformed parameters'})"
+        ) from None
 
 
 class JwksCache:
-    """JWK Sets fetched from allowed jku URLs: cached for a while, fetched again (at most every 30 s) for an unknown kid."""
+    """JWK Sets fetched from allowed jku URLs: cached for a while, fetched again (at most every 30
+    s) for an unknown kid."""
 
-    def __init__(self, timeout_seconds: float, cache_seconds: float, transport: httpx.BaseTransport | None = None,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        timeout_seconds: float,
+        cache_seconds: float,
+        transport: httpx.BaseTransport | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.timeout_seconds = timeout_seconds
         self.cache_seconds = cache_seconds
         self._transport = transport
@@ -165,7 +206,9 @@ class JwksCache:
 
     def _fetch(self, url: str) -> dict[str, Any]:
         try:
-            with httpx.Client(transport=self._transport, timeout=self.timeout_seconds, follow_redirects=False) as http:
+            with httpx.Client(
+                transport=self._transport, timeout=self.timeout_seconds, follow_redirects=False
+            ) as http:
                 response = http.get(url, headers={"Accept": "application/json"})
         except httpx.HTTPError as error:
             raise AuthError(f"JWKS could not be fetched ({type(error).__name__})") from None
@@ -181,14 +224,23 @@ class JwksCache:
 
 
 def _find_key(jwks: dict[str, Any], kid: str) -> dict[str, Any] | None:
-    return next((k for k in jwks.get("keys", []) if isinstance(k, dict) and k.get("kid") == kid), None)
+    return next(
+        (k for k in jwks.get("keys", []) if isinstance(k, dict) and k.get("kid") == kid), None
+    )
 
 
 class Authenticator:
-    """Verifies the bearer JWT of one request against the trusted clients; `claim_jti` refuses a replayed jti."""
+    """Verifies the bearer JWT of one request against the trusted clients; `claim_jti` refuses a
+    replayed jti."""
 
-    def __init__(self, clients: dict[str, TrustedClient], jwks: JwksCache, claim_jti: Callable[[str, str, float], bool],
-                 leeway_seconds: int, now: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        clients: dict[str, TrustedClient],
+        jwks: JwksCache,
+        claim_jti: Callable[[str, str, float], bool],
+        leeway_seconds: int,
+        now: Callable[[], float] = time.time,
+    ) -> None:
         self.clients = clients
         self.jwks = jwks
         self.claim_jti = claim_jti
@@ -198,7 +250,7 @@ class Authenticator:
     def authenticate(self, authorization: str | None, audience: str) -> AuthenticatedClient:
         if not authorization or not authorization.startswith("Bearer "):
             raise AuthError("no bearer token")
-        token = authorization[len("Bearer "):].strip()
+        token = authorization[len("Bearer ") :].strip()
         try:
             header = jwt.get_unverified_header(token)
             unverified = jwt.decode(token, options={"verify_signature": False})
@@ -217,16 +269,28 @@ class Authenticator:
         if client is None:
             raise AuthError("issuer not trusted")
         jwk = self._key(client, header, kid)
-        if jwk.get("alg") not in (None, algorithm) or jwk.get("kty") != KEY_TYPE_FOR_ALGORITHM[algorithm]:
+        if (
+            jwk.get("alg") not in (None, algorithm)
+            or jwk.get("kty") != KEY_TYPE_FOR_ALGORITHM[algorithm]
+        ):
             raise AuthError("key does not match the algorithm")
-        key = (ECAlgorithm if algorithm.startswith("ES") else RSAAlgorithm).from_jwk(json.dumps(jwk))
+        key = (ECAlgorithm if algorithm.startswith("ES") else RSAAlgorithm).from_jwk(
+            json.dumps(jwk)
+        )
         if isinstance(key, (EllipticCurvePrivateKey, RSAPrivateKey)):
             # A JWK with "d" (pinned keys never have one; a fetched JWKS might): verify with its
             # public half, as PyJWT does itself for an EC private key.
             key = key.public_key()
         try:
-            claims = jwt.decode(token, key, algorithms=[algorithm], audience=audience, issuer=client.iss,
-                                leeway=self.leeway, options={"require": ["iss", "aud", "exp", "iat", "jti"]})
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[algorithm],
+                audience=audience,
+                issuer=client.iss,
+                leeway=self.leeway,
+                options={"require": ["iss", "aud", "exp", "iat", "jti"]},
+            )
         except jwt.PyJWTError as error:
             raise AuthError(f"token refused ({type(error).__name__})") from None
         if not isinstance(claims["iat"], (int, float)) or claims["iat"] > self.now() + self.leeway:
@@ -237,19 +301,24 @@ class Authenticator:
             raise AuthError("no jti")
         if not self.claim_jti(client.iss, claims["jti"], float(claims["exp"]) + self.leeway):
             raise AuthError("jti replayed")
-        return AuthenticatedClient(client.iss, claims.get("tenant"), client.fhir_servers, client.allow_loopback_fhir)
+        return AuthenticatedClient(
+            client.iss, claims.get("tenant"), client.fhir_servers, client.allow_loopback_fhir
+        )
 
     def _key(self, client: TrustedClient, header: dict[str, Any], kid: str) -> dict[str, Any]:
-        """A pinned key with this kid wins, with or without a jku header, and nothing is fetched; a jku is fetched only
-        when it is allowed for the issuer and the kid is not pinned."""
+        """A pinned key with this kid wins, with or without a jku header, and nothing is fetched; a
+        jku is fetched only when it is allowed for the issuer and the kid is not pinned."""
         pinned = _find_key(client.jwks, kid) if client.jwks is not None else None
         if pinned is not None:
             return pinned
         jku = header.get("jku")
         if jku is not None:
             if jku not in client.jku:
-                raise AuthError("jku not allowed for this issuer" if client.jku or client.jwks is None else
-                                "unknown kid (not in the pinned keys; jku not allowed for this issuer)")
+                raise AuthError(
+                    "jku not allowed for this issuer"
+                    if client.jku or client.jwks is None
+                    else "unknown kid (not in the pinned keys; jku not allowed for this issuer)"
+                )
             key = self.jwks.keys(jku, kid)
         elif len(client.jku) == 1:
             key = self.jwks.keys(client.jku[0], kid)  # the client's one registered JWKS URL
@@ -262,11 +331,14 @@ class Authenticator:
         return key
 
     def replace_clients(self, clients: dict[str, TrustedClient]) -> None:
-        """Trust a new set of clients (a reloaded trusted-clients file); requests in flight keep the old set."""
+        """Trust a new set of clients (a reloaded trusted-clients file); requests in flight keep the
+        old set."""
         self.clients = clients
 
 
-# --- development mode: a locally generated key the service trusts, and tokens for curl ---------------------------
+# --- development mode: a locally generated key the service trusts, and tokens for curl
+# ---------------------------
+
 
 @dataclass
 class DevKey:
@@ -278,11 +350,13 @@ class DevKey:
 
 
 def load_or_create_dev_key(path: str) -> DevKey:
-    """The development client's ES384 key, generated on first use and kept (mode 600) so tokens survive restarts."""
+    """The development client's ES384 key, generated on first use and kept (mode 600) so tokens
+    survive restarts."""
     file = Path(path)
     if file.exists():
         return DevKey(json.loads(file.read_text()))
     from cryptography.hazmat.primitives.asymmetric import ec
+
     private = ec.generate_private_key(ec.SECP384R1())
     jwk = json.loads(ECAlgorithm.to_jwk(private))
     jwk.update(kid=DEV_KID, alg="ES384", use="sig")
@@ -296,17 +370,34 @@ def dev_client(key: DevKey) -> TrustedClient:
     return TrustedClient(iss=DEV_ISSUER, jwks={"keys": [key.public_jwk]}, allow_loopback_fhir=True)
 
 
-def mint_token(private_jwk: dict[str, Any], issuer: str, audience: str, lifetime_seconds: int = 300,
-               extra_claims: dict[str, Any] | None = None, headers: dict[str, Any] | None = None,
-               now: float | None = None) -> str:
+def mint_token(
+    private_jwk: dict[str, Any],
+    issuer: str,
+    audience: str,
+    lifetime_seconds: int = 300,
+    extra_claims: dict[str, Any] | None = None,
+    headers: dict[str, Any] | None = None,
+    now: float | None = None,
+) -> str:
     """A CDS client JWT signed with the given private JWK (ES384 or RS384 by key type)."""
     import uuid
+
     issued = int(now if now is not None else time.time())
     algorithm = "ES384" if private_jwk["kty"] == "EC" else "RS384"
     key = (ECAlgorithm if algorithm == "ES384" else RSAAlgorithm).from_jwk(json.dumps(private_jwk))
     if not isinstance(key, (EllipticCurvePrivateKey, RSAPrivateKey)):
         raise ValueError("mint_token needs a private JWK (with d)")
-    claims = {"iss": issuer, "aud": audience, "iat": issued, "exp": issued + lifetime_seconds, "jti": str(uuid.uuid4())}
+    claims = {
+        "iss": issuer,
+        "aud": audience,
+        "iat": issued,
+        "exp": issued + lifetime_seconds,
+        "jti": str(uuid.uuid4()),
+    }
     claims.update(extra_claims or {})
-    return jwt.encode(claims, key, algorithm=algorithm,
-                      headers={"kid": private_jwk["kid"], "typ": "JWT", **(headers or {})})
+    return jwt.encode(
+        claims,
+        key,
+        algorithm=algorithm,
+        headers={"kid": private_jwk["kid"], "typ": "JWT", **(headers or {})},
+    )

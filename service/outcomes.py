@@ -1,10 +1,21 @@
-"""Why a request cannot be answered (ApiError) and the FHIR OperationOutcome that says so, without echoing input."""
+"""Why a request cannot be answered (ApiError) and the FHIR OperationOutcome that says so, without
+echoing input."""
+
 from __future__ import annotations
 
 from typing import Any
 
-ISSUE_CODES = {400: "invalid", 401: "login", 404: "not-found", 405: "not-supported", 412: "not-found",
-               413: "too-costly", 415: "not-supported", 500: "exception", 503: "transient"}
+ISSUE_CODES = {
+    400: "invalid",
+    401: "login",
+    404: "not-found",
+    405: "not-supported",
+    412: "not-found",
+    413: "too-costly",
+    415: "not-supported",
+    500: "exception",
+    503: "transient",
+}
 
 
 class ApiError(Exception):
@@ -17,7 +28,9 @@ class ApiError(Exception):
         self.expression = expression
 
 
-def operation_outcome(status: int, diagnostics: str | None, expression: str | None = None) -> dict[str, Any]:
+def operation_outcome(
+    status: int, diagnostics: str | None, expression: str | None = None
+) -> dict[str, Any]:
     severity = "error" if status < 500 else "fatal"
     issue: dict[str, Any] = {"severity": severity, "code": ISSUE_CODES.get(status, "processing")}
     if diagnostics:

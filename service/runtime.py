@@ -1,4 +1,6 @@
-"""The dependencies one app instance runs with (settings, clock, FHIR fetcher, store, knowledge, services), built once."""
+"""The dependencies one app instance runs with (settings, clock, FHIR fetcher, store, knowledge,
+services), built once."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,9 +9,9 @@ from typing import Any
 from hooks.cards import CardRenderer
 from hooks.knowledge import Knowledge
 from service.config import Settings
-from service.store.base import FeedbackStore
-from service.record.fhir_client import FhirFetcher
 from service.http.validation import SchemaValidators
+from service.record.fhir_client import FhirFetcher
+from service.store.base import FeedbackStore
 
 
 @dataclass
@@ -23,6 +25,8 @@ class Runtime:
     validators: SchemaValidators
     renderer: CardRenderer
     discovery_body: bytes
-    prefetch_keys: tuple[Any, ...] = ()  # service.record.prefetch.PrefetchKey: what every service asks EHRs for
+    prefetch_keys: tuple[
+        Any, ...
+    ] = ()  # service.record.prefetch.PrefetchKey: what every service asks EHRs for
     authenticator: Any = None  # None only when the operator turned authentication off
     metrics: Any = None  # service.metrics.Metrics, built by create_app

@@ -1,12 +1,17 @@
-"""Start-up configuration check: every setting, the knowledge file, the trusted clients and the database, in one line."""
+"""Start-up configuration check: every setting, the knowledge file, the trusted clients and the
+database, in one line."""
+
 from __future__ import annotations
 
 from service.config import ConfigError, Settings
 
 
 def check_configuration(settings: Settings, *, connect_database: bool = False) -> list[str]:
-    """What was checked, one line each; raises ConfigError (one line: the variable or file, the entry, the problem)
-    before the server listens. A database that cannot be reached is reported, not refused: the service degrades."""
+    """What was checked, one line each; raises ConfigError (one line: the variable or file, the
+    entry, the problem) before the server listens.
+
+    A database that cannot be reached is reported, not refused: the service degrades.
+    """
     from hooks.knowledge import KnowledgeError, load_knowledge
     from hooks.services import build_services
     from service import trusted_clients
@@ -16,7 +21,9 @@ def check_configuration(settings: Settings, *, connect_database: bool = False) -
     try:
         knowledge = load_knowledge(settings.knowledge_path)
         build_services(knowledge)  # the knowledge file's rules and the rule registry must agree
-    except KnowledgeError as error:  # unreadable, not JSON, against the schema, a broken cross reference: one line
+    except (
+        KnowledgeError
+    ) as error:  # unreadable, not JSON, against the schema, a broken cross reference: one line
         raise ConfigError(f"BONECDS_KNOWLEDGE_FILE {error.where}: {error.problem}") from None
     except (KeyError, TypeError, ValueError) as error:
         where = settings.knowledge_path or "bundled knowledge file"
@@ -33,8 +40,13 @@ def check_configuration(settings: Settings, *, connect_database: bool = False) -
 
 def _database_reachable(settings: Settings) -> str:
     from service.store import store_for
+
     try:
         store_for(settings).check_ready()
         return "reachable"
-    except Exception as error:  # reported, not raised: a database outage must not keep the safety checks off
-        return f"NOT reachable ({type(error).__name__}; the service starts and degrades: see README)"
+    except (
+        Exception
+    ) as error:  # reported, not raised: a database outage must not keep the safety checks off
+        return (
+            f"NOT reachable ({type(error).__name__}; the service starts and degrades: see README)"
+        )

@@ -1,7 +1,9 @@
-"""Lines that test modules add to pytest's terminal summary (counts the closing notes quote: examples, cases, 5xx)."""
+"""Lines that test modules add to pytest's terminal summary (counts the closing notes quote:
+examples, cases, 5xx)."""
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 SUMMARY_LINES: dict[str, Callable[[], str]] = {}
 

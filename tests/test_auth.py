@@ -1,5 +1,7 @@
-"""JWT client authentication on discovery, service and feedback: every token defect is a bare 401, valid ES384 and RS384
-tokens pass; replay refused across app instances sharing one database; JWKS fetched from allowed jku URLs and cached."""
+"""JWT client authentication on discovery, service and feedback: every token defect is a bare 401,
+valid ES384 and RS384 tokens pass; replay refused across app instances sharing one database; JWKS
+fetched from allowed jku URLs and cached."""
+
 from __future__ import annotations
 
 import base64
@@ -28,7 +30,11 @@ BASE = "https://cds.example.org"
 EHR_ISSUER = "https://ehr.example.org/"
 EHR_FHIR = "https://ehr.example.org/fhir"
 SIGN = "/cds-services/bonecds-order-sign"
-ENDPOINTS = {"discovery": ("GET", "/cds-services"), "service": ("POST", SIGN), "feedback": ("POST", f"{SIGN}/feedback")}
+ENDPOINTS = {
+    "discovery": ("GET", "/cds-services"),
+    "service": ("POST", SIGN),
+    "feedback": ("POST", f"{SIGN}/feedback"),
+}
 
 
 def private_jwk(key, kid: str) -> dict:
@@ -71,9 +77,11 @@ class JwksServer:
 
 @pytest.fixture(scope="module")
 def keys():
-    return {"ec": private_jwk(ec.generate_private_key(ec.SECP384R1()), "ec-1"),
-            "rsa": private_jwk(rsa.generate_private_key(public_exponent=65537, key_size=2048), "rsa-1"),
-            "other-ec": private_jwk(ec.generate_private_key(ec.SECP384R1()), "ec-1")}
+    return {
+        "ec": private_jwk(ec.generate_private_key(ec.SECP384R1()), "ec-1"),
+        "rsa": private_jwk(rsa.generate_private_key(public_exponent=65537, key_size=2048), "rsa-1"),
+        "other-ec": private_jwk(ec.generate_private_key(ec.SECP384R1()), "ec-1"),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -86,16 +94,39 @@ def jwks_server(keys):
 @pytest.fixture(scope="module")
 def clients_file(tmp_path_factory, keys, jwks_server):
     path = tmp_path_factory.mktemp("auth") / "clients.json"
-    path.write_text(json.dumps({"clients": [
-        {"iss": EHR_ISSUER, "jwks": {"keys": [public(keys["ec"])]}, "fhir_servers": [EHR_FHIR], "tenant": "hospital-a"},
-        {"iss": "https://rsa-ehr.example.org/", "jku": [jwks_server.url], "fhir_servers": [EHR_FHIR]},
-    ]}))
+    path.write_text(
+        json.dumps(
+            {
+                "clients": [
+                    {
+                        "iss": EHR_ISSUER,
+                        "jwks": {"keys": [public(keys["ec"])]},
+                        "fhir_servers": [EHR_FHIR],
+                        "tenant": "hospital-a",
+                    },
+                    {
+                        "iss": "https://rsa-ehr.example.org/",
+                        "jku": [jwks_server.url],
+                        "fhir_servers": [EHR_FHIR],
+                    },
+                ]
+            }
+        )
+    )
     return str(path)
 
 
 def make_app(tmp_path, clients_file, database: str | None = None):
-    return create_app(Settings(database_url=f"sqlite:///{database or tmp_path / 'db.sqlite3'}", frozen_now=ANCHOR_INSTANT,
-                               public_base_url=BASE, auth="on", clients_file=clients_file, jwks_timeout_seconds=0.5))
+    return create_app(
+        Settings(
+            database_url=f"sqlite:///{database or tmp_path / 'db.sqlite3'}",
+            frozen_now=ANCHOR_INSTANT,
+            public_base_url=BASE,
+            auth="on",
+            clients_file=clients_file,
+            jwks_timeout_seconds=0.5,
+        )
+    )
 
 
 @pytest.fixture(scope="module")
@@ -109,17 +140,37 @@ def call(client, endpoint: str, token: str | None):
     if method == "GET":
         return client.get(path, headers=headers)
     if endpoint == "feedback":
-        body = {"feedback": [{"card": "00000000-0000-4000-8000-000000000000", "outcome": "overridden",
-                              "outcomeTimestamp": "2026-10-15T10:05:31Z"}]}
+        body = {
+            "feedback": [
+                {
+                    "card": "00000000-0000-4000-8000-000000000000",
+                    "outcome": "overridden",
+                    "outcomeTimestamp": "2026-10-15T10:05:31Z",
+                }
+            ]
+        }
     else:
         s = scenario("dose-adjust-first-dose")
         service = client.application.extensions["bonecds"].services["bonecds-order-sign"]
-        body = hook_request(service, s.patient_id, s.draft_orders, resources=transaction_resources(s.patient.transaction()))
+        body = hook_request(
+            service,
+            s.patient_id,
+            s.draft_orders,
+            resources=transaction_resources(s.patient.transaction()),
+        )
     return client.post(path, json=body, headers=headers)
 
 
-def token_for(keys, endpoint: str, *, key: str = "ec", issuer: str = EHR_ISSUER, claims: dict | None = None,
-              headers: dict | None = None, aud: str | list | None = None) -> str:
+def token_for(
+    keys,
+    endpoint: str,
+    *,
+    key: str = "ec",
+    issuer: str = EHR_ISSUER,
+    claims: dict | None = None,
+    headers: dict | None = None,
+    aud: str | list | None = None,
+) -> str:
     extra = {"tenant": "hospital-a"} if issuer == EHR_ISSUER else {}
     extra.update(claims or {})
     audience = aud if aud is not None else BASE + ENDPOINTS[endpoint][1]
@@ -135,63 +186,123 @@ def unsigned(header: dict, payload: dict) -> str:
 
 
 def hmac_signed(header: dict, payload: dict, secret: bytes) -> str:
-    """The key-confusion attack: HS256 with the client's public key as the secret (PyJWT will not build it)."""
+    """The key-confusion attack: HS256 with the client's public key as the secret (PyJWT will not
+    build it)."""
     signing_input = unsigned(header, payload)[:-1]
-    return f"{signing_input}.{_b64(hmac.new(secret, signing_input.encode(), hashlib.sha256).digest())}"
+    return (
+        f"{signing_input}.{_b64(hmac.new(secret, signing_input.encode(), hashlib.sha256).digest())}"
+    )
 
 
 def defect_tokens(keys, endpoint: str) -> dict[str, str | None]:
     now = int(time.time())
     audience = BASE + ENDPOINTS[endpoint][1]
-    claims = {"iss": EHR_ISSUER, "aud": audience, "iat": now, "exp": now + 300, "jti": "x-1", "tenant": "hospital-a"}
-    ec_public_pem = ECAlgorithm.from_jwk(json.dumps(keys["ec"])).public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    claims = {
+        "iss": EHR_ISSUER,
+        "aud": audience,
+        "iat": now,
+        "exp": now + 300,
+        "jti": "x-1",
+        "tenant": "hospital-a",
+    }
+    ec_public_pem = (
+        ECAlgorithm.from_jwk(json.dumps(keys["ec"]))
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     return {
         "missing": None,
         "not-a-jwt": "not.a.jwt",
         "alg-none": unsigned({"alg": "none", "typ": "JWT", "kid": "ec-1"}, claims),
-        "hs256-with-public-key": hmac_signed({"alg": "HS256", "typ": "JWT", "kid": "ec-1"}, claims, ec_public_pem),
-        "es256": jwt.encode(claims, ec.generate_private_key(ec.SECP256R1()), algorithm="ES256", headers={"kid": "ec-1"}),
+        "hs256-with-public-key": hmac_signed(
+            {"alg": "HS256", "typ": "JWT", "kid": "ec-1"}, claims, ec_public_pem
+        ),
+        "es256": jwt.encode(
+            claims,
+            ec.generate_private_key(ec.SECP256R1()),
+            algorithm="ES256",
+            headers={"kid": "ec-1"},
+        ),
         "unknown-kid": token_for(keys, endpoint, headers={"kid": "nobody"}),
         "bad-signature": token_for(keys, endpoint, key="other-ec"),
         "expired": token_for(keys, endpoint, claims={"iat": now - 1000, "exp": now - 61}),
         "future-iat": token_for(keys, endpoint, claims={"iat": now + 120}),
         "not-yet-valid-nbf": token_for(keys, endpoint, claims={"nbf": now + 600}),
         "wrong-aud": token_for(keys, endpoint, aud=f"{BASE}/cds-services/some-other-service"),
-        "aud-of-other-host": token_for(keys, endpoint, aud="https://attacker.example" + ENDPOINTS[endpoint][1]),
+        "aud-of-other-host": token_for(
+            keys, endpoint, aud="https://attacker.example" + ENDPOINTS[endpoint][1]
+        ),
         "untrusted-iss": token_for(keys, endpoint, issuer="https://evil.example.org/"),
         # an attacker's key (kid not pinned) announced by the attacker's jku: never fetched, refused
-        "jku-not-allowed": token_for(keys, endpoint, key="other-ec",
-                                     headers={"jku": "https://evil.example.org/jwks", "kid": "attacker-1"}),
+        "jku-not-allowed": token_for(
+            keys,
+            endpoint,
+            key="other-ec",
+            headers={"jku": "https://evil.example.org/jwks", "kid": "attacker-1"},
+        ),
         "wrong-tenant": token_for(keys, endpoint, claims={"tenant": "hospital-b"}),
         "no-jti": token_for(keys, endpoint, claims={"jti": ""}),
         "bearer-missing-word": "",
     }
 
 
-DEFECTS = ["missing", "not-a-jwt", "alg-none", "hs256-with-public-key", "es256", "unknown-kid", "bad-signature", "expired",
-           "future-iat", "not-yet-valid-nbf", "wrong-aud", "aud-of-other-host", "untrusted-iss", "jku-not-allowed",
-           "wrong-tenant", "no-jti", "bearer-missing-word"]
+DEFECTS = [
+    "missing",
+    "not-a-jwt",
+    "alg-none",
+    "hs256-with-public-key",
+    "es256",
+    "unknown-kid",
+    "bad-signature",
+    "expired",
+    "future-iat",
+    "not-yet-valid-nbf",
+    "wrong-aud",
+    "aud-of-other-host",
+    "untrusted-iss",
+    "jku-not-allowed",
+    "wrong-tenant",
+    "no-jti",
+    "bearer-missing-word",
+]
 
 
 @pytest.mark.parametrize("endpoint", list(ENDPOINTS))
 @pytest.mark.parametrize("defect", DEFECTS)
 def test_every_token_defect_is_a_bare_401(client, keys, endpoint, defect, caplog):
     token = defect_tokens(keys, endpoint)[defect]
-    response = call(client, endpoint, token) if defect != "bearer-missing-word" else client.open(
-        ENDPOINTS[endpoint][1], method=ENDPOINTS[endpoint][0], headers={"Authorization": token_for(keys, endpoint)})
+    response = (
+        call(client, endpoint, token)
+        if defect != "bearer-missing-word"
+        else client.open(
+            ENDPOINTS[endpoint][1],
+            method=ENDPOINTS[endpoint][0],
+            headers={"Authorization": token_for(keys, endpoint)},
+        )
+    )
     assert response.status_code == 401
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
     outcome = response.get_json()
     assert outcome["resourceType"] == "OperationOutcome"
-    assert outcome["issue"][0]["diagnostics"] == "Authentication required."  # no reason is given away
+    assert (
+        outcome["issue"][0]["diagnostics"] == "Authentication required."
+    )  # no reason is given away
     if token:
         assert token not in caplog.text
 
 
 @pytest.mark.parametrize("endpoint", list(ENDPOINTS))
-@pytest.mark.parametrize("variant", ["es384", "es384-with-sub-and-nbf", "es384-aud-array", "rs384-via-jku",
-                                     "rs384-with-sub-and-nbf", "expired-within-leeway"])
+@pytest.mark.parametrize(
+    "variant",
+    [
+        "es384",
+        "es384-with-sub-and-nbf",
+        "es384-aud-array",
+        "rs384-via-jku",
+        "rs384-with-sub-and-nbf",
+        "expired-within-leeway",
+    ],
+)
 def test_valid_tokens_pass(client, keys, endpoint, variant):
     now = int(time.time())
     rsa_issuer = "https://rsa-ehr.example.org/"
@@ -200,14 +311,20 @@ def test_valid_tokens_pass(client, keys, endpoint, variant):
         "es384-with-sub-and-nbf": {"claims": {"sub": "clinician-7", "nbf": now - 5}},
         "es384-aud-array": {"aud": ["https://other.example.org", BASE + ENDPOINTS[endpoint][1]]},
         "rs384-via-jku": {"key": "rsa", "issuer": rsa_issuer},
-        "rs384-with-sub-and-nbf": {"key": "rsa", "issuer": rsa_issuer, "claims": {"sub": "x", "nbf": now}},
+        "rs384-with-sub-and-nbf": {
+            "key": "rsa",
+            "issuer": rsa_issuer,
+            "claims": {"sub": "x", "nbf": now},
+        },
         "expired-within-leeway": {"claims": {"iat": now - 400, "exp": now - 30}},
     }[variant]
     response = call(client, endpoint, token_for(keys, endpoint, **kwargs))
     assert response.status_code == 200, response.get_data(as_text=True)
 
 
-def test_replayed_jti_is_refused_by_another_worker_sharing_the_database(tmp_path, clients_file, keys):
+def test_replayed_jti_is_refused_by_another_worker_sharing_the_database(
+    tmp_path, clients_file, keys
+):
     """Two app instances on one database file stand for two gunicorn workers of one deployment."""
     database = str(tmp_path / "shared.sqlite3")
     first, second = (make_app(tmp_path, clients_file, database).test_client() for _ in range(2))
@@ -215,20 +332,33 @@ def test_replayed_jti_is_refused_by_another_worker_sharing_the_database(tmp_path
     assert call(first, "discovery", token).status_code == 200
     assert call(second, "discovery", token).status_code == 401
     assert call(first, "discovery", token).status_code == 401
-    assert call(second, "discovery", token_for(keys, "discovery")).status_code == 200  # a new jti is fine
+    assert (
+        call(second, "discovery", token_for(keys, "discovery")).status_code == 200
+    )  # a new jti is fine
 
 
-def test_jwks_is_cached_and_an_unknown_kid_does_not_hammer_the_jku(tmp_path, clients_file, keys, jwks_server):
+def test_jwks_is_cached_and_an_unknown_kid_does_not_hammer_the_jku(
+    tmp_path, clients_file, keys, jwks_server
+):
     client = make_app(tmp_path, clients_file).test_client()  # fresh cache
     issuer = "https://rsa-ehr.example.org/"
     before = jwks_server.requests
     for _ in range(3):
-        assert call(client, "discovery", token_for(keys, "discovery", key="rsa", issuer=issuer)).status_code == 200
+        assert (
+            call(
+                client, "discovery", token_for(keys, "discovery", key="rsa", issuer=issuer)
+            ).status_code
+            == 200
+        )
     assert jwks_server.requests - before == 1
     for _ in range(3):
-        token = token_for(keys, "discovery", key="rsa", issuer=issuer, headers={"kid": "rotated-away"})
+        token = token_for(
+            keys, "discovery", key="rsa", issuer=issuer, headers={"kid": "rotated-away"}
+        )
         assert call(client, "discovery", token).status_code == 401
-    assert jwks_server.requests - before <= 2  # one re-fetch for the unknown kid, then the rate limit holds
+    assert (
+        jwks_server.requests - before <= 2
+    )  # one re-fetch for the unknown kid, then the rate limit holds
 
 
 def test_a_hanging_jku_is_a_quick_401(tmp_path, clients_file, keys, jwks_server):
@@ -244,8 +374,16 @@ def test_a_hanging_jku_is_a_quick_401(tmp_path, clients_file, keys, jwks_server)
 
 
 def test_preflight_and_health_need_no_token(client):
-    assert client.options(SIGN, headers={"Origin": "https://sandbox.cds-hooks.org",
-                                         "Access-Control-Request-Method": "POST"}).status_code == 204
+    assert (
+        client.options(
+            SIGN,
+            headers={
+                "Origin": "https://sandbox.cds-hooks.org",
+                "Access-Control-Request-Method": "POST",
+            },
+        ).status_code
+        == 204
+    )
     assert client.get("/healthz").status_code == 200
 
 
@@ -262,14 +400,22 @@ def test_settings_default_to_auth_on_and_explicit_off_wins():
 
 
 def test_dev_mode_trusts_the_minted_token_and_only_it(tmp_path):
-    app = create_app(Settings(database_url=f"sqlite:///{tmp_path}/d.db", auth="dev", public_base_url=BASE,
-                              dev_key_path=str(tmp_path / "dev-key.json")))
+    app = create_app(
+        Settings(
+            database_url=f"sqlite:///{tmp_path}/d.db",
+            auth="dev",
+            public_base_url=BASE,
+            dev_key_path=str(tmp_path / "dev-key.json"),
+        )
+    )
     client = app.test_client()
     key = json.loads((tmp_path / "dev-key.json").read_text())
     assert oct((tmp_path / "dev-key.json").stat().st_mode & 0o777) == "0o600"
     assert client.get("/cds-services").status_code == 401
     token = mint_token(key, "bonecds-dev", f"{BASE}/cds-services")
-    assert client.get("/cds-services", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    assert (
+        client.get("/cds-services", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    )
 
 
 def free_port() -> int:

@@ -1,4 +1,6 @@
-"""The `bonecds` command: `evaluate` runs a request file through the real service path and prints the cards; `token`."""
+"""The `bonecds` command: `evaluate` runs a request file through the real service path and prints
+the cards; `token`."""
+
 from __future__ import annotations
 
 import json
@@ -27,15 +29,25 @@ def request_file(tmp_path, name: str) -> str:
     s = scenario(name)
     service = {x.id: x for x in build_services(load_knowledge())}[s.service_id]
     path = tmp_path / f"{name}.json"
-    path.write_text(json.dumps(scenario_request(service, s, resources=transaction_resources(s.patient.transaction()))))
+    path.write_text(
+        json.dumps(
+            scenario_request(service, s, resources=transaction_resources(s.patient.transaction()))
+        )
+    )
     return str(path)
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("calcium-low", "[CRITICAL] Calcium 8.06 mg/dL is low"),
-    ("review-bone-metastases-untreated", "-> Order zoledronic acid 4 mg IV every 12 weeks (recommended)"),
-    ("adjuvant-za-prepared", "No cards: nothing to say about this order."),
-])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("calcium-low", "[CRITICAL] Calcium 8.06 mg/dL is low"),
+        (
+            "review-bone-metastases-untreated",
+            "-> Order zoledronic acid 4 mg IV every 12 weeks (recommended)",
+        ),
+        ("adjuvant-za-prepared", "No cards: nothing to say about this order."),
+    ],
+)
 def test_evaluate_prints_the_cards_as_text(env, capsys, name, expected):
     assert main(["evaluate", request_file(env, name)]) == 0
     assert expected in capsys.readouterr().out
@@ -58,23 +70,47 @@ def test_evaluate_reports_a_bad_request_and_an_unknown_hook(env, capsys):
 
 
 def test_token_is_a_development_jwt_for_the_endpoint(env, capsys):
-    assert main(["token", "--service", "bonecds-order-sign", "--base-url", "https://cds.example.org"]) == 0
+    assert (
+        main(["token", "--service", "bonecds-order-sign", "--base-url", "https://cds.example.org"])
+        == 0
+    )
     token = capsys.readouterr().out.strip()
     key = json.loads((env / "dev-key.json").read_text())
-    claims = jwt.decode(token, ECAlgorithm.from_jwk(json.dumps(key)).public_key(), algorithms=["ES384"],
-                        audience="https://cds.example.org/cds-services/bonecds-order-sign")
+    claims = jwt.decode(
+        token,
+        ECAlgorithm.from_jwk(json.dumps(key)).public_key(),
+        algorithms=["ES384"],
+        audience="https://cds.example.org/cds-services/bonecds-order-sign",
+    )
     assert claims["iss"] == "bonecds-dev" and claims["jti"]
 
 
-@pytest.mark.parametrize("name, hook, expected", [
-    ("calcium-low", "order-sign", "[CRITICAL] Calcium 8.06 mg/dL is low"),
-    ("review-bone-metastases-untreated", "patient-view", "[WARNING] Bone metastases without a bone-modifying agent"),
-])
+@pytest.mark.parametrize(
+    "name, hook, expected",
+    [
+        ("calcium-low", "order-sign", "[CRITICAL] Calcium 8.06 mg/dL is low"),
+        (
+            "review-bone-metastases-untreated",
+            "patient-view",
+            "[WARNING] Bone metastases without a bone-modifying agent",
+        ),
+    ],
+)
 def test_evaluate_reads_the_patient_from_a_fhir_server(env, capsys, name, hook, expected):
     """--fhir-base: no prefetch at all; the service reads every key from the server with the token given."""
     s = scenario(name)
     with FaultyFhirServer(transaction_resources(s.patient.transaction())) as server:
-        argv = ["evaluate", "--fhir-base", server.base_url, "--patient", s.patient_id, "--hook", hook, "--token", "t-1"]
+        argv = [
+            "evaluate",
+            "--fhir-base",
+            server.base_url,
+            "--patient",
+            s.patient_id,
+            "--hook",
+            hook,
+            "--token",
+            "t-1",
+        ]
         if s.draft_orders:
             draft = env / "draft.json"
             draft.write_text(json.dumps(s.draft_orders["entry"][0]["resource"]))

@@ -1,8 +1,11 @@
-"""A real PostgreSQL stopped and restarted under load: hook calls keep their cards, replays are still refused, nothing
-is answered 5xx, feedback is queued (never called stored) and written when the database returns.
+"""A real PostgreSQL stopped and restarted under load: hook calls keep their cards, replays are
+still refused, nothing is answered 5xx, feedback is queued (never called stored) and written when
+the database returns.
 
-The service runs as users run it (`bonecds serve`, 2 workers, authentication on, PostgreSQL), on loopback. Figures
-are printed (pytest -s shows them) and added to the terminal summary."""
+The service runs as users run it (`bonecds serve`, 2 workers, authentication on, PostgreSQL), on
+loopback. Figures are printed (pytest -s shows them) and added to the terminal summary.
+"""
+
 from __future__ import annotations
 
 import json
@@ -44,7 +47,9 @@ def postgres():
         pytest.skip(f"{SKIP_VARIABLE}=skip")
     bin_dir = pg_bin_dir()
     if bin_dir is None:
-        raise RuntimeError("PostgreSQL not found: run `python3 scripts/dev.py test`, which installs it")
+        raise RuntimeError(
+            "PostgreSQL not found: run `python3 scripts/dev.py test`, which installs it"
+        )
     server = PostgresServer(bin_dir)
     url = server.start()
     try:
@@ -71,14 +76,32 @@ def service(tmp_path_factory, postgres, key):
     _server, url = postgres
     work = tmp_path_factory.mktemp("outage")
     clients = work / "clients.json"
-    clients.write_text(json.dumps({"clients": [{"iss": ISSUER, "jwks": {"keys": [
-        {k: v for k, v in key.items() if k != "d"}]}}]}))
+    clients.write_text(
+        json.dumps(
+            {
+                "clients": [
+                    {"iss": ISSUER, "jwks": {"keys": [{k: v for k, v in key.items() if k != "d"}]}}
+                ]
+            }
+        )
+    )
     port = free_port()
-    env = {**os.environ, "BONECDS_AUTH": "on", "BONECDS_CLIENTS_FILE": str(clients), "DATABASE_URL": url,
-           "BONECDS_PUBLIC_BASE_URL": PUBLIC_BASE, "BONECDS_NOW": ANCHOR_INSTANT.isoformat()}
+    env = {
+        **os.environ,
+        "BONECDS_AUTH": "on",
+        "BONECDS_CLIENTS_FILE": str(clients),
+        "DATABASE_URL": url,
+        "BONECDS_PUBLIC_BASE_URL": PUBLIC_BASE,
+        "BONECDS_NOW": ANCHOR_INSTANT.isoformat(),
+    }
     log = open(work / "service.log", "wb")
-    process = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--workers", "2"],
-                               cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--workers", "2"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     for _ in range(150):
         try:
@@ -112,7 +135,9 @@ def test_postgresql_outage_under_load(postgres, service, key):
         return mint_token(key, ISSUER, PUBLIC_BASE + path)
 
     def sign(client: httpx.Client) -> list[str]:
-        response = client.post(base + SIGN, json=body, headers={"Authorization": f"Bearer {token(SIGN)}"}, timeout=10)
+        response = client.post(
+            base + SIGN, json=body, headers={"Authorization": f"Bearer {token(SIGN)}"}, timeout=10
+        )
         statuses[response.status_code] += 1
         assert response.status_code == 200, response.text
         return sorted(c["source"]["topic"]["code"] for c in response.json()["cards"])
@@ -120,10 +145,20 @@ def test_postgresql_outage_under_load(postgres, service, key):
     def feedback(client: httpx.Client, card: str) -> dict:
         nonlocal feedback_sent
         path = f"{SIGN}/feedback"
-        item = {"card": card, "outcome": "overridden", "outcomeTimestamp": "2026-10-15T10:00:00Z",
-                "overrideReason": {"reason": {"code": "not-applicable", "system": "https://example.org/reasons"}}}
-        response = client.post(base + path, json={"feedback": [item]}, headers={"Authorization": f"Bearer {token(path)}"},
-                               timeout=10)
+        item = {
+            "card": card,
+            "outcome": "overridden",
+            "outcomeTimestamp": "2026-10-15T10:00:00Z",
+            "overrideReason": {
+                "reason": {"code": "not-applicable", "system": "https://example.org/reasons"}
+            },
+        }
+        response = client.post(
+            base + path,
+            json={"feedback": [item]},
+            headers={"Authorization": f"Bearer {token(path)}"},
+            timeout=10,
+        )
         statuses[response.status_code] += 1
         feedback_sent += 1
         assert response.status_code == 200, response.text
@@ -136,7 +171,10 @@ def test_postgresql_outage_under_load(postgres, service, key):
             while time.monotonic() < deadline:
                 seen.append(sign(client))
                 feedback(client, str(uuid.uuid4()))
-                discovery = client.get(base + "/cds-services", headers={"Authorization": f"Bearer {token('/cds-services')}"})
+                discovery = client.get(
+                    base + "/cds-services",
+                    headers={"Authorization": f"Bearer {token('/cds-services')}"},
+                )
                 statuses[discovery.status_code] += 1
             return seen
 
@@ -150,15 +188,26 @@ def test_postgresql_outage_under_load(postgres, service, key):
     try:
         with ThreadPoolExecutor(4) as pool:
             futures = [pool.submit(load, 4) for _ in range(4)]
-            # meanwhile: health stays quick, readiness says degraded, a replay on the same connection is refused
+            # meanwhile: health stays quick, readiness says degraded, a replay on the same
+            # connection is refused
             with httpx.Client() as client:
                 started = time.monotonic()
                 health = client.get(base + "/healthz", timeout=5)
                 health_ms = (time.monotonic() - started) * 1000
                 ready = client.get(base + "/readyz", timeout=5).json()
                 replayed = token(SIGN)
-                first = client.post(base + SIGN, json=body, headers={"Authorization": f"Bearer {replayed}"}, timeout=10)
-                second = client.post(base + SIGN, json=body, headers={"Authorization": f"Bearer {replayed}"}, timeout=10)
+                first = client.post(
+                    base + SIGN,
+                    json=body,
+                    headers={"Authorization": f"Bearer {replayed}"},
+                    timeout=10,
+                )
+                second = client.post(
+                    base + SIGN,
+                    json=body,
+                    headers={"Authorization": f"Bearer {replayed}"},
+                    timeout=10,
+                )
                 queued_answer = feedback(client, str(uuid.uuid4()))
             down = [f.result() for f in futures]
     finally:
@@ -166,9 +215,14 @@ def test_postgresql_outage_under_load(postgres, service, key):
     outage_seconds = time.monotonic() - outage_started
     assert health.status_code == 200 and health_ms < 250
     assert ready["status"] == "degraded" and ready["database"].startswith("unreachable")
-    assert first.status_code == 200 and sorted(c["source"]["topic"]["code"] for c in first.json()["cards"]) == before
+    assert (
+        first.status_code == 200
+        and sorted(c["source"]["topic"]["code"] for c in first.json()["cards"]) == before
+    )
     assert second.status_code == 401  # the replay, refused from the process' memory
-    assert queued_answer["stored"] == 0 and queued_answer.get("queued") == 1  # never answered as stored
+    assert (
+        queued_answer["stored"] == 0 and queued_answer.get("queued") == 1
+    )  # never answered as stored
     assert all(cards == before for phase in (up, down) for run in phase for cards in run)
     # when the database is back, the queued feedback and ledger rows are written
     deadline = time.monotonic() + 30
@@ -184,9 +238,11 @@ def test_postgresql_outage_under_load(postgres, service, key):
         after = client.get(base + "/readyz", timeout=5).json()
     five_xx = sum(n for status, n in statuses.items() if status >= 500)
     calls_down = sum(len(run) for run in down)
-    FIGURES["outage"] = (f"database outage: {sum(statuses.values())} answers, 5xx {five_xx}, {calls_down} order-signs "
-                         f"during {outage_seconds:.1f} s of outage all with their card, replay refused, /healthz "
-                         f"{health_ms:.0f} ms, feedback rows {stored}/{feedback_sent} after recovery")
+    FIGURES["outage"] = (
+        f"database outage: {sum(statuses.values())} answers, 5xx {five_xx}, {calls_down}"
+        f" order-signs during {outage_seconds:.1f} s of outage all with their card, replay refused,"
+        f" /healthz {health_ms:.0f} ms, feedback rows {stored}/{feedback_sent} after recovery"
+    )
     add_summary_line("database-outage", lambda: FIGURES["outage"])
     print(FIGURES["outage"])
     assert five_xx == 0

@@ -1,4 +1,5 @@
 """The committed scenario bundles are exactly what fixtures/scenarios.py generates."""
+
 from fixtures.build import main
 
 

@@ -1,13 +1,16 @@
-"""medicationReference everywhere, and paged prefetch, through the whole HTTP path (issue 13).
+"""MedicationReference everywhere, and paged prefetch, through the whole HTTP path (issue 13).
 
-A draft, an order on record or an administration that names its drug by `medicationReference` is resolved from a
-contained Medication, from the request's Bundles (draftOrders, prefetch `_include`), or by reading Medication/{id}
-from the request's fhirServer (a real local HTTP server here: tests/fhir_server/faulty.py) with the request's token,
-inside the call's time budget and only when the SSRF guard allows the server. A draft whose Medication cannot be
-obtained gets a `record-incomplete` card naming it (200, never 500, never an empty answer); a record Medication that
-cannot be obtained marks its fact group unavailable. A prefetch with a `next` link is used as sent; the next page is
-read when it can be, else the cards that rely on it say "first page of the EHR's search only".
+A draft, an order on record or an administration that names its drug by `medicationReference` is
+resolved from a contained Medication, from the request's Bundles (draftOrders, prefetch `_include`),
+or by reading Medication/{id} from the request's fhirServer (a real local HTTP server here:
+tests/fhir_server/faulty.py) with the request's token, inside the call's time budget and only when
+the SSRF guard allows the server. A draft whose Medication cannot be obtained gets a `record-
+incomplete` card naming it (200, never 500, never an empty answer); a record Medication that cannot
+be obtained marks its fact group unavailable. A prefetch with a `next` link is used as sent; the
+next page is read when it can be, else the cards that rely on it say "first page of the EHR's search
+only".
 """
+
 from __future__ import annotations
 
 import copy
@@ -33,7 +36,8 @@ FIRST_PAGE = "first page of the EHR's search only"
 
 @pytest.fixture(scope="module")
 def servers():
-    """The FHIR server of the requests, and another one standing for "another host" (it must never be asked)."""
+    """The FHIR server of the requests, and another one standing for "another host" (it must never
+    be asked)."""
     with FaultyFhirServer([]) as other, FaultyFhirServer([], other_base=other.base_url) as main:
         yield main, other
 
@@ -41,9 +45,16 @@ def servers():
 @pytest.fixture(scope="module")
 def medref_app(servers, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("medref")
-    return create_app(Settings(database_url=f"sqlite:///{tmp}/t.db", frozen_now=ANCHOR_INSTANT, auth="off",
-                               fhir_allowlist=(servers[0].base_url, UNREACHABLE, ALLOWED_NOWHERE),
-                               fhir_timeout_seconds=TIMEOUT, fhir_budget_seconds=BUDGET))
+    return create_app(
+        Settings(
+            database_url=f"sqlite:///{tmp}/t.db",
+            frozen_now=ANCHOR_INSTANT,
+            auth="off",
+            fhir_allowlist=(servers[0].base_url, UNREACHABLE, ALLOWED_NOWHERE),
+            fhir_timeout_seconds=TIMEOUT,
+            fhir_budget_seconds=BUDGET,
+        )
+    )
 
 
 @pytest.fixture()
@@ -59,18 +70,35 @@ def server(servers):
 
 @pytest.fixture()
 def call(medref_app):
-    """call(patient, *drafts, extra=[], prefetch_keys=None, fhir_server=None, prefetch=None) -> (status, cards, seconds).
+    """Call(patient, *drafts, extra=[], prefetch_keys=None, fhir_server=None, prefetch=None) ->
+    (status, cards, seconds).
 
-    The prefetch is built from the patient's resources plus `extra` (what the EHR holds) for `prefetch_keys` (None:
-    all); `prefetch(body)` may change it before it is sent."""
+    The prefetch is built from the patient's resources plus `extra` (what the EHR holds) for
+    `prefetch_keys` (None: all); `prefetch(body)` may change it before it is sent.
+    """
     client = medref_app.test_client()
     service = medref_app.extensions["bonecds"].services[SERVICE_ID]
 
-    def run(p, *drafts, extra=(), prefetch_keys=None, fhir_server=None, prefetch=None, hook_service=service,
-            selections=None):
+    def run(
+        p,
+        *drafts,
+        extra=(),
+        prefetch_keys=None,
+        fhir_server=None,
+        prefetch=None,
+        hook_service=service,
+        selections=None,
+    ):
         resources = transaction_resources(p.transaction()) + list(extra)
-        body = hook_request(hook_service, p.patient_id, draft_orders(*drafts), resources=resources,
-                            prefetch_keys=prefetch_keys, fhir_server=fhir_server, token=TOKEN if fhir_server else None)
+        body = hook_request(
+            hook_service,
+            p.patient_id,
+            draft_orders(*drafts),
+            resources=resources,
+            prefetch_keys=prefetch_keys,
+            fhir_server=fhir_server,
+            token=TOKEN if fhir_server else None,
+        )
         if selections is not None:
             body["context"]["selections"] = selections
         if prefetch:
@@ -80,6 +108,7 @@ def call(medref_app):
         seconds = time.monotonic() - started
         assert response.status_code < 500, response.get_data(as_text=True)
         return response.status_code, response.get_json().get("cards"), seconds
+
     return run
 
 
@@ -94,20 +123,28 @@ def by_rule(cards: list[dict]) -> dict[str, dict]:
 def medication(medication_id: str, key: str) -> dict:
     """A Medication resource coded as in the builder's MEDICATIONS table."""
     system, code, display = MEDICATIONS[key]
-    return {"resourceType": "Medication", "id": medication_id,
-            "code": {"coding": [{"system": system, "code": code, "display": display}], "text": display}}
+    return {
+        "resourceType": "Medication",
+        "id": medication_id,
+        "code": {"coding": [{"system": system, "code": code, "display": display}], "text": display},
+    }
 
 
 def by_reference(resource: dict, reference: str, display: str | None = None) -> dict:
-    """The same order naming its drug by medicationReference instead of medicationCodeableConcept."""
+    """The same order naming its drug by medicationReference instead of
+    medicationCodeableConcept."""
     changed = copy.deepcopy(resource)
     changed.pop("medicationCodeableConcept", None)
-    changed["medicationReference"] = {"reference": reference, **({"display": display} if display else {})}
+    changed["medicationReference"] = {
+        "reference": reference,
+        **({"display": display} if display else {}),
+    }
     return changed
 
 
 def za_patient():
-    """Bone metastases, prepared except for renal function: a zoledronic acid order draws renal-data-missing."""
+    """Bone metastases, prepared except for renal function: a zoledronic acid order draws renal-
+    data-missing."""
     return metastatic(prepared(new_patient("medref"), renal=False))
 
 
@@ -116,17 +153,21 @@ def za_draft(p, suffix: str = "draft") -> dict:
 
 
 def on_ai_by_reference(p, *, status: str = "active") -> tuple[dict, dict]:
-    """An anastrozole order on record naming its drug by reference only (as Synthea writes it), and its Medication."""
+    """An anastrozole order on record naming its drug by reference only (as Synthea writes it), and
+    its Medication."""
     med = medication(f"{p.patient_id}-anastrozole", "anastrozole")
-    request = by_reference(medication_request(f"{p.patient_id}-ai", p.patient_id, "anastrozole", status=status),
-                           f"Medication/{med['id']}")
+    request = by_reference(
+        medication_request(f"{p.patient_id}-ai", p.patient_id, "anastrozole", status=status),
+        f"Medication/{med['id']}",
+    )
     request["authoredOn"] = day(60)
     p.resources.append(request)
     return request, med
 
 
 def early_without_dxa():
-    """Early breast cancer, postmenopausal by age, well prepared, no DXA on record: endocrine therapy draws dxa-missing."""
+    """Early breast cancer, postmenopausal by age, well prepared, no DXA on record: endocrine
+    therapy draws dxa-missing."""
     return early(prepared(new_patient("medref-ai", age=64)))
 
 
@@ -134,7 +175,9 @@ def adjuvant_za(p) -> dict:
     return order(p, every=(6, "mo"))
 
 
-# --- the draft's Medication: contained, in draftOrders, in the prefetch, on the FHIR server ---------------------------
+# --- the draft's Medication: contained, in draftOrders, in the prefetch, on the FHIR server
+# ---------------------------
+
 
 def test_drug_by_code_is_the_baseline(call, server):
     p = za_patient()
@@ -156,7 +199,9 @@ def test_contained_medication(call, server):
 def test_medication_in_draft_orders(call, server):
     p = za_patient()
     med = medication(f"{p.patient_id}-za", "zoledronic-acid-4mg")
-    status, cards, _ = call(p, by_reference(za_draft(p), f"Medication/{med['id']}"), med, fhir_server=server.base_url)
+    status, cards, _ = call(
+        p, by_reference(za_draft(p), f"Medication/{med['id']}"), med, fhir_server=server.base_url
+    )
     assert status == 200 and rule_ids(cards) == ["renal-data-missing"]
     assert server.requests == []
 
@@ -165,15 +210,21 @@ def test_medication_in_draft_orders_by_urn_uuid(call, server):
     p = za_patient()
     med = medication("7f7bb5c2-6b8f-4ab4-9d43-27c5b0b8d1e2", "zoledronic-acid-4mg")
     draft = by_reference(za_draft(p), f"urn:uuid:{med['id']}")
-    status, cards, _ = call(p, draft, fhir_server=server.base_url,
-                            prefetch=lambda body: body["context"]["draftOrders"]["entry"].append(
-                                {"fullUrl": f"urn:uuid:{med['id']}", "resource": med}))
+    status, cards, _ = call(
+        p,
+        draft,
+        fhir_server=server.base_url,
+        prefetch=lambda body: body["context"]["draftOrders"]["entry"].append(
+            {"fullUrl": f"urn:uuid:{med['id']}", "resource": med}
+        ),
+    )
     assert status == 200 and rule_ids(cards) == ["renal-data-missing"]
     assert server.requests == []
 
 
 def test_medication_included_in_the_prefetch(call, server):
-    """The EHR stores the draft and answers the medications template with `_include`: the Medication comes along."""
+    """The EHR stores the draft and answers the medications template with `_include`: the Medication
+    comes along."""
     p = za_patient()
     med = medication(f"{p.patient_id}-za", "zoledronic-acid-4mg")
     draft = by_reference(za_draft(p), f"Medication/{med['id']}")
@@ -182,8 +233,13 @@ def test_medication_included_in_the_prefetch(call, server):
 
     def check(body):
         seen["entries"] = body["prefetch"]["medications"]["entry"]
+
     status, cards, _ = call(p, draft, extra=[med], prefetch=check)  # no fhirServer at all
-    assert {"fullUrl": f"Medication/{med['id']}", "resource": med, "search": {"mode": "include"}} in seen["entries"]
+    assert {
+        "fullUrl": f"Medication/{med['id']}",
+        "resource": med,
+        "search": {"mode": "include"},
+    } in seen["entries"]
     assert status == 200 and rule_ids(cards) == ["renal-data-missing"]
 
 
@@ -191,14 +247,19 @@ def test_medication_only_on_the_fhir_server_is_read_once_with_the_token(call, se
     p = za_patient()
     med = medication(f"{p.patient_id}-za", "zoledronic-acid-4mg")
     server.resources = [med]
-    drafts = [by_reference(za_draft(p), f"Medication/{med['id']}"),
-              by_reference(za_draft(p, "second"), f"{server.base_url}/Medication/{med['id']}")]  # the same, absolute
+    drafts = [
+        by_reference(za_draft(p), f"Medication/{med['id']}"),
+        by_reference(za_draft(p, "second"), f"{server.base_url}/Medication/{med['id']}"),
+    ]  # the same, absolute
     status, cards, _ = call(p, *drafts, fhir_server=server.base_url)
     assert status == 200
     assert [(seen.path, seen.query, seen.authorized) for seen in server.requests] == [
-        (f"/fhir/Medication/{med['id']}", "", True)]
+        (f"/fhir/Medication/{med['id']}", "", True)
+    ]
     found = by_rule(cards)
-    assert "renal-data-missing" in found and "duplicate-bone-agent" in found  # two zoledronic acid drafts, both seen
+    assert (
+        "renal-data-missing" in found and "duplicate-bone-agent" in found
+    )  # two zoledronic acid drafts, both seen
 
 
 def test_absolute_reference_to_another_server_is_not_read(call, server, servers):
@@ -211,7 +272,8 @@ def test_absolute_reference_to_another_server_is_not_read(call, server, servers)
     assert server.requests == []  # and the other host was asked nothing (fixture)
 
 
-# --- a draft's Medication that cannot be obtained -------------------------------------------------------------------
+# --- a draft's Medication that cannot be obtained
+# -------------------------------------------------------------------
 
 UNRESOLVED = {  # how the request is sent -> what the card gives as the reason
     "no-server": (None, {}, "the request gave no FHIR server"),
@@ -228,17 +290,29 @@ def test_unobtainable_draft_medication_is_named_in_a_record_incomplete_card(call
     fhir_server, faults, reason = UNRESOLVED[case]
     server.reset(faults)
     p = za_patient()
-    draft = by_reference(medication_request(f"{p.patient_id}-mystery", p.patient_id, "calcium-carbonate"),
-                         f"Medication/{p.patient_id}-unknown")
-    status, cards, seconds = call(p, draft, fhir_server=server.base_url if fhir_server == "main" else fhir_server)
+    draft = by_reference(
+        medication_request(f"{p.patient_id}-mystery", p.patient_id, "calcium-carbonate"),
+        f"Medication/{p.patient_id}-unknown",
+    )
+    status, cards, seconds = call(
+        p, draft, fhir_server=server.base_url if fhir_server == "main" else fhir_server
+    )
     assert status == 200 and rule_ids(cards) == ["record-incomplete"]
     [card] = cards
     assert card["indicator"] == "warning"
-    assert card["summary"] == "Draft order's medication could not be read: bone-agent checks not done"
-    assert f"MedicationRequest/{p.patient_id}-mystery" in card["detail"] and reason in card["detail"], card["detail"]
+    assert (
+        card["summary"] == "Draft order's medication could not be read: bone-agent checks not done"
+    )
+    assert (
+        f"MedicationRequest/{p.patient_id}-mystery" in card["detail"] and reason in card["detail"]
+    ), card["detail"]
     assert seconds < BUDGET + MARGIN
-    if fhir_server == "main":  # one read of that Medication and nothing else (no record was gathered)
-        assert [(seen.path, seen.authorized) for seen in server.requests] == [(f"/fhir/Medication/{p.patient_id}-unknown", True)]
+    if (
+        fhir_server == "main"
+    ):  # one read of that Medication and nothing else (no record was gathered)
+        assert [(seen.path, seen.authorized) for seen in server.requests] == [
+            (f"/fhir/Medication/{p.patient_id}-unknown", True)
+        ]
 
 
 def test_missing_contained_medication_is_named(call, server):
@@ -252,42 +326,62 @@ def test_missing_contained_medication_is_named(call, server):
 def test_unobtainable_draft_next_to_a_bone_agent_draft(call, server):
     """The bone-agent draft is checked as usual; the other one is named on its own card."""
     p = za_patient()
-    unknown = by_reference(medication_request(f"{p.patient_id}-other", p.patient_id, "calcium-carbonate"),
-                           f"Medication/{p.patient_id}-gone")
+    unknown = by_reference(
+        medication_request(f"{p.patient_id}-other", p.patient_id, "calcium-carbonate"),
+        f"Medication/{p.patient_id}-gone",
+    )
     status, cards, _ = call(p, za_draft(p), unknown, fhir_server=server.base_url)
     assert status == 200 and rule_ids(cards) == ["record-incomplete", "renal-data-missing"]
     gap = by_rule(cards)["record-incomplete"]
-    assert f"MedicationRequest/{p.patient_id}-other" in gap["detail"] and "duplicates" in gap["detail"]
+    assert (
+        f"MedicationRequest/{p.patient_id}-other" in gap["detail"] and "duplicates" in gap["detail"]
+    )
 
 
 def test_recognised_by_its_display_only(call, server):
-    """The Medication is missing but the reference's display names the drug: checked by name, and the card says the
-    Medication could not be read."""
+    """The Medication is missing but the reference's display names the drug: checked by name, and
+    the card says the Medication could not be read."""
     p = za_patient()
-    draft = by_reference(za_draft(p), f"Medication/{p.patient_id}-gone", display="zoledronic acid 4 MG Injection")
+    draft = by_reference(
+        za_draft(p), f"Medication/{p.patient_id}-gone", display="zoledronic acid 4 MG Injection"
+    )
     status, cards, _ = call(p, draft, fhir_server=server.base_url)
     found = by_rule(cards)
     assert status == 200 and set(found) == {"record-incomplete", "renal-data-missing"}
-    assert found["record-incomplete"]["summary"].startswith("Medication of the zoledronic acid draft could not be read")
+    assert found["record-incomplete"]["summary"].startswith(
+        "Medication of the zoledronic acid draft could not be read"
+    )
 
 
 def test_order_select_names_only_selected_drafts(call, server, medref_app):
     select = medref_app.extensions["bonecds"].services["bonecds-order-select"]
     p = za_patient()
-    unknown = by_reference(medication_request(f"{p.patient_id}-other", p.patient_id, "calcium-carbonate"),
-                           f"Medication/{p.patient_id}-gone")
-    status, cards, _ = call(p, unknown, hook_service=select, selections=[f"MedicationRequest/{p.patient_id}-calcium"])
+    unknown = by_reference(
+        medication_request(f"{p.patient_id}-other", p.patient_id, "calcium-carbonate"),
+        f"Medication/{p.patient_id}-gone",
+    )
+    status, cards, _ = call(
+        p, unknown, hook_service=select, selections=[f"MedicationRequest/{p.patient_id}-calcium"]
+    )
     assert (status, cards) == (200, [])
-    status, cards, _ = call(p, unknown, hook_service=select, selections=[f"MedicationRequest/{p.patient_id}-other"])
+    status, cards, _ = call(
+        p, unknown, hook_service=select, selections=[f"MedicationRequest/{p.patient_id}-other"]
+    )
     assert status == 200 and rule_ids(cards) == ["record-incomplete"]
 
 
-# --- nothing is read for an order-sign without a bone agent ---------------------------------------------------------
+# --- nothing is read for an order-sign without a bone agent
+# ---------------------------------------------------------
+
 
 def test_no_bone_agent_and_no_reference_reads_nothing(call, server):
     p = za_patient()
-    status, cards, _ = call(p, medication_request(f"{p.patient_id}-ca", p.patient_id, "calcium-carbonate"),
-                            prefetch_keys=[], fhir_server=server.base_url)
+    status, cards, _ = call(
+        p,
+        medication_request(f"{p.patient_id}-ca", p.patient_id, "calcium-carbonate"),
+        prefetch_keys=[],
+        fhir_server=server.base_url,
+    )
     assert (status, cards) == (200, []) and server.requests == []
 
 
@@ -295,13 +389,18 @@ def test_no_bone_agent_by_reference_reads_only_that_medication(call, server):
     p = za_patient()
     med = medication(f"{p.patient_id}-ca-med", "calcium-carbonate")
     server.resources = [med]
-    draft = by_reference(medication_request(f"{p.patient_id}-ca", p.patient_id, "calcium-carbonate"), f"Medication/{med['id']}")
+    draft = by_reference(
+        medication_request(f"{p.patient_id}-ca", p.patient_id, "calcium-carbonate"),
+        f"Medication/{med['id']}",
+    )
     status, cards, _ = call(p, draft, prefetch_keys=[], fhir_server=server.base_url)
     assert (status, cards) == (200, [])
     assert [seen.path for seen in server.requests] == [f"/fhir/Medication/{med['id']}"]
 
 
-# --- medications on record by reference -----------------------------------------------------------------------------
+# --- medications on record by reference
+# -----------------------------------------------------------------------------
+
 
 def test_aromatase_inhibitor_by_code_is_the_baseline(call, server):
     p = early_without_dxa()
@@ -315,7 +414,9 @@ def test_aromatase_inhibitor_by_code_is_the_baseline(call, server):
 def test_aromatase_inhibitor_by_reference_included_in_the_prefetch(call, server):
     p = early_without_dxa()
     _, med = on_ai_by_reference(p)
-    status, cards, _ = call(p, adjuvant_za(p), extra=[med])  # the prefetch _includes it; no fhirServer
+    status, cards, _ = call(
+        p, adjuvant_za(p), extra=[med]
+    )  # the prefetch _includes it; no fhirServer
     found = by_rule(cards)
     assert status == 200 and "record-incomplete" not in found
     assert "- Endocrine therapy: anastrozole" in found["dxa-missing"]["detail"]
@@ -325,11 +426,15 @@ def test_aromatase_inhibitor_by_reference_read_from_the_server(call, server):
     p = early_without_dxa()
     _, med = on_ai_by_reference(p)
     server.resources = [med]
-    status, cards, _ = call(p, adjuvant_za(p), fhir_server=server.base_url)  # prefetch without the Medication
+    status, cards, _ = call(
+        p, adjuvant_za(p), fhir_server=server.base_url
+    )  # prefetch without the Medication
     found = by_rule(cards)
     assert status == 200 and "record-incomplete" not in found
     assert "- Endocrine therapy: anastrozole" in found["dxa-missing"]["detail"]
-    assert [(seen.path, seen.authorized) for seen in server.requests] == [(f"/fhir/Medication/{med['id']}", True)]
+    assert [(seen.path, seen.authorized) for seen in server.requests] == [
+        (f"/fhir/Medication/{med['id']}", True)
+    ]
 
 
 def test_aromatase_inhibitor_by_reference_without_the_medication_is_not_silent(call, server):
@@ -339,8 +444,11 @@ def test_aromatase_inhibitor_by_reference_without_the_medication_is_not_silent(c
     found = by_rule(cards)
     assert status == 200 and "dxa-missing" not in found
     detail = found["record-incomplete"]["detail"]
-    assert "Medication orders could not be retrieved (1 medication order names its drug by a reference to a " \
-           "Medication that could not be read: it was not in the request, and the request gave no FHIR server" in detail
+    assert (
+        "Medication orders could not be retrieved (1 medication order names its drug by a reference"
+        " to a Medication that could not be read: it was not in the request, and the request gave"
+        " no FHIR server" in detail
+    )
     assert "baseline bone density" in detail.lower() or "dxa" in detail.lower()
 
 
@@ -350,9 +458,16 @@ def test_record_medications_by_reference_are_read_once_each(call, server):
     request, med = on_ai_by_reference(p)
     second = dict(request, id=f"{p.patient_id}-ai-2")
     p.resources.append(second)
-    p.resources.append({"resourceType": "MedicationAdministration", "id": f"{p.patient_id}-ai-adm", "status": "completed",
-                        "medicationReference": {"reference": f"Medication/{med['id']}"},
-                        "subject": {"reference": p.reference}, "effectiveDateTime": day(30)})
+    p.resources.append(
+        {
+            "resourceType": "MedicationAdministration",
+            "id": f"{p.patient_id}-ai-adm",
+            "status": "completed",
+            "medicationReference": {"reference": f"Medication/{med['id']}"},
+            "subject": {"reference": p.reference},
+            "effectiveDateTime": day(30),
+        }
+    )
     server.resources = [med]
     status, cards, _ = call(p, adjuvant_za(p), fhir_server=server.base_url)
     assert status == 200 and "dxa-missing" in by_rule(cards)
@@ -360,45 +475,81 @@ def test_record_medications_by_reference_are_read_once_each(call, server):
 
 
 def test_one_time_budget_for_the_whole_call(server, tmp_path):
-    """A hanging Medication read for the draft uses up the call's budget: the record's Medication read that follows
-    gets none of its own, so the call ends within one budget (1 s), not one per phase (2 s)."""
-    app = create_app(Settings(database_url=f"sqlite:///{tmp_path}/t.db", frozen_now=ANCHOR_INSTANT, auth="off",
-                              fhir_allowlist=(server.base_url,), fhir_timeout_seconds=1.0, fhir_budget_seconds=1.0))
+    """A hanging Medication read for the draft uses up the call's budget: the record's Medication
+    read that follows gets none of its own, so the call ends within one budget (1 s), not one per
+    phase (2 s)."""
+    app = create_app(
+        Settings(
+            database_url=f"sqlite:///{tmp_path}/t.db",
+            frozen_now=ANCHOR_INSTANT,
+            auth="off",
+            fhir_allowlist=(server.base_url,),
+            fhir_timeout_seconds=1.0,
+            fhir_budget_seconds=1.0,
+        )
+    )
     service = app.extensions["bonecds"].services[SERVICE_ID]
     server.reset({"Medication": "hang"})
     p = early_without_dxa()
     on_ai_by_reference(p)
-    drafts = [adjuvant_za(p), by_reference(medication_request(f"{p.patient_id}-x", p.patient_id, "calcium-carbonate"),
-                                           f"Medication/{p.patient_id}-hangs")]
-    body = hook_request(service, p.patient_id, draft_orders(*drafts), resources=transaction_resources(p.transaction()),
-                        fhir_server=server.base_url, token=TOKEN)
+    drafts = [
+        adjuvant_za(p),
+        by_reference(
+            medication_request(f"{p.patient_id}-x", p.patient_id, "calcium-carbonate"),
+            f"Medication/{p.patient_id}-hangs",
+        ),
+    ]
+    body = hook_request(
+        service,
+        p.patient_id,
+        draft_orders(*drafts),
+        resources=transaction_resources(p.transaction()),
+        fhir_server=server.base_url,
+        token=TOKEN,
+    )
     started = time.monotonic()
     response = app.test_client().post(URL, json=body)
     seconds = time.monotonic() - started
     assert response.status_code == 200 and seconds < 1.0 + 0.5, seconds
     details = "".join(card["detail"] for card in response.get_json()["cards"])
     assert f"MedicationRequest/{p.patient_id}-x" in details
-    assert "Medication orders could not be retrieved" in details and "no answer within the 1 s budget" in details
-    assert [seen.path for seen in server.requests] == [f"/fhir/Medication/{p.patient_id}-hangs"]  # never started
+    assert (
+        "Medication orders could not be retrieved" in details
+        and "no answer within the 1 s budget" in details
+    )
+    assert [seen.path for seen in server.requests] == [
+        f"/fhir/Medication/{p.patient_id}-hangs"
+    ]  # never started
 
 
-# --- paged prefetch ------------------------------------------------------------------------------------------------
+# --- paged prefetch
+# ------------------------------------------------------------------------------------------------
+
 
 def _paged(key: str, url: str, keep_entries: bool = True):
     def change(body):
         bundle = body["prefetch"][key]
         if not keep_entries:
             bundle["entry"] = []
-        bundle["link"] = [{"relation": "self", "url": "https://ehr.example.org/fhir/MedicationRequest"},
-                          {"relation": "next", "url": url}]
+        bundle["link"] = [
+            {"relation": "self", "url": "https://ehr.example.org/fhir/MedicationRequest"},
+            {"relation": "next", "url": url},
+        ]
+
     return change
 
 
 def test_paged_prefetch_without_a_server_is_used_and_said_to_be_first_page_only(call, server):
     p = early_without_dxa()
     p.medication("anastrozole", 60, status="active")
-    status, cards, _ = call(p, adjuvant_za(p), prefetch=_paged(
-        "medications", f"https://ehr.example.org/fhir/MedicationRequest?patient={p.patient_id}&page=2"))
+    status, cards, _ = call(
+        p,
+        adjuvant_za(p),
+        prefetch=_paged(
+            "medications",
+            f"https://ehr.example.org/fhir/MedicationRequest?patient={p.patient_id}&page=2",
+        ),
+    )
     found = by_rule(cards)
     assert status == 200 and "record-incomplete" not in found
     detail = found["dxa-missing"]["detail"]
@@ -412,32 +563,54 @@ def test_paged_prefetch_with_an_allowed_server_follows_next(call, server):
     p.medication("anastrozole", 60, status="active")
     server.resources = transaction_resources(p.transaction())
     query = f"MedicationRequest?patient={p.patient_id}&_sort=-authoredon&_count=100"
-    status, cards, _ = call(p, adjuvant_za(p), fhir_server=server.base_url,
-                            prefetch=_paged("medications", f"{server.base_url}/{query}", keep_entries=False))
+    status, cards, _ = call(
+        p,
+        adjuvant_za(p),
+        fhir_server=server.base_url,
+        prefetch=_paged("medications", f"{server.base_url}/{query}", keep_entries=False),
+    )
     found = by_rule(cards)
-    assert status == 200 and "- Endocrine therapy: anastrozole" in found["dxa-missing"]["detail"]  # from page 2
+    assert (
+        status == 200 and "- Endocrine therapy: anastrozole" in found["dxa-missing"]["detail"]
+    )  # from page 2
     assert not any(FIRST_PAGE in card["detail"] for card in cards)
     assert [(seen.path, seen.query, seen.authorized) for seen in server.requests] == [
-        ("/fhir/MedicationRequest", query.partition("?")[2], True)]
+        ("/fhir/MedicationRequest", query.partition("?")[2], True)
+    ]
 
 
 def test_paged_prefetch_next_page_that_fails_is_still_first_page_only(call, server):
     p = early_without_dxa()
     p.medication("anastrozole", 60, status="active")
     server.reset({"MedicationRequest": "http503"})
-    status, cards, _ = call(p, adjuvant_za(p), fhir_server=server.base_url, prefetch=_paged(
-        "medications", f"{server.base_url}/MedicationRequest?patient={p.patient_id}&page=2"))
+    status, cards, _ = call(
+        p,
+        adjuvant_za(p),
+        fhir_server=server.base_url,
+        prefetch=_paged(
+            "medications", f"{server.base_url}/MedicationRequest?patient={p.patient_id}&page=2"
+        ),
+    )
     found = by_rule(cards)
     assert status == 200 and "record-incomplete" not in found
-    assert FIRST_PAGE in found["dxa-missing"]["detail"] and "HTTP 503" in found["dxa-missing"]["detail"]
+    assert (
+        FIRST_PAGE in found["dxa-missing"]["detail"]
+        and "HTTP 503" in found["dxa-missing"]["detail"]
+    )
     assert not any("could not be retrieved" in card["detail"] for card in cards)
 
 
 def test_paged_prefetch_next_link_to_another_host_is_not_followed(call, server, servers):
     p = early_without_dxa()
     p.medication("anastrozole", 60, status="active")
-    status, cards, _ = call(p, adjuvant_za(p), fhir_server=server.base_url, prefetch=_paged(
-        "medications", f"{servers[1].base_url}/MedicationRequest?patient={p.patient_id}&page=2"))
+    status, cards, _ = call(
+        p,
+        adjuvant_za(p),
+        fhir_server=server.base_url,
+        prefetch=_paged(
+            "medications", f"{servers[1].base_url}/MedicationRequest?patient={p.patient_id}&page=2"
+        ),
+    )
     detail = by_rule(cards)["dxa-missing"]["detail"]
     assert status == 200 and FIRST_PAGE in detail and "another server" in detail
     assert server.requests == []

@@ -1,4 +1,5 @@
 """Prometheus metrics at GET /metrics, and the JSON log format (no PHI)."""
+
 from __future__ import annotations
 
 import io
@@ -18,15 +19,23 @@ from service.jsonlog import JsonFormatter
 
 
 def make_app(tmp_path, **settings):
-    return create_app(Settings(database_url=f"sqlite:///{tmp_path}/m.db", frozen_now=fixtures.builder.ANCHOR_INSTANT,
-                               auth="off", **settings))
+    return create_app(
+        Settings(
+            database_url=f"sqlite:///{tmp_path}/m.db",
+            frozen_now=fixtures.builder.ANCHOR_INSTANT,
+            auth="off",
+            **settings,
+        )
+    )
 
 
 def post_scenario(client, app, name: str, **options):
     s = scenario(name)
     service = app.extensions["bonecds"].services[s.service_id]
     options.setdefault("resources", transaction_resources(s.patient.transaction()))
-    return client.post(f"/cds-services/{s.service_id}", json=scenario_request(service, s, **options))
+    return client.post(
+        f"/cds-services/{s.service_id}", json=scenario_request(service, s, **options)
+    )
 
 
 def sample(text: str, name: str, **labels) -> float:
@@ -41,21 +50,54 @@ def sample(text: str, name: str, **labels) -> float:
 def test_metrics_count_requests_cards_feedback_and_errors(tmp_path):
     app = make_app(tmp_path)
     client = app.test_client()
-    answers = {name: post_scenario(client, app, name) for name in ("calcium-low", "adjuvant-za-prepared",
-                                                                  "review-adjuvant-candidate")}
+    answers = {
+        name: post_scenario(client, app, name)
+        for name in ("calcium-low", "adjuvant-za-prepared", "review-adjuvant-candidate")
+    }
     assert all(r.status_code == 200 for r in answers.values())
     card = answers["calcium-low"].get_json()["cards"][0]
-    feedback = {"feedback": [{"card": card["uuid"], "outcome": "overridden", "outcomeTimestamp": "2026-10-15T10:05:00Z"}]}
-    assert client.post("/cds-services/bonecds-order-sign/feedback", json=feedback).status_code == 200
-    assert client.post("/cds-services/bonecds-order-sign", json={"hook": "order-sign"}).status_code == 400
+    feedback = {
+        "feedback": [
+            {
+                "card": card["uuid"],
+                "outcome": "overridden",
+                "outcomeTimestamp": "2026-10-15T10:05:00Z",
+            }
+        ]
+    }
+    assert (
+        client.post("/cds-services/bonecds-order-sign/feedback", json=feedback).status_code == 200
+    )
+    assert (
+        client.post("/cds-services/bonecds-order-sign", json={"hook": "order-sign"}).status_code
+        == 400
+    )
 
     response = client.get("/metrics")  # no Authorization header needed
     assert response.status_code == 200 and response.mimetype == "text/plain"
     text = response.get_data(as_text=True)
     assert sample(text, "bonecds_cards_total", rule="calcium-low", indicator="critical") == 1
-    assert sample(text, "bonecds_cards_total", rule="review-adjuvant-candidate", indicator="info") == 1
-    assert sample(text, "bonecds_hook_request_seconds_count", hook="order-sign", service="bonecds-order-sign") == 2
-    assert sample(text, "bonecds_hook_request_seconds_count", hook="patient-view", service="bonecds-patient-view") == 1
+    assert (
+        sample(text, "bonecds_cards_total", rule="review-adjuvant-candidate", indicator="info") == 1
+    )
+    assert (
+        sample(
+            text,
+            "bonecds_hook_request_seconds_count",
+            hook="order-sign",
+            service="bonecds-order-sign",
+        )
+        == 2
+    )
+    assert (
+        sample(
+            text,
+            "bonecds_hook_request_seconds_count",
+            hook="patient-view",
+            service="bonecds-patient-view",
+        )
+        == 1
+    )
     assert sample(text, "bonecds_feedback_total", outcome="overridden", rule="calcium-low") == 1
     assert sample(text, "bonecds_feedback_total", outcome="accepted", rule="calcium-low") == 0
     assert sample(text, "bonecds_http_responses_total", status_class="2xx") == 4
@@ -67,7 +109,9 @@ def test_unreachable_fhir_server_counts_fetch_errors(tmp_path):
     with socket.socket() as probe:  # a loopback port nobody listens on once closed
         probe.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{probe.getsockname()[1]}/fhir"
-    app = make_app(tmp_path, fhir_allowlist=(url,), fhir_timeout_seconds=0.2, fhir_budget_seconds=0.5)
+    app = make_app(
+        tmp_path, fhir_allowlist=(url,), fhir_timeout_seconds=0.2, fhir_budget_seconds=0.5
+    )
     client = app.test_client()
     response = post_scenario(client, app, "calcium-low", prefetch_keys=[], fhir_server=url)
     assert response.status_code == 412
@@ -94,7 +138,11 @@ def test_json_log_lines_carry_hook_fields_and_no_phi(tmp_path, monkeypatch):
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert lines and all({"time", "level", "logger", "message"} <= set(line) for line in lines)
     call = next(line for line in lines if line["logger"] == "bonecds.calls" and "hook" in line)
-    assert call["hook"] == "order-sign" and call["service"] == "bonecds-order-sign" and call["rules"] == ["calcium-low"]
+    assert (
+        call["hook"] == "order-sign"
+        and call["service"] == "bonecds-order-sign"
+        and call["rules"] == ["calcium-low"]
+    )
     assert isinstance(call["ms"], float) and call["hookInstance"]
     patient = scenario("calcium-low").patient.transaction()["entry"][0]["resource"]
     assert patient["resourceType"] == "Patient"

@@ -1,9 +1,11 @@
-"""The development card preview page: served only when auth is "dev" or "off", and it shows the cards in a real browser.
+"""The development card preview page: served only when auth is "dev" or "off", and it shows the
+cards in a real browser.
 
-The browser test starts the service as users run it (`bonecds serve`) and drives headless Chromium through chromedriver
-with the raw W3C WebDriver HTTP API (httpx, no Selenium dependency). Chromium comes from apt (`scripts/dev.py test`
-installs `chromium` and `chromium-driver` when missing).
+The browser test starts the service as users run it (`bonecds serve`) and drives headless Chromium
+through chromedriver with the raw W3C WebDriver HTTP API (httpx, no Selenium dependency). Chromium
+comes from apt (`scripts/dev.py test` installs `chromium` and `chromium-driver` when missing).
 """
+
 from __future__ import annotations
 
 import base64
@@ -23,7 +25,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
 from fixtures.builder import ANCHOR_INSTANT
-from fixtures.prefetch import scenario_request, transaction_resources
 from fixtures.scenarios import scenario
 from service import create_app
 from service.config import Settings
@@ -33,28 +34,48 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 
 
-# --- registration (Flask test client) ---------------------------------------------------------------------------
+# --- registration (Flask test client)
+# ---------------------------------------------------------------------------
+
 
 def _app(tmp_path, auth: str):
     clients = tmp_path / "clients.json"
     jwk = json.loads(ECAlgorithm.to_jwk(ec.generate_private_key(ec.SECP384R1()).public_key()))
     jwk.update(kid="preview-1", alg="ES384", use="sig")
-    clients.write_text(json.dumps({"clients": [{"iss": "https://ehr.preview.test/", "jwks": {"keys": [jwk]}}]}))
-    return create_app(Settings(database_url=f"sqlite:///{tmp_path}/db.sqlite3", auth=auth, clients_file=str(clients),
-                               dev_key_path=str(tmp_path / "dev-key.json"), frozen_now=ANCHOR_INSTANT))
+    clients.write_text(
+        json.dumps({"clients": [{"iss": "https://ehr.preview.test/", "jwks": {"keys": [jwk]}}]})
+    )
+    return create_app(
+        Settings(
+            database_url=f"sqlite:///{tmp_path}/db.sqlite3",
+            auth=auth,
+            clients_file=str(clients),
+            dev_key_path=str(tmp_path / "dev-key.json"),
+            frozen_now=ANCHOR_INSTANT,
+        )
+    )
 
 
 def test_preview_is_absent_when_auth_is_on(tmp_path):
     client = _app(tmp_path, "on").test_client()
-    for path in ("/preview", "/preview/scenarios", "/preview/scenarios/calcium-low", "/preview/token?aud=/cds-services"):
+    for path in (
+        "/preview",
+        "/preview/scenarios",
+        "/preview/scenarios/calcium-low",
+        "/preview/token?aud=/cds-services",
+    ):
         assert client.get(path).status_code == 404, path
 
 
 def test_preview_in_dev_mode_mints_tokens_the_service_accepts(tmp_path):
     client = _app(tmp_path, "dev").test_client()
     page = client.get("/preview")
-    assert page.status_code == 200 and b"<select" in page.data and b'const AUTH = "dev"' in page.data
-    assert b"http://" not in page.data.replace(b"https?:\\/\\/", b"") and b"<link" not in page.data  # self-contained
+    assert (
+        page.status_code == 200 and b"<select" in page.data and b'const AUTH = "dev"' in page.data
+    )
+    assert (
+        b"http://" not in page.data.replace(b"https?:\\/\\/", b"") and b"<link" not in page.data
+    )  # self-contained
     names = {s["name"] for s in client.get("/preview/scenarios").json}
     assert {"calcium-low", "adjuvant-za-prepared"} <= names
     body = client.get("/preview/scenarios/calcium-low").json
@@ -63,7 +84,10 @@ def test_preview_in_dev_mode_mints_tokens_the_service_accepts(tmp_path):
     assert client.post(path, json=body["request"]).status_code == 401
     token = client.get(f"/preview/token?aud={path}").json["token"]
     answer = client.post(path, json=body["request"], headers={"Authorization": f"Bearer {token}"})
-    assert answer.status_code == 200 and answer.json["cards"][0]["source"]["topic"]["code"] == "calcium-low"
+    assert (
+        answer.status_code == 200
+        and answer.json["cards"][0]["source"]["topic"]["code"] == "calcium-low"
+    )
     assert client.get("/preview/token?aud=https://elsewhere.example/").status_code == 400
 
 
@@ -73,7 +97,9 @@ def test_no_token_endpoint_when_auth_is_off(tmp_path):
     assert client.get("/preview/token?aud=/cds-services/bonecds-order-sign").status_code == 404
 
 
-# --- the real service in headless Chromium ----------------------------------------------------------------------
+# --- the real service in headless Chromium
+# ----------------------------------------------------------------------
+
 
 def _free_port() -> int:
     with socket.socket() as probe:
@@ -105,16 +131,37 @@ def _stop(process: subprocess.Popen) -> None:
 
 @pytest.fixture(scope="module")
 def preview_service(tmp_path_factory):
-    """`bonecds serve` with authentication off (so the preview page is on), clock frozen at the fixtures' anchor."""
+    """`bonecds serve` with authentication off (so the preview page is on), clock frozen at the
+    fixtures' anchor."""
     port = _free_port()
     workdir = tmp_path_factory.mktemp("preview-service")
     database = workdir / "feedback.sqlite3"
-    env = {**os.environ, "BONECDS_AUTH": "off", "BONECDS_NOW": "2026-10-15T10:00:00Z",
-           "DATABASE_URL": f"sqlite:///{database}"}
+    env = {
+        **os.environ,
+        "BONECDS_AUTH": "off",
+        "BONECDS_NOW": "2026-10-15T10:00:00Z",
+        "DATABASE_URL": f"sqlite:///{database}",
+    }
     env.pop("BONECDS_CLIENTS_FILE", None)
     log = open(workdir / "service.log", "wb")
-    process = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-                                "--workers", "1"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "service.cli",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         try:
@@ -128,7 +175,8 @@ def preview_service(tmp_path_factory):
 
 
 def _element(reference: dict) -> str:
-    """A WebDriver element reference is a one-key object (the W3C web element identifier) holding the element id."""
+    """A WebDriver element reference is a one-key object (the W3C web element identifier) holding
+    the element id."""
     return next(iter(reference.values()))
 
 
@@ -148,11 +196,31 @@ class WebDriver:
         return value
 
     def start(self, chromium: str, profile: Path) -> None:
-        args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-                "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                f"--user-data-dir={profile}", "--window-size=1280,1000"]
-        value = self.call("POST", "/session", {"capabilities": {"alwaysMatch": {
-            "browserName": "chrome", "goog:chromeOptions": {"binary": chromium, "args": args}}}})
+        args = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            "--window-size=1280,1000",
+        ]
+        value = self.call(
+            "POST",
+            "/session",
+            {
+                "capabilities": {
+                    "alwaysMatch": {
+                        "browserName": "chrome",
+                        "goog:chromeOptions": {"binary": chromium, "args": args},
+                    }
+                }
+            },
+        )
         self.session = value["sessionId"]
 
     def quit(self) -> None:
@@ -167,7 +235,10 @@ class WebDriver:
         return _element(self.call("POST", "/element", {"using": "css selector", "value": css}))
 
     def find_all(self, css: str) -> list[str]:
-        return [_element(e) for e in self.call("POST", "/elements", {"using": "css selector", "value": css})]
+        return [
+            _element(e)
+            for e in self.call("POST", "/elements", {"using": "css selector", "value": css})
+        ]
 
     def script(self, source: str, *args):
         return self.call("POST", "/execute/sync", {"script": source, "args": list(args)})
@@ -185,11 +256,15 @@ class WebDriver:
 @pytest.fixture
 def browser(tmp_path):
     if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
-        pytest.fail("chromium and chromedriver are needed: apt-get install chromium chromium-driver "
-                    "(scripts/dev.py test installs them)")
+        pytest.fail(
+            "chromium and chromedriver are needed: apt-get install chromium chromium-driver "
+            "(scripts/dev.py test installs them)"
+        )
     port = _free_port()
     log = open(tmp_path / "chromedriver.log", "wb")
-    driver_process = subprocess.Popen([CHROMEDRIVER, f"--port={port}"], stdout=log, stderr=subprocess.STDOUT)
+    driver_process = subprocess.Popen(
+        [CHROMEDRIVER, f"--port={port}"], stdout=log, stderr=subprocess.STDOUT
+    )
     driver = WebDriver(f"http://127.0.0.1:{port}")
     try:
         _wait_http(f"http://127.0.0.1:{port}/status")
@@ -206,8 +281,11 @@ def browser(tmp_path):
 def _run_scenario(driver: WebDriver, base: str, name: str) -> None:
     driver.call("POST", "/url", {"url": f"{base}/preview"})
     driver.wait("return document.body.dataset.ready === '1'")
-    driver.script("const s = document.getElementById('scenario'); s.value = arguments[0];"
-                  "s.dispatchEvent(new Event('change'));", name)
+    driver.script(
+        "const s = document.getElementById('scenario'); s.value = arguments[0];"
+        "s.dispatchEvent(new Event('change'));",
+        name,
+    )
     driver.wait("return document.body.dataset.loaded === arguments[0]", name)
     driver.call("POST", f"/element/{driver.find('#run')}/click", {})
     driver.wait("return /card\\(s\\) from/.test(document.getElementById('status').textContent)")
@@ -225,10 +303,15 @@ def test_calcium_low_card_in_the_browser(preview_service, browser, tmp_path):
     text = browser.call("GET", f"/element/{card}/text")
     assert "Calcium 8.06 mg/dL is low: correct it before zoledronic acid" in text
     strong = browser.find_all("#cards .card .detail strong")
-    assert strong and "Do not give zoledronic acid" in browser.call("GET", f"/element/{strong[0]}/text")
+    assert strong and "Do not give zoledronic acid" in browser.call(
+        "GET", f"/element/{strong[0]}/text"
+    )
     assert "**" not in text and "<strong>" not in text  # rendered, not shown as markup
     buttons = browser.find_all("#cards .card button.suggestion")
-    assert len(buttons) == 1 and browser.call("GET", f"/element/{buttons[0]}/text") == "Remove this order"
+    assert (
+        len(buttons) == 1
+        and browser.call("GET", f"/element/{buttons[0]}/text") == "Remove this order"
+    )
 
     png = base64.b64decode(browser.call("GET", "/screenshot"))
     shot = tmp_path / "calcium-low.png"
@@ -236,7 +319,10 @@ def test_calcium_low_card_in_the_browser(preview_service, browser, tmp_path):
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5 * 1024
 
     browser.call("POST", f"/element/{buttons[0]}/click", {})
-    browser.wait("return (document.querySelector('#cards .card .feedback-sent') || {}).textContent === 'Feedback sent'")
+    browser.wait(
+        "return (document.querySelector('#cards .card .feedback-sent') || {}).textContent ==="
+        " 'Feedback sent'"
+    )
     with sqlite3.connect(database) as db:
         rows = db.execute("SELECT * FROM feedback").fetchall()
         names = [d[0] for d in db.execute("SELECT * FROM feedback").description]

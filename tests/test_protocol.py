@@ -1,15 +1,18 @@
-"""CDS Hooks 2.0 conformance checks 1-23 (discovery, request handling, prefetch semantics, card content, feedback)."""
+"""CDS Hooks 2.0 conformance checks 1-23 (discovery, request handling, prefetch semantics, card
+content, feedback)."""
+
 from __future__ import annotations
 
 import copy
 import re
 import uuid
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from jsonschema import Draft7Validator
 
-from fixtures.builder import day, draft_orders, medication_request
+from fixtures.builder import day
 from fixtures.prefetch import hook_request, transaction_resources
 from fixtures.prefetch import scenario_request as hook_request_for
 from fixtures.scenarios import all_scenarios, scenario
@@ -17,14 +20,26 @@ from service.http.validation import SchemaValidators
 
 SERVICE_URL = "/cds-services/bonecds-order-sign"
 SCHEMAS = SchemaValidators()
-ALLOWED_TOKENS = {"context.userId", "context.patientId", "context.encounterId", "userPractitionerId",
-                  "userPractitionerRoleId", "userPatientId", "userRelatedPersonId"}
+ALLOWED_TOKENS = {
+    "context.userId",
+    "context.patientId",
+    "context.encounterId",
+    "userPractitionerId",
+    "userPractitionerRoleId",
+    "userPatientId",
+    "userRelatedPersonId",
+}
 
 
 def scenario_request(service, name: str, **kwargs) -> dict:
     s = scenario(name)
-    return hook_request(service, s.patient_id, s.draft_orders, resources=transaction_resources(s.patient.transaction()),
-                        **kwargs)
+    return hook_request(
+        service,
+        s.patient_id,
+        s.draft_orders,
+        resources=transaction_resources(s.patient.transaction()),
+        **kwargs,
+    )
 
 
 def walk(value: Any, path: str = "$") -> Iterator[tuple[str, Any]]:
@@ -44,7 +59,9 @@ def assert_outcome(response, status: int) -> None:
     assert body["issue"][0]["diagnostics"]
 
 
-# --- Discovery (1-4) ---------------------------------------------------------------------------------------------
+# --- Discovery (1-4)
+# ---------------------------------------------------------------------------------------------
+
 
 def test_1_discovery_is_json_and_schema_valid(client):
     response = client.get("/cds-services")
@@ -79,10 +96,22 @@ def test_4_prefetch_parameters_are_restricted_and_narrow(client):
             for name, value in params.items():
                 base, _, modifier = name.partition(":")
                 assert modifier in ("", "in"), name
-                # reference and token parameters (equality only), dates with a prefix, _count and _sort; and, as the
-                # catalog asks, _include of the Medications that medication orders and administrations refer to
-                assert base in {"patient", "code", "value-concept", "reason-code", "_sort", "_count", "date", "status",
-                                "clinical-status", "_include"}, name
+                # reference and token parameters (equality only), dates with a prefix, _count and
+                # _sort; and, as the
+                # catalog asks, _include of the Medications that medication orders and
+                # administrations refer to
+                assert base in {
+                    "patient",
+                    "code",
+                    "value-concept",
+                    "reason-code",
+                    "_sort",
+                    "_count",
+                    "date",
+                    "status",
+                    "clinical-status",
+                    "_include",
+                }, name
                 if base == "_include":
                     assert value == f"{resource_type}:medication", template
                 if base == "date":
@@ -90,23 +119,38 @@ def test_4_prefetch_parameters_are_restricted_and_narrow(client):
             assert "_count" in params, f"{key} is not bounded by _count"
 
 
-# --- Service requests (5-12) -------------------------------------------------------------------------------------
+# --- Service requests (5-12)
+# -------------------------------------------------------------------------------------
+
 
 def test_5_valid_request_with_full_prefetch(client, service):
     response = client.post(SERVICE_URL, json=scenario_request(service, "dose-adjust-first-dose"))
     assert response.status_code == 200
     SCHEMAS.validate("cds-response", response.get_json())
-    Draft7Validator(__import__("json").load(open("service/http/schemas/cds-response.schema.json"))).validate(response.get_json())
+    Draft7Validator(
+        __import__("json").load(open("service/http/schemas/cds-response.schema.json"))
+    ).validate(response.get_json())
 
 
-@pytest.mark.parametrize("mutate, status", [
-    (lambda b: b.pop("hook"), 400),
-    (lambda b: b.pop("hookInstance"), 400),
-    (lambda b: b.update(hookInstance="not-a-uuid"), 400),
-    (lambda b: b.pop("context"), 400),
-    (lambda b: b.update(context="Patient/1"), 400),
-    (lambda b: b.update(hook="patient-view"), 400),
-], ids=["no-hook", "no-hookInstance", "bad-hookInstance", "no-context", "context-not-object", "wrong-hook"])
+@pytest.mark.parametrize(
+    "mutate, status",
+    [
+        (lambda b: b.pop("hook"), 400),
+        (lambda b: b.pop("hookInstance"), 400),
+        (lambda b: b.update(hookInstance="not-a-uuid"), 400),
+        (lambda b: b.pop("context"), 400),
+        (lambda b: b.update(context="Patient/1"), 400),
+        (lambda b: b.update(hook="patient-view"), 400),
+    ],
+    ids=[
+        "no-hook",
+        "no-hookInstance",
+        "bad-hookInstance",
+        "no-context",
+        "context-not-object",
+        "wrong-hook",
+    ],
+)
 def test_6_request_errors_are_400_with_operation_outcome(client, service, mutate, status):
     body = scenario_request(service, "dose-adjust-first-dose")
     mutate(body)
@@ -114,22 +158,37 @@ def test_6_request_errors_are_400_with_operation_outcome(client, service, mutate
 
 
 def test_6_unknown_service_is_404(client, service):
-    assert_outcome(client.post("/cds-services/no-such-service", json=scenario_request(service, "no-bone-agent")), 404)
+    assert_outcome(
+        client.post(
+            "/cds-services/no-such-service", json=scenario_request(service, "no-bone-agent")
+        ),
+        404,
+    )
 
 
 def test_7_fhir_authorization_without_fhir_server(client, service):
     body = scenario_request(service, "dose-adjust-first-dose")
-    body["fhirAuthorization"] = {"access_token": "secret", "token_type": "Bearer", "expires_in": 300, "scope": "x", "subject": "y"}
+    body["fhirAuthorization"] = {
+        "access_token": "secret",
+        "token_type": "Bearer",
+        "expires_in": 300,
+        "scope": "x",
+        "subject": "y",
+    }
     assert_outcome(client.post(SERVICE_URL, json=body), 400)
 
 
-@pytest.mark.parametrize("mutate", [
-    lambda c: c.pop("userId"),
-    lambda c: c.update(userId="Patient/123"),
-    lambda c: c.pop("patientId"),
-    lambda c: c.pop("draftOrders"),
-    lambda c: c.update(draftOrders={"resourceType": "MedicationRequest"}),
-], ids=["no-userId", "userId-patient", "no-patientId", "no-draftOrders", "draftOrders-not-bundle"])
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda c: c.pop("userId"),
+        lambda c: c.update(userId="Patient/123"),
+        lambda c: c.pop("patientId"),
+        lambda c: c.pop("draftOrders"),
+        lambda c: c.update(draftOrders={"resourceType": "MedicationRequest"}),
+    ],
+    ids=["no-userId", "userId-patient", "no-patientId", "no-draftOrders", "draftOrders-not-bundle"],
+)
 def test_8_context_errors(client, service, mutate):
     body = scenario_request(service, "dose-adjust-first-dose")
     mutate(body["context"])
@@ -142,11 +201,15 @@ def test_8_bundle_without_type_is_accepted(client, service):
     assert client.post(SERVICE_URL, json=body).status_code == 200
 
 
-@pytest.mark.parametrize("content_type, data, status", [
-    ("application/json", b"{not json", 400),
-    ("text/plain", b"{}", 415),
-    ("application/json", b"[]", 400),
-], ids=["not-json", "wrong-content-type", "json-array"])
+@pytest.mark.parametrize(
+    "content_type, data, status",
+    [
+        ("application/json", b"{not json", 400),
+        ("text/plain", b"{}", 415),
+        ("application/json", b"[]", 400),
+    ],
+    ids=["not-json", "wrong-content-type", "json-array"],
+)
 def test_malformed_bodies(client, content_type, data, status):
     assert_outcome(client.post(SERVICE_URL, data=data, content_type=content_type), status)
 
@@ -180,7 +243,10 @@ def test_9_empty_bundle_means_no_results(client, service):
 
 def test_9_operation_outcome_without_server_says_data_could_not_be_had(client, service):
     body = scenario_request(service, "dose-adjust-first-dose")
-    body["prefetch"]["renal"] = {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "timeout"}]}
+    body["prefetch"]["renal"] = {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": "timeout"}],
+    }
     cards = client.post(SERVICE_URL, json=body).get_json()["cards"]
     assert [c["source"]["topic"]["code"] for c in cards] == ["renal-data-missing"]
     assert "could not be retrieved" in cards[0]["detail"]
@@ -201,14 +267,28 @@ def test_9_absent_key_with_server_is_fetched_and_outcome_is_refetched(client, se
             out = {}
             for key, query in queries.items():
                 answer = answer_template(query, resources)
-                out[key] = FetchOutcome([answer] if answer and answer["resourceType"] != "Bundle" else transaction_resources(answer))
+                out[key] = FetchOutcome(
+                    [answer]
+                    if answer and answer["resourceType"] != "Bundle"
+                    else transaction_resources(answer)
+                )
             return out
+
     app.extensions["bonecds"].fetcher = RecordingFetcher()
     try:
-        body = hook_request(service, s.patient_id, s.draft_orders, resources=resources, fhir_server="https://ehr.example.org/fhir",
-                            token="secret")
+        body = hook_request(
+            service,
+            s.patient_id,
+            s.draft_orders,
+            resources=resources,
+            fhir_server="https://ehr.example.org/fhir",
+            token="secret",
+        )
         del body["prefetch"]["renal"]
-        body["prefetch"]["weight"] = {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "timeout"}]}
+        body["prefetch"]["weight"] = {
+            "resourceType": "OperationOutcome",
+            "issue": [{"severity": "error", "code": "timeout"}],
+        }
         cards = client.post(SERVICE_URL, json=body).get_json()["cards"]
     finally:
         app.extensions["bonecds"].fetcher = real
@@ -219,19 +299,31 @@ def test_9_absent_key_with_server_is_fetched_and_outcome_is_refetched(client, se
 def test_10_paginated_prefetch_is_followed(client, service, app):
     s = scenario("dose-adjust-first-dose")
     resources = transaction_resources(s.patient.transaction())
-    body = hook_request(service, s.patient_id, s.draft_orders, resources=resources, fhir_server="https://ehr.example.org/fhir",
-                        token="secret")
+    body = hook_request(
+        service,
+        s.patient_id,
+        s.draft_orders,
+        resources=resources,
+        fhir_server="https://ehr.example.org/fhir",
+        token="secret",
+    )
     weight_bundle = body["prefetch"]["weight"]
     page_two = weight_bundle["entry"]
-    body["prefetch"]["weight"] = {"resourceType": "Bundle", "type": "searchset", "entry": [],
-                                  "link": [{"relation": "next", "url": "https://ehr.example.org/fhir/Observation?page=2"}]}
+    body["prefetch"]["weight"] = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "entry": [],
+        "link": [{"relation": "next", "url": "https://ehr.example.org/fhir/Observation?page=2"}],
+    }
     from service.record.fhir_client import FetchOutcome
+
     seen = {}
 
     class PageFetcher:
         def fetch_all(self, base_url, token, queries, **_options):
             seen.update(queries)
             return {k: FetchOutcome([e["resource"] for e in page_two]) for k in queries}
+
     real = app.extensions["bonecds"].fetcher
     app.extensions["bonecds"].fetcher = PageFetcher()
     try:
@@ -244,11 +336,18 @@ def test_10_paginated_prefetch_is_followed(client, service, app):
 
 def test_11_no_bone_agent_gives_exactly_empty_cards_without_fetching(client, service, app):
     s = scenario("no-bone-agent")
-    body = hook_request(service, s.patient_id, s.draft_orders, fhir_server="https://ehr.example.org/fhir", token="secret")
+    body = hook_request(
+        service,
+        s.patient_id,
+        s.draft_orders,
+        fhir_server="https://ehr.example.org/fhir",
+        token="secret",
+    )
 
     class FailingFetcher:
         def fetch_all(self, *args):
             raise AssertionError("no FHIR call expected")
+
     app.extensions["bonecds"].fetcher = FailingFetcher()
     response = client.post(SERVICE_URL, json=body)
     assert response.status_code == 200
@@ -259,22 +358,40 @@ def test_12_resigned_orders_and_mixed_types_do_not_crash(client, service):
     body = scenario_request(service, "dose-adjust-first-dose")
     order = body["context"]["draftOrders"]["entry"][0]["resource"]
     order["status"] = "active"
-    body["context"]["draftOrders"]["entry"].append({"resource": {"resourceType": "ServiceRequest", "id": "sr1", "status": "draft",
-                                                                 "intent": "order", "subject": {"reference": "Patient/x"}}})
-    body["context"]["draftOrders"]["entry"].append({"resource": {"resourceType": "NutritionOrder", "id": "n1"}})
+    body["context"]["draftOrders"]["entry"].append(
+        {
+            "resource": {
+                "resourceType": "ServiceRequest",
+                "id": "sr1",
+                "status": "draft",
+                "intent": "order",
+                "subject": {"reference": "Patient/x"},
+            }
+        }
+    )
+    body["context"]["draftOrders"]["entry"].append(
+        {"resource": {"resourceType": "NutritionOrder", "id": "n1"}}
+    )
     body["context"]["draftOrders"]["entry"].append({"not": "a resource"})
     response = client.post(SERVICE_URL, json=body)
     assert response.status_code == 200
-    assert [c["source"]["topic"]["code"] for c in response.get_json()["cards"]] == ["renal-dose-adjust"]
+    assert [c["source"]["topic"]["code"] for c in response.get_json()["cards"]] == [
+        "renal-dose-adjust"
+    ]
 
 
-# --- Card content (13-20), over every scenario --------------------------------------------------------------------
+# --- Card content (13-20), over every scenario
+# --------------------------------------------------------------------
+
 
 def all_scenario_responses(client, service):
-    """Every scenario on its own hook (order-sign, order-select or patient-view), with full prefetch."""
+    """Every scenario on its own hook (order-sign, order-select or patient-view), with full
+    prefetch."""
     services = client.application.extensions["bonecds"].services
     for s in all_scenarios():
-        body = hook_request_for(services[s.service_id], s, resources=transaction_resources(s.patient.transaction()))
+        body = hook_request_for(
+            services[s.service_id], s, resources=transaction_resources(s.patient.transaction())
+        )
         response = client.post(f"/cds-services/{s.service_id}", json=body)
         assert response.status_code == 200
         yield s, body, response.get_json()
@@ -285,19 +402,24 @@ def test_13_to_20_card_content_for_every_scenario(client, service):
     for s, request_body, body in all_scenario_responses(client, service):
         SCHEMAS.validate("cds-response", body)
         drafts = request_body["context"].get("draftOrders", {"entry": []})
-        draft_refs = {f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in drafts["entry"]}
+        draft_refs = {
+            f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in drafts["entry"]
+        }
         uuids = []
         for card in body["cards"]:
             seen_cards += 1
             assert len(card["summary"]) <= 139  # 14
             assert card["indicator"] in ("info", "warning", "critical")
             assert card["source"]["label"]
-            # every clinical card links its source; the service's own cards (part of the record could not be read)
+            # every clinical card links its source; the service's own cards (part of the record
+            # could not be read)
             # cite no literature
             if card["source"]["topic"]["code"] not in ("record-incomplete", "rule-error"):
                 assert card["source"]["url"].startswith("https://")
             assert card["source"]["icon"].startswith("https://")
-            assert card["source"]["topic"]["code"] == next(code for code, _ in s.expected if code == card["source"]["topic"]["code"])
+            assert card["source"]["topic"]["code"] == next(
+                code for code, _ in s.expected if code == card["source"]["topic"]["code"]
+            )
             uuids.append(card["uuid"])
             suggestions = card.get("suggestions", [])
             if suggestions:  # 16
@@ -311,52 +433,101 @@ def test_13_to_20_card_content_for_every_scenario(client, service):
                     if action["type"] in ("create", "update"):
                         assert action["resource"]["resourceType"]
                     if action["type"] == "update":
-                        assert f"{action['resource']['resourceType']}/{action['resource']['id']}" in draft_refs
+                        assert (
+                            f"{action['resource']['resourceType']}/{action['resource']['id']}"
+                            in draft_refs
+                        )
                     if action["type"] == "delete":
                         assert action["resourceId"] in draft_refs
             for reason in card["overrideReasons"]:  # 18
                 assert reason["code"] and reason["system"] and reason["display"]
             for link in card.get("links", []):
-                assert link["label"] and link["url"] and link["type"] == "absolute" and "appContext" not in link
-            assert not re.search(r"<[a-zA-Z/][^>]*>", card["detail"]), "detail must be markdown without raw HTML"  # 20
+                assert (
+                    link["label"]
+                    and link["url"]
+                    and link["type"] == "absolute"
+                    and "appContext" not in link
+                )
+            assert not re.search(r"<[a-zA-Z/][^>]*>", card["detail"]), (
+                "detail must be markdown without raw HTML"
+            )  # 20
         for value in uuids:  # 15
             assert str(uuid.UUID(value)) == value
         assert len(uuids) == len(set(uuids))
         for path, value in walk(body):  # 19
             if path == "$.cards":
                 continue
-            assert value is not None and value != "" and value != [] and value != {}, f"{s.name}: empty value at {path}"
+            assert value is not None and value != "" and value != [] and value != {}, (
+                f"{s.name}: empty value at {path}"
+            )
     assert seen_cards >= 10
 
 
 def test_emitted_resources_pass_fhir_r4b_models(client, service):
     from fhir.resources.R4B import get_fhir_model_class
+
     count = 0
     for _s, _req, body in all_scenario_responses(client, service):
         for card in body["cards"]:
             for suggestion in card.get("suggestions", []):
                 for action in suggestion["actions"]:
                     if "resource" in action:
-                        get_fhir_model_class(action["resource"]["resourceType"]).model_validate(action["resource"])
+                        get_fhir_model_class(action["resource"]["resourceType"]).model_validate(
+                            action["resource"]
+                        )
                         count += 1
     assert count >= 5
 
 
-# --- Feedback (21-23) ---------------------------------------------------------------------------------------------
+# --- Feedback (21-23)
+# ---------------------------------------------------------------------------------------------
+
 
 def issued_card(client, service) -> dict:
-    return client.post(SERVICE_URL, json=scenario_request(service, "dose-adjust-first-dose")).get_json()["cards"][0]
+    return client.post(
+        SERVICE_URL, json=scenario_request(service, "dose-adjust-first-dose")
+    ).get_json()["cards"][0]
 
 
 def test_21_feedback_shapes_are_accepted_and_tied_to_rule(client, service, app):
     card = issued_card(client, service)
-    accepted = {"feedback": [{"card": card["uuid"], "outcome": "accepted",
-                              "acceptedSuggestions": [{"id": card["suggestions"][0]["uuid"]}], "outcomeTimestamp": "2026-10-15T10:05:31Z"}]}
-    overridden = {"feedback": [{"card": card["uuid"], "outcome": "overridden", "outcomeTimestamp": "2026-10-15T10:06:00Z",
-                                "overrideReason": {"reason": {"code": "cds-not-applicable",
-                                                              "system": "http://terminology.hl7.org/CodeSystem/non-adherence-reason-codes"},
-                                                   "userComment": "dose already reduced at the infusion centre"}}]}
-    bare = {"feedback": [{"card": card["uuid"], "outcome": "overridden", "outcomeTimestamp": "2026-10-15T10:07:00Z"}]}
+    accepted = {
+        "feedback": [
+            {
+                "card": card["uuid"],
+                "outcome": "accepted",
+                "acceptedSuggestions": [{"id": card["suggestions"][0]["uuid"]}],
+                "outcomeTimestamp": "2026-10-15T10:05:31Z",
+            }
+        ]
+    }
+    overridden = {
+        "feedback": [
+            {
+                "card": card["uuid"],
+                "outcome": "overridden",
+                "outcomeTimestamp": "2026-10-15T10:06:00Z",
+                "overrideReason": {
+                    "reason": {
+                        "code": "cds-not-applicable",
+                        "system": (
+                            "http://terminology.hl7.org/CodeSystem/non-adherence-reason-codes"
+                        ),
+                    },
+                    "userComment": "dose already reduced at the infusion centre",
+                },
+            }
+        ]
+    }
+    bare = {
+        "feedback": [
+            {
+                "card": card["uuid"],
+                "outcome": "overridden",
+                "outcomeTimestamp": "2026-10-15T10:07:00Z",
+            }
+        ]
+    }
     for body in (accepted, overridden, bare):
         response = client.post(SERVICE_URL + "/feedback", json=body)
         assert response.status_code == 200, response.get_data(as_text=True)
@@ -364,23 +535,49 @@ def test_21_feedback_shapes_are_accepted_and_tied_to_rule(client, service, app):
     assert [r["rule_id"] for r in rows] == ["renal-dose-adjust"] * 3
     assert [r["override_code"] for r in rows] == [None, "cds-not-applicable", None]
     stats = {r["rule_id"]: r for r in app.extensions["bonecds"].store.outcomes_by_rule()}
-    assert stats["renal-dose-adjust"]["accepted"] == 1 and stats["renal-dose-adjust"]["overridden"] == 1
+    assert (
+        stats["renal-dose-adjust"]["accepted"] == 1
+        and stats["renal-dose-adjust"]["overridden"] == 1
+    )
 
 
-@pytest.mark.parametrize("item", [
-    {"outcome": "accepted", "acceptedSuggestions": [{"id": "x"}], "outcomeTimestamp": "2026-10-15T10:05:31Z"},
-    {"card": "c", "outcomeTimestamp": "2026-10-15T10:05:31Z"},
-    {"card": "c", "outcome": "ignored", "outcomeTimestamp": "2026-10-15T10:05:31Z"},
-    {"card": "c", "outcome": "accepted", "outcomeTimestamp": "2026-10-15T10:05:31Z"},
-    {"card": "c", "outcome": "overridden", "outcomeTimestamp": "2026-13-15T10:05:31Z"},
-    {"card": "c", "outcome": "overridden", "outcomeTimestamp": "2026-10-15"},
-], ids=["no-card", "no-outcome", "bad-outcome", "accepted-without-suggestions", "bad-month", "date-only"])
+@pytest.mark.parametrize(
+    "item",
+    [
+        {
+            "outcome": "accepted",
+            "acceptedSuggestions": [{"id": "x"}],
+            "outcomeTimestamp": "2026-10-15T10:05:31Z",
+        },
+        {"card": "c", "outcomeTimestamp": "2026-10-15T10:05:31Z"},
+        {"card": "c", "outcome": "ignored", "outcomeTimestamp": "2026-10-15T10:05:31Z"},
+        {"card": "c", "outcome": "accepted", "outcomeTimestamp": "2026-10-15T10:05:31Z"},
+        {"card": "c", "outcome": "overridden", "outcomeTimestamp": "2026-13-15T10:05:31Z"},
+        {"card": "c", "outcome": "overridden", "outcomeTimestamp": "2026-10-15"},
+    ],
+    ids=[
+        "no-card",
+        "no-outcome",
+        "bad-outcome",
+        "accepted-without-suggestions",
+        "bad-month",
+        "date-only",
+    ],
+)
 def test_22_malformed_feedback_is_400(client, item):
     assert_outcome(client.post(SERVICE_URL + "/feedback", json={"feedback": [item]}), 400)
 
 
 def test_23_unknown_card_is_stored_flagged_and_repeats_are_idempotent(client, app):
-    body = {"feedback": [{"card": str(uuid.uuid4()), "outcome": "overridden", "outcomeTimestamp": "2026-10-15T10:05:31Z"}]}
+    body = {
+        "feedback": [
+            {
+                "card": str(uuid.uuid4()),
+                "outcome": "overridden",
+                "outcomeTimestamp": "2026-10-15T10:05:31Z",
+            }
+        ]
+    }
     first = client.post(SERVICE_URL + "/feedback", json=body)
     second = client.post(SERVICE_URL + "/feedback", json=copy.deepcopy(body))
     assert first.status_code == 200 and second.status_code == 200
@@ -394,12 +591,19 @@ def test_feedback_for_unknown_service_is_404(client):
     assert_outcome(client.post("/cds-services/nope/feedback", json={"feedback": []}), 404)
 
 
-# --- CORS --------------------------------------------------------------------------------------------------------
+# --- CORS
+# --------------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("path", ["/cds-services", SERVICE_URL, SERVICE_URL + "/feedback"])
 def test_cors_preflight_on_all_endpoints(client, path):
-    response = client.options(path, headers={"Origin": "https://sandbox.cds-hooks.org",
-                                             "Access-Control-Request-Method": "POST"})
+    response = client.options(
+        path,
+        headers={
+            "Origin": "https://sandbox.cds-hooks.org",
+            "Access-Control-Request-Method": "POST",
+        },
+    )
     assert response.status_code == 204
     assert "Authorization" in response.headers["Access-Control-Allow-Headers"]
     assert "Content-Type" in response.headers["Access-Control-Allow-Headers"]
@@ -408,14 +612,20 @@ def test_cors_preflight_on_all_endpoints(client, path):
 
 
 def test_resources_of_another_patient_are_ignored(client, service, caplog):
-    """A prefetch (or FHIR server) that ignores patient= must not lend another patient's results to this one."""
+    """A prefetch (or FHIR server) that ignores patient= must not lend another patient's results to
+    this one."""
     s = scenario("calcium-low")
     other = scenario("metastatic-za-prepared")
     resources = transaction_resources(s.patient.transaction())
     body = hook_request(service, s.patient_id, s.draft_orders, resources=resources)
-    others = [{**r, "effectiveDateTime": day(1)} for r in transaction_resources(other.patient.transaction())
-              if r["resourceType"] == "Observation"]
-    body["prefetch"]["calcium"]["entry"] += [{"resource": r} for r in others]  # the other patient's normal calcium, newer
+    others = [
+        {**r, "effectiveDateTime": day(1)}
+        for r in transaction_resources(other.patient.transaction())
+        if r["resourceType"] == "Observation"
+    ]
+    body["prefetch"]["calcium"]["entry"] += [
+        {"resource": r} for r in others
+    ]  # the other patient's normal calcium, newer
     cards = client.post(SERVICE_URL, json=body).get_json()["cards"]
     assert [c["source"]["topic"]["code"] for c in cards] == ["calcium-low"]
     assert "resource(s) of another patient ignored" in caplog.text
@@ -423,7 +633,12 @@ def test_resources_of_another_patient_are_ignored(client, service, caplog):
 
 def test_a_patient_read_returning_another_patient_is_412(client, service):
     s = scenario("calcium-low")
-    body = hook_request(service, s.patient_id, s.draft_orders, resources=transaction_resources(s.patient.transaction()))
+    body = hook_request(
+        service,
+        s.patient_id,
+        s.draft_orders,
+        resources=transaction_resources(s.patient.transaction()),
+    )
     body["prefetch"]["patient"] = {**body["prefetch"]["patient"], "id": "someone-else"}
     response = client.post(SERVICE_URL, json=body)
     assert response.status_code == 412

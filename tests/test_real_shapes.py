@@ -1,7 +1,9 @@
-"""Fixtures in real shapes (issue 13): Synthea-shaped transaction Bundles and how they load, the CDS Hooks Sandbox's
-order shape, the prefetch emulator's urn:uuid resolution and `next` links, and what the real-shape scenarios' cards say
-beyond their rule ids (the catalog's wording: a coded order never "carries no code", a forearm T-score is "seen, not
-used", dialysis is named, no Cockcroft-Gault value is guessed)."""
+"""Fixtures in real shapes (issue 13): Synthea-shaped transaction Bundles and how they load, the CDS
+Hooks Sandbox's order shape, the prefetch emulator's urn:uuid resolution and `next` links, and what
+the real-shape scenarios' cards say beyond their rule ids (the catalog's wording: a coded order
+never "carries no code", a forearm T-score is "seen, not used", dialysis is named, no Cockcroft-
+Gault value is guessed)."""
+
 from __future__ import annotations
 
 import json
@@ -47,28 +49,57 @@ def test_synthea_bundles_are_written_as_synthea_exports_them(scn):
         assert entry["request"] == {"method": "POST", "url": resource["resourceType"]}
         assert entry["fullUrl"] == f"urn:uuid:{resource['id']}"
         full_urls.add(entry["fullUrl"])
-    internal = [r for e in bundle["entry"] for r in _references(e["resource"]) if not r.startswith("Medication/")]
+    internal = [
+        r
+        for e in bundle["entry"]
+        for r in _references(e["resource"])
+        if not r.startswith("Medication/")
+    ]
     assert internal and all(r.startswith("urn:uuid:") for r in internal)
     assert set(internal) <= full_urls
     kinds = {e["resource"]["resourceType"] for e in bundle["entry"]}
     assert {"Patient", "Encounter", "Observation"} <= kinds
     for entry in bundle["entry"]:  # every dated clinical entry belongs to a visit
         resource = entry["resource"]
-        if resource["resourceType"] in ("Observation", "Condition", "Procedure", "MedicationRequest", "DiagnosticReport"):
+        if resource["resourceType"] in (
+            "Observation",
+            "Condition",
+            "Procedure",
+            "MedicationRequest",
+            "DiagnosticReport",
+        ):
             assert resource["encounter"]["reference"] in full_urls
 
 
 def test_synthea_shapes_of_the_items():
     by_name = {s.name: s.patient.transaction() for s in SYNTHEA}
     text = json.dumps(by_name)
-    for code in ('"49765-1"', '"38483-4"', '"33914-3"', '"21908-9"', '"21907-1"', '"258228008"', '"265764009"',
-                 '"46177005"', '"38265-5"', '"medicationReference"'):
+    for code in (
+        '"49765-1"',
+        '"38483-4"',
+        '"33914-3"',
+        '"21908-9"',
+        '"21907-1"',
+        '"258228008"',
+        '"265764009"',
+        '"46177005"',
+        '"38265-5"',
+        '"medicationReference"',
+    ):
         assert code in text, code
-    egfr = [e["resource"] for e in by_name["egfr-22-ml-min-synthea"]["entry"]
-            if e["resource"]["resourceType"] == "Observation" and e["resource"]["code"]["coding"][0]["code"] == "33914-3"]
+    egfr = [
+        e["resource"]
+        for e in by_name["egfr-22-ml-min-synthea"]["entry"]
+        if e["resource"]["resourceType"] == "Observation"
+        and e["resource"]["code"]["coding"][0]["code"] == "33914-3"
+    ]
     assert egfr[0]["valueQuantity"]["unit"] == "mL/min"
     medications = [e["resource"] for e in by_name["anastrozole-by-reference-dxa-missing"]["entry"]]
-    order = next(r for r in medications if r["resourceType"] == "MedicationRequest" and "medicationReference" in r)
+    order = next(
+        r
+        for r in medications
+        if r["resourceType"] == "MedicationRequest" and "medicationReference" in r
+    )
     medication = next(r for r in medications if r["resourceType"] == "Medication")
     assert order["medicationReference"]["reference"] == f"urn:uuid:{medication['id']}"
     assert medication["code"]["coding"][0]["code"] == "199224"
@@ -80,30 +111,59 @@ def test_loader_accepts_synthea_bundles_and_turns_them_into_upserts():
     assert bundle["entry"][0]["request"]["method"] == "POST"  # the original is left alone
     for sent, original in zip(upserts["entry"], bundle["entry"]):
         resource = original["resource"]
-        assert sent["request"] == {"method": "PUT", "url": f"{resource['resourceType']}/{resource['id']}"}
-        assert sent["fullUrl"] == original["fullUrl"] and sent["resource"] == resource  # urn:uuid refs kept
+        assert sent["request"] == {
+            "method": "PUT",
+            "url": f"{resource['resourceType']}/{resource['id']}",
+        }
+        assert (
+            sent["fullUrl"] == original["fullUrl"] and sent["resource"] == resource
+        )  # urn:uuid refs kept
     check_bundle("upserts", upserts)
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda b: b["entry"][1].update(fullUrl="urn:uuid:not-this-entry"), "name no entry|must be PUT"),
-    (lambda b: b["entry"][1]["resource"].update(subject={"reference": "urn:uuid:nobody"}), "name no entry"),
-    (lambda b: b["entry"][1]["request"].update(url="Observation/x"), "must be PUT"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            lambda b: b["entry"][1].update(fullUrl="urn:uuid:not-this-entry"),
+            "name no entry|must be PUT",
+        ),
+        (
+            lambda b: b["entry"][1]["resource"].update(subject={"reference": "urn:uuid:nobody"}),
+            "name no entry",
+        ),
+        (lambda b: b["entry"][1]["request"].update(url="Observation/x"), "must be PUT"),
+    ],
+)
 def test_loader_refuses_broken_synthea_bundles(change, message):
-    bundle = json.loads(json.dumps(scenario("stage-iv-observation-metastatic-other").patient.transaction()))
+    bundle = json.loads(
+        json.dumps(scenario("stage-iv-observation-metastatic-other").patient.transaction())
+    )
     change(bundle)
     with pytest.raises(FixtureLoadError, match=message):
         check_bundle("x", bundle)
 
 
 def test_assigned_ids_read_absolute_and_relative_locations():
-    sent = {"entry": [{"fullUrl": "urn:uuid:a"}, {"fullUrl": "urn:uuid:b"}, {"request": {"url": "Patient/p-1"}}]}
-    answer = {"entry": [{"response": {"location": "http://h/fhir/Patient/123/_history/1"}},
-                        {"response": {"location": "Observation/abc/_history/2"}},
-                        {"response": {"location": "Patient/p-1"}}]}
-    assert assigned_ids(sent, answer) == {"urn:uuid:a": "Patient/123", "urn:uuid:b": "Observation/abc",
-                                          "Patient/p-1": "Patient/p-1"}
+    sent = {
+        "entry": [
+            {"fullUrl": "urn:uuid:a"},
+            {"fullUrl": "urn:uuid:b"},
+            {"request": {"url": "Patient/p-1"}},
+        ]
+    }
+    answer = {
+        "entry": [
+            {"response": {"location": "http://h/fhir/Patient/123/_history/1"}},
+            {"response": {"location": "Observation/abc/_history/2"}},
+            {"response": {"location": "Patient/p-1"}},
+        ]
+    }
+    assert assigned_ids(sent, answer) == {
+        "urn:uuid:a": "Patient/123",
+        "urn:uuid:b": "Observation/abc",
+        "Patient/p-1": "Patient/p-1",
+    }
 
 
 @pytest.mark.parametrize("scn", SYNTHEA, ids=[s.name for s in SYNTHEA])
@@ -118,8 +178,14 @@ def test_only_the_paging_scenario_has_a_next_link(frozen_order_sign_app):
     services = frozen_order_sign_app.extensions["bonecds"].services
     paged = {}
     for scn in SCENARIOS:
-        context = {"userId": "Practitioner/x", "patientId": scn.patient_id, "draftOrders": scn.draft_orders}
-        prefetch = build_prefetch(services[scn.service_id], context, transaction_resources(scn.patient.transaction()))
+        context = {
+            "userId": "Practitioner/x",
+            "patientId": scn.patient_id,
+            "draftOrders": scn.draft_orders,
+        }
+        prefetch = build_prefetch(
+            services[scn.service_id], context, transaction_resources(scn.patient.transaction())
+        )
         for key, answer in prefetch.items():
             if isinstance(answer, dict) and answer.get("link"):
                 paged[(scn.name, key)] = answer
@@ -137,8 +203,11 @@ def test_sandbox_order_shape():
     assert order["authoredOn"] == "2026-10-15"
     dosage = order["dosageInstruction"][0]
     assert "route" not in dosage
-    assert dosage["doseAndRate"][0]["doseQuantity"] == {"value": 1, "system": "http://unitsofmeasure.org",
-                                                         "code": "{pill}"}
+    assert dosage["doseAndRate"][0]["doseQuantity"] == {
+        "value": 1,
+        "system": "http://unitsofmeasure.org",
+        "code": "{pill}",
+    }
     assert dosage["timing"]["repeat"] == {"frequency": 1, "period": 1, "periodUnit": "d"}
     assert order["medicationCodeableConcept"]["coding"][0]["code"] == "904431"
 
@@ -154,13 +223,16 @@ def test_synthea_patient_identity_is_stable_and_unique():
         assert len(values) == len(set(values))
 
 
-# --- what the cards say (full prefetch, through HTTP) ---------------------------------------------------------------
+# --- what the cards say (full prefetch, through HTTP)
+# ---------------------------------------------------------------
 
 
 def _cards(app, name: str) -> list[dict]:
     scn = scenario(name)
     service = app.extensions["bonecds"].services[scn.service_id]
-    body = scenario_request(service, scn, resources=transaction_resources(scn.patient.transaction()))
+    body = scenario_request(
+        service, scn, resources=transaction_resources(scn.patient.transaction())
+    )
     response = app.test_client().post(f"/cds-services/{scn.service_id}", json=body)
     assert response.status_code == 200
     return response.get_json()["cards"]
@@ -171,10 +243,16 @@ def _text(card: dict) -> str:
 
 
 def test_a_coded_sandbox_order_never_carries_no_code(frozen_order_sign_app):
-    for name in ("sandbox-alendronate-70mg-1-pill-daily", "ibandronate-2.5mg-tablet-no-route",
-                 "ibandronate-3mg-syringe-no-route-judged-iv"):
+    for name in (
+        "sandbox-alendronate-70mg-1-pill-daily",
+        "ibandronate-2.5mg-tablet-no-route",
+        "ibandronate-3mg-syringe-no-route-judged-iv",
+    ):
         for card in _cards(frozen_order_sign_app, name):
-            assert not re.search(r"no (RxNorm|ATC)|carries no", _text(card)), (name, card["summary"])
+            assert not re.search(r"no (RxNorm|ATC)|carries no", _text(card)), (
+                name,
+                card["summary"],
+            )
 
 
 def test_forearm_t_score_is_named_as_seen_not_used(frozen_order_sign_app):
@@ -182,15 +260,19 @@ def test_forearm_t_score_is_named_as_seen_not_used(frozen_order_sign_app):
     assert "forearm" in card["detail"].lower() and "not used" in card["detail"]
 
 
-@pytest.mark.parametrize("name", ["esrd-n18-6-on-hemodialysis", "esrd-synthea-renal-dialysis-procedures"])
+@pytest.mark.parametrize(
+    "name", ["esrd-n18-6-on-hemodialysis", "esrd-synthea-renal-dialysis-procedures"]
+)
 def test_dialysis_is_named_and_no_cockcroft_gault_value_is_the_basis(frozen_order_sign_app, name):
     [card] = _cards(frozen_order_sign_app, name)
     assert "dialysis" in _text(card).lower()
     assert not re.search(r"CrCl \d", _text(card))
 
 
-@pytest.mark.parametrize("name, missing", [("no-sex-recorded-no-crcl", "sex"),
-                                           ("no-birth-date-recorded-no-crcl", "birth")])
+@pytest.mark.parametrize(
+    "name, missing",
+    [("no-sex-recorded-no-crcl", "sex"), ("no-birth-date-recorded-no-crcl", "birth")],
+)
 def test_no_clearance_is_guessed_without_sex_or_birth_date(frozen_order_sign_app, name, missing):
     [card] = _cards(frozen_order_sign_app, name)
     assert missing in card["detail"].lower()

@@ -1,4 +1,6 @@
-"""Renal rules at their thresholds: each cut-off checked on both sides, with creatinine in mg/dL and in umol/L."""
+"""Renal rules at their thresholds: each cut-off checked on both sides, with creatinine in mg/dL and
+in umol/L."""
+
 from __future__ import annotations
 
 import itertools
@@ -25,9 +27,12 @@ def weight_for(crcl: float, *, age: int, creatinine_mg_dl: float, sex: str) -> f
 
 
 def patient(sex: str = "female", age: int = 70) -> PatientBuilder:
-    """A patient prepared in every other respect (supplements, calcium, dental check), so only renal cards can appear."""
+    """A patient prepared in every other respect (supplements, calcium, dental check), so only renal
+    cards can appear."""
     p = PatientBuilder(f"renal-t{next(_ids)}-pt", sex=sex, age=age)
-    p.medication("calcium-vitamin-d", 30, status="active").calcium(5, 9.4, albumin=4.1).dental_exam(60)
+    p.medication("calcium-vitamin-d", 30, status="active").calcium(5, 9.4, albumin=4.1).dental_exam(
+        60
+    )
     return p
 
 
@@ -36,9 +41,16 @@ def add_creatinine(p: PatientBuilder, days_ago: float, mg_dl: float, unit: str) 
     return p.creatinine(days_ago, value, unit=unit)
 
 
-def order_for(p: PatientBuilder, key: str = "zoledronic-acid-4mg", dose_mg: float = 4, route: str = "intravenous",
-              every: tuple[float, str] = (12, "wk")) -> dict:
-    return medication_request(f"{p.patient_id}-draft", p.patient_id, key, dose_mg=dose_mg, route=route, every=every)
+def order_for(
+    p: PatientBuilder,
+    key: str = "zoledronic-acid-4mg",
+    dose_mg: float = 4,
+    route: str = "intravenous",
+    every: tuple[float, str] = (12, "wk"),
+) -> dict:
+    return medication_request(
+        f"{p.patient_id}-draft", p.patient_id, key, dose_mg=dose_mg, route=route, every=every
+    )
 
 
 def za_course(p: PatientBuilder, *days_ago: float) -> PatientBuilder:
@@ -53,10 +65,15 @@ def dose_of(resource: dict) -> float:
 
 # 1. renal-data-missing: age of the creatinine and of the weight
 
-@pytest.mark.parametrize("days_old, fires", [(30, False), (31, True)], ids=["30d-ok", "31d-missing"])
+
+@pytest.mark.parametrize(
+    "days_old, fires", [(30, False), (31, True)], ids=["30d-ok", "31d-missing"]
+)
 def test_iv_creatinine_age(post, unit, days_old, fires):
     p = patient()
-    add_creatinine(p, days_old, 1.0, unit).weight(5, weight_for(80, age=70, creatinine_mg_dl=1.0, sex="female"))
+    add_creatinine(p, days_old, 1.0, unit).weight(
+        5, weight_for(80, age=70, creatinine_mg_dl=1.0, sex="female")
+    )
     found = rules(post(p, order_for(p)))
     assert ("renal-data-missing" in found) is fires
     if fires:
@@ -70,34 +87,52 @@ def test_iv_creatinine_age(post, unit, days_old, fires):
         assert not found  # CrCl 80 computed from a 30-day-old creatinine: nothing to say
 
 
-@pytest.mark.parametrize("days_old, fires", [(365, False), (366, True)], ids=["365d-ok", "366d-missing"])
+@pytest.mark.parametrize(
+    "days_old, fires", [(365, False), (366, True)], ids=["365d-ok", "366d-missing"]
+)
 def test_oral_alendronate_creatinine_age(post, unit, days_old, fires):
     p = patient()
-    add_creatinine(p, days_old, 1.0, unit).weight(5, weight_for(80, age=70, creatinine_mg_dl=1.0, sex="female"))
+    add_creatinine(p, days_old, 1.0, unit).weight(
+        5, weight_for(80, age=70, creatinine_mg_dl=1.0, sex="female")
+    )
     found = rules(post(p, order_for(p, "alendronate", 70, "oral", (1, "wk"))))
     assert ("renal-data-missing" in found) is fires
     if fires:
         card = found["renal-data-missing"]
         assert card["indicator"] == "warning"
         assert "365 days" in card["detail"]
-        codes = [a["resource"]["code"]["coding"][0]["code"] for s in card["suggestions"] for a in s["actions"]
-                 if a["type"] == "create"]
+        codes = [
+            a["resource"]["code"]["coding"][0]["code"]
+            for s in card["suggestions"]
+            for a in s["actions"]
+            if a["type"] == "create"
+        ]
         assert "2160-0" in codes
     assert "renal-contraindicated" not in found
 
 
-@pytest.mark.parametrize("weight_days_old, fires", [(180, False), (181, True)], ids=["weight-180d-ok", "weight-181d-missing"])
+@pytest.mark.parametrize(
+    "weight_days_old, fires",
+    [(180, False), (181, True)],
+    ids=["weight-180d-ok", "weight-181d-missing"],
+)
 def test_weight_age(post, unit, weight_days_old, fires):
     p = patient()
-    add_creatinine(p, 3, 1.0, unit).weight(weight_days_old, weight_for(80, age=70, creatinine_mg_dl=1.0, sex="female"))
+    add_creatinine(p, 3, 1.0, unit).weight(
+        weight_days_old, weight_for(80, age=70, creatinine_mg_dl=1.0, sex="female")
+    )
     found = rules(post(p, order_for(p)))
     assert ("renal-data-missing" in found) is fires
     if fires:
         card = found["renal-data-missing"]
         assert card["indicator"] == "warning"
         assert "body weight within 180 days" in card["detail"]
-        codes = [a["resource"]["code"]["coding"][0]["code"] for s in card["suggestions"] for a in s["actions"]
-                 if a["type"] == "create"]
+        codes = [
+            a["resource"]["code"]["coding"][0]["code"]
+            for s in card["suggestions"]
+            for a in s["actions"]
+            if a["type"] == "create"
+        ]
         assert "29463-7" in codes and "2160-0" not in codes
     else:
         assert not found  # CrCl 80 computed: nothing to say
@@ -105,15 +140,22 @@ def test_weight_age(post, unit, weight_days_old, fires):
 
 # 2. renal-contraindicated: clearance floor per formulation
 
-@pytest.mark.parametrize("key, dose, every, crcl, fires", [
-    ("zoledronic-acid-4mg", 4, (12, "wk"), 29, True),
-    ("zoledronic-acid-4mg", 4, (12, "wk"), 31, False),
-    ("zoledronic-acid-5mg", 5, (1, "a"), 34, True),
-    ("zoledronic-acid-5mg", 5, (1, "a"), 36, False),
-], ids=["4mg-crcl29", "4mg-crcl31", "5mg-crcl34", "5mg-crcl36"])
+
+@pytest.mark.parametrize(
+    "key, dose, every, crcl, fires",
+    [
+        ("zoledronic-acid-4mg", 4, (12, "wk"), 29, True),
+        ("zoledronic-acid-4mg", 4, (12, "wk"), 31, False),
+        ("zoledronic-acid-5mg", 5, (1, "a"), 34, True),
+        ("zoledronic-acid-5mg", 5, (1, "a"), 36, False),
+    ],
+    ids=["4mg-crcl29", "4mg-crcl31", "5mg-crcl34", "5mg-crcl36"],
+)
 def test_contraindicated_floor(post, unit, key, dose, every, crcl, fires):
     p = patient()
-    add_creatinine(p, 3, 1.0, unit).weight(5, weight_for(crcl, age=70, creatinine_mg_dl=1.0, sex="female"))
+    add_creatinine(p, 3, 1.0, unit).weight(
+        5, weight_for(crcl, age=70, creatinine_mg_dl=1.0, sex="female")
+    )
     order = order_for(p, key, dose, "intravenous", every)
     found = rules(post(p, order))
     assert ("renal-contraindicated" in found) is fires
@@ -140,12 +182,31 @@ def test_contraindicated_exactly_30_is_not_below(post, unit):
 
 # 3. renal-dose-adjust: the label's dose table
 
-@pytest.mark.parametrize("crcl, ordered, expected", [
-    (61, 4, None), (60, 4, 3.5), (49.9, 4, 3.3), (40, 4, 3.3), (39.9, 4, 3.0), (45, 3.3, None),
-], ids=["crcl61-4mg", "crcl60-4mg", "crcl49.9-4mg", "crcl40-4mg", "crcl39.9-4mg", "crcl45-already-3.3mg"])
+
+@pytest.mark.parametrize(
+    "crcl, ordered, expected",
+    [
+        (61, 4, None),
+        (60, 4, 3.5),
+        (49.9, 4, 3.3),
+        (40, 4, 3.3),
+        (39.9, 4, 3.0),
+        (45, 3.3, None),
+    ],
+    ids=[
+        "crcl61-4mg",
+        "crcl60-4mg",
+        "crcl49.9-4mg",
+        "crcl40-4mg",
+        "crcl39.9-4mg",
+        "crcl45-already-3.3mg",
+    ],
+)
 def test_dose_table_first_dose(post, unit, crcl, ordered, expected):
     p = patient()
-    add_creatinine(p, 3, 1.0, unit).weight(5, weight_for(crcl, age=70, creatinine_mg_dl=1.0, sex="female"))
+    add_creatinine(p, 3, 1.0, unit).weight(
+        5, weight_for(crcl, age=70, creatinine_mg_dl=1.0, sex="female")
+    )
     order = order_for(p, dose_mg=ordered)
     found = rules(post(p, order))
     assert "renal-contraindicated" not in found
@@ -165,7 +226,7 @@ def test_dose_table_first_dose(post, unit, crcl, ordered, expected):
 def test_dose_table_course_uses_baseline(post, unit):
     p = za_course(patient(sex="male", age=68), 100, 16)
     add_creatinine(p, 110, 1.0, unit).weight(110, 45)  # baseline CrCl 45
-    add_creatinine(p, 2, 1.0, unit).weight(2, 70)      # today CrCl 70
+    add_creatinine(p, 2, 1.0, unit).weight(2, 70)  # today CrCl 70
     order = order_for(p)
     found = rules(post(p, order))
     card = found["renal-dose-adjust"]
@@ -176,14 +237,17 @@ def test_dose_table_course_uses_baseline(post, unit):
 
 
 def current_hypercalcemia(p: PatientBuilder) -> PatientBuilder:
-    """Hypercalcemia of malignancy while it is current: diagnosed 3 days ago, corrected calcium 12.6 mg/dL yesterday."""
+    """Hypercalcemia of malignancy while it is current: diagnosed 3 days ago, corrected calcium 12.6
+    mg/dL yesterday."""
     return p.condition("hypercalcemia", onset_days_ago=3).corrected_calcium(1, 12.6)
 
 
 def test_dose_table_not_applied_in_hypercalcemia_of_malignancy(post, unit):
     p = patient()
     current_hypercalcemia(p.condition("breast-cancer").condition("bone-metastasis"))
-    add_creatinine(p, 3, 1.0, unit).weight(5, weight_for(45, age=70, creatinine_mg_dl=1.0, sex="female"))
+    add_creatinine(p, 3, 1.0, unit).weight(
+        5, weight_for(45, age=70, creatinine_mg_dl=1.0, sex="female")
+    )
     found = rules(post(p, order_for(p)))
     assert "renal-dose-adjust" not in found
     assert "renal-contraindicated" not in found
@@ -191,9 +255,24 @@ def test_dose_table_not_applied_in_hypercalcemia_of_malignancy(post, unit):
 
 # 4. renal-deterioration: creatinine rise since baseline during a course
 
-@pytest.mark.parametrize("baseline, latest, fires", [
-    (1.0, 1.4, False), (1.0, 1.5, True), (1.4, 2.3, False), (1.4, 2.4, True), (1.39, 1.89, True),
-], ids=["normal-rise0.4", "normal-rise0.5", "abnormal-rise0.9", "abnormal-rise1.0", "base1.39-rise0.5"])
+
+@pytest.mark.parametrize(
+    "baseline, latest, fires",
+    [
+        (1.0, 1.4, False),
+        (1.0, 1.5, True),
+        (1.4, 2.3, False),
+        (1.4, 2.4, True),
+        (1.39, 1.89, True),
+    ],
+    ids=[
+        "normal-rise0.4",
+        "normal-rise0.5",
+        "abnormal-rise0.9",
+        "abnormal-rise1.0",
+        "base1.39-rise0.5",
+    ],
+)
 def test_deterioration(post, unit, baseline, latest, fires):
     p = za_course(patient(sex="male", age=68), 100, 16)
     weight = 100  # baseline CrCl = 100 / baseline >= 71, so the dose table stays at 4 mg
@@ -221,9 +300,13 @@ def test_deterioration_needs_a_course(post, unit):
 
 # 5. Hypercalcemia of malignancy: withhold only at creatinine >= 4.5 mg/dL
 
+
 @pytest.mark.parametrize("creatinine, fires", [(4.4, False), (4.5, True)], ids=["cr4.4", "cr4.5"])
 def test_hypercalcemia_of_malignancy_creatinine_limit(post, unit, creatinine, fires):
-    """Catalog rev. 2 (L3): at creatinine >= 4.5 mg/dL the label asks to weigh benefit and risk: a warning."""
+    """Catalog rev.
+
+    2 (L3): at creatinine >= 4.5 mg/dL the label asks to weigh benefit and risk: a warning.
+    """
     p = patient()
     current_hypercalcemia(p.condition("breast-cancer").condition("bone-metastasis"))
     add_creatinine(p, 3, creatinine, unit).weight(5, 60)  # CrCl about 11 mL/min
@@ -238,32 +321,69 @@ def test_hypercalcemia_of_malignancy_creatinine_limit(post, unit, creatinine, fi
         assert deletes and deletes[0]["resourceId"] == f"MedicationRequest/{order['id']}"
 
 
-@pytest.mark.parametrize("onset_days, calcium, current", [
-    (3, 12.6, True), (30, 10.5, True), (31, 10.5, False), (3, 10.49, False), (400, 11.9, False), (400, 12.0, True),
-], ids=["recent-12.6", "onset-30d-ca10.5", "onset-31d", "ca10.49", "old-entry-11.9", "old-entry-12.0"])
+@pytest.mark.parametrize(
+    "onset_days, calcium, current",
+    [
+        (3, 12.6, True),
+        (30, 10.5, True),
+        (31, 10.5, False),
+        (3, 10.49, False),
+        (400, 11.9, False),
+        (400, 12.0, True),
+    ],
+    ids=[
+        "recent-12.6",
+        "onset-30d-ca10.5",
+        "onset-31d",
+        "ca10.49",
+        "old-entry-11.9",
+        "old-entry-12.0",
+    ],
+)
 def test_hypercalcemia_of_malignancy_only_while_current(post, unit, onset_days, calcium, current):
-    """An old or normocalcemic hypercalcemia entry does not waive the renal floor: CrCl about 11 is then a stop."""
+    """An old or normocalcemic hypercalcemia entry does not waive the renal floor: CrCl about 11 is
+    then a stop."""
     p = patient()
-    p.condition("breast-cancer").condition("bone-metastasis").condition("hypercalcemia", onset_days_ago=onset_days)
+    p.condition("breast-cancer").condition("bone-metastasis").condition(
+        "hypercalcemia", onset_days_ago=onset_days
+    )
     p.corrected_calcium(2, calcium)
     add_creatinine(p, 3, 4.0, unit).weight(5, 60)
     found = rules(post(p, order_for(p)))
     if current:
-        assert "renal-contraindicated" not in found  # creatinine 4.0 < 4.5: no renal card in that setting
+        assert (
+            "renal-contraindicated" not in found
+        )  # creatinine 4.0 < 4.5: no renal card in that setting
     else:
         card = found["renal-contraindicated"]
         assert card["indicator"] == "critical" and "bone-metastatic" in card["detail"]
 
 
 def test_a_lab_order_already_drafted_is_not_offered_again(post):
-    """The creatinine ServiceRequest of the card, drafted in the same order set: the card still warns (no result yet)
-    but does not offer the same order twice."""
+    """The creatinine ServiceRequest of the card, drafted in the same order set: the card still
+    warns (no result yet) but does not offer the same order twice."""
     p = patient().weight(5, 60)
-    lab = {"resourceType": "ServiceRequest", "id": f"{p.patient_id}-cr", "status": "draft", "intent": "order",
-           "code": {"coding": [{"system": "http://loinc.org", "code": "2160-0",
-                                "display": "Creatinine [Mass/volume] in Serum or Plasma"}]},
-           "subject": {"reference": p.reference}}
+    lab = {
+        "resourceType": "ServiceRequest",
+        "id": f"{p.patient_id}-cr",
+        "status": "draft",
+        "intent": "order",
+        "code": {
+            "coding": [
+                {
+                    "system": "http://loinc.org",
+                    "code": "2160-0",
+                    "display": "Creatinine [Mass/volume] in Serum or Plasma",
+                }
+            ]
+        },
+        "subject": {"reference": p.reference},
+    }
     card = rules(post(p, order_for(p)))["renal-data-missing"]
-    assert [a["resource"]["code"]["coding"][0]["code"] for s in card["suggestions"] for a in s["actions"]] == ["2160-0"]
+    assert [
+        a["resource"]["code"]["coding"][0]["code"]
+        for s in card["suggestions"]
+        for a in s["actions"]
+    ] == ["2160-0"]
     card = rules(post(p, order_for(p), lab))["renal-data-missing"]
     assert "suggestions" not in card and "already in this order set" in card["detail"]

@@ -1,5 +1,7 @@
-"""Every scenario's buttons: what each card's suggestions would order (drug, dose, timing; lab codes; deletions) is
-what the scenario catalogue states, with full prefetch (the integration suite repeats it through the FHIR server)."""
+"""Every scenario's buttons: what each card's suggestions would order (drug, dose, timing; lab
+codes; deletions) is what the scenario catalogue states, with full prefetch (the integration suite
+repeats it through the FHIR server)."""
+
 from __future__ import annotations
 
 import pytest
@@ -15,7 +17,9 @@ SCENARIOS = all_scenarios()
 def test_scenario_offers_what_the_catalogue_states(scn, frozen_order_sign_app):
     client = frozen_order_sign_app.test_client()
     service = frozen_order_sign_app.extensions["bonecds"].services[scn.service_id]
-    body = scenario_request(service, scn, resources=transaction_resources(scn.patient.transaction()))
+    body = scenario_request(
+        service, scn, resources=transaction_resources(scn.patient.transaction())
+    )
     response = client.post(f"/cds-services/{scn.service_id}", json=body)
     assert response.status_code == 200
     cards = response.get_json()["cards"]
@@ -23,6 +27,7 @@ def test_scenario_offers_what_the_catalogue_states(scn, frozen_order_sign_app):
 
 
 def test_every_card_of_every_scenario_is_stated():
-    """The catalogue names the offers of every rule a scenario expects (an empty tuple: a card without buttons)."""
+    """The catalogue names the offers of every rule a scenario expects (an empty tuple: a card
+    without buttons)."""
     for scn in SCENARIOS:
         assert sorted(dict(scn.offers)) == sorted({rule for rule, _ in scn.expected}), scn.name

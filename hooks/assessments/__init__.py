@@ -1,1 +1,2 @@
-"""Clinical judgments worked out from the facts: renal function, calcium, menopausal status, bone health, setting."""
+"""Clinical judgments worked out from the facts: renal function, calcium, menopausal status, bone
+health, setting."""

@@ -1,4 +1,6 @@
-"""The clinical setting (hypercalcemia of malignancy, bone-metastatic, metastatic-other, early, none) from facts."""
+"""The clinical setting (hypercalcemia of malignancy, bone-metastatic, metastatic-other, early,
+none) from facts."""
+
 from __future__ import annotations
 
 from hooks.assessments.calcium import current_hypercalcemia_of_malignancy
@@ -7,8 +9,8 @@ from hooks.knowledge import Knowledge
 
 
 def derive_setting(facts: PatientFacts, knowledge: Knowledge) -> Setting:
-    """Clinical setting by the catalog's precedence: hypercalcemia of malignancy (only while current), bone metastases,
-    metastasis elsewhere, early breast cancer, no breast cancer."""
+    """Clinical setting by the catalog's precedence: hypercalcemia of malignancy (only while
+    current), bone metastases, metastasis elsewhere, early breast cancer, no breast cancer."""
     current = current_hypercalcemia_of_malignancy(facts, knowledge)
     if current:
         return Setting("hypercalcemia-of-malignancy", current)
@@ -18,7 +20,14 @@ def derive_setting(facts: PatientFacts, knowledge: Knowledge) -> Setting:
         if facts.has_condition("distant-metastasis"):
             return Setting("metastatic-other", "breast cancer with distant metastasis outside bone")
         if facts.stage_findings:
-            return Setting("metastatic-other", f"breast cancer with distant metastasis on a stage observation "
-                                               f"({facts.stage_findings[0].dated()}), no bone site on record")
-        return Setting("early", "breast cancer without distant metastasis on record (conditions and stage observations)")
+            return Setting(
+                "metastatic-other",
+                "breast cancer with distant metastasis on a stage observation "
+                f"({facts.stage_findings[0].dated()}), no bone site on record",
+            )
+        return Setting(
+            "early",
+            "breast cancer without distant metastasis on record (conditions and stage"
+            " observations)",
+        )
     return Setting("no-breast-cancer", "no active breast cancer diagnosis on record")

@@ -1,9 +1,11 @@
-"""Sorts the gathered record (plain FHIR JSON) into PatientFacts with the readers, then derives the setting."""
+"""Sorts the gathered record (plain FHIR JSON) into PatientFacts with the readers, then derives the
+setting."""
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime
-from typing import Iterable
 
 from hooks.assessments.setting import derive_setting
 from hooks.facts.conditions import read_allergy, read_conditions
@@ -26,8 +28,9 @@ def build_facts(
     draft_ids: frozenset[str] = frozenset(),
     companion_drafts: Iterable[dict] = (),
 ) -> PatientFacts:
-    """Sort the record's resources into typed facts; the draft orders themselves are not history, but drafts of other
-    drugs signed in the same request (companion_drafts) count as current medications."""
+    """Sort the record's resources into typed facts; the draft orders themselves are not history,
+    but drafts of other drugs signed in the same request (companion_drafts) count as current
+    medications."""
     patient = patient or {}
     sex, sex_basis = patient_sex(patient)
     facts = PatientFacts(
@@ -42,29 +45,58 @@ def build_facts(
     for resource in resources:
         kind = resource.get("resourceType")
         key = id_of(resource) or str(id(resource))
-        by_type.setdefault(kind, {})[key] = resource  # the same resource can come from two prefetch keys
+        by_type.setdefault(kind, {})[key] = (
+            resource  # the same resource can come from two prefetch keys
+        )
     read_observations(facts, by_type.get("Observation", {}).values(), knowledge)
     read_conditions(facts, by_type.get("Condition", {}).values(), knowledge)
     medications = by_type.get("Medication", {})
-    requests = [r for r in by_type.get("MedicationRequest", {}).values() if id_of(r) not in draft_ids]
-    read_doses(facts, requests, by_type.get("MedicationAdministration", {}).values(), medications, knowledge)
+    requests = [
+        r for r in by_type.get("MedicationRequest", {}).values() if id_of(r) not in draft_ids
+    ]
+    read_doses(
+        facts,
+        requests,
+        by_type.get("MedicationAdministration", {}).values(),
+        medications,
+        knowledge,
+    )
     companions = [r for r in companion_drafts if r.get("resourceType") == "MedicationRequest"]
     companion_ids = {id_of(r) for r in companions if id_of(r)}
-    facts.medications = [read_medication(r, medications, knowledge) for r in requests if id_of(r) not in companion_ids]
+    facts.medications = [
+        read_medication(r, medications, knowledge)
+        for r in requests
+        if id_of(r) not in companion_ids
+    ]
     drafted = [read_medication(r, medications, knowledge) for r in companions]
-    facts.medications += [replace(m, in_request=True) for m in drafted if m.bone_agent is None]  # bone agents are orders
-    facts.allergies = [a for a in (read_allergy(r, knowledge) for r in by_type.get("AllergyIntolerance", {}).values()) if a]
-    facts.dental_exams = read_dental_exams(facts, by_type.get("Procedure", {}).values(),
-                                            by_type.get("Encounter", {}).values(), knowledge)
+    facts.medications += [
+        replace(m, in_request=True) for m in drafted if m.bone_agent is None
+    ]  # bone agents are orders
+    facts.allergies = [
+        a
+        for a in (
+            read_allergy(r, knowledge) for r in by_type.get("AllergyIntolerance", {}).values()
+        )
+        if a
+    ]
+    facts.dental_exams = read_dental_exams(
+        facts,
+        by_type.get("Procedure", {}).values(),
+        by_type.get("Encounter", {}).values(),
+        knowledge,
+    )
     facts.oophorectomies = read_oophorectomies(by_type.get("Procedure", {}).values(), knowledge)
-    facts.dialysis_procedures = read_dialysis_procedures(facts, by_type.get("Procedure", {}).values(), knowledge)
+    facts.dialysis_procedures = read_dialysis_procedures(
+        facts, by_type.get("Procedure", {}).values(), knowledge
+    )
     facts.setting = derive_setting(facts, knowledge)
     return facts
 
 
 def patient_sex(patient: dict) -> tuple[str | None, str]:
-    """female or male from Patient.gender; when gender is other, unknown or absent, the US Core birth-sex extension (F
-    or M) if present; else None (no recorded sex: no clearance, no menopausal status from age)."""
+    """Female or male from Patient.gender; when gender is other, unknown or absent, the US Core
+    birth-sex extension (F or M) if present; else None (no recorded sex: no clearance, no menopausal
+    status from age)."""
     gender = patient.get("gender")
     if gender in ("female", "male"):
         return gender, "Patient.gender"
@@ -72,5 +104,7 @@ def patient_sex(patient: dict) -> tuple[str | None, str]:
         if isinstance(extension, dict) and extension.get("url") == BIRTH_SEX_URL:
             code = extension.get("valueCode")
             if code in ("F", "M"):
-                return ("female" if code == "F" else "male"), f"birth sex {code} (US Core birth-sex extension)"
+                return (
+                    "female" if code == "F" else "male"
+                ), f"birth sex {code} (US Core birth-sex extension)"
     return None, ""

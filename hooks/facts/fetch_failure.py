@@ -1,4 +1,6 @@
-"""Why a FHIR read failed: a reason from a fixed set (the metrics label) and the sentence cards and logs show."""
+"""Why a FHIR read failed: a reason from a fixed set (the metrics label) and the sentence cards and
+logs show."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,7 +8,9 @@ from enum import Enum
 
 
 class FetchReason(Enum):
-    """The reason class of a failed FHIR read; its value is the `reason` label of bonecds_fhir_fetch_errors_total."""
+    """The reason class of a failed FHIR read; its value is the `reason` label of
+    bonecds_fhir_fetch_errors_total."""
+
     TIMEOUT = "timeout"  # no (complete) answer within the per-read timeout or the call's budget
     UNREACHABLE = "unreachable"
     HTTP_STATUS = "http_status"
@@ -23,8 +27,9 @@ class FetchReason(Enum):
 
 @dataclass(frozen=True)
 class FetchFailure:
-    """A failed read: `reason` for metrics and decisions (a timeout feeds the circuit breaker), `detail` for people
-    ("FHIR server answered HTTP 401"); str() is the detail."""
+    """A failed read: `reason` for metrics and decisions (a timeout feeds the circuit breaker),
+    `detail` for people ("FHIR server answered HTTP 401"); str() is the detail."""
+
     reason: FetchReason
     detail: str
 

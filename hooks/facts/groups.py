@@ -1,4 +1,6 @@
-"""The fact groups: parts of the record fetched as a whole, with the names cards give them when unavailable."""
+"""The fact groups: parts of the record fetched as a whole, with the names cards give them when
+unavailable."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,7 +10,8 @@ from dataclasses import dataclass
 class FactGroup:
     key: str  # as the knowledge file's rule `needs` and the prefetch keys name it
     name: str  # as a card names it: "Creatinine results could not be retrieved"
-    # Why the bone-health review reads it, in its card's words ("" when the name says it); None: the review does not.
+    # Why the bone-health review reads it, in its card's words ("" when the name says it); None: the
+    # review does not.
     review_note: str | None = None
 
     @property

@@ -1,36 +1,62 @@
-"""Reads MedicationRequests and MedicationAdministrations into classified medications and bone-agent doses."""
+"""Reads MedicationRequests and MedicationAdministrations into classified medications and bone-agent
+doses."""
+
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from hooks.drug_recognition import identify_ingredient, medication_concepts
 from hooks.facts.model import DoseEvent, MedicationFact, PatientFacts
-from hooks.fhir_read import as_list, codings, concept_texts, effective_datetime, parse_datetime, status_of
+from hooks.fhir_read import (
+    as_list,
+    codings,
+    concept_texts,
+    effective_datetime,
+    parse_datetime,
+    status_of,
+)
 from hooks.knowledge import Knowledge
 
 GIVEN_REQUEST_STATUS = frozenset({"active", "completed", "stopped", "on-hold"})
 GIVEN_ADMINISTRATION_STATUS = frozenset({"completed", "in-progress"})
 
 
-def read_medication(request: dict, medications: dict[str, dict], knowledge: Knowledge) -> MedicationFact:
+def read_medication(
+    request: dict, medications: dict[str, dict], knowledge: Knowledge
+) -> MedicationFact:
     concepts = medication_concepts(request, medications)
     bone_agent = identify_ingredient(concepts, knowledge)
     dosage = next((d for d in as_list(request.get("dosageInstruction")) if isinstance(d, dict)), {})
     route_texts = " ".join(concept_texts(dosage.get("route"))).lower()
-    # Codes and names are read once per order, then matched against every class (this runs for every order on record).
+    # Codes and names are read once per order, then matched against every class (this runs for every
+    # order on record).
     coded = [(system, code) for concept in concepts for system, code, _ in codings(concept) if code]
     names = [text.lower() for concept in concepts for text in concept_texts(concept)]
-    classes = frozenset(name for name, drug_class in knowledge.medication_classes.items()
-                        if _in_class(coded, names, drug_class, knowledge)
-                        and not any(word in route_texts for word in drug_class.excluded_routes))
+    classes = frozenset(
+        name
+        for name, drug_class in knowledge.medication_classes.items()
+        if _in_class(coded, names, drug_class, knowledge)
+        and not any(word in route_texts for word in drug_class.excluded_routes)
+    )
     status = request.get("status") if isinstance(request.get("status"), str) else None
-    label = next((text for concept in concepts for text in concept_texts(concept)), "unnamed medication")
-    return MedicationFact(request.get("id") if isinstance(request.get("id"), str) else None, label, status,
-                          parse_datetime(request.get("authoredOn")), classes, bone_agent[0] if bone_agent else None,
-                          route_text=route_texts)
+    label = next(
+        (text for concept in concepts for text in concept_texts(concept)), "unnamed medication"
+    )
+    return MedicationFact(
+        request.get("id") if isinstance(request.get("id"), str) else None,
+        label,
+        status,
+        parse_datetime(request.get("authoredOn")),
+        classes,
+        bone_agent[0] if bone_agent else None,
+        route_text=route_texts,
+    )
 
 
-def _in_class(coded: list[tuple[str | None, str]], names: list[str], drug_class: Any, knowledge: Knowledge) -> bool:
+def _in_class(
+    coded: list[tuple[str | None, str]], names: list[str], drug_class: Any, knowledge: Knowledge
+) -> bool:
     """By RxNorm or ATC code (or ATC group), else by a name fragment in the drug's text."""
     rxnorm, atc = knowledge.systems["rxnorm"], knowledge.systems["atc"]
     for system, code in coded:
@@ -42,13 +68,20 @@ def _in_class(coded: list[tuple[str | None, str]], names: list[str], drug_class:
     return pattern is not None and any(pattern.search(name) for name in names)
 
 
-def read_doses(facts: PatientFacts, requests: Iterable[dict], administrations: Iterable[dict],
-                medications: dict[str, dict], knowledge: Knowledge) -> None:
+def read_doses(
+    facts: PatientFacts,
+    requests: Iterable[dict],
+    administrations: Iterable[dict],
+    medications: dict[str, dict],
+    knowledge: Knowledge,
+) -> None:
     from_administrations: list[DoseEvent] = []
     for administration in administrations:
         if status_of(administration) not in GIVEN_ADMINISTRATION_STATUS:
             continue
-        identified = identify_ingredient(medication_concepts(administration, medications), knowledge)
+        identified = identify_ingredient(
+            medication_concepts(administration, medications), knowledge
+        )
         when = effective_datetime(administration)
         if identified and when:
             from_administrations.append(DoseEvent(identified[0], when, "administration recorded"))
@@ -61,4 +94,6 @@ def read_doses(facts: PatientFacts, requests: Iterable[dict], administrations: I
         when = parse_datetime(request.get("authoredOn"))
         if identified and when and identified[0] not in administered and when <= facts.now:
             from_requests.append(DoseEvent(identified[0], when, f"order {request.get('status')}"))
-    facts.bone_agent_doses = sorted(from_administrations + from_requests, key=lambda d: d.when, reverse=True)
+    facts.bone_agent_doses = sorted(
+        from_administrations + from_requests, key=lambda d: d.when, reverse=True
+    )

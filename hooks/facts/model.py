@@ -1,4 +1,6 @@
-"""The typed facts the rules read about a patient: results, conditions, medications, doses, findings, unit-normalised."""
+"""The typed facts the rules read about a patient: results, conditions, medications, doses,
+findings, unit-normalised."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -10,6 +12,7 @@ from hooks.fhir_read import days_between
 @dataclass(frozen=True)
 class LabResult:
     """One numeric result, converted to the unit the rules use, with what was recorded."""
+
     kind: str
     value: float
     unit: str
@@ -17,7 +20,8 @@ class LabResult:
     recorded_unit: str | None
     when: datetime
     observation_id: str | None
-    # A censored value: the true value relates to `value` by this comparator ('<', '<=', '>', '>='); None when exact.
+    # A censored value: the true value relates to `value` by this comparator ('<', '<=', '>', '>=');
+    # None when exact.
     comparator: str | None = None
     loinc: str | None = None
     note: str = ""  # how the value was read, when that is not obvious (an eGFR reported in mL/min)
@@ -28,23 +32,34 @@ class LabResult:
         return self.comparator or ""
 
     def shown(self, digits: int = 2) -> str:
-        """'1.9 mg/dL on 2026-10-02', or '168 umol/L (1.9 mg/dL) on 2026-10-02' when it was converted; a censored value
-        keeps its bound ('>60 mL/min/1.73 m2')."""
+        """'1.9 mg/dL on 2026-10-02', or '168 umol/L (1.9 mg/dL) on 2026-10-02' when it was
+        converted; a censored value keeps its bound ('>60 mL/min/1.73 m2')."""
         converted = f"{self.bound}{trimmed(self.value, digits)} {self.unit}"
         note = f" ({self.note})" if self.note else ""
-        if self.recorded_unit and self.recorded_unit != self.unit and self.recorded_value != self.value:
-            return (f"{self.bound}{trimmed(self.recorded_value, digits)} {self.recorded_unit} ({converted}){note} on "
-                    f"{self.when.date().isoformat()}")
+        if (
+            self.recorded_unit
+            and self.recorded_unit != self.unit
+            and self.recorded_value != self.value
+        ):
+            return (
+                f"{self.bound}{trimmed(self.recorded_value, digits)} {self.recorded_unit}"
+                f" ({converted}){note} on {self.when.date().isoformat()}"
+            )
         return f"{converted}{note} on {self.when.date().isoformat()}"
 
     def decide_below(self, limit: float) -> bool | None:
-        """Whether the result is below `limit`: True or False when every value it allows lies on one side, else None."""
+        """Whether the result is below `limit`: True or False when every value it allows lies on one
+        side, else None."""
         return censored_below(self.value, self.comparator, limit)
 
 
 def censored_below(value: float, comparator: str | None, limit: float) -> bool | None:
-    """value < limit for an exact value; for a bound ('>60', '<0.5') True or False only when every value the bound allows
-    lies on one side of the limit, else None (the bound cannot decide that threshold). Float noise is ignored."""
+    """Value < limit for an exact value; for a bound ('>60', '<0.5') True or False only when every
+    value the bound allows lies on one side of the limit, else None (the bound cannot decide that
+    threshold).
+
+    Float noise is ignored.
+    """
     if comparator is None:
         return value < limit - 1e-9
     if comparator in (">", ">="):
@@ -55,7 +70,8 @@ def censored_below(value: float, comparator: str | None, limit: float) -> bool |
 
 
 def flipped(comparator: str | None) -> str | None:
-    """The comparator of a quantity that falls as the measured one rises (creatinine '<0.5' gives clearance '>')."""
+    """The comparator of a quantity that falls as the measured one rises (creatinine '<0.5' gives
+    clearance '>')."""
     return {"<": ">", "<=": ">=", ">": "<", ">=": "<="}.get(comparator or "", None)
 
 
@@ -66,7 +82,9 @@ def trimmed(value: float, digits: int) -> str:
 
 @dataclass(frozen=True)
 class UnreadableResult:
-    """A result that exists but cannot be used (unknown unit, no value); the rules say so instead of ignoring it."""
+    """A result that exists but cannot be used (unknown unit, no value); the rules say so instead of
+    ignoring it."""
+
     kind: str
     when: datetime | None
     recorded_unit: str | None
@@ -84,14 +102,18 @@ class ConditionFact:
 
 @dataclass(frozen=True)
 class MedicationFact:
-    """A MedicationRequest on record (not one of this request's drafts), classified by what the rules ask about."""
+    """A MedicationRequest on record (not one of this request's drafts), classified by what the
+    rules ask about."""
+
     resource_id: str | None
     label: str
     status: str | None
     authored: datetime | None
     classes: frozenset[str]
     bone_agent: str | None
-    in_request: bool = False  # drafted in this same request (e.g. calcium signed together with the bone agent)
+    in_request: bool = (
+        False  # drafted in this same request (e.g. calcium signed together with the bone agent)
+    )
     route_text: str = ""
 
     @property
@@ -105,7 +127,9 @@ class MedicationFact:
     def dated(self) -> str:
         if self.in_request:
             return f"{self.label} (being ordered now)"
-        return f"{self.label} ({self.status or 'no status'}" + (f", ordered {self.authored.date().isoformat()})" if self.authored else ")")
+        return f"{self.label} ({self.status or 'no status'}" + (
+            f", ordered {self.authored.date().isoformat()})" if self.authored else ")"
+        )
 
 
 @dataclass(frozen=True)
@@ -133,6 +157,7 @@ class PregnancyStatus:
 @dataclass(frozen=True)
 class TScore:
     """A DXA T-score at one site (lumbar spine, hip, femur)."""
+
     value: float
     site: str
     when: datetime
@@ -143,7 +168,9 @@ class TScore:
 
 @dataclass(frozen=True)
 class CodedFinding:
-    """A dated coded answer or procedure the eligibility logic reads: menopausal status, smoking, oophorectomy."""
+    """A dated coded answer or procedure the eligibility logic reads: menopausal status, smoking,
+    oophorectomy."""
+
     value: str
     when: datetime | None
     label: str
@@ -154,7 +181,9 @@ class CodedFinding:
 
 @dataclass(frozen=True)
 class DoseEvent:
-    """A dose of a bone-modifying agent that was given (or ordered and not cancelled) before this order."""
+    """A dose of a bone-modifying agent that was given (or ordered and not cancelled) before this
+    order."""
+
     ingredient: str
     when: datetime
     evidence: str
@@ -185,11 +214,21 @@ class PatientFacts:
     smoking_statuses: list[CodedFinding] = field(default_factory=list)
     oophorectomies: list[CodedFinding] = field(default_factory=list)
     unavailable: dict[str, str] = field(default_factory=dict)
-    setting: Setting = field(default_factory=lambda: Setting("no-breast-cancer", "no breast cancer diagnosis on record"))
-    sex_basis: str = ""  # where the sex was read: Patient.gender, or the US Core birth-sex extension
-    forearm_t_scores: list[TScore] = field(default_factory=list)  # seen, never used for the bone-loss indication
-    stage_findings: list[CodedFinding] = field(default_factory=list)  # stage Observations showing distant metastasis
-    dialysis_procedures: list[CodedFinding] = field(default_factory=list)  # within the knowledge's window
+    setting: Setting = field(
+        default_factory=lambda: Setting("no-breast-cancer", "no breast cancer diagnosis on record")
+    )
+    sex_basis: str = (
+        ""  # where the sex was read: Patient.gender, or the US Core birth-sex extension
+    )
+    forearm_t_scores: list[TScore] = field(
+        default_factory=list
+    )  # seen, never used for the bone-loss indication
+    stage_findings: list[CodedFinding] = field(
+        default_factory=list
+    )  # stage Observations showing distant metastasis
+    dialysis_procedures: list[CodedFinding] = field(
+        default_factory=list
+    )  # within the knowledge's window
 
     def results(self, kind: str) -> list[LabResult]:
         """Results of one kind, newest first."""
@@ -216,7 +255,11 @@ class PatientFacts:
 
     def conditions_in(self, value_set: str, *, active_only: bool) -> list[ConditionFact]:
         """Conditions of a value set; refuted and entered-in-error ones were never read."""
-        return [c for c in self.conditions if value_set in c.value_sets and (c.active or not active_only)]
+        return [
+            c
+            for c in self.conditions
+            if value_set in c.value_sets and (c.active or not active_only)
+        ]
 
     def active_medications(self, medication_class: str) -> list[MedicationFact]:
         """Active orders of a class, and orders of it drafted in this request."""
@@ -226,5 +269,6 @@ class PatientFacts:
         return [d for d in self.bone_agent_doses if d.ingredient == ingredient]
 
     def is_unavailable(self, group: str) -> str | None:
-        """Why a group of facts could not be retrieved (None when it was retrieved, even if empty)."""
+        """Why a group of facts could not be retrieved (None when it was retrieved, even if
+        empty)."""
         return self.unavailable.get(group)

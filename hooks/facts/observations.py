@@ -1,24 +1,46 @@
-"""Reads Observations into facts: results in the rules' units, T-scores, stage, pregnancy, menopause, smoking."""
+"""Reads Observations into facts: results in the rules' units, T-scores, stage, pregnancy,
+menopause, smoking."""
+
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Iterable
 
-from hooks.facts.model import CodedFinding, LabResult, PatientFacts, PregnancyStatus, TScore, UnreadableResult
-from hooks.fhir_read import codings, concept_label, concept_texts, effective_datetime, id_of, parse_datetime, quantity, status_of
+from hooks.facts.model import (
+    CodedFinding,
+    LabResult,
+    PatientFacts,
+    PregnancyStatus,
+    TScore,
+    UnreadableResult,
+)
+from hooks.fhir_read import (
+    codings,
+    concept_label,
+    concept_texts,
+    effective_datetime,
+    id_of,
+    parse_datetime,
+    quantity,
+    status_of,
+)
 from hooks.knowledge import Knowledge
 
-# Catalog "Reading the record": final, amended, corrected and preliminary results count; these are never read; any
+# Catalog "Reading the record": final, amended, corrected and preliminary results count; these are
+# never read; any
 # other status counts when the Observation has a value.
 IGNORED_OBSERVATION_STATUS = frozenset({"entered-in-error", "cancelled", "registered"})
 COMPARATORS = frozenset({"<", "<=", ">", ">="})
 # A string value such as ">60", "<0.5", "<= 0.3 mg/dL" or "22": comparator, number, unit text.
 STRING_VALUE = re.compile(r"^\s*(<=|>=|<|>|≤|≥)?\s*([0-9]+(?:\.[0-9]+)?)\s*(\S.*)?$")
 UNICODE_COMPARATORS = {"≤": "<=", "≥": ">="}
-# Results whose bound (a censored value) the rules can reason about; a censored value of any other kind is not used.
-CENSORABLE_KINDS = frozenset({"creatinine", "egfr", "calcium_total", "calcium_corrected", "calcium_ionized", "vitamin_d"})
+# Results whose bound (a censored value) the rules can reason about; a censored value of any other
+# kind is not used.
+CENSORABLE_KINDS = frozenset(
+    {"creatinine", "egfr", "calcium_total", "calcium_corrected", "calcium_ionized", "vitamin_d"}
+)
 STAGE_KINDS = ("distant_metastasis_stage", "stage_group")
 UNIT_TABLES = {
     "creatinine": ("creatinine_to_mg_dl", "mg/dL"),
@@ -30,17 +52,30 @@ UNIT_TABLES = {
     "vitamin_d": ("vitamin_d_to_ng_ml", "ng/mL"),
     "body_height": ("height_to_cm", "cm"),
 }
-# Results whose unit is checked against a list (no conversion): kind -> (knowledge units list, unit the rules use).
-UNIT_LISTS = {"egfr": ("egfr_units", "mL/min/1.73 m²"), "bmi": ("bmi_units", "kg/m2"), "dxa_t_score": ("t_score_units", "T-score")}
+# Results whose unit is checked against a list (no conversion): kind -> (knowledge units list, unit
+# the rules use).
+UNIT_LISTS = {
+    "egfr": ("egfr_units", "mL/min/1.73 m²"),
+    "bmi": ("bmi_units", "kg/m2"),
+    "dxa_t_score": ("t_score_units", "T-score"),
+}
 MOLAR_UNITS = frozenset({"mmol/L", "mmol/l"})
 
 
 def observation_datetime(observation: dict) -> datetime | None:
-    """When a result was taken (catalog "Reading the record"): effectiveDateTime, else effectivePeriod.start, else
-    effectiveInstant, else issued."""
-    period = observation.get("effectivePeriod") if isinstance(observation.get("effectivePeriod"), dict) else {}
-    return (parse_datetime(observation.get("effectiveDateTime")) or parse_datetime(period.get("start"))
-            or parse_datetime(observation.get("effectiveInstant")) or parse_datetime(observation.get("issued")))
+    """When a result was taken (catalog "Reading the record"): effectiveDateTime, else
+    effectivePeriod.start, else effectiveInstant, else issued."""
+    period = (
+        observation.get("effectivePeriod")
+        if isinstance(observation.get("effectivePeriod"), dict)
+        else {}
+    )
+    return (
+        parse_datetime(observation.get("effectiveDateTime"))
+        or parse_datetime(period.get("start"))
+        or parse_datetime(observation.get("effectiveInstant"))
+        or parse_datetime(observation.get("issued"))
+    )
 
 
 @dataclass(frozen=True)
@@ -51,8 +86,8 @@ class _Value:
 
 
 def _observation_value(observation: dict, kind: str, knowledge: Knowledge) -> _Value | None:
-    """The numeric value of a result: valueQuantity (with its comparator), or a string value such as '>60', '<0.5 mg/dL'
-    or '22' (an eGFR string carries no unit: the eGFR codes fix it)."""
+    """The numeric value of a result: valueQuantity (with its comparator), or a string value such as
+    '>60', '<0.5 mg/dL' or '22' (an eGFR string carries no unit: the eGFR codes fix it)."""
     measured = quantity(observation.get("valueQuantity"))
     if measured is not None:
         raw = observation["valueQuantity"].get("comparator")
@@ -64,12 +99,15 @@ def _observation_value(observation: dict, kind: str, knowledge: Knowledge) -> _V
     if not match:
         return None
     comparator = UNICODE_COMPARATORS.get(match.group(1) or "", match.group(1))
-    unit = (match.group(3) or "").strip() or knowledge.raw["observations"][kind].get("string_value_unit")
+    unit = (match.group(3) or "").strip() or knowledge.raw["observations"][kind].get(
+        "string_value_unit"
+    )
     return _Value(float(match.group(2)), unit, comparator)
 
 
 def _observation_kind(observation: dict, knowledge: Knowledge) -> tuple[str | None, str | None]:
-    """The knowledge's kind of result by LOINC code (stage Observations also by their SNOMED observable), and the code."""
+    """The knowledge's kind of result by LOINC code (stage Observations also by their SNOMED
+    observable), and the code."""
     loinc, snomed = knowledge.systems["loinc"], knowledge.systems["snomed"]
     coded = list(codings(observation.get("code")))
     for system, code, _ in coded:
@@ -77,13 +115,22 @@ def _observation_kind(observation: dict, knowledge: Knowledge) -> tuple[str | No
             return knowledge.observation_kind_by_loinc[code], code
     for system, code, _ in coded:
         if system == snomed and code:
-            kind = next((k for k in STAGE_KINDS if code in knowledge.raw["observations"].get(k, {}).get("snomed", [])), None)
+            kind = next(
+                (
+                    k
+                    for k in STAGE_KINDS
+                    if code in knowledge.raw["observations"].get(k, {}).get("snomed", [])
+                ),
+                None,
+            )
             if kind:
                 return kind, None
     return None, None
 
 
-def read_observations(facts: PatientFacts, observations: Iterable[dict], knowledge: Knowledge) -> None:
+def read_observations(
+    facts: PatientFacts, observations: Iterable[dict], knowledge: Knowledge
+) -> None:
     for observation in observations:
         if status_of(observation) in IGNORED_OBSERVATION_STATUS:
             continue
@@ -107,18 +154,30 @@ def read_observations(facts: PatientFacts, observations: Iterable[dict], knowled
             facts.unreadable.setdefault(kind, []).append(UnreadableResult(kind, when, None, reason))
             continue
         if measured.comparator and kind not in CENSORABLE_KINDS:
-            facts.unreadable.setdefault(kind, []).append(UnreadableResult(
-                kind, when, measured.unit, f"censored value ({measured.comparator}{measured.value:g})"))
+            facts.unreadable.setdefault(kind, []).append(
+                UnreadableResult(
+                    kind,
+                    when,
+                    measured.unit,
+                    f"censored value ({measured.comparator}{measured.value:g})",
+                )
+            )
             continue
         note = ""
         if kind in UNIT_LISTS:
             units_key, unit = UNIT_LISTS[kind]
             accepted = set(knowledge.raw["units"][units_key])
-            without_surface = set(knowledge.raw["units"].get("egfr_units_without_body_surface", [])) if kind == "egfr" else set()
+            without_surface = (
+                set(knowledge.raw["units"].get("egfr_units_without_body_surface", []))
+                if kind == "egfr"
+                else set()
+            )
             if measured.unit in without_surface:
                 note = f"reported in {measured.unit}, read as mL/min/1.73 m²"
             elif measured.unit not in accepted:
-                facts.unreadable.setdefault(kind, []).append(UnreadableResult(kind, when, measured.unit, "unknown unit"))
+                facts.unreadable.setdefault(kind, []).append(
+                    UnreadableResult(kind, when, measured.unit, "unknown unit")
+                )
                 continue
             value = measured.value
             if kind == "dxa_t_score":
@@ -132,18 +191,33 @@ def read_observations(facts: PatientFacts, observations: Iterable[dict], knowled
             table, unit = UNIT_TABLES[kind]
             factor = knowledge.unit_factor(table, measured.unit)
             if factor is None:
-                facts.unreadable.setdefault(kind, []).append(UnreadableResult(kind, when, measured.unit, "unknown unit"))
+                facts.unreadable.setdefault(kind, []).append(
+                    UnreadableResult(kind, when, measured.unit, "unknown unit")
+                )
                 continue
             value = measured.value * factor
         facts.labs.setdefault(kind, []).append(
-            LabResult(kind, value, unit, measured.value, measured.unit, when, id_of(observation),
-                      measured.comparator, code, note))
+            LabResult(
+                kind,
+                value,
+                unit,
+                measured.value,
+                measured.unit,
+                when,
+                id_of(observation),
+                measured.comparator,
+                code,
+                note,
+            )
+        )
     for results in facts.labs.values():
         results.sort(key=lambda r: r.when, reverse=True)
     if "vitamin_d" in facts.labs:
         facts.labs["vitamin_d"] = _total_vitamin_d_first(facts.labs["vitamin_d"], knowledge)
     for unreadable in facts.unreadable.values():
-        unreadable.sort(key=lambda r: r.when or datetime.min.replace(tzinfo=facts.now.tzinfo), reverse=True)
+        unreadable.sort(
+            key=lambda r: r.when or datetime.min.replace(tzinfo=facts.now.tzinfo), reverse=True
+        )
     facts.pregnancy_statuses.sort(key=lambda p: p.when, reverse=True)
     facts.t_scores.sort(key=lambda t: t.when, reverse=True)
     facts.forearm_t_scores.sort(key=lambda t: t.when, reverse=True)
@@ -152,16 +226,21 @@ def read_observations(facts: PatientFacts, observations: Iterable[dict], knowled
 
 
 def _total_vitamin_d_first(results: list[LabResult], knowledge: Knowledge) -> list[LabResult]:
-    """25-OH vitamin D total (D2+D3); a D3-only result counts only on a day without a total (catalog: D3 where only D3
-    is reported)."""
+    """25-OH vitamin D total (D2+D3); a D3-only result counts only on a day without a total
+    (catalog: D3 where only D3 is reported)."""
     total = set(knowledge.raw["observations"]["vitamin_d"].get("total", []))
     days_with_total = {r.when.date() for r in results if r.loinc in total}
     return [r for r in results if r.loinc in total or r.when.date() not in days_with_total]
 
 
-def _read_stage(facts: PatientFacts, observation: dict, kind: str, when: datetime | None, knowledge: Knowledge) -> None:
-    """A TNM distant-metastasis (M) or stage-group Observation whose value shows distant metastasis (M1, cM1, pM1,
-    M1a-M1c; stage IV, IVA, IVB, 4), by SNOMED code or by text. Any other value (M0, stage III...) is not metastasis."""
+def _read_stage(
+    facts: PatientFacts, observation: dict, kind: str, when: datetime | None, knowledge: Knowledge
+) -> None:
+    """A TNM distant-metastasis (M) or stage-group Observation whose value shows distant metastasis
+    (M1, cM1, pM1, M1a-M1c; stage IV, IVA, IVB, 4), by SNOMED code or by text.
+
+    Any other value (M0, stage III...) is not metastasis.
+    """
     spec = knowledge.raw["observations"][kind]
     snomed, loinc = knowledge.systems["snomed"], knowledge.systems["loinc"]
     value = observation.get("valueCodeableConcept")
@@ -169,43 +248,77 @@ def _read_stage(facts: PatientFacts, observation: dict, kind: str, when: datetim
     if isinstance(observation.get("valueString"), str):
         texts.append(observation["valueString"])
     coded = [(system, code) for system, code, _ in codings(value) if code]
-    texts += [code for system, code in coded if system not in (snomed, loinc)]  # AJCC-style codes: 'cM1', 'IV'
+    texts += [
+        code for system, code in coded if system not in (snomed, loinc)
+    ]  # AJCC-style codes: 'cM1', 'IV'
     pattern = re.compile(spec["value_text_pattern"])
-    if any(system == snomed and code in spec.get("value_snomed", []) for system, code in coded) or \
-            any(pattern.search(text) for text in texts):
+    if any(
+        system == snomed and code in spec.get("value_snomed", []) for system, code in coded
+    ) or any(pattern.search(text) for text in texts):
         shown = next(iter(texts), "distant metastasis")
         what = "distant metastases (M)" if kind == "distant_metastasis_stage" else "stage group"
         facts.stage_findings.append(CodedFinding(kind, when, f"{what} {shown}"))
 
 
-def _read_menopause_observation(facts: PatientFacts, observation: dict, knowledge: Knowledge) -> None:
-    """A menopausal-status observation (SNOMED observable 161712005) answered before/after menopause."""
+def _read_menopause_observation(
+    facts: PatientFacts, observation: dict, knowledge: Knowledge
+) -> None:
+    """A menopausal-status observation (SNOMED observable 161712005) answered before/after
+    menopause."""
     spec = knowledge.raw["menopause"]
-    if not any(knowledge.coding_in(spec["status_observation"], system, code) for system, code, _ in codings(observation.get("code"))):
+    if not any(
+        knowledge.coding_in(spec["status_observation"], system, code)
+        for system, code, _ in codings(observation.get("code"))
+    ):
         return
     answer = observation.get("valueCodeableConcept")
     for system, code, _ in codings(answer):
         for value_set, status in spec["status_answers"].items():
             if knowledge.condition_sets[value_set].matches(system, code, knowledge.systems):
-                facts.menopause_observations.append(CodedFinding(status, effective_datetime(observation),
-                                                                 f"menopausal status observation: {concept_label(answer)}"))
+                facts.menopause_observations.append(
+                    CodedFinding(
+                        status,
+                        effective_datetime(observation),
+                        f"menopausal status observation: {concept_label(answer)}",
+                    )
+                )
                 return
 
 
-def _read_smoking_status(facts: PatientFacts, observation: dict, when: datetime | None, knowledge: Knowledge) -> None:
+def _read_smoking_status(
+    facts: PatientFacts, observation: dict, when: datetime | None, knowledge: Knowledge
+) -> None:
     answer = observation.get("valueCodeableConcept")
-    current = any(knowledge.coding_in(knowledge.raw["smoking"]["current_smoker_answers"], system, code)
-                  for system, code, _ in codings(answer))
-    facts.smoking_statuses.append(CodedFinding("current" if current else "not-current", when,
-                                               f"smoking status: {concept_label(answer, 'coded answer')}"))
+    current = any(
+        knowledge.coding_in(knowledge.raw["smoking"]["current_smoker_answers"], system, code)
+        for system, code, _ in codings(answer)
+    )
+    facts.smoking_statuses.append(
+        CodedFinding(
+            "current" if current else "not-current",
+            when,
+            f"smoking status: {concept_label(answer, 'coded answer')}",
+        )
+    )
 
 
 def _read_pregnancy_status(facts: PatientFacts, observation: dict, knowledge: Knowledge) -> None:
     """Pregnancy status is recognised by its answer (the question's LOINC code is unverified)."""
     answers = knowledge.raw["pregnancy_status"]
     for system, code, _ in codings(observation.get("valueCodeableConcept")):
-        answer = next((name for name in ("pregnant", "not_pregnant", "unknown") if knowledge.coding_in(answers[name], system, code)), None)
+        answer = next(
+            (
+                name
+                for name in ("pregnant", "not_pregnant", "unknown")
+                if knowledge.coding_in(answers[name], system, code)
+            ),
+            None,
+        )
         when = effective_datetime(observation)
         if answer and when:
-            facts.pregnancy_statuses.append(PregnancyStatus(answer, when, concept_label(observation.get("valueCodeableConcept"))))
+            facts.pregnancy_statuses.append(
+                PregnancyStatus(
+                    answer, when, concept_label(observation.get("valueCodeableConcept"))
+                )
+            )
             return

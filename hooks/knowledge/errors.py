@@ -1,14 +1,20 @@
-"""KnowledgeError, the one-line refusal of a knowledge file, and how it names a place in the document."""
+"""KnowledgeError, the one-line refusal of a knowledge file, and how it names a place in the
+document."""
+
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 
 class KnowledgeError(ValueError):
-    """The knowledge file cannot be used. str() is one line: '<file>: at <path>: <problem>' for a schema or
-    cross-reference violation ('<file>: <problem>' when the file cannot be read or parsed); `where` and `problem` hold
-    the two parts."""
+    """The knowledge file cannot be used.
+
+    str() is one line: '<file>: at <path>: <problem>' for a schema or cross-reference violation
+    ('<file>: <problem>' when the file cannot be read or parsed); `where` and `problem` hold the two
+    parts.
+    """
 
     def __init__(self, where: str, problem: str) -> None:
         self.where = where
@@ -17,7 +23,8 @@ class KnowledgeError(ValueError):
 
 
 def path_text(path: Iterable[str | int]) -> str:
-    """('products', 12, 'strength_mg') -> 'products[12].strength_mg'; keys that are not plain names are quoted."""
+    """('products', 12, 'strength_mg') -> 'products[12].strength_mg'; keys that are not plain names
+    are quoted."""
     text = ""
     for part in path:
         if isinstance(part, int):

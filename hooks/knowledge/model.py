@@ -1,10 +1,13 @@
-"""The knowledge as the rules read it: products, formulations, sources, value sets, classes, the Knowledge view."""
+"""The knowledge as the rules read it: products, formulations, sources, value sets, classes, the
+Knowledge view."""
+
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Iterable
+from typing import Any
 
 BUNDLED_KNOWLEDGE = "bundled knowledge file"
 MEMO_LIMIT = 10_000
@@ -12,11 +15,15 @@ MEMO_LIMIT = 10_000
 
 @dataclass(frozen=True)
 class Product:
-    """A product of the knowledge's product table (an RxNorm SCD, SBD or pack), or one read from a drug's name.
+    """A product of the knowledge's product table (an RxNorm SCD, SBD or pack), or one read from a
+    drug's name.
 
-    strength_mg is per unit (tablet, vial, syringe); concentration_mg_per_ml and volume_ml are given for solutions.
-    status is "V" when the code was seen with its name in a public source, "UNVERIFIED" when not, "name" when the
-    product was read from the order's text rather than the table."""
+    strength_mg is per unit (tablet, vial, syringe); concentration_mg_per_ml and volume_ml are given
+    for solutions. status is "V" when the code was seen with its name in a public source,
+    "UNVERIFIED" when not, "name" when the product was read from the order's text rather than the
+    table.
+    """
+
     rxnorm: str
     display: str
     ingredient: str
@@ -36,15 +43,21 @@ class Product:
         return self.status == "V"
 
     def mg_for_volume(self, ml: float) -> float | None:
-        """mg in `ml` of this product: the whole container is its labelled strength, else mL x concentration."""
-        if self.volume_ml is not None and self.strength_mg is not None and abs(ml - self.volume_ml) < 1e-9:
+        """Mg in `ml` of this product: the whole container is its labelled strength, else mL x
+        concentration."""
+        if (
+            self.volume_ml is not None
+            and self.strength_mg is not None
+            and abs(ml - self.volume_ml) < 1e-9
+        ):
             return float(self.strength_mg)
         if self.concentration_mg_per_ml is None:
             return None
         return round(ml * self.concentration_mg_per_ml, 6)
 
     def describe(self, ingredient_display: str) -> str:
-        """e.g. 'alendronate 70 mg oral tablet' or 'zoledronic acid 4 mg/5 mL injection' for card text."""
+        """e.g. 'alendronate 70 mg oral tablet' or 'zoledronic acid 4 mg/5 mL injection' for card
+        text."""
         parts = [ingredient_display]
         if self.strength_mg is not None:
             if self.volume_ml is not None and self.unit not in ("tablet", "capsule"):
@@ -105,7 +118,8 @@ class ConditionValueSet:
     who_icd_codes: frozenset[str] = frozenset()
 
     def matches(self, system: str | None, code: str | None, systems: dict[str, str]) -> bool:
-        """SNOMED by code; ICD-10-CM codes also match WHO ICD-10 data, but WHO-only codes (K10.2) never match -CM data."""
+        """SNOMED by code; ICD-10-CM codes also match WHO ICD-10 data, but WHO-only codes (K10.2)
+        never match -CM data."""
         if not code:
             return False
         if system == systems["snomed"]:
@@ -120,7 +134,9 @@ class ConditionValueSet:
 
 @dataclass(frozen=True)
 class MedicationClass:
-    """A drug class the rules ask about (supplements, anti-angiogenics...), recognised by code, then by name."""
+    """A drug class the rules ask about (supplements, anti-angiogenics...), recognised by code, then
+    by name."""
+
     name: str
     display: str
     rxnorm: frozenset[str]
@@ -132,7 +148,11 @@ class MedicationClass:
     @cached_property
     def name_pattern(self) -> re.Pattern[str] | None:
         """One compiled search for all name fragments (names are matched in lower case)."""
-        return re.compile("|".join(map(re.escape, self.name_fragments))) if self.name_fragments else None
+        return (
+            re.compile("|".join(map(re.escape, self.name_fragments)))
+            if self.name_fragments
+            else None
+        )
 
 
 @dataclass(frozen=True)
@@ -161,8 +181,11 @@ class Knowledge:
     medication_classes: dict[str, MedicationClass]
     thresholds: dict[str, Any] = field(repr=False)
     _value_set_memo: dict[tuple[str | None, str | None], frozenset[str]] = field(
-        default_factory=dict, repr=False, compare=False)
-    origin: str = field(default=BUNDLED_KNOWLEDGE, compare=False)  # the file it came from, as errors name it
+        default_factory=dict, repr=False, compare=False
+    )
+    origin: str = field(
+        default=BUNDLED_KNOWLEDGE, compare=False
+    )  # the file it came from, as errors name it
 
     def threshold(self, name: str) -> Any:
         entry = self.thresholds[name]
@@ -181,24 +204,35 @@ class Knowledge:
         return self.raw["rules"][rule_id]
 
     def value_sets_of(self, system: str | None, code: str | None) -> frozenset[str]:
-        """The condition value sets a coding belongs to, memoised: every Condition of every request asks this."""
+        """The condition value sets a coding belongs to, memoised: every Condition of every request
+        asks this."""
         key = (system, code)
         found = self._value_set_memo.get(key)
         if found is None:
-            found = frozenset(name for name, value_set in self.condition_sets.items()
-                              if value_set.matches(system, code, self.systems))
+            found = frozenset(
+                name
+                for name, value_set in self.condition_sets.items()
+                if value_set.matches(system, code, self.systems)
+            )
             if len(self._value_set_memo) > MEMO_LIMIT:
-                self._value_set_memo.clear()  # hostile input with endless distinct codes must not grow memory
+                # hostile input with endless distinct codes must not grow memory
+                self._value_set_memo.clear()
             self._value_set_memo[key] = found
         return found
 
-    def coding_in(self, pairs: Iterable[Iterable[str]], system: str | None, code: str | None) -> bool:
+    def coding_in(
+        self, pairs: Iterable[Iterable[str]], system: str | None, code: str | None
+    ) -> bool:
         """Whether (system, code) is one of the knowledge file's [system key, code] pairs."""
         return any(system == self.systems[key] and code == value for key, value in pairs)
 
     def override_reason(self, key: str) -> dict[str, str]:
         entry = self.raw["override_reasons"][key]
-        return {"system": self.systems[entry["system"]], "code": entry["code"], "display": entry["display"]}
+        return {
+            "system": self.systems[entry["system"]],
+            "code": entry["code"],
+            "display": entry["display"],
+        }
 
     def unit_factor(self, table: str, unit: str | None) -> float | None:
         if not unit:

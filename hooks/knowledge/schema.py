@@ -1,11 +1,14 @@
-"""The knowledge file's JSON Schema (bone-agents.schema.json), checked at load by a small draft-07 walker."""
+"""The knowledge file's JSON Schema (bone-agents.schema.json), checked at load by a small draft-07
+walker."""
+
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from functools import lru_cache
 from importlib import resources
-from typing import Any, Callable
+from typing import Any
 
 from hooks.knowledge.errors import Violation, path_text
 
@@ -13,9 +16,11 @@ SCHEMA_FILE = "bone-agents.schema.json"
 
 
 @lru_cache(maxsize=1)
-def knowledge_schema() -> "KnowledgeSchema":
+def knowledge_schema() -> KnowledgeSchema:
     """The bundled schema, read and prepared once per process."""
-    return KnowledgeSchema(json.loads(resources.files(__package__).joinpath(SCHEMA_FILE).read_bytes()))
+    return KnowledgeSchema(
+        json.loads(resources.files(__package__).joinpath(SCHEMA_FILE).read_bytes())
+    )
 
 
 def _is_type(value: Any, name: str) -> bool:
@@ -42,28 +47,40 @@ def _show(value: Any) -> str:
 
 
 _JSON_TYPES: dict[str, type | tuple[type, ...]] = {
-    "object": dict, "array": list, "string": str, "boolean": bool, "null": type(None)}
+    "object": dict,
+    "array": list,
+    "string": str,
+    "boolean": bool,
+    "null": type(None),
+}
 
 
 class KnowledgeSchema:
-    """A draft-07 JSON Schema checked by walking it, with jsonschema's messages (an unexpected key is always reported
-    as "Additional properties are not allowed"). It covers the keywords the knowledge schema uses and refuses any
-    other, so an edit to the schema cannot be silently ignored. (fastjsonschema compiles this schema to about 1 MB of
-    Python, some 250 ms per process before the first check; the walk takes about 7 ms.) The tests check it agrees
-    with the jsonschema package."""
+    """A draft-07 JSON Schema checked by walking it, with jsonschema's messages (an unexpected key
+    is always reported as "Additional properties are not allowed").
 
-    ANNOTATIONS = frozenset({"$schema", "$id", "$comment", "title", "description", "definitions", "default",
-                             "examples"})
+    It covers the keywords the knowledge schema uses and refuses any other, so an edit to the schema
+    cannot be silently ignored. (fastjsonschema compiles this schema to about 1 MB of Python, some
+    250 ms per process before the first check; the walk takes about 7 ms.) The tests check it agrees
+    with the jsonschema package.
+    """
+
+    ANNOTATIONS = frozenset(
+        {"$schema", "$id", "$comment", "title", "description", "definitions", "default", "examples"}
+    )
 
     def __init__(self, schema: dict[str, Any]) -> None:
         if schema.get("$schema") != "http://json-schema.org/draft-07/schema#":
-            raise ValueError("the knowledge schema must declare $schema http://json-schema.org/draft-07/schema#")
+            raise ValueError(
+                "the knowledge schema must declare $schema http://json-schema.org/draft-07/schema#"
+            )
         self.schema = schema
         self._regex: dict[str, re.Pattern[str]] = {}
         self._prepare(schema, "#")
 
     def first_error(self, instance: Any) -> tuple[str, str] | None:
-        """(path, message) of the violation that comes first in the document, or None when it conforms."""
+        """(path, message) of the violation that comes first in the document, or None when it
+        conforms."""
         errors: list[Violation] = []
         self._check(instance, self.schema, (), errors)
         if not errors:
@@ -80,7 +97,9 @@ class KnowledgeSchema:
 
     # The walk. Each keyword applies to its own type only, as in JSON Schema.
 
-    def _check(self, value: Any, schema: Any, path: tuple[Any, ...], errors: list[Violation]) -> None:
+    def _check(
+        self, value: Any, schema: Any, path: tuple[Any, ...], errors: list[Violation]
+    ) -> None:
         if schema is True:
             return
         if schema is False:
@@ -114,7 +133,12 @@ class KnowledgeSchema:
 
     def _min_length(self, value, argument, schema, path, errors) -> None:
         if isinstance(value, str) and len(value) < argument:
-            errors.append((path, f"{_show(value)} {'should be non-empty' if argument == 1 else 'is too short'}"))
+            errors.append(
+                (
+                    path,
+                    f"{_show(value)} {'should be non-empty' if argument == 1 else 'is too short'}",
+                )
+            )
 
     def _minimum(self, value, argument, schema, path, errors) -> None:
         if _is_number(value) and value < argument:
@@ -130,7 +154,12 @@ class KnowledgeSchema:
 
     def _min_items(self, value, argument, schema, path, errors) -> None:
         if isinstance(value, list) and len(value) < argument:
-            errors.append((path, f"{_show(value)} {'should be non-empty' if argument == 1 else 'is too short'}"))
+            errors.append(
+                (
+                    path,
+                    f"{_show(value)} {'should be non-empty' if argument == 1 else 'is too short'}",
+                )
+            )
 
     def _max_items(self, value, argument, schema, path, errors) -> None:
         if isinstance(value, list) and len(value) > argument:
@@ -143,16 +172,20 @@ class KnowledgeSchema:
             for index, (item, item_schema) in enumerate(zip(value, argument)):
                 self._check(item, item_schema, (*path, index), errors)
             if schema.get("additionalItems") is False and len(value) > len(argument):
-                extra = ", ".join(map(_show, value[len(argument):]))
+                extra = ", ".join(map(_show, value[len(argument) :]))
                 verb = "was" if len(value) == len(argument) + 1 else "were"
-                errors.append((path, f"Additional items are not allowed ({extra} {verb} unexpected)"))
+                errors.append(
+                    (path, f"Additional items are not allowed ({extra} {verb} unexpected)")
+                )
         else:
             for index, item in enumerate(value):
                 self._check(item, argument, (*path, index), errors)
 
     def _required(self, value, argument, schema, path, errors) -> None:
         if isinstance(value, dict):
-            errors.extend((path, f"{key!r} is a required property") for key in argument if key not in value)
+            errors.extend(
+                (path, f"{key!r} is a required property") for key in argument if key not in value
+            )
 
     def _properties(self, value, argument, schema, path, errors) -> None:
         if isinstance(value, dict):
@@ -173,13 +206,22 @@ class KnowledgeSchema:
             return
         known = schema.get("properties", {})
         patterns = [self._regex[p] for p in schema.get("patternProperties", {})]
-        extra = [key for key in value if key not in known and not any(p.search(key) for p in patterns)]
+        extra = [
+            key for key in value if key not in known and not any(p.search(key) for p in patterns)
+        ]
         if not extra:
             return
         if argument is False:
             verb = "was" if len(extra) == 1 else "were"
-            errors.append((path, f"Additional properties are not allowed ({', '.join(map(repr, extra))} {verb} "
-                                 "unexpected)"))
+            errors.append(
+                (
+                    path,
+                    (
+                        f"Additional properties are not allowed ({', '.join(map(repr, extra))}"
+                        f" {verb} unexpected)"
+                    ),
+                )
+            )
         else:
             for key in extra:
                 self._check(value[key], argument, (*path, key), errors)
@@ -196,7 +238,11 @@ class KnowledgeSchema:
             if key not in value:
                 continue
             if isinstance(needed, list):
-                errors.extend((path, f"{other!r} is a dependency of {key!r}") for other in needed if other not in value)
+                errors.extend(
+                    (path, f"{other!r} is a dependency of {key!r}")
+                    for other in needed
+                    if other not in value
+                )
             else:
                 self._check(value, needed, path, errors)
 
@@ -213,19 +259,36 @@ class KnowledgeSchema:
         if matches == 0:
             errors.append((path, f"{_show(value)} is not valid under any of the given schemas"))
         elif matches > 1:
-            errors.append((path, f"{_show(value)} is valid under more than one of the given schemas"))
+            errors.append(
+                (path, f"{_show(value)} is valid under more than one of the given schemas")
+            )
 
     def _not(self, value, argument, schema, path, errors) -> None:
         if self._valid(value, argument, path):
             errors.append((path, f"{_show(value)} should not be valid under {argument!r}"))
 
     _CHECKS: dict[str, Callable[..., None]] = {
-        "type": _type, "enum": _enum, "pattern": _pattern, "minLength": _min_length,
-        "minimum": _minimum, "exclusiveMinimum": _exclusive_minimum, "maximum": _maximum, "minItems": _min_items,
-        "maxItems": _max_items, "items": _items, "additionalItems": None, "required": _required,
-        "properties": _properties, "patternProperties": _pattern_properties,
-        "additionalProperties": _additional_properties, "propertyNames": _property_names,
-        "dependencies": _dependencies, "allOf": _all_of, "anyOf": _any_of, "oneOf": _one_of, "not": _not,
+        "type": _type,
+        "enum": _enum,
+        "pattern": _pattern,
+        "minLength": _min_length,
+        "minimum": _minimum,
+        "exclusiveMinimum": _exclusive_minimum,
+        "maximum": _maximum,
+        "minItems": _min_items,
+        "maxItems": _max_items,
+        "items": _items,
+        "additionalItems": None,
+        "required": _required,
+        "properties": _properties,
+        "patternProperties": _pattern_properties,
+        "additionalProperties": _additional_properties,
+        "propertyNames": _property_names,
+        "dependencies": _dependencies,
+        "allOf": _all_of,
+        "anyOf": _any_of,
+        "oneOf": _one_of,
+        "not": _not,
     }
 
     # Preparation: every keyword known, every pattern compiled, every $ref resolvable.
@@ -249,12 +312,16 @@ class KnowledgeSchema:
             raise ValueError(f"knowledge schema {where}: a schema must be an object or a boolean")
         unknown = set(schema) - set(self._CHECKS) - self.ANNOTATIONS - {"$ref"}
         if unknown:
-            raise ValueError(f"knowledge schema {where}: keyword {sorted(unknown)[0]!r} is not supported")
+            raise ValueError(
+                f"knowledge schema {where}: keyword {sorted(unknown)[0]!r} is not supported"
+            )
         if "$ref" in schema:
             try:
                 self._resolve(schema["$ref"])
             except (KeyError, TypeError):
-                raise ValueError(f"knowledge schema {where}: $ref {schema['$ref']!r} does not resolve") from None
+                raise ValueError(
+                    f"knowledge schema {where}: $ref {schema['$ref']!r} does not resolve"
+                ) from None
         if "pattern" in schema:
             self._compile(schema["pattern"])
         for pattern in schema.get("patternProperties", {}):
@@ -269,7 +336,9 @@ class KnowledgeSchema:
             for index, sub in enumerate(schema.get(keyword, [])):
                 self._prepare(sub, f"{where}/{keyword}/{index}")
         items = schema.get("items")
-        for index, sub in enumerate(items if isinstance(items, list) else [items] if items is not None else []):
+        for index, sub in enumerate(
+            items if isinstance(items, list) else [items] if items is not None else []
+        ):
             self._prepare(sub, f"{where}/items" + (f"/{index}" if isinstance(items, list) else ""))
         for key, needed in schema.get("dependencies", {}).items():
             if not isinstance(needed, list):
@@ -277,8 +346,8 @@ class KnowledgeSchema:
 
 
 def _document_order(instance: Any, path: tuple[Any, ...]) -> tuple[int, ...]:
-    """Where a path lies in the document: keys by their position in the file, items by index (a parent before its
-    children), so the error reported is the first one a reader meets."""
+    """Where a path lies in the document: keys by their position in the file, items by index (a
+    parent before its children), so the error reported is the first one a reader meets."""
     order = []
     for part in path:
         if isinstance(instance, dict) and part in instance:

@@ -1,10 +1,13 @@
-"""What a rule sees about one order: the order, the patient's facts, the knowledge and shared derived values."""
+"""What a rule sees about one order: the order, the patient's facts, the knowledge and shared
+derived values."""
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
-from typing import Any, Iterable
+from typing import Any
 
 from hooks.assessments.bone_health import BoneLossAssessment, assess_bone_loss
 from hooks.assessments.calcium import CalciumReading, latest_calcium
@@ -12,7 +15,7 @@ from hooks.assessments.menopause import MenopausalStatus, menopausal_status
 from hooks.assessments.renal import RenalAssessment, assess_renal_function
 from hooks.cards import Finding
 from hooks.facts.model import DoseEvent, LabResult, PatientFacts, censored_below
-from hooks.fhir_read import days_between, shift_months  # noqa: F401  (shift_months: re-exported for the rules)
+from hooks.fhir_read import days_between
 from hooks.knowledge import Knowledge
 from hooks.orders import DAYS_PER_UNIT, BoneAgentOrder
 
@@ -20,7 +23,8 @@ MONTH_UNITS = frozenset({"mo", "a"})
 
 
 def below(value: float, limit: float) -> bool:
-    """value < limit, ignoring float noise from unit conversion (132.6 umol/L is exactly 1.5 mg/dL)."""
+    """Value < limit, ignoring float noise from unit conversion (132.6 umol/L is exactly 1.5
+    mg/dL)."""
     return value < limit - 1e-9
 
 
@@ -29,14 +33,16 @@ def at_least(value: float, limit: float) -> bool:
 
 
 def minimum_days(every: Iterable[Any], grace_days: float) -> float:
-    """A minimum interval in days; minimums written in months or years are met `grace_days` early."""
+    """A minimum interval in days; minimums written in months or years are met `grace_days`
+    early."""
     period, unit = every
     days = period * DAYS_PER_UNIT[unit]
     return days - grace_days if unit in MONTH_UNITS else days
 
 
 def course_of(doses: list[DoseEvent], now: datetime, gap_days: int) -> list[DoseEvent]:
-    """The doses (newest first) of the course running up to now: a longer gap than `gap_days` ends the search."""
+    """The doses (newest first) of the course running up to now: a longer gap than `gap_days` ends
+    the search."""
     course: list[DoseEvent] = []
     later = now
     for dose in doses:
@@ -47,40 +53,62 @@ def course_of(doses: list[DoseEvent], now: datetime, gap_days: int) -> list[Dose
     return course
 
 
-def order_in_scope(order: BoneAgentOrder, scopes: Iterable[str], knowledge: Knowledge,
-                   only_for: Iterable[str] = ()) -> bool:
-    """Whether a rule written for these kinds of order (knowledge file `applies_to`) concerns this order, and, when the
-    rule names ingredients or formulations (`only_for`), whether the order is of one of them.
-    A bisphosphonate whose route is unknown counts as parenteral, the stricter reading."""
+def order_in_scope(
+    order: BoneAgentOrder, scopes: Iterable[str], knowledge: Knowledge, only_for: Iterable[str] = ()
+) -> bool:
+    """Whether a rule written for these kinds of order (knowledge file `applies_to`) concerns this
+    order, and, when the rule names ingredients or formulations (`only_for`), whether the order is
+    of one of them.
+
+    A bisphosphonate whose route is unknown counts as parenteral, the stricter reading.
+    """
     bisphosphonate = knowledge.ingredient_class[order.ingredient] == "bisphosphonate"
     kinds = {"any", "bisphosphonate" if bisphosphonate else "denosumab"}
     kinds.add("oral-bisphosphonate" if bisphosphonate and order.is_oral else "parenteral")
     named = set(only_for)
-    if named and order.ingredient not in named and (order.formulation is None or order.formulation.id not in named):
+    if (
+        named
+        and order.ingredient not in named
+        and (order.formulation is None or order.formulation.id not in named)
+    ):
         return False
     return bool(kinds & set(scopes))
 
 
 def rule_error(rule_id: str, order: BoneAgentOrder) -> Finding:
-    """The card of an order rule that could not be completed: the hazard was not checked, never silence."""
+    """The card of an order rule that could not be completed: the hazard was not checked, never
+    silence."""
     return Finding(
-        "rule-error", "warning",
-        f"Safety check {rule_id} could not be completed for {order.ingredient_display}: check it manually",
-        f"An internal error stopped the `{rule_id}` check for {order.describe()}. The order was **not** checked for "
-        f"this hazard; please review it by hand. The error has been logged for the service's maintainers.",
-        (), (), order.reference)
+        "rule-error",
+        "warning",
+        f"Safety check {rule_id} could not be completed for {order.ingredient_display}: check it"
+        " manually",
+        f"An internal error stopped the `{rule_id}` check for {order.describe()}. The order was"
+        " **not** checked for this hazard; please review it by hand. The error has been logged for"
+        " the service's maintainers.",
+        (),
+        (),
+        order.reference,
+    )
 
 
 def matches_regimen(entry: dict[str, Any], order: BoneAgentOrder) -> bool:
-    """Whether a regimen-table entry (formulation or ingredient, route, dose range) describes this order."""
-    if "formulation" in entry and (order.formulation is None or order.formulation.id != entry["formulation"]):
+    """Whether a regimen-table entry (formulation or ingredient, route, dose range) describes this
+    order."""
+    if "formulation" in entry and (
+        order.formulation is None or order.formulation.id != entry["formulation"]
+    ):
         return False
     if "ingredient" in entry and order.ingredient != entry["ingredient"]:
         return False
     if "route" in entry and order.route != entry["route"]:
         return False
     if "dose_mg_range" in entry:
-        dose = order.dose_mg if order.dose_mg is not None else (order.product.strength_mg if order.product else None)
+        dose = (
+            order.dose_mg
+            if order.dose_mg is not None
+            else (order.product.strength_mg if order.product else None)
+        )
         low, high = entry["dose_mg_range"]
         if dose is None or not low <= dose <= high:
             return False
@@ -88,8 +116,9 @@ def matches_regimen(entry: dict[str, Any], order: BoneAgentOrder) -> bool:
 
 
 class PatientAssessments:
-    """Menopausal status and bone-loss indication, worked out once per request from `facts` and `knowledge`
-    (shared by the order rules and the patient-view review)."""
+    """Menopausal status and bone-loss indication, worked out once per request from `facts` and
+    `knowledge` (shared by the order rules and the patient-view review)."""
+
     facts: PatientFacts
     knowledge: Knowledge
 
@@ -113,7 +142,8 @@ class OrderContext(PatientAssessments):
     other_orders: tuple[BoneAgentOrder, ...] = ()
     checks: tuple[str, ...] = ()
     reported_unavailable: set[str] = field(default_factory=set)
-    # Rules that fired, or that could decide although some data they use was unavailable (the completeness card skips them).
+    # Rules that fired, or that could decide although some data they use was unavailable (the
+    # completeness card skips them).
     decided: set[str] = field(default_factory=set)
     # order-select: the order may not say its dose or timing yet, so rules skip what it does not say
     tolerant: bool = False
@@ -131,7 +161,9 @@ class OrderContext(PatientAssessments):
 
     def in_scope(self, rule_id: str) -> bool:
         meta = self.knowledge.rule_meta(rule_id)
-        return order_in_scope(self.order, meta["applies_to"], self.knowledge, meta.get("only_for", ()))
+        return order_in_scope(
+            self.order, meta["applies_to"], self.knowledge, meta.get("only_for", ())
+        )
 
     def rule_failed(self, rule_id: str) -> Finding:
         return rule_error(rule_id, self.order)
@@ -150,8 +182,13 @@ class OrderContext(PatientAssessments):
 
     @cached_property
     def creatinine_window_days(self) -> int:
-        """30 days before a parenteral dose (or when the route is unknown), a year for oral bisphosphonates."""
-        name = "creatinine_max_age_days_oral" if self.order.is_oral else "creatinine_max_age_days_parenteral"
+        """30 days before a parenteral dose (or when the route is unknown), a year for oral
+        bisphosphonates."""
+        name = (
+            "creatinine_max_age_days_oral"
+            if self.order.is_oral
+            else "creatinine_max_age_days_parenteral"
+        )
         return self.threshold(name)
 
     @cached_property
@@ -160,33 +197,49 @@ class OrderContext(PatientAssessments):
 
     @cached_property
     def current_renal(self) -> RenalAssessment:
-        return assess_renal_function(self.facts, self.recent_creatinine, self.threshold("weight_max_age_days"),
-                                     self.creatinine_window_days, current=True)
+        return assess_renal_function(
+            self.facts,
+            self.recent_creatinine,
+            self.threshold("weight_max_age_days"),
+            self.creatinine_window_days,
+            current=True,
+        )
 
     @cached_property
     def calcium(self) -> CalciumReading | None:
         """Latest (corrected where possible) calcium within the calcium rules' window."""
-        return latest_calcium(self.facts, self.knowledge, self.knowledge.thresholds["calcium_low"]["max_age_days"])
+        return latest_calcium(
+            self.facts, self.knowledge, self.knowledge.thresholds["calcium_low"]["max_age_days"]
+        )
 
     @cached_property
     def ionized_calcium(self) -> LabResult | None:
-        return self.facts.latest("calcium_ionized", self.knowledge.thresholds["calcium_low"]["max_age_days"])
+        return self.facts.latest(
+            "calcium_ionized", self.knowledge.thresholds["calcium_low"]["max_age_days"]
+        )
 
     @cached_property
     def low_vitamin_d(self) -> LabResult | None:
-        """The latest 25-OH vitamin D within the window when it is below the limit (compared in the unit reported)."""
+        """The latest 25-OH vitamin D within the window when it is below the limit (compared in the
+        unit reported)."""
         limits = self.knowledge.thresholds["vitamin_d_low"]
         result = self.facts.latest("vitamin_d", limits["max_age_days"])
         if result is None:
             return None
         molar = result.recorded_unit in ("nmol/L", "nmol/l")
-        value, limit = (result.recorded_value, limits["nmol_l"]) if molar else (result.value, limits["ng_ml"])
-        return result if censored_below(value, result.comparator, limit) is True else None  # a bound must decide it
+        value, limit = (
+            (result.recorded_value, limits["nmol_l"]) if molar else (result.value, limits["ng_ml"])
+        )
+        return (
+            result if censored_below(value, result.comparator, limit) is True else None
+        )  # a bound must decide it
 
     @cached_property
     def course_doses(self) -> list[DoseEvent]:
         """Earlier doses of the ordered ingredient in the current course, newest first."""
-        return course_of(self.facts.doses_of(self.order.ingredient), self.now, self.threshold("course_gap_days"))
+        return course_of(
+            self.facts.doses_of(self.order.ingredient), self.now, self.threshold("course_gap_days")
+        )
 
     @cached_property
     def course_start(self) -> DoseEvent | None:
@@ -194,21 +247,35 @@ class OrderContext(PatientAssessments):
 
     @cached_property
     def last_dose(self) -> DoseEvent | None:
-        """The most recent earlier dose of the ordered ingredient, in or out of the current course."""
+        """The most recent earlier dose of the ordered ingredient, in or out of the current
+        course."""
         doses = self.facts.doses_of(self.order.ingredient)
         return doses[0] if doses else None
 
     @cached_property
     def baseline_creatinine(self) -> tuple[LabResult, str] | None:
-        """Last creatinine before the course started, else the earliest within the look-back window, with which one."""
+        """Last creatinine before the course started, else the earliest within the look-back window,
+        with which one."""
         start = self.course_start
         results = self.facts.results("creatinine")
         if start is not None:
             before = next((r for r in results if r.when < start.when), None)
             if before is not None:
-                return before, f"last value before the first dose of this course ({start.when.date().isoformat()})"
+                return (
+                    before,
+                    (
+                        "last value before the first dose of this course"
+                        f" ({start.when.date().isoformat()})"
+                    ),
+                )
         lookback = self.threshold("renal_deterioration")["baseline_lookback_days"]
         window = [r for r in results if (self.now - r.when).days <= lookback]
         if window:
-            return window[-1], f"earliest value in the last {lookback // 365} years (no value before the course start)"
+            return (
+                window[-1],
+                (
+                    f"earliest value in the last {lookback // 365} years (no value before the"
+                    " course start)"
+                ),
+            )
         return None

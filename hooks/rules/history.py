@@ -1,29 +1,46 @@
-"""Rules on the patient's history: jaw osteonecrosis and its risks, dental check, pregnancy, allergy, esophagus, femur."""
+"""Rules on the patient's history: jaw osteonecrosis and its risks, dental check, pregnancy,
+allergy, esophagus, femur."""
+
 from __future__ import annotations
 
-from datetime import timezone
+from datetime import UTC
 
 from hooks.cards import Finding
 from hooks.facts.groups import group_name
+from hooks.fhir_read import shift_months
 from hooks.rules.common import condition_line, finding, unavailable_line
-from hooks.rules.context import OrderContext, shift_months
+from hooks.rules.context import OrderContext
 from hooks.rules.rule import rule
 from hooks.suggestions import delete_draft, order_observation
 
 
 @rule("onj-history")
 def onj_history(ctx: OrderContext) -> Finding | None:
-    """Osteonecrosis of the jaw on record, whatever its clinical status (resolved counts; refuted does not)."""
+    """Osteonecrosis of the jaw on record, whatever its clinical status (resolved counts; refuted
+    does not)."""
     conditions = ctx.facts.conditions_in("onj", active_only=False)
     if not conditions:
         return None
-    lines = [f"**{ctx.order.describe()}**: the patient has a history of osteonecrosis of the jaw.", "",
-             *map(condition_line, conditions), "",
-             "Bisphosphonates and denosumab cause osteonecrosis of the jaw; after an episode, re-exposure needs a "
-             "decision with the oral surgeon or dentist. Do not give as ordered."]
-    return finding(ctx, "critical",
-                   f"History of osteonecrosis of the jaw: do not give {ctx.order.ingredient_display} as ordered",
-                   lines, sources=[ctx.label_source, "ago-2024"], suggestions=[delete_draft(ctx.order, "Remove this order")])
+    lines = [
+        f"**{ctx.order.describe()}**: the patient has a history of osteonecrosis of the jaw.",
+        "",
+        *map(condition_line, conditions),
+        "",
+        (
+            "Bisphosphonates and denosumab cause osteonecrosis of the jaw; after an episode,"
+            " re-exposure needs a decision with the oral surgeon or dentist. Do not give as"
+            " ordered."
+        ),
+    ]
+    return finding(
+        ctx,
+        "critical",
+        f"History of osteonecrosis of the jaw: do not give {ctx.order.ingredient_display} as"
+        " ordered",
+        lines,
+        sources=[ctx.label_source, "ago-2024"],
+        suggestions=[delete_draft(ctx.order, "Remove this order")],
+    )
 
 
 @rule("atypical-femur-fracture-history")
@@ -32,14 +49,24 @@ def atypical_femur_fracture_history(ctx: OrderContext) -> Finding | None:
     conditions = ctx.facts.conditions_in("atypical-femoral-fracture", active_only=False)
     if not conditions:
         return None
-    lines = [f"**{ctx.order.describe()}**: the patient has had an atypical femoral fracture.", "",
-             *map(condition_line, conditions), "",
-             "Atypical femoral fractures are linked to long-term bisphosphonate and denosumab use (about 11 per 10,000 "
-             "person-years). Weigh whether to continue, ask about thigh or groin pain, and image the other femur if "
-             "symptoms appear."]
-    return finding(ctx, "warning",
-                   f"History of atypical femoral fracture: reconsider {ctx.order.ingredient_display}", lines,
-                   sources=[ctx.label_source, "ago-2024"])
+    lines = [
+        f"**{ctx.order.describe()}**: the patient has had an atypical femoral fracture.",
+        "",
+        *map(condition_line, conditions),
+        "",
+        (
+            "Atypical femoral fractures are linked to long-term bisphosphonate and denosumab use"
+            " (about 11 per 10,000 person-years). Weigh whether to continue, ask about thigh or"
+            " groin pain, and image the other femur if symptoms appear."
+        ),
+    ]
+    return finding(
+        ctx,
+        "warning",
+        f"History of atypical femoral fracture: reconsider {ctx.order.ingredient_display}",
+        lines,
+        sources=[ctx.label_source, "ago-2024"],
+    )
 
 
 @rule("oral-bp-esophageal")
@@ -48,57 +75,118 @@ def oral_bp_esophageal(ctx: OrderContext) -> Finding | None:
     conditions = ctx.facts.conditions_in("esophageal-disorder", active_only=True)
     if not conditions:
         return None
-    lines = [f"**{ctx.order.describe()}** is contraindicated with esophageal disorders that delay emptying.", "",
-             *map(condition_line, conditions), "",
-             "Oral bisphosphonates can injure the esophagus when transit is slow. If a bisphosphonate is needed, "
-             "intravenous zoledronic acid avoids the esophagus."]
-    return finding(ctx, "critical",
-                   f"Esophageal disorder: oral {ctx.order.ingredient_display} is contraindicated", lines,
-                   sources=[ctx.label_source], suggestions=[delete_draft(ctx.order, "Remove this order")])
+    lines = [
+        (
+            f"**{ctx.order.describe()}** is contraindicated with esophageal disorders that delay"
+            " emptying."
+        ),
+        "",
+        *map(condition_line, conditions),
+        "",
+        (
+            "Oral bisphosphonates can injure the esophagus when transit is slow. If a"
+            " bisphosphonate is needed, intravenous zoledronic acid avoids the esophagus."
+        ),
+    ]
+    return finding(
+        ctx,
+        "critical",
+        f"Esophageal disorder: oral {ctx.order.ingredient_display} is contraindicated",
+        lines,
+        sources=[ctx.label_source],
+        suggestions=[delete_draft(ctx.order, "Remove this order")],
+    )
 
 
 @rule("pregnancy-or-lactation")
 def pregnancy_or_lactation(ctx: OrderContext) -> Finding | None:
-    """Active pregnancy or lactation on the problem list, or a current pregnancy-status observation of 'pregnant'."""
+    """Active pregnancy or lactation on the problem list, or a current pregnancy-status observation
+    of 'pregnant'."""
     facts = ctx.facts
-    evidence = [condition_line(c) for value_set in ("pregnancy", "lactation")
-                for c in facts.conditions_in(value_set, active_only=True)]
+    evidence = [
+        condition_line(c)
+        for value_set in ("pregnancy", "lactation")
+        for c in facts.conditions_in(value_set, active_only=True)
+    ]
     window = ctx.knowledge.raw["pregnancy_status"]["max_age_days"]
     # An "unknown" answer says nothing either way, so it does not cancel an earlier "pregnant" one.
     latest_status = next((s for s in facts.pregnancy_statuses if s.answer != "unknown"), None)
-    if latest_status and latest_status.answer == "pregnant" and ctx.days_since(latest_status.when) <= window:
-        evidence.append(f"- Pregnancy status: {latest_status.label} on {latest_status.when.date().isoformat()}.")
+    if (
+        latest_status
+        and latest_status.answer == "pregnant"
+        and ctx.days_since(latest_status.when) <= window
+    ):
+        evidence.append(
+            f"- Pregnancy status: {latest_status.label} on {latest_status.when.date().isoformat()}."
+        )
     if not evidence:
         return None
-    lines = [f"**{ctx.order.describe()}** must not be given in pregnancy or while breast-feeding.", "", *evidence, "",
-             "Bisphosphonates and denosumab can harm the fetus or the breast-fed child."]
+    lines = [
+        f"**{ctx.order.describe()}** must not be given in pregnancy or while breast-feeding.",
+        "",
+        *evidence,
+        "",
+        "Bisphosphonates and denosumab can harm the fetus or the breast-fed child.",
+    ]
     if ctx.order.ingredient == "denosumab":
-        lines.append("Denosumab also needs effective contraception during treatment and for at least 5 months after "
-                     "the last dose.")
-    return finding(ctx, "critical",
-                   f"Pregnancy or breast-feeding on record: do not give {ctx.order.ingredient_display}", lines,
-                   sources=[ctx.label_source], suggestions=[delete_draft(ctx.order, "Remove this order")])
+        lines.append(
+            "Denosumab also needs effective contraception during treatment and for at least 5"
+            " months after the last dose."
+        )
+    return finding(
+        ctx,
+        "critical",
+        f"Pregnancy or breast-feeding on record: do not give {ctx.order.ingredient_display}",
+        lines,
+        sources=[ctx.label_source],
+        suggestions=[delete_draft(ctx.order, "Remove this order")],
+    )
 
 
 @rule("hypersensitivity")
 def hypersensitivity(ctx: OrderContext) -> Finding | None:
-    """Allergy to the ordered ingredient, or to bisphosphonates as a class when a bisphosphonate is ordered."""
+    """Allergy to the ordered ingredient, or to bisphosphonates as a class when a bisphosphonate is
+    ordered."""
     order = ctx.order
-    matching = [a for a in ctx.facts.allergies
-                if order.ingredient in a.ingredients or (ctx.is_bisphosphonate and a.bisphosphonate_class)]
+    matching = [
+        a
+        for a in ctx.facts.allergies
+        if order.ingredient in a.ingredients or (ctx.is_bisphosphonate and a.bisphosphonate_class)
+    ]
     if not matching:
         return None
     lines = [f"**{order.describe()}**: the record lists an allergy that covers this drug.", ""]
     for allergy in matching:
-        scope = "this drug" if order.ingredient in allergy.ingredients else "bisphosphonates (class)"
-        details = ", ".join(filter(None, [allergy.verification, f"criticality {allergy.criticality}" if allergy.criticality else None]))
+        scope = (
+            "this drug" if order.ingredient in allergy.ingredients else "bisphosphonates (class)"
+        )
+        details = ", ".join(
+            filter(
+                None,
+                [
+                    allergy.verification,
+                    f"criticality {allergy.criticality}" if allergy.criticality else None,
+                ],
+            )
+        )
         lines.append(f"- {allergy.label}: {scope}" + (f" ({details})" if details else "") + ".")
-    lines += ["", "Hypersensitivity to the active substance (or, for bisphosphonates, to any bisphosphonate) is a label "
-              "contraindication."]
+    lines += [
+        "",
+        (
+            "Hypersensitivity to the active substance (or, for bisphosphonates, to any"
+            " bisphosphonate) is a label contraindication."
+        ),
+    ]
     class_only = all(order.ingredient not in a.ingredients for a in matching)
-    return finding(ctx, "critical",
-                   f"Allergy on record to {'bisphosphonates, which include ' if class_only else ''}{order.ingredient_display}",
-                   lines, sources=[ctx.label_source], suggestions=[delete_draft(order, "Remove this order")])
+    return finding(
+        ctx,
+        "critical",
+        "Allergy on record to"
+        f" {'bisphosphonates, which include ' if class_only else ''}{order.ingredient_display}",
+        lines,
+        sources=[ctx.label_source],
+        suggestions=[delete_draft(order, "Remove this order")],
+    )
 
 
 @rule("onj-risk-antiangiogenic")
@@ -107,25 +195,38 @@ def onj_risk_antiangiogenic(ctx: OrderContext) -> Finding | None:
     drugs = ctx.facts.active_medications("anti-angiogenic")
     if not drugs:
         return None
-    lines = [f"**{ctx.order.describe()}** with active anti-angiogenic therapy.", "",
-             *(f"- {drug.dated()}." for drug in drugs), "",
-             "Anti-angiogenic therapy is associated with a higher risk of osteonecrosis of the jaw under IV "
-             "bisphosphonates and denosumab. Make sure the dental status is optimised, avoid invasive dental "
-             "procedures, and tell the patient which symptoms to report."]
-    return finding(ctx, "warning",
-                   f"Anti-angiogenic therapy raises the jaw osteonecrosis risk of {ctx.order.ingredient_display}", lines)
+    lines = [
+        f"**{ctx.order.describe()}** with active anti-angiogenic therapy.",
+        "",
+        *(f"- {drug.dated()}." for drug in drugs),
+        "",
+        (
+            "Anti-angiogenic therapy is associated with a higher risk of osteonecrosis of the jaw"
+            " under IV bisphosphonates and denosumab. Make sure the dental status is optimised,"
+            " avoid invasive dental procedures, and tell the patient which symptoms to report."
+        ),
+    ]
+    return finding(
+        ctx,
+        "warning",
+        "Anti-angiogenic therapy raises the jaw osteonecrosis risk of"
+        f" {ctx.order.ingredient_display}",
+        lines,
+    )
 
 
 @rule("dental-check-missing")
 def dental_check_missing(ctx: OrderContext) -> Finding | None:
-    """First course of an IV bisphosphonate or denosumab (not emergency hypercalcemia) with no recent dental examination."""
+    """First course of an IV bisphosphonate or denosumab (not emergency hypercalcemia) with no
+    recent dental examination."""
     facts, order = ctx.facts, ctx.order
     if ctx.setting == "hypercalcemia-of-malignancy" or facts.bone_agent_doses:
         ctx.decided.add(ctx.rule_id)  # exempt whatever the missing data would have shown
         return None
     months = ctx.threshold("dental_exam_max_age_months")
-    # Exam times are read as UTC; count back from the UTC day too (a frozen clock may carry another offset).
-    since = shift_months(ctx.now.astimezone(timezone.utc), -months).date()
+    # Exam times are read as UTC; count back from the UTC day too (a frozen clock may carry another
+    # offset).
+    since = shift_months(ctx.now.astimezone(UTC), -months).date()
     if any(exam.when.date() >= since for exam in facts.dental_exams):
         ctx.decided.add(ctx.rule_id)
         return None
@@ -135,17 +236,42 @@ def dental_check_missing(ctx: OrderContext) -> Finding | None:
         problems.append(unavailable_line(group_name("dental_exams"), unavailable))
     else:
         latest = facts.dental_exams[0] if facts.dental_exams else None
-        problems.append(f"- No dental examination since {since.isoformat()}"
-                        + (f"; the latest is {latest.evidence}." if latest else "; none on record."))
+        problems.append(
+            f"- No dental examination since {since.isoformat()}"
+            + (f"; the latest is {latest.evidence}." if latest else "; none on record.")
+        )
     for group in ("medications", "administrations"):
         reason = facts.is_unavailable(group)
         if reason:
-            problems.append(f"- {group_name(group)} could not be retrieved ({reason}), so earlier doses may be missing from this view.")
+            problems.append(
+                f"- {group_name(group)} could not be retrieved ({reason}), so earlier doses may be"
+                " missing from this view."
+            )
     what = "Dental examination could not be checked" if unavailable else "No dental examination"
-    lines = [f"**{what}** before the first dose of {order.describe()}.", "", *problems, "",
-             f"Osteonecrosis of the jaw is rarer when dental problems are treated before the first dose: arrange a dental "
-             f"examination (within {months} months before starting) and complete needed dental work first."]
-    suggestion = order_observation(ctx.knowledge, "dental-examination", ctx.patient_reference, ctx.user_reference, ctx.now,
-                                   f"Dental clearance before starting {order.ingredient_display}")
-    return finding(ctx, "warning", f"{what} before starting {order.ingredient_display}", lines,
-                   suggestions=[suggestion], reports=["dental_exams"])
+    lines = [
+        f"**{what}** before the first dose of {order.describe()}.",
+        "",
+        *problems,
+        "",
+        (
+            "Osteonecrosis of the jaw is rarer when dental problems are treated before the first"
+            f" dose: arrange a dental examination (within {months} months before starting) and"
+            " complete needed dental work first."
+        ),
+    ]
+    suggestion = order_observation(
+        ctx.knowledge,
+        "dental-examination",
+        ctx.patient_reference,
+        ctx.user_reference,
+        ctx.now,
+        f"Dental clearance before starting {order.ingredient_display}",
+    )
+    return finding(
+        ctx,
+        "warning",
+        f"{what} before starting {order.ingredient_display}",
+        lines,
+        suggestions=[suggestion],
+        reports=["dental_exams"],
+    )

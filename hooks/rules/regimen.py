@@ -1,4 +1,6 @@
-"""Regimen rules: interval, schedule for bone metastases, adjuvant duration, infusion time, dose, oral regimens, duplicates."""
+"""Regimen rules: interval, schedule for bone metastases, adjuvant duration, infusion time, dose,
+oral regimens, duplicates."""
+
 from __future__ import annotations
 
 import math
@@ -8,20 +10,33 @@ from typing import Any
 from hooks.assessments.calcium import latest_calcium
 from hooks.cards import Finding, Suggestion
 from hooks.facts.model import DoseEvent
-from hooks.fhir_read import days_between, format_number
+from hooks.fhir_read import days_between, format_number, shift_months
 from hooks.rules.common import finding
-from hooks.rules.context import OrderContext, course_of, matches_regimen, minimum_days, shift_months
+from hooks.rules.context import OrderContext, course_of, matches_regimen, minimum_days
 from hooks.rules.rule import rule
 from hooks.suggestions import (
-    delete_draft, every_words, regimen_entry, replace_draft_regimen, update_draft_dose, update_draft_infusion,
+    delete_draft,
+    every_words,
+    regimen_entry,
+    replace_draft_regimen,
+    update_draft_dose,
+    update_draft_infusion,
     update_draft_timing,
 )
 
 
 def _regimen_entry(ctx: OrderContext, table: str) -> dict[str, Any] | None:
-    """The first entry of a regimen table (knowledge thresholds) that describes this order in this setting."""
-    return next((entry for entry in ctx.threshold(table)["entries"]
-                 if matches_regimen(entry, ctx.order) and ctx.setting in entry.get("settings", [ctx.setting])), None)
+    """The first entry of a regimen table (knowledge thresholds) that describes this order in this
+    setting."""
+    return next(
+        (
+            entry
+            for entry in ctx.threshold(table)["entries"]
+            if matches_regimen(entry, ctx.order)
+            and ctx.setting in entry.get("settings", [ctx.setting])
+        ),
+        None,
+    )
 
 
 def _grace(ctx: OrderContext) -> float:
@@ -32,8 +47,11 @@ SHORTEST_MONTH_DAYS = 28
 
 
 def _label_interval_days(every: list | tuple) -> float:
-    """An oral tablet's labelled interval in days. The 2-week grace of the interval rule does not apply (it would let
-    a monthly tablet be taken every 3 weeks); 'monthly' is met by any calendar month, so by 28 days."""
+    """An oral tablet's labelled interval in days.
+
+    The 2-week grace of the interval rule does not apply (it would let a monthly tablet be taken
+    every 3 weeks); 'monthly' is met by any calendar month, so by 28 days.
+    """
     period, unit = every
     return period * SHORTEST_MONTH_DAYS if unit == "mo" else minimum_days(every, 0)
 
@@ -44,11 +62,16 @@ def _due(ctx: OrderContext) -> datetime:
     return starts if starts is not None and starts > ctx.now else ctx.now
 
 
-def _interval_anchor(ctx: OrderContext, entry: dict[str, Any]) -> tuple[DoseEvent | None, bool, datetime | None]:
-    """The dose the minimum interval counts from, whether this order is an allowed extra dose, and from when an extra
-    dose would be allowed. In hypercalcemia of malignancy denosumab may add up to two doses in the first 28 days of a
-    course, each at least 7 days after the one before (the label's days 8 and 15); the 4 weeks then count from the
-    last dose that is not such an extra."""
+def _interval_anchor(
+    ctx: OrderContext, entry: dict[str, Any]
+) -> tuple[DoseEvent | None, bool, datetime | None]:
+    """The dose the minimum interval counts from, whether this order is an allowed extra dose, and
+    from when an extra dose would be allowed.
+
+    In hypercalcemia of malignancy denosumab may add up to two doses in the first 28 days of a
+    course, each at least 7 days after the one before (the label's days 8 and 15); the 4 weeks then
+    count from the last dose that is not such an extra.
+    """
     last = ctx.last_dose
     extra = entry.get("extra_doses")
     if last is None or not extra or ctx.setting not in extra["settings"]:
@@ -59,7 +82,11 @@ def _interval_anchor(ctx: OrderContext, entry: dict[str, Any]) -> tuple[DoseEven
     start, anchor, previous, extras = course[0], course[0], course[0], 0
     for dose in course[1:]:
         in_window = (dose.when - start.when).days <= extra["within_days"]
-        if in_window and extras < extra["count"] and (dose.when - previous.when).days >= extra["min_gap_days"]:
+        if (
+            in_window
+            and extras < extra["count"]
+            and (dose.when - previous.when).days >= extra["min_gap_days"]
+        ):
             extras += 1
         else:
             anchor = dose
@@ -70,14 +97,17 @@ def _interval_anchor(ctx: OrderContext, entry: dict[str, Any]) -> tuple[DoseEven
     if (extra_from - start.when).days > extra["within_days"]:
         return anchor, False, None
     due = _due(ctx)
-    allowed = (due - start.when).days <= extra["within_days"] and days_between(previous.when, due) >= extra["min_gap_days"]
+    allowed = (due - start.when).days <= extra["within_days"] and days_between(
+        previous.when, due
+    ) >= extra["min_gap_days"]
     return anchor, allowed, extra_from
 
 
 @rule("interval-too-short")
 def interval_too_short(ctx: OrderContext) -> Finding | None:
-    """The order's interval, or the time since the last dose of the same drug, is under the minimum for product and
-    setting; in hypercalcemia of malignancy a repeating zoledronic acid order (one dose treats it)."""
+    """The order's interval, or the time since the last dose of the same drug, is under the minimum
+    for product and setting; in hypercalcemia of malignancy a repeating zoledronic acid order (one
+    dose treats it)."""
     entry = _regimen_entry(ctx, "minimum_intervals")
     if entry is None:
         return None
@@ -87,8 +117,10 @@ def interval_too_short(ctx: OrderContext) -> Finding | None:
     new_every = not_before = None
     single_dose = False
     if entry.get("single_dose") and order.interval is not None:
-        problems.append(f"- The order repeats {order.interval.describe()}: it is a single dose, repeated only if "
-                        "calcium does not return to normal.")
+        problems.append(
+            f"- The order repeats {order.interval.describe()}: it is a single dose, repeated only"
+            " if calcium does not return to normal."
+        )
         single_dose = True
     elif order.interval is not None and order.interval.days < shortest - 1e-9:
         problems.append(f"- The order repeats {order.interval.describe()}.")
@@ -98,34 +130,65 @@ def interval_too_short(ctx: OrderContext) -> Finding | None:
     if anchor is not None and not extra_dose and days_between(anchor.when, due) < shortest:
         gap = days_between(anchor.when, due)
         when = "" if due is ctx.now else f" before the order's start on {due.date().isoformat()}"
-        problems.append(f"- The last dose of {order.ingredient_display} was {gap} days{when} ago, on "
-                        f"{anchor.when.date().isoformat()} ({anchor.evidence}).")
+        problems.append(
+            f"- The last dose of {order.ingredient_display} was {gap} days{when} ago, on "
+            f"{anchor.when.date().isoformat()} ({anchor.evidence})."
+        )
         not_before = anchor.when + timedelta(days=math.ceil(shortest))
         if extra_from is not None and extra_from < not_before:
-            problems.append(f"- In hypercalcemia of malignancy an extra dose is allowed from "
-                            f"{extra_from.date().isoformat()} (the label's doses on days 8 and 15).")
+            problems.append(
+                "- In hypercalcemia of malignancy an extra dose is allowed from "
+                f"{extra_from.date().isoformat()} (the label's doses on days 8 and 15)."
+            )
             not_before = extra_from
     if not problems:
         return None
     allowance = " (2 weeks early is accepted)" if entry["every"][1] in ("mo", "a") else ""
-    minimum = "a single dose" if single_dose else f"the minimum of {every_words(entry['every'])}{allowance}"
-    lines = [f"**{order.describe()}** is more frequent than {minimum} for this product in this setting.", "",
-             *problems, ctx.setting_line(), "", f"{entry['basis']}."]
+    minimum = (
+        "a single dose"
+        if single_dose
+        else f"the minimum of {every_words(entry['every'])}{allowance}"
+    )
+    lines = [
+        f"**{order.describe()}** is more frequent than {minimum} for this product in this setting.",
+        "",
+        *problems,
+        ctx.setting_line(),
+        "",
+        f"{entry['basis']}.",
+    ]
     if not_before is not None:
         lines.append(f"The next dose is due from {not_before.date().isoformat()}.")
-    change = ("Change to a single dose" if single_dose and not_before is None else
-              f"Change to {every_words(new_every)}" if new_every and not_before is None else "Change the timing")
-    suggestion = update_draft_timing(order, change, every=new_every, not_before=not_before, single_dose=single_dose)
-    summary = (f"{order.ingredient_display.capitalize()} for hypercalcemia is a single dose, not "
-               f"{order.interval.describe()}" if single_dose and order.interval else
-               f"{order.ingredient_display.capitalize()} too soon: minimum interval is {every_words(entry['every'])}")
-    return finding(ctx, "warning", summary, lines, sources=[entry.get("source")],
-                   suggestions=[suggestion])
+    change = (
+        "Change to a single dose"
+        if single_dose and not_before is None
+        else (
+            f"Change to {every_words(new_every)}"
+            if new_every and not_before is None
+            else "Change the timing"
+        )
+    )
+    suggestion = update_draft_timing(
+        order, change, every=new_every, not_before=not_before, single_dose=single_dose
+    )
+    summary = (
+        f"{order.ingredient_display.capitalize()} for hypercalcemia is a single dose, not "
+        f"{order.interval.describe()}"
+        if single_dose and order.interval
+        else (
+            f"{order.ingredient_display.capitalize()} too soon: minimum interval is"
+            f" {every_words(entry['every'])}"
+        )
+    )
+    return finding(
+        ctx, "warning", summary, lines, sources=[entry.get("source")], suggestions=[suggestion]
+    )
 
 
 @rule("metastatic-schedule-inappropriate")
 def metastatic_schedule_inappropriate(ctx: OrderContext) -> Finding | None:
-    """Bone metastases treated with an adjuvant or osteoporosis regimen instead of an oncology schedule."""
+    """Bone metastases treated with an adjuvant or osteoporosis regimen instead of an oncology
+    schedule."""
     if ctx.setting != "bone-metastatic":
         return None
     order = ctx.order
@@ -135,41 +198,71 @@ def metastatic_schedule_inappropriate(ctx: OrderContext) -> Finding | None:
         if not matches_regimen(candidate, order):
             continue
         floor = candidate.get("every_at_least")
-        if floor and (order.interval is None or order.interval.days < minimum_days(floor, _grace(ctx)) - 1e-9):
+        if floor and (
+            order.interval is None or order.interval.days < minimum_days(floor, _grace(ctx)) - 1e-9
+        ):
             continue
         entry = candidate
         break
     if entry is None:
         return None
-    lines = [f"**{order.describe()}** is an adjuvant or osteoporosis regimen: {entry['describe']}.", "",
-             ctx.setting_line(), "",
-             "For bone metastases the guideline regimens are zoledronic acid 4 mg every 12 weeks (preferred) or every 4 "
-             "weeks, denosumab 120 mg every 4 weeks, pamidronate 90 mg or ibandronate 6 mg IV every 3-4 weeks, "
-             "ibandronate 50 mg or clodronate 1600 mg by mouth daily, or clodronate 1500 mg IV every 3-4 weeks. "
-             "Schedules from adjuvant trials or osteoporosis are not recommended for bone metastases."]
-    return finding(ctx, "warning",
-                   "Bone metastases: use an oncology schedule, not an adjuvant or osteoporosis regimen", lines,
-                   sources=[table.get("source")], suggestions=_oncology_regimens(ctx), alternatives=True)
+    lines = [
+        f"**{order.describe()}** is an adjuvant or osteoporosis regimen: {entry['describe']}.",
+        "",
+        ctx.setting_line(),
+        "",
+        (
+            "For bone metastases the guideline regimens are zoledronic acid 4 mg every 12 weeks"
+            " (preferred) or every 4 weeks, denosumab 120 mg every 4 weeks, pamidronate 90 mg or"
+            " ibandronate 6 mg IV every 3-4 weeks, ibandronate 50 mg or clodronate 1600 mg by mouth"
+            " daily, or clodronate 1500 mg IV every 3-4 weeks. Schedules from adjuvant trials or"
+            " osteoporosis are not recommended for bone metastases."
+        ),
+    ]
+    return finding(
+        ctx,
+        "warning",
+        "Bone metastases: use an oncology schedule, not an adjuvant or osteoporosis regimen",
+        lines,
+        sources=[table.get("source")],
+        suggestions=_oncology_regimens(ctx),
+        alternatives=True,
+    )
 
 
 def _oncology_regimens(ctx: OrderContext) -> list[Suggestion | None]:
-    """The oncology regimens to offer for this draft, first choices then the fallback (the suggestion gate keeps
-    the ones this patient can safely receive, and the fallback only when no first choice passes)."""
-    spec, knowledge, order = ctx.threshold("metastatic_regimen_suggestions"), ctx.knowledge, ctx.order
+    """The oncology regimens to offer for this draft, first choices then the fallback (the
+    suggestion gate keeps the ones this patient can safely receive, and the fallback only when no
+    first choice passes)."""
+    spec, knowledge, order = (
+        ctx.threshold("metastatic_regimen_suggestions"),
+        ctx.knowledge,
+        ctx.order,
+    )
     drafted = order.formulation.id if order.formulation else None
     keys = spec["by_formulation"].get(drafted) if drafted else None
     first = keys or spec["default"]
     fallback = [] if keys else [k for k in spec["fallback"] if k not in first]
-    suggestions = [replace_draft_regimen(order, knowledge, regimen_entry(knowledge, key),
-                                         key == spec["recommended"] or len(first) == 1) for key in first]
-    suggestions += [replace_draft_regimen(order, knowledge, regimen_entry(knowledge, key), False, fallback=True)
-                    for key in fallback]
+    suggestions = [
+        replace_draft_regimen(
+            order,
+            knowledge,
+            regimen_entry(knowledge, key),
+            key == spec["recommended"] or len(first) == 1,
+        )
+        for key in first
+    ]
+    suggestions += [
+        replace_draft_regimen(order, knowledge, regimen_entry(knowledge, key), False, fallback=True)
+        for key in fallback
+    ]
     return suggestions
 
 
 @rule("pamidronate-hcm-dose")
 def pamidronate_hcm_dose(ctx: OrderContext) -> Finding | None:
-    """Pamidronate in hypercalcemia of malignancy dosed below the label's range for the corrected calcium."""
+    """Pamidronate in hypercalcemia of malignancy dosed below the label's range for the corrected
+    calcium."""
     spec = ctx.threshold("pamidronate_hcm_dose")
     order = ctx.order
     if ctx.setting != "hypercalcemia-of-malignancy" or order.formulation is None:
@@ -184,15 +277,29 @@ def pamidronate_hcm_dose(ctx: OrderContext) -> Finding | None:
     if band is None or order.dose_mg >= band["minimum_dose_mg"] - 1e-9:
         return None
     dose = band["suggested_dose_mg"]
-    lines = [f"**{order.describe()}** for hypercalcemia of malignancy: the label dose for this calcium level is "
-             f"{band['describe']}.", "", f"- {reading.explanation[:1].upper()}{reading.explanation[1:]}.",
-             ctx.setting_line(), "",
-             "A lower dose may not bring calcium down; re-treatment, if needed, is at least 7 days after this dose."]
-    return finding(ctx, "warning",
-                   f"Pamidronate {order.dose_mg:g} mg is below the dose for corrected calcium "
-                   f"{format_number(reading.value, 2)} {reading.unit}: give {dose:g} mg",
-                   lines, sources=[spec.get("source")],
-                   suggestions=[update_draft_dose(order, dose, f"Change dose to {dose:g} mg")])
+    lines = [
+        (
+            f"**{order.describe()}** for hypercalcemia of malignancy: the label dose for this"
+            f" calcium level is {band['describe']}."
+        ),
+        "",
+        f"- {reading.explanation[:1].upper()}{reading.explanation[1:]}.",
+        ctx.setting_line(),
+        "",
+        (
+            "A lower dose may not bring calcium down; re-treatment, if needed, is at least 7 days"
+            " after this dose."
+        ),
+    ]
+    return finding(
+        ctx,
+        "warning",
+        f"Pamidronate {order.dose_mg:g} mg is below the dose for corrected calcium "
+        f"{format_number(reading.value, 2)} {reading.unit}: give {dose:g} mg",
+        lines,
+        sources=[spec.get("source")],
+        suggestions=[update_draft_dose(order, dose, f"Change dose to {dose:g} mg")],
+    )
 
 
 def _in_band(band: dict[str, Any], value: float, molar: bool) -> bool:
@@ -204,11 +311,16 @@ def _in_band(band: dict[str, Any], value: float, molar: bool) -> bool:
 
 @rule("adjuvant-duration-exceeded")
 def adjuvant_duration_exceeded(ctx: OrderContext) -> Finding | None:
-    """Early breast cancer: the adjuvant bisphosphonate course began more than the maximum number of years ago."""
+    """Early breast cancer: the adjuvant bisphosphonate course began more than the maximum number of
+    years ago."""
     if ctx.setting != "early":
         return None
     knowledge = ctx.knowledge
-    doses = [d for d in ctx.facts.bone_agent_doses if knowledge.ingredient_class[d.ingredient] == "bisphosphonate"]
+    doses = [
+        d
+        for d in ctx.facts.bone_agent_doses
+        if knowledge.ingredient_class[d.ingredient] == "bisphosphonate"
+    ]
     course = course_of(doses, ctx.now, ctx.threshold("course_gap_days"))
     if not course:
         return None
@@ -216,14 +328,28 @@ def adjuvant_duration_exceeded(ctx: OrderContext) -> Finding | None:
     years = ctx.threshold("adjuvant_max_years")
     if ctx.now.date() <= shift_months(start.when, 12 * years).date():
         return None
-    lines = [f"**{ctx.order.describe()}**: the adjuvant bisphosphonate course began on {start.when.date().isoformat()} "
-             f"({start.evidence}), more than {years} years ago ({len(course)} earlier doses on record).", "",
-             ctx.setting_line(), "",
-             f"Adjuvant bisphosphonates are given for 3 to {years} years; longer treatment has shown no further benefit "
-             "(SUCCESS A: 5 years no better than 2 for disease-free or overall survival, with more adverse events)."]
-    return finding(ctx, "warning",
-                   f"Adjuvant bisphosphonate for more than {years} years: consider stopping", lines,
-                   suggestions=[delete_draft(ctx.order, "Stop: remove this order")])
+    lines = [
+        (
+            f"**{ctx.order.describe()}**: the adjuvant bisphosphonate course began on"
+            f" {start.when.date().isoformat()} ({start.evidence}), more than {years} years ago"
+            f" ({len(course)} earlier doses on record)."
+        ),
+        "",
+        ctx.setting_line(),
+        "",
+        (
+            f"Adjuvant bisphosphonates are given for 3 to {years} years; longer treatment has shown"
+            " no further benefit (SUCCESS A: 5 years no better than 2 for disease-free or overall"
+            " survival, with more adverse events)."
+        ),
+    ]
+    return finding(
+        ctx,
+        "warning",
+        f"Adjuvant bisphosphonate for more than {years} years: consider stopping",
+        lines,
+        suggestions=[delete_draft(ctx.order, "Stop: remove this order")],
+    )
 
 
 @rule("infusion-too-fast")
@@ -231,15 +357,29 @@ def infusion_too_fast(ctx: OrderContext) -> Finding | None:
     """The order states an infusion time shorter than the product's minimum."""
     order = ctx.order
     minimum = order.formulation.min_infusion_minutes if order.formulation else None
-    if minimum is None or order.infusion_minutes is None or not order.infusion_minutes < minimum - 1e-9:
+    if (
+        minimum is None
+        or order.infusion_minutes is None
+        or not order.infusion_minutes < minimum - 1e-9
+    ):
         return None
-    lines = [f"**{order.describe()}** is to be infused over {order.infusion_minutes:g} minutes; the label minimum is "
-             f"{minimum:g} minutes.", "",
-             "Faster infusion raises the risk of renal toxicity."]
-    return finding(ctx, "warning",
-                   f"Infusion of {order.ingredient_display} over {order.infusion_minutes:g} min: the minimum is {minimum:g} min",
-                   lines, sources=[order.formulation.raw.get("infusion_source")],
-                   suggestions=[update_draft_infusion(order, minimum, f"Infuse over {minimum:g} minutes")])
+    lines = [
+        (
+            f"**{order.describe()}** is to be infused over {order.infusion_minutes:g} minutes; the"
+            f" label minimum is {minimum:g} minutes."
+        ),
+        "",
+        "Faster infusion raises the risk of renal toxicity.",
+    ]
+    return finding(
+        ctx,
+        "warning",
+        f"Infusion of {order.ingredient_display} over {order.infusion_minutes:g} min: the minimum"
+        f" is {minimum:g} min",
+        lines,
+        sources=[order.formulation.raw.get("infusion_source")],
+        suggestions=[update_draft_infusion(order, minimum, f"Infuse over {minimum:g} minutes")],
+    )
 
 
 @rule("dose-above-maximum")
@@ -249,31 +389,56 @@ def dose_above_maximum(ctx: OrderContext) -> Finding | None:
     maximum = order.formulation.max_dose_mg if order.formulation else None
     if maximum is None or order.dose_mg is None or not order.dose_mg > maximum + 1e-9:
         return None
-    lines = [f"**{order.describe()}**: a single dose of {order.dose_mg:g} mg is above the label maximum of {maximum:g} mg.",
-             "", "Higher single doses add renal toxicity without added benefit."]
-    return finding(ctx, "warning",
-                   f"{order.ingredient_display.capitalize()} {order.dose_mg:g} mg is above the maximum single dose of {maximum:g} mg",
-                   lines, sources=[order.formulation.raw.get("max_dose_source")],
-                   suggestions=[update_draft_dose(order, maximum, f"Change dose to {maximum:g} mg")])
+    lines = [
+        (
+            f"**{order.describe()}**: a single dose of {order.dose_mg:g} mg is above the label"
+            f" maximum of {maximum:g} mg."
+        ),
+        "",
+        "Higher single doses add renal toxicity without added benefit.",
+    ]
+    return finding(
+        ctx,
+        "warning",
+        f"{order.ingredient_display.capitalize()} {order.dose_mg:g} mg is above the maximum single"
+        f" dose of {maximum:g} mg",
+        lines,
+        sources=[order.formulation.raw.get("max_dose_source")],
+        suggestions=[update_draft_dose(order, maximum, f"Change dose to {maximum:g} mg")],
+    )
 
 
 @rule("oral-bp-regimen")
 def oral_bp_regimen(ctx: OrderContext) -> Finding | None:
-    """A weekly or monthly oral bisphosphonate strength ordered more often than its label interval."""
+    """A weekly or monthly oral bisphosphonate strength ordered more often than its label
+    interval."""
     entry = _regimen_entry(ctx, "oral_bisphosphonate_regimens")
     order = ctx.order
     if entry is None or order.interval is None:
         return None
     if not order.interval.days < _label_interval_days(entry["every"]) - 1e-9:
         return None
-    lines = [f"**{order.describe()}**: the {entry['strength']} strength is taken {every_words(entry['every'])}, not "
-             f"{order.interval.describe()}.", "",
-             "Taking it more often multiplies the dose and the risk of esophageal and gastric injury."]
-    return finding(ctx, "warning",
-                   f"{order.ingredient_display.capitalize()} {entry['strength']} ordered {order.interval.describe()}: "
-                   f"it is taken {every_words(entry['every'])}",
-                   lines, sources=[entry.get("source")],
-                   suggestions=[update_draft_timing(order, f"Change to {every_words(entry['every'])}", every=tuple(entry["every"]))])
+    lines = [
+        (
+            f"**{order.describe()}**: the {entry['strength']} strength is taken"
+            f" {every_words(entry['every'])}, not {order.interval.describe()}."
+        ),
+        "",
+        "Taking it more often multiplies the dose and the risk of esophageal and gastric injury.",
+    ]
+    return finding(
+        ctx,
+        "warning",
+        f"{order.ingredient_display.capitalize()} {entry['strength']} ordered"
+        f" {order.interval.describe()}: it is taken {every_words(entry['every'])}",
+        lines,
+        sources=[entry.get("source")],
+        suggestions=[
+            update_draft_timing(
+                order, f"Change to {every_words(entry['every'])}", every=tuple(entry["every"])
+            )
+        ],
+    )
 
 
 DUPLICATE_STATUSES = frozenset({"active", "on-hold", "draft"})
@@ -284,20 +449,45 @@ def duplicate_bone_agent(ctx: OrderContext) -> Finding | None:
     """Another bone-agent order, active or draft, in the record or in the same request."""
     order, knowledge = ctx.order, ctx.knowledge
     drafts = [other for other in ctx.other_orders if other.resource is not order.resource]
-    on_record = [m for m in ctx.facts.medications if m.bone_agent and m.status in DUPLICATE_STATUSES]
+    on_record = [
+        m for m in ctx.facts.medications if m.bone_agent and m.status in DUPLICATE_STATUSES
+    ]
     if not drafts and not on_record:
         return None
-    same = any(o.ingredient == order.ingredient for o in drafts) or any(m.bone_agent == order.ingredient for m in on_record)
+    same = any(o.ingredient == order.ingredient for o in drafts) or any(
+        m.bone_agent == order.ingredient for m in on_record
+    )
     lines = [f"**{order.describe()}** would duplicate bone-modifying therapy:", ""]
     lines += [f"- Also being ordered now: {o.describe()}." for o in drafts]
     lines += [f"- On record: {m.dated()}." for m in on_record]
-    lines += ["", ("The same drug must not be given twice (for example Zometa and Reclast are both zoledronic acid)."
-                   if same else "Two bone-modifying agents are not given together: choose one.")]
+    lines += [
+        "",
+        (
+            "The same drug must not be given twice (for example Zometa and Reclast are both"
+            " zoledronic acid)."
+            if same
+            else "Two bone-modifying agents are not given together: choose one."
+        ),
+    ]
     suggestions = [delete_draft(order, "Remove this order")]
     suggestions += [delete_draft(o, f"Remove the other order ({o.describe()})") for o in drafts]
-    others = sorted({knowledge.ingredient_display[o.ingredient] for o in drafts} |
-                    {knowledge.ingredient_display[m.bone_agent] for m in on_record if m.bone_agent})
-    summary = (f"Duplicate {order.ingredient_display}: already ordered or active" if same else
-               f"{order.ingredient_display.capitalize()} with another bone agent ({', '.join(others)})")
-    return finding(ctx, "critical" if same else "warning", summary, lines,
-                   sources=[ctx.label_source] if same else [], suggestions=suggestions, alternatives=True)
+    others = sorted(
+        {knowledge.ingredient_display[o.ingredient] for o in drafts}
+        | {knowledge.ingredient_display[m.bone_agent] for m in on_record if m.bone_agent}
+    )
+    summary = (
+        f"Duplicate {order.ingredient_display}: already ordered or active"
+        if same
+        else (
+            f"{order.ingredient_display.capitalize()} with another bone agent ({', '.join(others)})"
+        )
+    )
+    return finding(
+        ctx,
+        "critical" if same else "warning",
+        summary,
+        lines,
+        sources=[ctx.label_source] if same else [],
+        suggestions=suggestions,
+        alternatives=True,
+    )

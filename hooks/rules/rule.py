@@ -1,9 +1,12 @@
-"""A rule declared with its id, written once (`@rule("calcium-low")`), and the one loop that runs rules."""
+"""A rule declared with its id, written once (`@rule("calcium-low")`), and the one loop that runs
+rules."""
+
 from __future__ import annotations
 
 import logging
 import traceback
-from typing import Any, Callable, Iterable, NamedTuple, Protocol
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple, Protocol
 
 from hooks.cards import Finding
 
@@ -14,6 +17,7 @@ Check = Callable[[Any], "Finding | None"]
 
 class RuleContext(Protocol):
     """What the loop needs from an order's or a review's context."""
+
     rule_id: str  # the rule running now: its findings carry this id
     decided: set[str]
     reported_unavailable: set[str]
@@ -24,8 +28,12 @@ class RuleContext(Protocol):
 
 
 class Rule(NamedTuple):
-    """A registered rule: its id (written only here; its findings take it from the context while it runs) and its
-    check, which returns a finding or None. Calling the rule runs the check under its id."""
+    """A registered rule: its id (written only here; its findings take it from the context while it
+    runs) and its check, which returns a finding or None.
+
+    Calling the rule runs the check under its id.
+    """
+
     rule_id: str
     check: Check
 
@@ -45,6 +53,7 @@ class Rule(NamedTuple):
 
 class AfterAllRule(Rule):
     """A rule that reads what the others decided (the completeness card): it runs last."""
+
     __slots__ = ()
 
     @property
@@ -53,27 +62,42 @@ class AfterAllRule(Rule):
 
 
 def rule(rule_id: str, *, after_all: bool = False) -> Callable[[Check], Rule]:
-    """Declare a check as the rule `rule_id`: `@rule("calcium-low")` above the function. The registry lists the rule;
-    the knowledge file's `rules` section must have its entry (checked at start-up)."""
+    """Declare a check as the rule `rule_id`: `@rule("calcium-low")` above the function.
+
+    The registry lists the rule; the knowledge file's `rules` section must have its entry (checked
+    at start-up).
+    """
+
     def declare(check: Check) -> Rule:
         return (AfterAllRule if after_all else Rule)(rule_id, check)
+
     return declare
 
 
 def run_rules(rules: Iterable[tuple[str, Check]], ctx: RuleContext) -> list[Finding]:
-    """Each rule in scope for the context, in registry order, the after-all rules last. The whole rule, scope check
-    included, runs inside the guard: a rule that fails (or has no knowledge entry) yields the context's card saying
-    the check was not done, never silence and never a failed call. `rules` are Rules or (rule id, check) pairs."""
+    """Each rule in scope for the context, in registry order, the after-all rules last.
+
+    The whole rule, scope check included, runs inside the guard: a rule that fails (or has no
+    knowledge entry) yields the context's card saying the check was not done, never silence and
+    never a failed call. `rules` are Rules or (rule id, check) pairs.
+    """
     registered = [entry if isinstance(entry, Rule) else Rule(*entry) for entry in rules]
     found: list[Finding] = []
-    for entry in [r for r in registered if not r.after_all] + [r for r in registered if r.after_all]:
+    for entry in [r for r in registered if not r.after_all] + [
+        r for r in registered if r.after_all
+    ]:
         try:
             finding = entry(ctx) if ctx.in_scope(entry.rule_id) else None
         except Exception as error:  # one broken rule must not hide the others, nor pass silently
             # Exception text can quote record values, so only the type and code location are logged.
             where = traceback.extract_tb(error.__traceback__)[-1]
-            log.error("rule %s failed with %s at %s:%d", entry.rule_id, type(error).__name__, where.filename,
-                      where.lineno)
+            log.error(
+                "rule %s failed with %s at %s:%d",
+                entry.rule_id,
+                type(error).__name__,
+                where.filename,
+                where.lineno,
+            )
             finding = ctx.rule_failed(entry.rule_id)
         if finding is not None:
             ctx.reported_unavailable.update(finding.reports_unavailable)

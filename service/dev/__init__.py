@@ -1,1 +1,2 @@
-"""Development-only endpoints: the card preview page and the benchmark floor (never registered in production)."""
+"""Development-only endpoints: the card preview page and the benchmark floor (never registered in
+production)."""

@@ -1,10 +1,13 @@
-"""Development-only card preview page: pick a scenario (or paste a request), run it, see the cards as an EHR shows them.
+"""Development-only card preview page: pick a scenario (or paste a request), run it, see the cards
+as an EHR shows them.
 
-Registered only when BONECDS_AUTH is "dev" or "off", never "on". `GET /preview` is one self-contained HTML page (inline
-CSS and JS, no external resources); `/preview/scenarios` lists the fixture scenarios and `/preview/scenarios/<name>`
-gives a scenario's full CDS Hooks request. In dev mode `/preview/token` mints a short-lived JWT with the local dev key so
-the page can call the (authenticated) CDS endpoints.
+Registered only when BONECDS_AUTH is "dev" or "off", never "on". `GET /preview` is one self-
+contained HTML page (inline CSS and JS, no external resources); `/preview/scenarios` lists the
+fixture scenarios and `/preview/scenarios/<name>` gives a scenario's full CDS Hooks request. In dev
+mode `/preview/token` mints a short-lived JWT with the local dev key so the page can call the
+(authenticated) CDS endpoints.
 """
+
 from __future__ import annotations
 
 import logging
@@ -25,8 +28,10 @@ def register_if_enabled(app: Flask) -> None:
     """Adds the preview page in development modes only (auth "dev" or "off")."""
     if app.extensions["bonecds"].settings.auth in MODES:
         app.register_blueprint(bp)
-        log.warning("card preview page /preview is ON (BONECDS_AUTH=%s): development only",
-                    app.extensions["bonecds"].settings.auth)
+        log.warning(
+            "card preview page /preview is ON (BONECDS_AUTH=%s): development only",
+            app.extensions["bonecds"].settings.auth,
+        )
 
 
 def _json(body: Any, status: int = 200) -> Response:
@@ -35,32 +40,47 @@ def _json(body: Any, status: int = 200) -> Response:
 
 @lru_cache(maxsize=1)
 def _scenarios() -> dict[str, Any]:
-    from fixtures.scenarios import all_scenarios  # test fixtures: imported only when the page is used
+    from fixtures.scenarios import (
+        all_scenarios,
+    )  # test fixtures: imported only when the page is used
+
     return {s.name: s for s in all_scenarios()}
 
 
 @bp.get("/preview")
 def page() -> Response:
-    response = Response(PAGE.replace("__AUTH__", current_app.extensions["bonecds"].settings.auth), mimetype="text/html")
-    response.headers["Content-Security-Policy"] = ("default-src 'none'; script-src 'unsafe-inline'; "
-                                                   "style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:")
+    response = Response(
+        PAGE.replace("__AUTH__", current_app.extensions["bonecds"].settings.auth),
+        mimetype="text/html",
+    )
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'none'; script-src 'unsafe-inline'; "
+        "style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:"
+    )
     return response
 
 
 @bp.get("/preview/scenarios")
 def scenarios() -> Response:
-    return _json([{"name": s.name, "hook": s.hook, "service": s.service_id, "description": s.description}
-                  for s in _scenarios().values()])
+    return _json(
+        [
+            {"name": s.name, "hook": s.hook, "service": s.service_id, "description": s.description}
+            for s in _scenarios().values()
+        ]
+    )
 
 
 @bp.get("/preview/scenarios/<name>")
 def scenario_request_json(name: str) -> Response:
     from fixtures.prefetch import scenario_request, transaction_resources
+
     found = _scenarios().get(name)
     if found is None:
         abort(404)
     service = current_app.extensions["bonecds"].services[found.service_id]
-    body = scenario_request(service, found, resources=transaction_resources(found.patient.transaction()))
+    body = scenario_request(
+        service, found, resources=transaction_resources(found.patient.transaction())
+    )
     return _json({"service": found.service_id, "request": body})
 
 
@@ -74,7 +94,9 @@ def token() -> Response:
         return _json({"error": "aud must be a /cds-services path"}, 400)
     base = settings.public_base_url or request.host_url.rstrip("/")
     key = load_or_create_dev_key(settings.dev_key_path)
-    return _json({"token": mint_token(key.private_jwk, DEV_ISSUER, base + aud, lifetime_seconds=120)})
+    return _json(
+        {"token": mint_token(key.private_jwk, DEV_ISSUER, base + aud, lifetime_seconds=120)}
+    )
 
 
 PAGE = r"""<!doctype html>

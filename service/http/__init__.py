@@ -1,1 +1,2 @@
-"""The HTTP layer: CDS Hooks views, request bodies and schemas, OpenAPI, health, metrics and error answers."""
+"""The HTTP layer: CDS Hooks views, request bodies and schemas, OpenAPI, health, metrics and error
+answers."""

@@ -1,4 +1,5 @@
 """Liveness and readiness endpoints for container orchestrators (no PHI, no authentication)."""
+
 from __future__ import annotations
 
 import orjson
@@ -14,13 +15,21 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> Response:
-    """200 while this replica can answer hook calls. A database outage does not take it out of the load balancer (the
-    safety checks do not need the database; replay checks and the ledger degrade, see service/resilient_store.py): the
-    answer says "degraded" with the database state, so monitoring sees it while clinicians keep their cards."""
+    """200 while this replica can answer hook calls.
+
+    A database outage does not take it out of the load balancer (the safety checks do not need the
+    database; replay checks and the ledger degrade, see service/resilient_store.py): the answer says
+    "degraded" with the database state, so monitoring sees it while clinicians keep their cards.
+    """
     runtime = current_app.extensions["bonecds"]
-    status = runtime.store.status() if hasattr(runtime.store, "status") else _plain_status(runtime.store)
-    body = {"status": "ready" if status["database"] == "ok" else "degraded", "knowledge": runtime.knowledge.version,
-            **status}
+    status = (
+        runtime.store.status() if hasattr(runtime.store, "status") else _plain_status(runtime.store)
+    )
+    body = {
+        "status": "ready" if status["database"] == "ok" else "degraded",
+        "knowledge": runtime.knowledge.version,
+        **status,
+    }
     return Response(orjson.dumps(body), mimetype="application/json")
 
 

@@ -1,18 +1,28 @@
-"""Prometheus metrics for one app instance, and the unauthenticated `GET /metrics` endpoint (text exposition format).
+"""Prometheus metrics for one app instance, and the unauthenticated `GET /metrics` endpoint (text
+exposition format).
 
-Each app has its own CollectorRegistry (several apps in one test process do not clash). When PROMETHEUS_MULTIPROC_DIR is
-set (gunicorn's workers), values live in that directory and `/metrics` aggregates every worker; otherwise they are
-per process. Labels are a small fixed vocabulary: hook, service, rule id, indicator, status class, reason class;
-never URLs, identifiers or anything from the patient's record.
+Each app has its own CollectorRegistry (several apps in one test process do not clash). When
+PROMETHEUS_MULTIPROC_DIR is set (gunicorn's workers), values live in that directory and `/metrics`
+aggregates every worker; otherwise they are per process. Labels are a small fixed vocabulary: hook,
+service, rule id, indicator, status class, reason class; never URLs, identifiers or anything from
+the patient's record.
 """
+
 from __future__ import annotations
 
 import os
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, request
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client import multiprocess
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 
 from hooks.facts.fetch_failure import FetchFailure
 
@@ -20,32 +30,66 @@ bp = Blueprint("metrics", __name__)
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
+
 class Metrics:
     def __init__(self, multiproc_dir: str | None = None) -> None:
         self.multiproc_dir = multiproc_dir
         self.registry = CollectorRegistry()
-        # In multiprocess mode the metrics write to mmap files and are collected from there, not registered.
+        # In multiprocess mode the metrics write to mmap files and are collected from there, not
+        # registered.
         target = None if multiproc_dir else self.registry
-        self.request_seconds = Histogram("bonecds_hook_request_seconds", "Time to answer a CDS service call",
-                                         ("hook", "service"), buckets=LATENCY_BUCKETS, registry=target)
-        self.responses = Counter("bonecds_http_responses_total", "HTTP responses by status class",
-                                 ("status_class",), registry=target)
-        self.cards = Counter("bonecds_cards_total", "Cards returned, by rule and indicator", ("rule", "indicator"),
-                             registry=target)
-        self.fhir_seconds = Histogram("bonecds_fhir_fetch_seconds", "Time for all FHIR reads of one hook call",
-                                      buckets=LATENCY_BUCKETS, registry=target)
-        self.fhir_errors = Counter("bonecds_fhir_fetch_errors_total", "FHIR queries that failed, by reason class",
-                                   ("reason",), registry=target)
-        self.feedback = Counter("bonecds_feedback_total", "Feedback items stored, by outcome and rule",
-                                ("outcome", "rule"), registry=target)
-        self.store_events = Counter("bonecds_store_events_total",
-                                    "Database trouble and how the service coped: error (a failed operation), fallback "
-                                    "(a JWT replay check answered from memory), dropped (rows lost to a full queue), "
-                                    "flushed-feedback (queued feedback written later)", ("event", "operation"),
-                                    registry=target)
-        self.circuit = Counter("bonecds_fhir_circuit_transitions_total",
-                               "FHIR-server circuit breaker transitions (open: a host skipped after repeated timeouts; "
-                               "half-open: one call probes it; closed: it answers again)", ("state",), registry=target)
+        self.request_seconds = Histogram(
+            "bonecds_hook_request_seconds",
+            "Time to answer a CDS service call",
+            ("hook", "service"),
+            buckets=LATENCY_BUCKETS,
+            registry=target,
+        )
+        self.responses = Counter(
+            "bonecds_http_responses_total",
+            "HTTP responses by status class",
+            ("status_class",),
+            registry=target,
+        )
+        self.cards = Counter(
+            "bonecds_cards_total",
+            "Cards returned, by rule and indicator",
+            ("rule", "indicator"),
+            registry=target,
+        )
+        self.fhir_seconds = Histogram(
+            "bonecds_fhir_fetch_seconds",
+            "Time for all FHIR reads of one hook call",
+            buckets=LATENCY_BUCKETS,
+            registry=target,
+        )
+        self.fhir_errors = Counter(
+            "bonecds_fhir_fetch_errors_total",
+            "FHIR queries that failed, by reason class",
+            ("reason",),
+            registry=target,
+        )
+        self.feedback = Counter(
+            "bonecds_feedback_total",
+            "Feedback items stored, by outcome and rule",
+            ("outcome", "rule"),
+            registry=target,
+        )
+        self.store_events = Counter(
+            "bonecds_store_events_total",
+            "Database trouble and how the service coped: error (a failed operation), fallback "
+            "(a JWT replay check answered from memory), dropped (rows lost to a full queue), "
+            "flushed-feedback (queued feedback written later)",
+            ("event", "operation"),
+            registry=target,
+        )
+        self.circuit = Counter(
+            "bonecds_fhir_circuit_transitions_total",
+            "FHIR-server circuit breaker transitions (open: a host skipped after repeated timeouts;"
+            " half-open: one call probes it; closed: it answers again)",
+            ("state",),
+            registry=target,
+        )
 
     def circuit_change(self, state: str) -> None:
         self.circuit.labels(state).inc()
@@ -53,13 +97,16 @@ class Metrics:
     def store_event(self, event: str, operation: str, count: int) -> None:
         self.store_events.labels(event, operation).inc(count)
 
-    def hook_call(self, hook: str, service: str, seconds: float, cards: Iterable[tuple[str, str]] = ()) -> None:
+    def hook_call(
+        self, hook: str, service: str, seconds: float, cards: Iterable[tuple[str, str]] = ()
+    ) -> None:
         self.request_seconds.labels(hook, service).observe(seconds)
         for rule, indicator in cards:
             self.cards.labels(rule, indicator).inc()
 
     def fhir_fetch(self, seconds: float, errors: Iterable[FetchFailure]) -> None:
-        """One call's FHIR reads: their time, and each failed query by its reason (the detail never becomes a label)."""
+        """One call's FHIR reads: their time, and each failed query by its reason (the detail never
+        becomes a label)."""
         self.fhir_seconds.observe(seconds)
         for error in errors:
             self.fhir_errors.labels(error.reason.value).inc()
@@ -78,7 +125,9 @@ class Metrics:
 
 def install(app: Flask, env: Any = None) -> Metrics:
     """Build the app's Metrics, count every response by status class, and serve `/metrics`."""
-    metrics = Metrics((env if env is not None else os.environ).get("PROMETHEUS_MULTIPROC_DIR") or None)
+    metrics = Metrics(
+        (env if env is not None else os.environ).get("PROMETHEUS_MULTIPROC_DIR") or None
+    )
 
     @app.after_request
     def count_response(response: Response) -> Response:
@@ -92,4 +141,6 @@ def install(app: Flask, env: Any = None) -> Metrics:
 
 @bp.get("/metrics")
 def metrics_endpoint() -> Response:
-    return Response(current_app.extensions["bonecds"].metrics.exposition(), content_type=CONTENT_TYPE_LATEST)
+    return Response(
+        current_app.extensions["bonecds"].metrics.exposition(), content_type=CONTENT_TYPE_LATEST
+    )

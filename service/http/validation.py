@@ -124,7 +124,8 @@ def _describe(exc: fastjsonschema.JsonSchemaValueException) -> tuple[str, str]:
     elif rule == "type":
         types = rule_value if isinstance(rule_value, list) else [rule_value]
         message = f"{name} must be " + " or ".join(
-            _TYPE_WORDS.get(t, t) if isinstance(t, str) else str(t) for t in types)
+            _TYPE_WORDS.get(t, t) if isinstance(t, str) else str(t) for t in types
+        )
     elif rule == "enum":
         options = rule_value if isinstance(rule_value, list) else [rule_value]  # draft-07: a list
         message = f"{name} must be one of " + ", ".join(str(option) for option in options)

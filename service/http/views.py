@@ -1,4 +1,6 @@
-"""CDS Hooks 2.0 endpoints: discovery, service calls and feedback, with CORS, validation and OperationOutcome errors."""
+"""CDS Hooks 2.0 endpoints: discovery, service calls and feedback, with CORS, validation and
+OperationOutcome errors."""
+
 from __future__ import annotations
 
 import logging
@@ -11,35 +13,44 @@ from flask import Blueprint, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
 
 from service.auth import AuthError
-from service.store.resilient import with_queue_fields
+from service.calls import handle_call, validate_against
 from service.http.errors import error_response
 from service.outcomes import ApiError
-from service.calls import handle_call, validate_against
-from service.runtime import Runtime
 from service.record.ssrf import fhir_server_refusal
+from service.runtime import Runtime
+from service.store.resilient import with_queue_fields
 
 log = logging.getLogger("bonecds.protocol")
 bp = Blueprint("cds_hooks", __name__)
+
 
 def runtime() -> Runtime:
     return current_app.extensions["bonecds"]
 
 
 def json_response(body: Any, status: int = 200) -> Response:
-    return Response(body if isinstance(body, bytes) else orjson.dumps(body), status=status, mimetype="application/json")
+    return Response(
+        body if isinstance(body, bytes) else orjson.dumps(body),
+        status=status,
+        mimetype="application/json",
+    )
 
 
 @bp.before_request
 def authenticate_client() -> Response | None:
-    """Every CDS Hooks call (discovery, service, feedback) carries a JWT from a trusted client; preflights do not."""
+    """Every CDS Hooks call (discovery, service, feedback) carries a JWT from a trusted client;
+    preflights do not."""
     g.cds_client = None
     authenticator = runtime().authenticator
     if authenticator is None or request.method == "OPTIONS":
         return None
     try:
-        g.cds_client = authenticator.authenticate(request.headers.get("Authorization"), endpoint_url())
+        g.cds_client = authenticator.authenticate(
+            request.headers.get("Authorization"), endpoint_url()
+        )
     except AuthError as refused:
-        # The reason is logged for the operator (never the token itself); the client learns nothing beyond 401.
+        # The reason is logged for the operator (never the token itself); the client learns nothing
+        # beyond 401.
         log.info("authentication refused on %s: %s", request.path, refused)
         response = error_response(401, "Authentication required.")
         response.headers["WWW-Authenticate"] = 'Bearer realm="cds-services"'
@@ -48,13 +59,15 @@ def authenticate_client() -> Response | None:
 
 
 def endpoint_url() -> str:
-    """The URL a client must name in `aud`: the configured public base URL (behind a proxy), else this request's."""
+    """The URL a client must name in `aud`: the configured public base URL (behind a proxy), else
+    this request's."""
     base = runtime().settings.public_base_url or request.host_url.rstrip("/")
     return base + request.path
 
 
 def fhir_server_refusal_for_request(fhir_server: str) -> str | None:
-    """fhirServer URLs allowed for the authenticated client, or (authentication off) BONECDS_FHIR_ALLOWLIST."""
+    """FhirServer URLs allowed for the authenticated client, or (authentication off)
+    BONECDS_FHIR_ALLOWLIST."""
     settings = runtime().settings
     client = g.get("cds_client")
     if client is not None:
@@ -85,8 +98,11 @@ def handle_api_error(error: ApiError) -> Response:
 @bp.app_errorhandler(HTTPException)
 def handle_http_error(error: HTTPException) -> Response:
     status = error.code or 500
-    messages = {404: "No such endpoint or CDS service.", 405: "Method not allowed on this endpoint.",
-                413: f"Request body is larger than {runtime().settings.max_body_bytes} bytes."}
+    messages = {
+        404: "No such endpoint or CDS service.",
+        405: "Method not allowed on this endpoint.",
+        413: f"Request body is larger than {runtime().settings.max_body_bytes} bytes.",
+    }
     response = error_response(status, messages.get(status, error.name))
     if status == 405 and isinstance(error, MethodNotAllowed) and error.valid_methods:
         response.headers["Allow"] = ", ".join(error.valid_methods)
@@ -97,8 +113,13 @@ def handle_http_error(error: HTTPException) -> Response:
 def handle_unexpected(error: Exception) -> Response:
     # Exception text can quote request values, so log only the type and where it was raised.
     where = traceback.extract_tb(error.__traceback__)[-1] if error.__traceback__ else None
-    log.error("unhandled %s in %s %s at %s", type(error).__name__, request.method, request.path,
-              f"{where.filename}:{where.lineno}" if where else "?")
+    log.error(
+        "unhandled %s in %s %s at %s",
+        type(error).__name__,
+        request.method,
+        request.path,
+        f"{where.filename}:{where.lineno}" if where else "?",
+    )
     return _with_cors(error_response(500, "Internal error; it has been logged."))
 
 
@@ -107,7 +128,8 @@ def _with_cors(response: Response) -> Response:
 
 
 def read_json_body() -> Any:
-    """The request body as JSON, after content-type and size checks; the body itself is never logged."""
+    """The request body as JSON, after content-type and size checks; the body itself is never
+    logged."""
     content_type = (request.mimetype or "").lower()
     if content_type != "application/json" and not content_type.endswith("+json"):
         raise ApiError(415, "Content-Type must be application/json.")
@@ -118,7 +140,9 @@ def read_json_body() -> Any:
     if len(raw) > limit:
         raise RequestEntityTooLarge()
     try:
-        document = orjson.loads(raw)  # orjson itself refuses nesting beyond 1024 with JSONDecodeError
+        document = orjson.loads(
+            raw
+        )  # orjson itself refuses nesting beyond 1024 with JSONDecodeError
     except orjson.JSONDecodeError:
         raise ApiError(400, "Request body is not valid JSON.") from None
     max_depth = runtime().settings.max_json_depth
@@ -128,10 +152,13 @@ def read_json_body() -> Any:
 
 
 def _json_depth_exceeds(document: Any, limit: int) -> bool:
-    """True when arrays/objects nest deeper than `limit` (the top-level container is depth 1). Walks one level at a
-    time over containers only, without recursion. Prefetch is left out: it is the bulk of a request, is only read
-    field by field, never echoed or validated, and stays under orjson's own limit of 1024 levels; everything the
-    service may copy into an answer or validate (context, drafts, feedback) is checked."""
+    """True when arrays/objects nest deeper than `limit` (the top-level container is depth 1).
+
+    Walks one level at a time over containers only, without recursion. Prefetch is left out: it is
+    the bulk of a request, is only read field by field, never echoed or validated, and stays under
+    orjson's own limit of 1024 levels; everything the service may copy into an answer or validate
+    (context, drafts, feedback) is checked.
+    """
     if document.__class__ is dict and document.get("prefetch").__class__ is dict:
         document = {key: value for key, value in document.items() if key != "prefetch"}
     level = [document] if document.__class__ in (dict, list) else []
@@ -142,7 +169,9 @@ def _json_depth_exceeds(document: Any, limit: int) -> bool:
         deeper: list[Any] = []
         for value in level:
             children = value.values() if value.__class__ is dict else value
-            deeper += [child for child in children if child.__class__ is dict or child.__class__ is list]
+            deeper += [
+                child for child in children if child.__class__ is dict or child.__class__ is list
+            ]
         level = deeper
         depth += 1
     return False
@@ -164,7 +193,9 @@ def call_service(service_id: str) -> Response:
     rt = runtime()
     service = rt.services.get(service_id)
     if service is None:
-        raise ApiError(404, f"No CDS service with id {service_id!r} is offered here; see GET /cds-services.")
+        raise ApiError(
+            404, f"No CDS service with id {service_id!r} is offered here; see GET /cds-services."
+        )
     if request.method == "OPTIONS":
         return Response(status=204)
     started = time.perf_counter()
@@ -184,6 +215,12 @@ def feedback(service_id: str) -> Response:
     validate("feedback-request", body)
     receipt = rt.store.record_feedback(service_id, body["feedback"], rt.clock.now())
     rt.metrics.feedback_outcomes(receipt.outcomes)
-    log.info("feedback service=%s items=%d stored=%d duplicates=%d unknown_cards=%d", service_id, len(body["feedback"]),
-             receipt.stored, receipt.duplicates, receipt.unknown_cards)
+    log.info(
+        "feedback service=%s items=%d stored=%d duplicates=%d unknown_cards=%d",
+        service_id,
+        len(body["feedback"]),
+        receipt.stored,
+        receipt.duplicates,
+        receipt.unknown_cards,
+    )
     return json_response(with_queue_fields(receipt))

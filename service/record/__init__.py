@@ -1,1 +1,2 @@
-"""Getting the patient record for one call: prefetch templates, prefetch reading, the FHIR client and the SSRF guard."""
+"""Getting the patient record for one call: prefetch templates, prefetch reading, the FHIR client
+and the SSRF guard."""

@@ -1,4 +1,6 @@
-"""Reads from the EHR's FHIR server when prefetch is missing: parallel queries, per-call timeout, total budget, bounded paging."""
+"""Reads from the EHR's FHIR server when prefetch is missing: parallel queries, per-call timeout,
+total budget, bounded paging."""
+
 from __future__ import annotations
 
 import contextlib
@@ -7,10 +9,11 @@ import os
 import re
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
@@ -21,17 +24,21 @@ from hooks.fhir_read import as_list, bundle_resources
 
 log = logging.getLogger(__name__)
 
-# One page of a narrow, _count-bounded search is well under 1 MiB; far more is a misbehaving server, not a record.
+# One page of a narrow, _count-bounded search is well under 1 MiB; far more is a misbehaving server,
+# not a record.
 MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 
-# The deadline (time.monotonic()) of the hook call being answered: every FHIR read of one call (a draft's Medication,
-# the record, the Medications the record refers to) shares one budget instead of each taking a full one.
+# The deadline (time.monotonic()) of the hook call being answered: every FHIR read of one call (a
+# draft's Medication,
+# the record, the Medications the record refers to) shares one budget instead of each taking a full
+# one.
 _CALL_DEADLINE: ContextVar[float | None] = ContextVar("bonecds_fhir_call_deadline", default=None)
 
 
 @contextlib.contextmanager
 def call_budget(seconds: float) -> Iterator[None]:
-    """Within this block, FhirFetcher.fetch_all stops at `seconds` from now in total, however often it is called."""
+    """Within this block, FhirFetcher.fetch_all stops at `seconds` from now in total, however often
+    it is called."""
     token = _CALL_DEADLINE.set(time.monotonic() + seconds)
     try:
         yield
@@ -41,7 +48,11 @@ def call_budget(seconds: float) -> Iterator[None]:
 
 @dataclass
 class FetchOutcome:
-    """What one query produced: resources (possibly none), or why it failed. `found` is False for a missing read target."""
+    """What one query produced: resources (possibly none), or why it failed.
+
+    `found` is False for a missing read target.
+    """
+
     resources: list[dict] = field(default_factory=list)
     error: FetchFailure | None = None
     found: bool = True
@@ -51,16 +62,24 @@ class FetchOutcome:
         return self.error is None
 
 
-BUSY = FetchFailure(FetchReason.BUSY, "not read: the service is busy (too many FHIR reads in progress on this worker)")
+BUSY = FetchFailure(
+    FetchReason.BUSY,
+    "not read: the service is busy (too many FHIR reads in progress on this worker)",
+)
 
 
 class CircuitBreaker:
-    """Per FHIR host: after `threshold` hook calls in a row whose reads timed out, the host is skipped for
-    `open_seconds` (calls answer at once, saying what could not be checked); then one call probes it (half-open), and
-    its outcome closes the circuit or opens it again. A slow EHR server then costs one timeout per interval, not one
-    per call, and cannot hold every thread of the service."""
+    """Per FHIR host: after `threshold` hook calls in a row whose reads timed out, the host is
+    skipped for `open_seconds` (calls answer at once, saying what could not be checked); then one
+    call probes it (half-open), and its outcome closes the circuit or opens it again.
 
-    def __init__(self, threshold: int, open_seconds: float, monotonic: Any = time.monotonic) -> None:
+    A slow EHR server then costs one timeout per interval, not one per call, and cannot hold every
+    thread of the service.
+    """
+
+    def __init__(
+        self, threshold: int, open_seconds: float, monotonic: Any = time.monotonic
+    ) -> None:
         self.threshold = threshold
         self.open_seconds = open_seconds
         self._monotonic = monotonic
@@ -84,8 +103,11 @@ class CircuitBreaker:
                 return None
             now = self._monotonic()
             if now < until or host in self._probing:
-                return FetchFailure(FetchReason.CIRCUIT_OPEN, f"not read: the FHIR server timed out repeatedly and is "
-                                                              f"skipped for {max(1, round(until - now))} s more (circuit open)")
+                return FetchFailure(
+                    FetchReason.CIRCUIT_OPEN,
+                    "not read: the FHIR server timed out repeatedly and is "
+                    f"skipped for {max(1, round(until - now))} s more (circuit open)",
+                )
             self._probing.add(host)  # half-open: this call is the probe
         self._tell("half-open")
         return None
@@ -107,20 +129,35 @@ class CircuitBreaker:
                     state = "open"
         if state:
             if state == "open":
-                log.warning("FHIR server circuit open after repeated timeouts: reads skipped for %g s", self.open_seconds)
+                log.warning(
+                    "FHIR server circuit open after repeated timeouts: reads skipped for %g s",
+                    self.open_seconds,
+                )
             else:
                 log.warning("FHIR server answering again: circuit closed")
             self._tell(state)
 
 
 class FhirFetcher:
-    """Shared by all requests of a worker process; the HTTP pool is created after fork, on first use. At most
-    `max_concurrent_calls` hook calls of one worker read from FHIR servers at a time: the others answer at once with
-    cards saying what could not be checked, so a slow EHR server cannot hold every thread (and the health probes)."""
+    """Shared by all requests of a worker process; the HTTP pool is created after fork, on first
+    use.
 
-    def __init__(self, timeout_seconds: float, budget_seconds: float, max_pages: int, max_parallel: int,
-                 transport: httpx.BaseTransport | None = None, max_response_bytes: int = MAX_RESPONSE_BYTES,
-                 max_concurrent_calls: int = 4, breaker: CircuitBreaker | None = None) -> None:
+    At most `max_concurrent_calls` hook calls of one worker read from FHIR servers at a time: the
+    others answer at once with cards saying what could not be checked, so a slow EHR server cannot
+    hold every thread (and the health probes).
+    """
+
+    def __init__(
+        self,
+        timeout_seconds: float,
+        budget_seconds: float,
+        max_pages: int,
+        max_parallel: int,
+        transport: httpx.BaseTransport | None = None,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
+        max_concurrent_calls: int = 4,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
         self.timeout_seconds = timeout_seconds
         self.budget_seconds = budget_seconds
         self.max_pages = max_pages
@@ -137,22 +174,35 @@ class FhirFetcher:
     def _client(self) -> httpx.Client:
         with self._lock:
             if self._pid != os.getpid() or self._http is None:
-                # Enough connections for several hook calls at once; each call opens at most max_parallel.
-                self._http = httpx.Client(transport=self._transport, follow_redirects=False,
-                                          limits=httpx.Limits(max_connections=self.max_parallel * 8,
-                                                              max_keepalive_connections=self.max_parallel * 2))
+                # Enough connections for several hook calls at once; each call opens at most
+                # max_parallel.
+                self._http = httpx.Client(
+                    transport=self._transport,
+                    follow_redirects=False,
+                    limits=httpx.Limits(
+                        max_connections=self.max_parallel * 8,
+                        max_keepalive_connections=self.max_parallel * 2,
+                    ),
+                )
                 self._pid = os.getpid()
             return self._http
 
-    def fetch_all(self, base_url: str, token: str | None, queries: dict[str, str], *,
-                  critical: str | None = None) -> dict[str, FetchOutcome]:
-        """Run every query (relative to base_url, or an absolute next-page URL on it) in parallel within the budget.
-        When the `critical` query (the Patient read) fails, the call stops at once: without the patient there is no
-        answer to give, so the other reads are not waited for.
+    def fetch_all(
+        self,
+        base_url: str,
+        token: str | None,
+        queries: dict[str, str],
+        *,
+        critical: str | None = None,
+    ) -> dict[str, FetchOutcome]:
+        """Run every query (relative to base_url, or an absolute next-page URL on it) in parallel
+        within the budget. When the `critical` query (the Patient read) fails, the call stops at
+        once: without the patient there is no answer to give, so the other reads are not waited for.
 
         Each call has threads of its own: with one pool shared by the worker, the queries of concurrent calls to a
         hanging server queued behind each other and a later call's Patient read never started (412 for a patient
-        whose record was there). A thread outlives its call by at most one per-call timeout."""
+        whose record was there). A thread outlives its call by at most one per-call timeout.
+        """
         if not queries:
             return {}
         host = urlsplit(base_url).netloc.lower()
@@ -165,22 +215,29 @@ class FhirFetcher:
             outcomes = self._fetch_all(base_url, token, queries, critical)
         finally:
             self._slots.release()
-        self.breaker.record(host, any(o.error is not None and o.error.timed_out for o in outcomes.values()))
+        self.breaker.record(
+            host, any(o.error is not None and o.error.timed_out for o in outcomes.values())
+        )
         return outcomes
 
-    def _fetch_all(self, base_url: str, token: str | None, queries: dict[str, str],
-                   critical: str | None) -> dict[str, FetchOutcome]:
+    def _fetch_all(
+        self, base_url: str, token: str | None, queries: dict[str, str], critical: str | None
+    ) -> dict[str, FetchOutcome]:
         http = self._client()
         deadline = time.monotonic() + self.budget_seconds
         call_deadline = _CALL_DEADLINE.get()
         if call_deadline is not None:
             deadline = min(deadline, call_deadline)
-        pool = ThreadPoolExecutor(max_workers=min(self.max_parallel, len(queries)), thread_name_prefix="fhir-fetch")
+        pool = ThreadPoolExecutor(
+            max_workers=min(self.max_parallel, len(queries)), thread_name_prefix="fhir-fetch"
+        )
         outcomes: dict[str, FetchOutcome] = {}
         stopped = False
         try:
-            futures = {key: pool.submit(self._run_query, http, base_url, token, query, deadline)
-                       for key, query in queries.items()}
+            futures = {
+                key: pool.submit(self._run_query, http, base_url, token, query, deadline)
+                for key, query in queries.items()
+            }
             pending = set(futures.values())
             while pending:
                 remaining = deadline - time.monotonic() + 0.05
@@ -193,19 +250,36 @@ class FhirFetcher:
                     break
             for key, future in futures.items():
                 if not future.done() or future.cancelled():
-                    outcomes[key] = FetchOutcome(error=FetchFailure(
-                        FetchReason.PATIENT_FAILED, "not read: the patient could not be read") if stopped else
-                        self._over_budget("no answer"))
+                    outcomes[key] = FetchOutcome(
+                        error=(
+                            FetchFailure(
+                                FetchReason.PATIENT_FAILED,
+                                "not read: the patient could not be read",
+                            )
+                            if stopped
+                            else self._over_budget("no answer")
+                        )
+                    )
                 elif future.exception() is not None:
-                    log.error("FHIR query %s failed unexpectedly: %s", key, type(future.exception()).__name__)
-                    outcomes[key] = FetchOutcome(error=FetchFailure(FetchReason.OTHER, "query failed"))
+                    log.error(
+                        "FHIR query %s failed unexpectedly: %s",
+                        key,
+                        type(future.exception()).__name__,
+                    )
+                    outcomes[key] = FetchOutcome(
+                        error=FetchFailure(FetchReason.OTHER, "query failed")
+                    )
                 else:
                     outcomes[key] = future.result()
         finally:
-            pool.shutdown(wait=False, cancel_futures=True)  # queries not started by now are dropped, running ones end soon
+            pool.shutdown(
+                wait=False, cancel_futures=True
+            )  # queries not started by now are dropped, running ones end soon
         return outcomes
 
-    def _run_query(self, http: httpx.Client, base_url: str, token: str | None, query: str, deadline: float) -> FetchOutcome:
+    def _run_query(
+        self, http: httpx.Client, base_url: str, token: str | None, query: str, deadline: float
+    ) -> FetchOutcome:
         base = base_url.rstrip("/") + "/"
         url = query if query.startswith(base) else base + query.lstrip("/")
         headers = {"Accept": "application/fhir+json, application/json"}
@@ -222,21 +296,32 @@ class FhirFetcher:
             body_or_error = self._get_json(http, url, headers, deadline, page)
             if isinstance(body_or_error, FetchOutcome):
                 if not body_or_error.found and page == 0 and "?" not in query:
-                    return FetchOutcome(found=False)  # a read of a resource the server does not have
+                    return FetchOutcome(
+                        found=False
+                    )  # a read of a resource the server does not have
                 return FetchOutcome(collected, error=body_or_error.error)
             body = body_or_error
             if body["resourceType"] == "OperationOutcome":
-                return FetchOutcome(collected, error=FetchFailure(FetchReason.OPERATION_OUTCOME,
-                                                                  "FHIR server answered with an OperationOutcome"))
+                return FetchOutcome(
+                    collected,
+                    error=FetchFailure(
+                        FetchReason.OPERATION_OUTCOME,
+                        "FHIR server answered with an OperationOutcome",
+                    ),
+                )
             if body["resourceType"] != "Bundle":
                 return FetchOutcome([*collected, body])
             resources, included = _matches_and_included(body)
             if count is not None and len(resources) > count:
                 truncated, resources = True, resources[:count]  # the server ignored _count
-            resources += included  # _include'd resources (a MedicationRequest's Medication) do not count against _count
+            # _include'd resources (a MedicationRequest's Medication) do not count against _count
+            resources += included
             for resource in resources:
                 rid = resource.get("id")
-                identity = (resource["resourceType"], rid if isinstance(rid, str) else str(id(resource)))
+                identity = (
+                    resource["resourceType"],
+                    rid if isinstance(rid, str) else str(id(resource)),
+                )
                 if identity not in seen:  # a server repeating a page must not double the record
                     seen.add(identity)
                     collected.append(resource)
@@ -245,9 +330,15 @@ class FhirFetcher:
                 break
             next_url = urljoin(url, next_url)
             if not next_url.startswith(base):
-                # Paging must stay on the server we were given; anything else is ignored rather than followed.
-                return FetchOutcome(collected, error=FetchFailure(FetchReason.FOREIGN_LINK,
-                                                                  "FHIR server's next-page link points to another server"))
+                # Paging must stay on the server we were given; anything else is ignored rather than
+                # followed.
+                return FetchOutcome(
+                    collected,
+                    error=FetchFailure(
+                        FetchReason.FOREIGN_LINK,
+                        "FHIR server's next-page link points to another server",
+                    ),
+                )
             if next_url in visited:
                 break  # a link back to a page already read: nothing new to get
             url = next_url
@@ -255,56 +346,95 @@ class FhirFetcher:
             truncated = True
             log.info("stopped paging after %d pages", self.max_pages)
         if truncated and not ordered:
-            # Unsorted results cut short may miss anything (an allergy on page 6): say so rather than pass silently.
-            return FetchOutcome(collected, error=FetchFailure(FetchReason.TOO_LARGE, (
-                f"the FHIR server returned more than {self.max_pages} pages, or more entries on a page than asked "
-                "for; the rest was not read")))
+            # Unsorted results cut short may miss anything (an allergy on page 6): say so rather
+            # than pass silently.
+            return FetchOutcome(
+                collected,
+                error=FetchFailure(
+                    FetchReason.TOO_LARGE,
+                    f"the FHIR server returned more than {self.max_pages} pages, or more entries on"
+                    " a page than asked for; the rest was not read",
+                ),
+            )
         # Sorted newest first, the results past the cap are only the oldest ones.
         return FetchOutcome(collected)
 
-    def _get_json(self, http: httpx.Client, url: str, headers: dict[str, str], deadline: float, page: int) -> dict | FetchOutcome:
-        """One GET within the deadline and the size cap; the parsed FHIR resource, or why there is none."""
+    def _get_json(
+        self, http: httpx.Client, url: str, headers: dict[str, str], deadline: float, page: int
+    ) -> dict | FetchOutcome:
+        """One GET within the deadline and the size cap; the parsed FHIR resource, or why there is
+        none."""
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return FetchOutcome(error=self._over_budget("no answer"))
         started = time.monotonic()
         try:
-            with http.stream("GET", url, headers=headers, timeout=min(self.timeout_seconds, remaining)) as response:
+            with http.stream(
+                "GET", url, headers=headers, timeout=min(self.timeout_seconds, remaining)
+            ) as response:
                 status = response.status_code
                 if status in (404, 410):
-                    return FetchOutcome(found=False, error=_http_status(f"FHIR server answered HTTP {status}"))
+                    return FetchOutcome(
+                        found=False, error=_http_status(f"FHIR server answered HTTP {status}")
+                    )
                 if 300 <= status < 400:
-                    return FetchOutcome(error=_http_status(f"FHIR server answered HTTP {status} (a redirect, not followed)"))
+                    return FetchOutcome(
+                        error=_http_status(
+                            f"FHIR server answered HTTP {status} (a redirect, not followed)"
+                        )
+                    )
                 if status >= 300 or status < 200:
                     return FetchOutcome(error=_http_status(f"FHIR server answered HTTP {status}"))
                 media_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
                 if media_type and "json" not in media_type:
-                    shown = re.sub(r"[^a-z0-9.+/-]", "", media_type)[:40]  # server text goes on a card: keep it plain
-                    return FetchOutcome(error=FetchFailure(FetchReason.NOT_JSON,
-                                                           f"FHIR server sent {shown or 'an unknown type'}, not FHIR JSON"))
+                    shown = re.sub(r"[^a-z0-9.+/-]", "", media_type)[
+                        :40
+                    ]  # server text goes on a card: keep it plain
+                    return FetchOutcome(
+                        error=FetchFailure(
+                            FetchReason.NOT_JSON,
+                            f"FHIR server sent {shown or 'an unknown type'}, not FHIR JSON",
+                        )
+                    )
                 raw = self._read_capped(response, deadline)
                 if isinstance(raw, FetchOutcome):
                     return raw
         except httpx.TimeoutException:
             return FetchOutcome(error=FetchFailure(FetchReason.TIMEOUT, "FHIR server timed out"))
         except httpx.HTTPError as error:
-            return FetchOutcome(error=FetchFailure(FetchReason.UNREACHABLE,
-                                                   f"FHIR server unreachable ({type(error).__name__})"))
+            return FetchOutcome(
+                error=FetchFailure(
+                    FetchReason.UNREACHABLE, f"FHIR server unreachable ({type(error).__name__})"
+                )
+            )
         finally:
             log.debug("FHIR GET page %d took %.1f ms", page, (time.monotonic() - started) * 1000)
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            return FetchOutcome(error=FetchFailure(FetchReason.NOT_JSON, "FHIR server sent a response that is not JSON"))
+            return FetchOutcome(
+                error=FetchFailure(
+                    FetchReason.NOT_JSON, "FHIR server sent a response that is not JSON"
+                )
+            )
         if not isinstance(body, dict) or not isinstance(body.get("resourceType"), str):
-            return FetchOutcome(error=FetchFailure(FetchReason.NOT_FHIR,
-                                                   "FHIR server sent something that is not a FHIR resource"))
+            return FetchOutcome(
+                error=FetchFailure(
+                    FetchReason.NOT_FHIR, "FHIR server sent something that is not a FHIR resource"
+                )
+            )
         return body
 
     def _read_capped(self, response: httpx.Response, deadline: float) -> bytes | FetchOutcome:
-        """The body, read in chunks: never more than max_response_bytes, never past the deadline (a trickling server)."""
-        too_big = FetchOutcome(error=FetchFailure(
-            FetchReason.TOO_LARGE, f"FHIR server's answer is larger than {self.max_response_bytes // (1024 * 1024)} MiB"))
+        """The body, read in chunks: never more than max_response_bytes, never past the deadline (a
+        trickling server)."""
+        too_big = FetchOutcome(
+            error=FetchFailure(
+                FetchReason.TOO_LARGE,
+                "FHIR server's answer is larger than"
+                f" {self.max_response_bytes // (1024 * 1024)} MiB",
+            )
+        )
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > self.max_response_bytes:
             return too_big
@@ -320,7 +450,9 @@ class FhirFetcher:
         return b"".join(chunks)
 
     def _over_budget(self, what: str) -> FetchFailure:
-        return FetchFailure(FetchReason.TIMEOUT, f"{what} within the {self.budget_seconds:g} s budget")
+        return FetchFailure(
+            FetchReason.TIMEOUT, f"{what} within the {self.budget_seconds:g} s budget"
+        )
 
 
 def _http_status(detail: str) -> FetchFailure:
@@ -336,7 +468,11 @@ def _failed(future: Any) -> bool:
 
 def next_link(bundle: dict[str, Any]) -> str | None:
     for link in bundle.get("link") or []:
-        if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
+        if (
+            isinstance(link, dict)
+            and link.get("relation") == "next"
+            and isinstance(link.get("url"), str)
+        ):
             return link["url"]
     return None
 

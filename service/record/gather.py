@@ -1,8 +1,11 @@
-"""Gathers the patient record for one hook call: prefetch where the EHR sent it, the FHIR server for the rest."""
+"""Gathers the patient record for one hook call: prefetch where the EHR sent it, the FHIR server for
+the rest."""
+
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from hooks.fhir_read import bundle_resources
@@ -29,14 +32,24 @@ def _prefetched(value: Any) -> tuple[str, Any]:
     return "resource", value
 
 
-def gather_record(keys: Iterable[PrefetchKey], body: dict[str, Any], context: dict[str, Any],
-                  fetcher: FhirFetcher, refusal: Callable[[str], str | None] = lambda _url: None,
-                  metrics: Any = None, access: FhirAccess | None = None) -> PatientRecord:
-    """Prefetch first; the rest from fhirServer, unless `refusal` says this client may not have it called (then the
-    missing parts are marked unavailable with that reason, and the server is never contacted). A paged prefetch is used
-    as sent, and its next pages are read when the server may be called; when they cannot be, the groups are marked
-    partial (available, first page only), never unavailable. Medications the record refers to and did not send are read
-    from the server too. `metrics` (service.metrics.Metrics) gets the fetch time and the failed queries' errors."""
+def gather_record(
+    keys: Iterable[PrefetchKey],
+    body: dict[str, Any],
+    context: dict[str, Any],
+    fetcher: FhirFetcher,
+    refusal: Callable[[str], str | None] = lambda _url: None,
+    metrics: Any = None,
+    access: FhirAccess | None = None,
+) -> PatientRecord:
+    """Prefetch first; the rest from fhirServer, unless `refusal` says this client may not have it
+    called (then the missing parts are marked unavailable with that reason, and the server is never
+    contacted).
+
+    A paged prefetch is used as sent, and its next pages are read when the server may be called;
+    when they cannot be, the groups are marked partial (available, first page only), never
+    unavailable. Medications the record refers to and did not send are read from the server too.
+    `metrics` (service.metrics.Metrics) gets the fetch time and the failed queries' errors.
+    """
     prefetch = body.get("prefetch") if isinstance(body.get("prefetch"), dict) else {}
     access = access or FhirAccess(body, refusal)
     record = PatientRecord(patient=None)
@@ -64,10 +77,18 @@ def gather_record(keys: Iterable[PrefetchKey], body: dict[str, Any], context: di
         try:
             to_fetch[key.key] = fill_template(key.template, context)
         except KeyError as missing:
-            record.unavailable.update({group: f"no value for {missing.args[0]} in the request context" for group in key.provides})
+            record.unavailable.update(
+                {
+                    group: f"no value for {missing.args[0]} in the request context"
+                    for group in key.provides
+                }
+            )
     if to_fetch and not access.server:
-        reason = f"not prefetched, and {access.refused}" if access.refused else \
-            "not prefetched, and the request gave no FHIR server to read it from"
+        reason = (
+            f"not prefetched, and {access.refused}"
+            if access.refused
+            else "not prefetched, and the request gave no FHIR server to read it from"
+        )
         for key in keys:
             if key.key in to_fetch:
                 record.unavailable.update({group: reason for group in key.provides})
@@ -84,39 +105,56 @@ def gather_record(keys: Iterable[PrefetchKey], body: dict[str, Any], context: di
             if outcome.ok:
                 continue
             if key.key in pages:
-                log.warning("prefetch key %s: its next page could not be read: %s", key.key, outcome.error)
-                record.partial.update({group: f"its next page could not be read: {outcome.error}" for group in key.provides})
+                log.warning(
+                    "prefetch key %s: its next page could not be read: %s", key.key, outcome.error
+                )
+                record.partial.update(
+                    {
+                        group: f"its next page could not be read: {outcome.error}"
+                        for group in key.provides
+                    }
+                )
             else:
                 log.warning("prefetch key %s could not be fetched: %s", key.key, outcome.error)
                 record.unavailable.update({group: str(outcome.error) for group in key.provides})
     if record.patient is None:
         reason = record.unavailable.get("patient", "the Patient resource was not found")
-        raise ApiError(412, f"The patient's record could not be obtained: {reason}.", "prefetch.patient")
+        raise ApiError(
+            412, f"The patient's record could not be obtained: {reason}.", "prefetch.patient"
+        )
     read_record_medications(record, context, access, fetcher, metrics)
     return record
 
 
 def _next_page(link: str, access: FhirAccess) -> tuple[str | None, str]:
-    """The next page of a paged prefetch as a query the fetcher may run, or why it may not be read."""
+    """The next page of a paged prefetch as a query the fetcher may run, or why it may not be
+    read."""
     server = access.server
     if server is None:
-        return None, (f"the next page is on a FHIR server the service may not call: {access.refused}" if access.refused
-                      else "the request gave no FHIR server to read the next page from")
+        return None, (
+            f"the next page is on a FHIR server the service may not call: {access.refused}"
+            if access.refused
+            else "the request gave no FHIR server to read the next page from"
+        )
     base = server.rstrip("/") + "/"
     url = urljoin(base, link)
     if not access.on_server(url):
         return None, "the next-page link points to another server than the request's fhirServer"
     if url.startswith(base):
         return url, ""
-    # the same server written differently (host case, default port): ask for it relative to the base as given
+    # the same server written differently (host case, default port): ask for it relative to the base
+    # as given
     server_path, page = parse_base_url(server), urlsplit(url)
     assert server_path is not None
-    relative = page.path[len(server_path.path.rstrip("/")):].lstrip("/")
+    relative = page.path[len(server_path.path.rstrip("/")) :].lstrip("/")
     return relative + (f"?{page.query}" if page.query else ""), ""
 
 
-def _add(record: PatientRecord, key: PrefetchKey, resources: list[dict], patient_id: str | None) -> None:
-    """Keep what belongs to this patient: a server (or prefetch) that ignores `patient=` must not mix in others' data."""
+def _add(
+    record: PatientRecord, key: PrefetchKey, resources: list[dict], patient_id: str | None
+) -> None:
+    """Keep what belongs to this patient: a server (or prefetch) that ignores `patient=` must not
+    mix in others' data."""
     foreign = 0
     for resource in resources:
         if "patient" in key.provides and resource.get("resourceType") == "Patient":
@@ -133,7 +171,8 @@ def _add(record: PatientRecord, key: PrefetchKey, resources: list[dict], patient
 
 
 def _belongs_to_other_patient(resource: dict, patient_id: str | None) -> bool:
-    """subject or patient names a different Patient (Group subjects and missing references are left to the rules)."""
+    """Subject or patient names a different Patient (Group subjects and missing references are left
+    to the rules)."""
     if patient_id is None:
         return False
     for key in ("subject", "patient"):

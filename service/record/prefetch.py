@@ -1,5 +1,7 @@
-"""The prefetch templates every service asks EHRs for (CDS Hooks 2.0: top-level context tokens only, narrowed by
-code, _sort and _count), each with the fact groups it supplies, and their filling from the request context."""
+"""The prefetch templates every service asks EHRs for (CDS Hooks 2.0: top-level context tokens only,
+narrowed by code, _sort and _count), each with the fact groups it supplies, and their filling from
+the request context."""
+
 from __future__ import annotations
 
 import re
@@ -10,13 +12,19 @@ from urllib.parse import quote
 from hooks.knowledge import Knowledge
 
 CONTEXT_TOKEN = re.compile(r"\{\{\s*context\.([A-Za-z]+)\s*\}\}")
-USER_TOKENS = {"userPractitionerId": "Practitioner", "userPractitionerRoleId": "PractitionerRole",
-               "userPatientId": "Patient", "userRelatedPersonId": "RelatedPerson"}
+USER_TOKENS = {
+    "userPractitionerId": "Practitioner",
+    "userPractitionerRoleId": "PractitionerRole",
+    "userPatientId": "Patient",
+    "userRelatedPersonId": "RelatedPerson",
+}
 
 
 @dataclass(frozen=True)
 class PrefetchKey:
-    """One prefetch template and the groups of facts it supplies (so a failed fetch marks exactly those as unknown)."""
+    """One prefetch template and the groups of facts it supplies (so a failed fetch marks exactly
+    those as unknown)."""
+
     key: str
     template: str
     provides: tuple[str, ...]
@@ -33,65 +41,121 @@ def _tokens(knowledge: Knowledge, pairs) -> str:
 
 
 def record_prefetch_keys(knowledge: Knowledge) -> tuple[PrefetchKey, ...]:
-    """Prefetch templates legal in CDS Hooks 2.0: top-level context tokens only, narrowed by code, _sort and _count."""
+    """Prefetch templates legal in CDS Hooks 2.0: top-level context tokens only, narrowed by code,
+    _sort and _count."""
     patient = "{{context.patientId}}"
     pregnancy = knowledge.raw["pregnancy_status"]
     dental = knowledge.raw["dental_examination"]
     dental_set = dental["encounter_condition_set"]
     return (
         PrefetchKey("patient", f"Patient/{patient}", ("patient",)),
-        PrefetchKey("renal", f"Observation?patient={patient}&code={loinc_tokens(knowledge, 'creatinine', 'egfr')}&_sort=-date&_count=100",
-                    ("creatinine", "egfr")),
-        PrefetchKey("weight", f"Observation?patient={patient}&code={loinc_tokens(knowledge, 'body_weight')}&_sort=-date&_count=20",
-                    ("body_weight",)),
-        PrefetchKey("calcium", f"Observation?patient={patient}&code="
-                    f"{loinc_tokens(knowledge, 'calcium_total', 'calcium_corrected', 'calcium_ionized', 'albumin')}&_sort=-date&_count=40",
-                    ("calcium",)),
-        PrefetchKey("vitaminD", f"Observation?patient={patient}&code={loinc_tokens(knowledge, 'vitamin_d')}&_sort=-date&_count=5",
-                    ("vitamin_d",)),
-        PrefetchKey("pregnancyStatus", f"Observation?patient={patient}&value-concept="
-                    f"{_tokens(knowledge, [p for answers in ('pregnant', 'not_pregnant', 'unknown') for p in pregnancy[answers]])}"
-                    f"&_sort=-date&_count=5", ("pregnancy_status",)),
-        PrefetchKey("medications", f"MedicationRequest?patient={patient}&_sort=-authoredon&_count=100"
-                    "&_include=MedicationRequest:medication", ("medications",)),
-        PrefetchKey("administrations", f"MedicationAdministration?patient={patient}&_sort=-effective-time&_count=100"
-                    "&_include=MedicationAdministration:medication",
-                    ("administrations",)),
+        PrefetchKey(
+            "renal",
+            f"Observation?patient={patient}&code={loinc_tokens(knowledge, 'creatinine', 'egfr')}&_sort=-date&_count=100",
+            ("creatinine", "egfr"),
+        ),
+        PrefetchKey(
+            "weight",
+            f"Observation?patient={patient}&code={loinc_tokens(knowledge, 'body_weight')}&_sort=-date&_count=20",
+            ("body_weight",),
+        ),
+        PrefetchKey(
+            "calcium",
+            f"Observation?patient={patient}&code="
+            f"{loinc_tokens(knowledge, 'calcium_total', 'calcium_corrected', 'calcium_ionized', 'albumin')}&_sort=-date&_count=40",
+            ("calcium",),
+        ),
+        PrefetchKey(
+            "vitaminD",
+            f"Observation?patient={patient}&code={loinc_tokens(knowledge, 'vitamin_d')}&_sort=-date&_count=5",
+            ("vitamin_d",),
+        ),
+        PrefetchKey(
+            "pregnancyStatus",
+            f"Observation?patient={patient}&value-concept="
+            f"{_tokens(knowledge, [p for answers in ('pregnant', 'not_pregnant', 'unknown') for p in pregnancy[answers]])}"
+            "&_sort=-date&_count=5",
+            ("pregnancy_status",),
+        ),
+        PrefetchKey(
+            "medications",
+            f"MedicationRequest?patient={patient}&_sort=-authoredon&_count=100"
+            "&_include=MedicationRequest:medication",
+            ("medications",),
+        ),
+        PrefetchKey(
+            "administrations",
+            f"MedicationAdministration?patient={patient}&_sort=-effective-time&_count=100"
+            "&_include=MedicationAdministration:medication",
+            ("administrations",),
+        ),
         PrefetchKey("conditions", f"Condition?patient={patient}&_count=100", ("conditions",)),
         PrefetchKey("allergies", f"AllergyIntolerance?patient={patient}&_count=50", ("allergies",)),
-        PrefetchKey("dentalProcedures", f"Procedure?patient={patient}&code={_tokens(knowledge, dental['procedure_codes'])}"
-                    f"&_sort=-date&_count=5", ("dental_exams",)),
-        PrefetchKey("dentalEncounters", f"Encounter?patient={patient}&reason-code={_icd_tokens(knowledge, dental_set)}"
-                    f"&_sort=-date&_count=5", ("dental_exams",)),
-        PrefetchKey("dialysisProcedures", f"Procedure?patient={patient}&code="
-                    f"{_tokens(knowledge, knowledge.threshold('dialysis_procedures')['procedure_codes'])}"
-                    f"&_sort=-date&_count=5", ("dialysis_procedures",)),
-        PrefetchKey("cancerStage", f"Observation?patient={patient}&code={_stage_tokens(knowledge)}&_sort=-date&_count=20",
-                    ("cancer_stage",)),
+        PrefetchKey(
+            "dentalProcedures",
+            f"Procedure?patient={patient}&code={_tokens(knowledge, dental['procedure_codes'])}"
+            "&_sort=-date&_count=5",
+            ("dental_exams",),
+        ),
+        PrefetchKey(
+            "dentalEncounters",
+            f"Encounter?patient={patient}&reason-code={_icd_tokens(knowledge, dental_set)}"
+            "&_sort=-date&_count=5",
+            ("dental_exams",),
+        ),
+        PrefetchKey(
+            "dialysisProcedures",
+            f"Procedure?patient={patient}&code="
+            f"{_tokens(knowledge, knowledge.threshold('dialysis_procedures')['procedure_codes'])}"
+            "&_sort=-date&_count=5",
+            ("dialysis_procedures",),
+        ),
+        PrefetchKey(
+            "cancerStage",
+            f"Observation?patient={patient}&code={_stage_tokens(knowledge)}&_sort=-date&_count=20",
+            ("cancer_stage",),
+        ),
         *eligibility_prefetch_keys(knowledge),
     )
 
 
 def _stage_tokens(knowledge: Knowledge) -> str:
-    """The TNM distant-metastasis and stage-group Observation codes (LOINC, and the SNOMED observables mCODE prefers)."""
+    """The TNM distant-metastasis and stage-group Observation codes (LOINC, and the SNOMED
+    observables mCODE prefers)."""
     snomed = knowledge.systems["snomed"]
     kinds = ("distant_metastasis_stage", "stage_group")
-    codes = [f"{snomed}|{code}" for kind in kinds for code in knowledge.raw["observations"][kind].get("snomed", [])]
+    codes = [
+        f"{snomed}|{code}"
+        for kind in kinds
+        for code in knowledge.raw["observations"][kind].get("snomed", [])
+    ]
     return ",".join([loinc_tokens(knowledge, *kinds), *codes])
 
 
 def eligibility_prefetch_keys(knowledge: Knowledge) -> tuple[PrefetchKey, ...]:
-    """What menopausal status and the bone-loss indication read: DXA, BMI, height, smoking, status, oophorectomy."""
+    """What menopausal status and the bone-loss indication read: DXA, BMI, height, smoking, status,
+    oophorectomy."""
     patient = "{{context.patientId}}"
     menopause = knowledge.raw["menopause"]
     return (
-        PrefetchKey("boneDensity", f"Observation?patient={patient}&code="
-                    f"{loinc_tokens(knowledge, 'dxa_t_score', 'bmi', 'body_height', 'smoking_status')}&_sort=-date&_count=50",
-                    ("bone_density",)),
-        PrefetchKey("menopauseStatus", f"Observation?patient={patient}&code={_tokens(knowledge, menopause['status_observation'])}"
-                    f"&_sort=-date&_count=5", ("menopause",)),
-        PrefetchKey("oophorectomy", f"Procedure?patient={patient}&code={_tokens(knowledge, menopause['bilateral_oophorectomy'])}"
-                    f"&_count=5", ("procedures",)),
+        PrefetchKey(
+            "boneDensity",
+            f"Observation?patient={patient}&code="
+            f"{loinc_tokens(knowledge, 'dxa_t_score', 'bmi', 'body_height', 'smoking_status')}&_sort=-date&_count=50",
+            ("bone_density",),
+        ),
+        PrefetchKey(
+            "menopauseStatus",
+            f"Observation?patient={patient}&code={_tokens(knowledge, menopause['status_observation'])}"
+            "&_sort=-date&_count=5",
+            ("menopause",),
+        ),
+        PrefetchKey(
+            "oophorectomy",
+            f"Procedure?patient={patient}&code={_tokens(knowledge, menopause['bilateral_oophorectomy'])}"
+            "&_count=5",
+            ("procedures",),
+        ),
     )
 
 
@@ -101,12 +165,15 @@ def _icd_tokens(knowledge: Knowledge, value_set: str) -> str:
 
 
 def fill_template(template: str, context: dict[str, Any]) -> str:
-    """Replace 2.0 prefetch tokens with URL-encoded context values; a token without a value is an error."""
+    """Replace 2.0 prefetch tokens with URL-encoded context values; a token without a value is an
+    error."""
+
     def context_value(match: re.Match) -> str:
         value = context.get(match.group(1))
         if not isinstance(value, str):
             raise KeyError(match.group(1))
         return quote(value, safe="/")
+
     filled = CONTEXT_TOKEN.sub(context_value, template)
     user_id = context.get("userId")
     user = user_id if isinstance(user_id, str) else ""

@@ -1,4 +1,6 @@
-"""A store that degrades instead of failing: replay checks fall back to memory, ledger and feedback writes queue."""
+"""A store that degrades instead of failing: replay checks fall back to memory, ledger and feedback
+writes queue."""
+
 from __future__ import annotations
 
 import atexit
@@ -7,15 +9,17 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from service.store.base import FeedbackReceipt, FeedbackStore, IssuedCard
 
 log = logging.getLogger("bonecds")
 
-QUEUE_LIMIT = 10_000  # writes held while the database is away; beyond this they are dropped, counted and logged
+# writes held while the database is away; beyond this they are dropped, counted and logged
+QUEUE_LIMIT = 10_000
 JTI_MEMORY_LIMIT = 100_000
 FLUSH_INTERVAL_SECONDS = 0.05
 RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0)
@@ -27,6 +31,7 @@ Event = Callable[[str, str, int], None]
 @dataclass(frozen=True)
 class _Write:
     """One pending write: the issued cards of one answer, or the feedback items of one call."""
+
     kind: str  # "cards" or "feedback"
     service_id: str
     key: str  # hook instance for cards
@@ -35,22 +40,33 @@ class _Write:
 
 
 class ResilientStore:
-    """Wraps the configured store. When the database cannot be reached:
-    - a token's jti is claimed in this process' memory (bounded; each entry lives until the token expires plus the
+    """Wraps the configured store.
+
+    When the database cannot be reached: - a token's jti is claimed in this process' memory (bounded; each entry lives until the token expires plus the
       leeway), so a replay to the same process is still refused, with a WARNING naming the store and the fallback;
     - issued-card rows are written by a background writer from a bounded queue (always, so the ledger is off the
       request's critical path), and the queue is flushed when the database returns;
     - feedback that cannot be written is queued and answered as queued, never as stored; what the full queue cannot
       hold is dropped, counted and logged.
-    Nothing here raises into a request."""
+    Nothing here raises into a request.
+    """
 
-    def __init__(self, open_store: Callable[[], FeedbackStore], *, backend: str, queue_limit: int = QUEUE_LIMIT,
-                 on_event: Event | None = None, monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        open_store: Callable[[], FeedbackStore],
+        *,
+        backend: str,
+        queue_limit: int = QUEUE_LIMIT,
+        on_event: Event | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._open_store = open_store
         self.backend = backend
         self._inner: FeedbackStore | None = None
         self._lock = threading.Lock()
-        self._flush_lock = threading.Lock()  # one writer at a time: the writer thread, or a request flushing first
+        self._flush_lock = (
+            threading.Lock()
+        )  # one writer at a time: the writer thread, or a request flushing first
         self._queue: deque[_Write] = deque()
         self._queue_limit = queue_limit
         self._wake = threading.Event()
@@ -64,7 +80,8 @@ class ResilientStore:
         except Exception as error:  # the service starts without its database and degrades
             self._degrade("open", error)
 
-    # --- the store protocol --------------------------------------------------------------------------------------
+    # --- the store protocol
+    # --------------------------------------------------------------------------------------
 
     def claim_jti(self, issuer: str, jti: str, expires_at: float, now: float | None = None) -> bool:
         now = time.time() if now is None else now
@@ -85,20 +102,28 @@ class ResilientStore:
             if len(self._jti_memory) >= JTI_MEMORY_LIMIT:
                 for key in [k for k, expiry in self._jti_memory.items() if expiry < now]:
                     del self._jti_memory[key]
-                if len(self._jti_memory) >= JTI_MEMORY_LIMIT:  # all still valid: forget the soonest to expire
+                if (
+                    len(self._jti_memory) >= JTI_MEMORY_LIMIT
+                ):  # all still valid: forget the soonest to expire
                     del self._jti_memory[min(self._jti_memory, key=self._jti_memory.__getitem__)]
             self._jti_memory[(issuer, jti)] = expires_at
         return True
 
-    def record_cards(self, service_id: str, hook_instance: str, cards: Iterable[IssuedCard], issued_at: datetime) -> None:
+    def record_cards(
+        self, service_id: str, hook_instance: str, cards: Iterable[IssuedCard], issued_at: datetime
+    ) -> None:
         rows = tuple(cards)
         if rows:
             self._enqueue(_Write("cards", service_id, hook_instance, rows, issued_at))
 
-    def record_feedback(self, service_id: str, items: list[dict[str, Any]], received_at: datetime) -> FeedbackReceipt:
+    def record_feedback(
+        self, service_id: str, items: list[dict[str, Any]], received_at: datetime
+    ) -> FeedbackReceipt:
         inner = self._store()
         if inner is not None and self._queue:
-            self.flush(1.0)  # the cards this feedback is about may still wait in this process' queue
+            self.flush(
+                1.0
+            )  # the cards this feedback is about may still wait in this process' queue
         if inner is not None and not self._queue:
             try:
                 receipt = inner.record_feedback(service_id, items, received_at)
@@ -106,9 +131,12 @@ class ResilientStore:
                 return receipt
             except Exception as error:
                 self._degrade("record_feedback", error)
-        # Queued behind earlier writes (their order matters for de-duplication), or held until the database returns.
+        # Queued behind earlier writes (their order matters for de-duplication), or held until the
+        # database returns.
         kept = self._enqueue(_Write("feedback", service_id, "", tuple(items), received_at))
-        return FeedbackReceipt(0, 0, 0, queued=len(items) if kept else 0, not_kept=0 if kept else len(items))
+        return FeedbackReceipt(
+            0, 0, 0, queued=len(items) if kept else 0, not_kept=0 if kept else len(items)
+        )
 
     def outcomes_by_rule(self) -> list[dict[str, Any]]:
         return self._required().outcomes_by_rule()
@@ -122,7 +150,8 @@ class ResilientStore:
     def check_ready(self) -> None:
         self._required().check_ready()
 
-    # --- health and shutdown ----------------------------------------------------------------------------------------
+    # --- health and shutdown
+    # ----------------------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
         """For /readyz: whether the database answers, and how many writes wait for it."""
@@ -150,7 +179,8 @@ class ResilientStore:
         with self._lock:
             return len(self._queue)
 
-    # --- internals ------------------------------------------------------------------------------------------------
+    # --- internals
+    # ------------------------------------------------------------------------------------------------
 
     def _store(self) -> FeedbackStore | None:
         if self._inner is None:
@@ -176,15 +206,21 @@ class ResilientStore:
         if dropped:
             count = len(write.payload)
             self.on_event("dropped", write.kind, count)
-            log.error("store queue full (%d writes waiting for the %s database): %d %s row(s) not kept",
-                      self._queue_limit, self.backend, count, write.kind)
+            log.error(
+                "store queue full (%d writes waiting for the %s database): %d %s row(s) not kept",
+                self._queue_limit,
+                self.backend,
+                count,
+                write.kind,
+            )
             return False
         self._ensure_writer()
         self._wake.set()
         return True
 
     def _ensure_writer(self) -> None:
-        """One writer thread per process, started after gunicorn's fork (a thread does not survive fork)."""
+        """One writer thread per process, started after gunicorn's fork (a thread does not survive
+        fork)."""
         pid = os.getpid()
         if self._writer_pid == pid:
             return
@@ -198,7 +234,9 @@ class ResilientStore:
     def _writer(self) -> None:
         failures = 0
         while True:
-            self._wake.wait(RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)] if failures else 1.0)
+            self._wake.wait(
+                RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)] if failures else 1.0
+            )
             self._wake.clear()
             time.sleep(FLUSH_INTERVAL_SECONDS)  # let a burst of answers gather into one flush
             while self._queue:
@@ -241,22 +279,35 @@ class ResilientStore:
         first = self._degraded_since is None
         if first:
             self._degraded_since = self._monotonic()
-            log.warning("%s database unreachable (%s during %s): JWT replay checks fall back to this process' memory; "
-                        "issued cards and feedback are queued (at most %d writes) until it returns", self.backend,
-                        type(error).__name__, operation, self._queue_limit)
+            log.warning(
+                "%s database unreachable (%s during %s): JWT replay checks fall back to this"
+                " process' memory; issued cards and feedback are queued (at most %d writes) until"
+                " it returns",
+                self.backend,
+                type(error).__name__,
+                operation,
+                self._queue_limit,
+            )
 
     def _recovered(self) -> None:
         if self._degraded_since is not None:
             seconds = self._monotonic() - self._degraded_since
             self._degraded_since = None
-            log.warning("%s database reachable again after %.1f s; %d queued write(s) being flushed", self.backend,
-                        seconds, len(self._queue))
+            log.warning(
+                "%s database reachable again after %.1f s; %d queued write(s) being flushed",
+                self.backend,
+                seconds,
+                len(self._queue),
+            )
 
 
 def with_queue_fields(receipt: FeedbackReceipt) -> dict[str, int]:
     """The feedback answer: what was stored, what waits in the queue, and what could not be kept."""
-    answer = {"stored": receipt.stored, "duplicates": receipt.duplicates, "unknownCards": receipt.unknown_cards}
+    answer = {
+        "stored": receipt.stored,
+        "duplicates": receipt.duplicates,
+        "unknownCards": receipt.unknown_cards,
+    }
     if receipt.queued or receipt.not_kept:
         answer.update(queued=receipt.queued, notKept=receipt.not_kept)
     return answer
-

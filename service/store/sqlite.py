@@ -1,22 +1,32 @@
-"""The feedback ledger and JWT replay cache in SQLite (DATABASE_URL=sqlite:///PATH): one machine's workers share it."""
+"""The feedback ledger and JWT replay cache in SQLite (DATABASE_URL=sqlite:///PATH): one machine's
+workers share it."""
+
 from __future__ import annotations
 
 import os
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from service.store.base import (
-    FEEDBACK_COLUMNS, ISSUED_SQL, OUTCOMES_SQL, SCHEMA, FeedbackReceipt, IssuedCard, outcome_stats,
+    FEEDBACK_COLUMNS,
+    ISSUED_SQL,
+    OUTCOMES_SQL,
+    SCHEMA,
+    FeedbackReceipt,
+    IssuedCard,
+    outcome_stats,
     store_feedback_items,
 )
 
 
 class SqliteFeedbackStore:
-    """One connection per process and thread, opened lazily so gunicorn's preload fork never shares one."""
+    """One connection per process and thread, opened lazily so gunicorn's preload fork never shares
+    one."""
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -29,7 +39,9 @@ class SqliteFeedbackStore:
     def _connection(self) -> sqlite3.Connection:
         local = self._local
         if getattr(local, "pid", None) != os.getpid():
-            connection = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=True)
+            connection = sqlite3.connect(
+                self.path, timeout=10.0, isolation_level=None, check_same_thread=True
+            )
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=NORMAL")
             connection.execute("PRAGMA busy_timeout=10000")
@@ -37,41 +49,61 @@ class SqliteFeedbackStore:
         return local.connection
 
     def claim_jti(self, issuer: str, jti: str, expires_at: float, now: float | None = None) -> bool:
-        """Record a token id; False when this issuer already used it. Shared by every worker through the database file;
-        rows are kept until the token could no longer be accepted anyway."""
+        """Record a token id; False when this issuer already used it.
+
+        Shared by every worker through the database file; rows are kept until the token could no
+        longer be accepted anyway.
+        """
         now = time.time() if now is None else now
         connection = self._connection()
         connection.execute("BEGIN IMMEDIATE")
         try:
             connection.execute("DELETE FROM jwt_replay WHERE expires_at < ?", (now,))
-            inserted = connection.execute("INSERT OR IGNORE INTO jwt_replay VALUES (?, ?, ?)",
-                                          (issuer, jti, expires_at)).rowcount == 1
+            inserted = (
+                connection.execute(
+                    "INSERT OR IGNORE INTO jwt_replay VALUES (?, ?, ?)", (issuer, jti, expires_at)
+                ).rowcount
+                == 1
+            )
             connection.execute("COMMIT")
         except BaseException:
             connection.execute("ROLLBACK")
             raise
         return inserted
 
-    def record_cards(self, service_id: str, hook_instance: str, cards: Iterable[IssuedCard], issued_at: datetime) -> None:
-        rows = [(c.card_uuid, service_id, c.rule_id, c.indicator, hook_instance, issued_at.isoformat()) for c in cards]
+    def record_cards(
+        self, service_id: str, hook_instance: str, cards: Iterable[IssuedCard], issued_at: datetime
+    ) -> None:
+        rows = [
+            (c.card_uuid, service_id, c.rule_id, c.indicator, hook_instance, issued_at.isoformat())
+            for c in cards
+        ]
         if not rows:
             return
         connection = self._connection()
         connection.execute("BEGIN IMMEDIATE")
         try:
-            connection.executemany("INSERT OR IGNORE INTO issued_card VALUES (?, ?, ?, ?, ?, ?)", rows)
+            connection.executemany(
+                "INSERT OR IGNORE INTO issued_card VALUES (?, ?, ?, ?, ?, ?)", rows
+            )
             connection.execute("COMMIT")
         except BaseException:
             connection.execute("ROLLBACK")
             raise
 
-    def record_feedback(self, service_id: str, items: list[dict[str, Any]], received_at: datetime) -> FeedbackReceipt:
+    def record_feedback(
+        self, service_id: str, items: list[dict[str, Any]], received_at: datetime
+    ) -> FeedbackReceipt:
         connection = self._connection()
-        insert = (f"INSERT OR IGNORE INTO feedback ({', '.join(FEEDBACK_COLUMNS)}) "
-                  f"VALUES ({', '.join('?' * len(FEEDBACK_COLUMNS))})")
+        insert = (
+            f"INSERT OR IGNORE INTO feedback ({', '.join(FEEDBACK_COLUMNS)}) "
+            f"VALUES ({', '.join('?' * len(FEEDBACK_COLUMNS))})"
+        )
         connection.execute("BEGIN IMMEDIATE")
         try:
-            receipt = store_feedback_items(connection.execute, "?", insert, service_id, items, received_at)
+            receipt = store_feedback_items(
+                connection.execute, "?", insert, service_id, items, received_at
+            )
             connection.execute("COMMIT")
         except BaseException:
             connection.execute("ROLLBACK")
@@ -79,7 +111,8 @@ class SqliteFeedbackStore:
         return receipt
 
     def outcomes_by_rule(self) -> list[dict[str, Any]]:
-        """Per rule: cards issued, accepted and overridden feedback, and the override rate among cards with feedback."""
+        """Per rule: cards issued, accepted and overridden feedback, and the override rate among
+        cards with feedback."""
         return outcome_stats(self._connection().execute(OUTCOMES_SQL).fetchall())
 
     def feedback_rows(self) -> list[dict[str, Any]]:
@@ -88,9 +121,11 @@ class SqliteFeedbackStore:
         return [dict(zip(names, row)) for row in cursor.fetchall()]
 
     def issued_by_rule(self, since: str = "") -> dict[str, int]:
-        """Cards issued per rule, at or after `since` (ISO text, compared as text; "" counts every card)."""
+        """Cards issued per rule, at or after `since` (ISO text, compared as text; "" counts every
+        card)."""
         return dict(self._connection().execute(ISSUED_SQL.format(param="?"), (since,)).fetchall())
 
     def check_ready(self) -> None:
-        """Raises when the database cannot be read (used by /readyz); cheap, whatever the table sizes."""
+        """Raises when the database cannot be read (used by /readyz); cheap, whatever the table
+        sizes."""
         self._connection().execute("SELECT 1 FROM feedback LIMIT 1").fetchall()

@@ -4,27 +4,50 @@ Faults are set per resource type (the first path segment: "Patient", "Observatio
 `faults = {"*": "http503", "Patient": "ok"}` breaks every search but lets the Patient read through. Every request is
 recorded (server-side) so tests can assert what was, and what was never, asked for.
 """
+
 from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Iterator
 from urllib.parse import urlsplit
 
 from fixtures.prefetch import answer_template
 
 FHIR_JSON = "application/fhir+json"
 # mode -> what the server does; "ok" serves the real answer
-FAULT_MODES = ("ok", "hang", "slow", "trickle", "http500", "http502", "http503", "http401", "not-found", "malformed",
-               "html", "html-bundle", "not-fhir", "outcome", "endless", "huge", "many", "foreign-next",
-               "redirect-foreign", "redirect-local", "garbage-entries")
+FAULT_MODES = (
+    "ok",
+    "hang",
+    "slow",
+    "trickle",
+    "http500",
+    "http502",
+    "http503",
+    "http401",
+    "not-found",
+    "malformed",
+    "html",
+    "html-bundle",
+    "not-fhir",
+    "outcome",
+    "endless",
+    "huge",
+    "many",
+    "foreign-next",
+    "redirect-foreign",
+    "redirect-local",
+    "garbage-entries",
+)
 
 
 @dataclass(frozen=True)
 class Seen:
-    """One request as the server received it (the token itself is not kept, only whether one came)."""
+    """One request as the server received it (the token itself is not kept, only whether one
+    came)."""
+
     path: str
     query: str
     authorized: bool
@@ -35,7 +58,9 @@ class FaultyFhirServer:
     resources: list[dict]
     prefix: str = "/fhir"
     faults: dict[str, str] = field(default_factory=dict)
-    other_base: str = "http://127.0.0.1:9/fhir"  # where foreign links and redirects point (set to a recording server)
+    other_base: str = (  # where foreign links and redirects point (set to a recording server)
+        "http://127.0.0.1:9/fhir"
+    )
     hang_seconds: float = 30.0
     slow_seconds: float = 0.2
     trickle_interval: float = 0.1
@@ -48,9 +73,11 @@ class FaultyFhirServer:
         self._lock = threading.Lock()
         self.httpd = _Server(("127.0.0.1", 0), _handler_for(self))
         self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}{self.prefix}"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
-    def __enter__(self) -> "FaultyFhirServer":
+    def __enter__(self) -> FaultyFhirServer:
         self._thread.start()
         return self
 
@@ -82,10 +109,14 @@ class FaultyFhirServer:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
-    request_queue_size = 128  # the default 5 drops connections when the service opens its parallel queries at once
+    request_queue_size = (
+        128  # the default 5 drops connections when the service opens its parallel queries at once
+    )
 
     def handle_error(self, request, client_address) -> None:
-        pass  # clients that give up (timeouts, size caps) reset connections: expected here, not worth a traceback
+        # clients that give up (timeouts, size caps) reset connections: expected here, not worth a
+        # traceback
+        pass
 
 
 def _handler_for(server: FaultyFhirServer) -> type[BaseHTTPRequestHandler]:
@@ -97,10 +128,16 @@ def _handler_for(server: FaultyFhirServer) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             parts = urlsplit(self.path)
-            server.record(Seen(parts.path, parts.query, self.headers.get("Authorization", "").startswith("Bearer ")))
+            server.record(
+                Seen(
+                    parts.path,
+                    parts.query,
+                    self.headers.get("Authorization", "").startswith("Bearer "),
+                )
+            )
             if not parts.path.startswith(server.prefix + "/"):
                 return self._send(404, _outcome("not-found", "no such path"))
-            relative = parts.path[len(server.prefix) + 1:]
+            relative = parts.path[len(server.prefix) + 1 :]
             query = relative + (f"?{parts.query}" if parts.query else "")
             try:
                 self._serve(server.mode_for(relative.split("/", 1)[0]), query, parts)
@@ -119,13 +156,17 @@ def _handler_for(server: FaultyFhirServer) -> type[BaseHTTPRequestHandler]:
             elif mode == "trickle":
                 return self._trickle(_json(answer))
             elif mode.startswith("http"):
-                return self._send(int(mode[4:]), _outcome("exception", f"simulated HTTP {mode[4:]}"))
+                return self._send(
+                    int(mode[4:]), _outcome("exception", f"simulated HTTP {mode[4:]}")
+                )
             elif mode == "not-found":
                 return self._send(404, _outcome("not-found", "resource not found"))
             elif mode == "malformed":
                 return self._send(200, _json(answer)[:-7])
             elif mode == "html":
-                return self._send(200, b"<!DOCTYPE html><html><body><h1>Sign in</h1></body></html>", "text/html")
+                return self._send(
+                    200, b"<!DOCTYPE html><html><body><h1>Sign in</h1></body></html>", "text/html"
+                )
             elif mode == "html-bundle":
                 return self._send(200, _json(answer), "text/html; charset=utf-8")
             elif mode == "not-fhir":
@@ -133,7 +174,9 @@ def _handler_for(server: FaultyFhirServer) -> type[BaseHTTPRequestHandler]:
             elif mode == "outcome":
                 return self._send(200, _outcome("too-costly", "search too expensive"))
             elif mode in ("redirect-foreign", "redirect-local"):
-                target = server.other_base if mode == "redirect-foreign" else server.prefix + "/moved"
+                target = (
+                    server.other_base if mode == "redirect-foreign" else server.prefix + "/moved"
+                )
                 return self._send(302, b"", headers={"Location": f"{target}/{query}"})
             elif answer.get("resourceType") == "Bundle":
                 answer = _bundle_fault(mode, answer, server, query, parts)
@@ -141,7 +184,13 @@ def _handler_for(server: FaultyFhirServer) -> type[BaseHTTPRequestHandler]:
                     return self._stream(_huge_chunks(answer, server.huge_bytes))
             self._send(200, _json(answer))
 
-        def _send(self, status: int, body: bytes, content_type: str = FHIR_JSON, headers: dict | None = None) -> None:
+        def _send(
+            self,
+            status: int,
+            body: bytes,
+            content_type: str = FHIR_JSON,
+            headers: dict | None = None,
+        ) -> None:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
@@ -151,7 +200,8 @@ def _handler_for(server: FaultyFhirServer) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(body)
 
         def _stream(self, chunks: Iterator[bytes]) -> None:
-            """No Content-Length, body until the connection closes: the client cannot know the size up front."""
+            """No Content-Length, body until the connection closes: the client cannot know the size
+            up front."""
             self.send_response(200)
             self.send_header("Content-Type", FHIR_JSON)
             self.send_header("Connection", "close")
@@ -161,7 +211,8 @@ def _handler_for(server: FaultyFhirServer) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(chunk)
 
         def _trickle(self, body: bytes) -> None:
-            """Headers at once, then one byte at a time: each read is quick, the whole never arrives in time."""
+            """Headers at once, then one byte at a time: each read is quick, the whole never arrives
+            in time."""
             self.send_response(200)
             self.send_header("Content-Type", FHIR_JSON)
             self.send_header("Content-Length", str(len(body)))
@@ -176,7 +227,8 @@ def _handler_for(server: FaultyFhirServer) -> type[BaseHTTPRequestHandler]:
 
 
 def _real_answer(resources: list[dict], query: str) -> dict | None:
-    """What a correct server would answer (a read -> the resource or None; a search -> a searchset)."""
+    """What a correct server would answer (a read -> the resource or None; a search -> a
+    searchset)."""
     base, _, params = query.partition("?")
     params = "&".join(p for p in params.split("&") if p and not p.startswith("_page="))
     return answer_template(base + (f"?{params}" if params else ""), resources)
@@ -186,35 +238,78 @@ def _bundle_fault(mode: str, bundle: dict, server: FaultyFhirServer, query: str,
     bundle = dict(bundle)
     if mode == "endless":
         # the same page again and again, each with a next link to a new page on the same server
-        page = int(dict(p.split("=", 1) for p in parts.query.split("&") if "=" in p).get("_page", "1"))
+        page = int(
+            dict(p.split("=", 1) for p in parts.query.split("&") if "=" in p).get("_page", "1")
+        )
         path, _, params = query.partition("?")
         params = "&".join(p for p in params.split("&") if p and not p.startswith("_page="))
-        bundle["link"] = [{"relation": "next", "url": f"{server.base_url}/{path}?{params}&_page={page + 1}"}]
+        bundle["link"] = [
+            {"relation": "next", "url": f"{server.base_url}/{path}?{params}&_page={page + 1}"}
+        ]
     elif mode == "foreign-next":
         bundle["link"] = [{"relation": "next", "url": f"{server.other_base}/{query}&_page=2"}]
     elif mode == "many":
-        bundle["entry"] = [_copy_entry(bundle["entry"][0], n) for n in range(server.many_entries)] if bundle["entry"] else []
+        bundle["entry"] = (
+            [_copy_entry(bundle["entry"][0], n) for n in range(server.many_entries)]
+            if bundle["entry"]
+            else []
+        )
         bundle["total"] = len(bundle["entry"])
     elif mode == "garbage-entries":
-        bundle["entry"] = [*bundle["entry"], 7, {"resource": "text"}, {"resource": {"resourceType": 3}},
-                           {"resource": {"resourceType": "Observation", "id": "junk-1", "status": "final",
-                                         "valueQuantity": {"value": "high", "unit": None}, "effectiveDateTime": "last week",
-                                         "subject": "Patient"}},
-                           {"resource": {"resourceType": "MedicationRequest", "id": "junk-2", "dosageInstruction": "4 mg"}},
-                           {"resource": {"resourceType": "Condition", "id": "junk-3", "code": [], "clinicalStatus": 1}}]
+        bundle["entry"] = [
+            *bundle["entry"],
+            7,
+            {"resource": "text"},
+            {"resource": {"resourceType": 3}},
+            {
+                "resource": {
+                    "resourceType": "Observation",
+                    "id": "junk-1",
+                    "status": "final",
+                    "valueQuantity": {"value": "high", "unit": None},
+                    "effectiveDateTime": "last week",
+                    "subject": "Patient",
+                }
+            },
+            {
+                "resource": {
+                    "resourceType": "MedicationRequest",
+                    "id": "junk-2",
+                    "dosageInstruction": "4 mg",
+                }
+            },
+            {
+                "resource": {
+                    "resourceType": "Condition",
+                    "id": "junk-3",
+                    "code": [],
+                    "clinicalStatus": 1,
+                }
+            },
+        ]
     return bundle
 
 
 def _copy_entry(entry: dict, n: int) -> dict:
     resource = dict(entry["resource"], id=f"{entry['resource']['id']}-copy{n}")
-    return {"fullUrl": f"{resource['resourceType']}/{resource['id']}", "resource": resource, "search": {"mode": "match"}}
+    return {
+        "fullUrl": f"{resource['resourceType']}/{resource['id']}",
+        "resource": resource,
+        "search": {"mode": "match"},
+    }
 
 
 def _huge_chunks(bundle: dict, size: int) -> Iterator[bytes]:
     """A syntactically valid Bundle of about `size` bytes: thousands of padded entries."""
     head = _json({k: v for k, v in bundle.items() if k != "entry"})[:-1] + b',"entry":['
     yield head
-    entry = {"resource": {"resourceType": "Basic", "id": "pad", "text": {"status": "generated", "div": "x" * 4000}}}
+    entry = {
+        "resource": {
+            "resourceType": "Basic",
+            "id": "pad",
+            "text": {"status": "generated", "div": "x" * 4000},
+        }
+    }
     chunk = _json(entry)
     written, first = len(head), True
     while written < size:
@@ -228,5 +323,9 @@ def _json(value) -> bytes:
 
 
 def _outcome(code: str, text: str) -> bytes:
-    return _json({"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": code, "diagnostics": text}]})
-
+    return _json(
+        {
+            "resourceType": "OperationOutcome",
+            "issue": [{"severity": "error", "code": code, "diagnostics": text}],
+        }
+    )

@@ -1,4 +1,6 @@
-"""Starts and stops a throw-away local FHIR R4 server (sekmet-fhir) for the integration tests, or names an external one."""
+"""Starts and stops a throw-away local FHIR R4 server (sekmet-fhir) for the integration tests, or
+names an external one."""
+
 from __future__ import annotations
 
 import os
@@ -14,7 +16,8 @@ import httpx
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SETTINGS_FILE = REPO_ROOT / "tests" / "fhir_server" / "settings.yaml"
 DEFAULT_SERVER_COMMAND = REPO_ROOT / ".venv-fhir" / "bin" / "sekmet"
-# Must equal server_auth.tokens in settings.yaml (the app venv has no YAML parser to read it from there).
+# Must equal server_auth.tokens in settings.yaml (the app venv has no YAML parser to read it from
+# there).
 LOCAL_TOKEN = "bonecds-test-token"
 STARTUP_TIMEOUT_SECONDS = 30.0
 # A free port found by binding port 0 can be taken by someone else before sekmet binds it.
@@ -31,7 +34,8 @@ class FhirServer:
 
 
 def fhir_server_from_environment() -> FhirServer | None:
-    """The server named by FHIR_BASE_URL (token from FHIR_TOKEN), e.g. a real HAPI FHIR; None when unset."""
+    """The server named by FHIR_BASE_URL (token from FHIR_TOKEN), e.g. a real HAPI FHIR; None when
+    unset."""
     base_url = os.environ.get("FHIR_BASE_URL", "").strip()
     if not base_url:
         return None
@@ -39,7 +43,8 @@ def fhir_server_from_environment() -> FhirServer | None:
 
 
 def start_local_fhir_server(tmp_dir: Path) -> tuple[FhirServer, subprocess.Popen]:
-    """Start sekmet on a free loopback port with a fresh database in tmp_dir; raise RuntimeError if it won't come up."""
+    """Start sekmet on a free loopback port with a fresh database in tmp_dir; raise RuntimeError if
+    it won't come up."""
     command = _server_command()
     tmp_dir = Path(tmp_dir)
     tmp_dir.mkdir(parents=True, exist_ok=True)
@@ -49,11 +54,22 @@ def start_local_fhir_server(tmp_dir: Path) -> tuple[FhirServer, subprocess.Popen
         base_url = f"http://127.0.0.1:{port}/fhir"
         log_path = tmp_dir / f"sekmet-{attempt}.log"
         env = {key: value for key, value in os.environ.items() if not key.startswith("SEKMET_")}
-        env.update(SEKMET_PORT=str(port), SEKMET_BASE_URL=base_url, SEKMET_DB=str(tmp_dir / f"sekmet-{attempt}.db"))
+        env.update(
+            SEKMET_PORT=str(port),
+            SEKMET_BASE_URL=base_url,
+            SEKMET_DB=str(tmp_dir / f"sekmet-{attempt}.db"),
+        )
         with open(log_path, "wb") as log:
-            # cwd is tmp_dir because sekmet resolves its other relative paths (data/, keys/) against it.
-            proc = subprocess.Popen([command, "serve", "-c", str(SETTINGS_FILE)], cwd=tmp_dir, env=env,
-                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+            # cwd is tmp_dir because sekmet resolves its other relative paths (data/, keys/) against
+            # it.
+            proc = subprocess.Popen(
+                [command, "serve", "-c", str(SETTINGS_FILE)],
+                cwd=tmp_dir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         problem = _wait_until_up(proc, base_url)
         if not problem:
             return FhirServer(base_url=base_url, token=LOCAL_TOKEN), proc
@@ -61,12 +77,15 @@ def start_local_fhir_server(tmp_dir: Path) -> tuple[FhirServer, subprocess.Popen
         log_tail = _tail(log_path)
         if "address already in use" not in log_tail.lower():
             break
-    raise RuntimeError(f"the local FHIR test server ({command}) did not start: {problem}\n"
-                       f"--- last lines of {log_path} ---\n{log_tail}")
+    raise RuntimeError(
+        f"the local FHIR test server ({command}) did not start: {problem}\n"
+        f"--- last lines of {log_path} ---\n{log_tail}"
+    )
 
 
 def stop_local_fhir_server(proc: subprocess.Popen, timeout: float = 10.0) -> None:
-    """SIGTERM the server, wait for it, and SIGKILL it if it does not exit within timeout seconds."""
+    """SIGTERM the server, wait for it, and SIGKILL it if it does not exit within timeout
+    seconds."""
     if proc.poll() is None:
         proc.terminate()
         try:
@@ -83,9 +102,11 @@ def _server_command() -> str:
     resolved = shutil.which(candidate)
     if resolved is None:
         origin = "BONECDS_FHIR_SERVER_COMMAND" if configured else "the default location"
-        raise RuntimeError(f"the FHIR test server binary {candidate} (from {origin}) is missing or not executable; "
-                           "run `python3 scripts/dev.py setup` to create .venv-fhir, or set FHIR_BASE_URL "
-                           "to use a running FHIR server")
+        raise RuntimeError(
+            f"the FHIR test server binary {candidate} (from {origin}) is missing or not executable;"
+            " run `python3 scripts/dev.py setup` to create .venv-fhir, or set FHIR_BASE_URL to use"
+            " a running FHIR server"
+        )
     # Absolute, because the server runs with another working directory.
     return os.path.abspath(resolved)
 
@@ -112,7 +133,9 @@ def _wait_until_up(proc: subprocess.Popen, base_url: str) -> str:
             except httpx.HTTPError as exc:
                 last = exc.__class__.__name__
             time.sleep(0.1)
-    return f"GET {base_url}/metadata gave no 200 within {STARTUP_TIMEOUT_SECONDS:g} s (last: {last})"
+    return (
+        f"GET {base_url}/metadata gave no 200 within {STARTUP_TIMEOUT_SECONDS:g} s (last: {last})"
+    )
 
 
 def _tail(path: Path, lines: int = 30) -> str:

@@ -1,4 +1,6 @@
-"""Session fixture for the integration tests: a FHIR R4 server from FHIR_BASE_URL, or a local sekmet started for the run."""
+"""Session fixture for the integration tests: a FHIR R4 server from FHIR_BASE_URL, or a local sekmet
+started for the run."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -19,7 +21,8 @@ def fhir_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FhirServer
     if external is not None:
         yield external
         return
-    # No skip when the server cannot start: start_local_fhir_server raises, so a broken install fails CI.
+    # No skip when the server cannot start: start_local_fhir_server raises, so a broken install
+    # fails CI.
     server, proc = start_local_fhir_server(tmp_path_factory.mktemp("fhir-server"))
     try:
         yield server

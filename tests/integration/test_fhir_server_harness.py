@@ -1,4 +1,6 @@
-"""Checks the FHIR test-server harness and the fixture loader against a real server, and the date shifting they rely on."""
+"""Checks the FHIR test-server harness and the fixture loader against a real server, and the date
+shifting they rely on."""
+
 from __future__ import annotations
 
 import json
@@ -25,7 +27,10 @@ NEWEST_FIRST = ["hx-crea-3", "hx-crea-2", "hx-crea-1"]
 
 
 def _put(resource: dict) -> dict:
-    return {"resource": resource, "request": {"method": "PUT", "url": f"{resource['resourceType']}/{resource['id']}"}}
+    return {
+        "resource": resource,
+        "request": {"method": "PUT", "url": f"{resource['resourceType']}/{resource['id']}"},
+    }
 
 
 def _creatinine(obs_id: str, patient_id: str, when: str, mg_dl: float) -> dict:
@@ -33,18 +38,47 @@ def _creatinine(obs_id: str, patient_id: str, when: str, mg_dl: float) -> dict:
         "resourceType": "Observation",
         "id": obs_id,
         "status": "final",
-        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
-                                  "code": "laboratory"}]}],
-        "code": {"coding": [{"system": "http://loinc.org", "code": "2160-0",
-                             "display": "Creatinine [Mass/volume] in Serum or Plasma"}]},
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                        "code": "laboratory",
+                    }
+                ]
+            }
+        ],
+        "code": {
+            "coding": [
+                {
+                    "system": "http://loinc.org",
+                    "code": "2160-0",
+                    "display": "Creatinine [Mass/volume] in Serum or Plasma",
+                }
+            ]
+        },
         "subject": {"reference": f"Patient/{patient_id}"},
         "effectiveDateTime": when,
-        "valueQuantity": {"value": mg_dl, "unit": "mg/dL", "system": "http://unitsofmeasure.org", "code": "mg/dL"},
+        "valueQuantity": {
+            "value": mg_dl,
+            "unit": "mg/dL",
+            "system": "http://unitsofmeasure.org",
+            "code": "mg/dL",
+        },
     }
 
 
 def _patient_bundle() -> dict:
-    entries = [_put({"resourceType": "Patient", "id": PATIENT_ID, "gender": "female", "birthDate": "1961-03-04"})]
+    entries = [
+        _put(
+            {
+                "resourceType": "Patient",
+                "id": PATIENT_ID,
+                "gender": "female",
+                "birthDate": "1961-03-04",
+            }
+        )
+    ]
     for value, (obs_id, when) in enumerate(CREATININE_DATES.items(), start=8):
         entries.append(_put(_creatinine(obs_id, PATIENT_ID, when, value / 10)))
     return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
@@ -56,8 +90,15 @@ def _medication_bundle() -> dict:
         "id": "hx-medreq-1",
         "status": "active",
         "intent": "order",
-        "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
-                                                  "code": "77655", "display": "zoledronic acid"}]},
+        "medicationCodeableConcept": {
+            "coding": [
+                {
+                    "system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                    "code": "77655",
+                    "display": "zoledronic acid",
+                }
+            ]
+        },
         "subject": {"reference": f"Patient/{PATIENT_ID}"},
         "authoredOn": "2026-10-14",
     }
@@ -70,22 +111,33 @@ def _client(server: FhirServer, *, with_token: bool = True) -> httpx.Client:
 
 
 def _ids(searchset: dict, resource_type: str) -> list[str]:
-    # Servers may add OperationOutcome entries (search.mode = outcome), so count only the type asked for.
-    return [entry["resource"]["id"] for entry in searchset.get("entry", [])
-            if entry.get("resource", {}).get("resourceType") == resource_type]
+    # Servers may add OperationOutcome entries (search.mode = outcome), so count only the type asked
+    # for.
+    return [
+        entry["resource"]["id"]
+        for entry in searchset.get("entry", [])
+        if entry.get("resource", {}).get("resourceType") == resource_type
+    ]
 
 
 def _next_link(searchset: dict) -> str | None:
-    return next((link["url"] for link in searchset.get("link", []) if link.get("relation") == "next"), None)
+    return next(
+        (link["url"] for link in searchset.get("link", []) if link.get("relation") == "next"), None
+    )
 
 
 @pytest.fixture(scope="module")
 def loaded(fhir_server: FhirServer) -> list[str]:
-    return load_fixtures(fhir_server.base_url, fhir_server.token, [_patient_bundle(), _medication_bundle()],
-                         names=["hx-patient", "hx-medication"])
+    return load_fixtures(
+        fhir_server.base_url,
+        fhir_server.token,
+        [_patient_bundle(), _medication_bundle()],
+        names=["hx-patient", "hx-medication"],
+    )
 
 
-# --- against the server -------------------------------------------------------------------------------------
+# --- against the server
+# -------------------------------------------------------------------------------------
 
 
 @pytest.mark.integration
@@ -94,8 +146,12 @@ def test_loader_reports_every_bundle(loaded: list[str]) -> None:
 
 
 @pytest.mark.integration
-def test_loader_prints_only_names_and_counts(fhir_server: FhirServer, capsys: pytest.CaptureFixture[str]) -> None:
-    load_fixtures(fhir_server.base_url, fhir_server.token, [_patient_bundle()], names=["hx-patient"])
+def test_loader_prints_only_names_and_counts(
+    fhir_server: FhirServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    load_fixtures(
+        fhir_server.base_url, fhir_server.token, [_patient_bundle()], names=["hx-patient"]
+    )
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.strip() == "loaded hx-patient (4 entries)"
@@ -104,8 +160,9 @@ def test_loader_prints_only_names_and_counts(fhir_server: FhirServer, capsys: py
 @pytest.mark.integration
 def test_default_names_come_from_bundle_ids(fhir_server: FhirServer) -> None:
     bundle = {**_medication_bundle(), "id": "hx-named"}
-    assert load_fixtures(fhir_server.base_url, fhir_server.token, [bundle, _medication_bundle()]) == [
-        "hx-named", "bundle-2"]
+    assert load_fixtures(
+        fhir_server.base_url, fhir_server.token, [bundle, _medication_bundle()]
+    ) == ["hx-named", "bundle-2"]
 
 
 @pytest.mark.integration
@@ -119,19 +176,29 @@ def test_patient_read_with_token(fhir_server: FhirServer, loaded: list[str]) -> 
 @pytest.mark.integration
 def test_patient_read_without_token_is_401(fhir_server: FhirServer, loaded: list[str]) -> None:
     if fhir_server_from_environment() is not None:
-        pytest.skip("the server comes from FHIR_BASE_URL; HAPI FHIR's default image does not enforce tokens")
+        pytest.skip(
+            "the server comes from FHIR_BASE_URL; HAPI FHIR's default image does not enforce tokens"
+        )
     with _client(fhir_server, with_token=False) as client:
         assert client.get(f"/Patient/{PATIENT_ID}").status_code == 401
-        assert client.get(f"/Patient/{PATIENT_ID}", headers={"Authorization": "Bearer wrong"}).status_code == 401
-        # CDS clients discover the server before authenticating, so the CapabilityStatement stays public.
+        assert (
+            client.get(
+                f"/Patient/{PATIENT_ID}", headers={"Authorization": "Bearer wrong"}
+            ).status_code
+            == 401
+        )
+        # CDS clients discover the server before authenticating, so the CapabilityStatement stays
+        # public.
         assert client.get("/metadata").status_code == 200
 
 
 @pytest.mark.integration
 def test_newest_creatinine_only(fhir_server: FhirServer, loaded: list[str]) -> None:
     with _client(fhir_server) as client:
-        response = client.get("/Observation", params={"patient": PATIENT_ID, "code": CREATININE,
-                                                      "_sort": "-date", "_count": "1"})
+        response = client.get(
+            "/Observation",
+            params={"patient": PATIENT_ID, "code": CREATININE, "_sort": "-date", "_count": "1"},
+        )
     assert response.status_code == 200
     searchset = response.json()
     assert _ids(searchset, "Observation") == [NEWEST_FIRST[0]]
@@ -139,11 +206,15 @@ def test_newest_creatinine_only(fhir_server: FhirServer, loaded: list[str]) -> N
 
 
 @pytest.mark.integration
-def test_paging_through_next_links_returns_all_newest_first(fhir_server: FhirServer, loaded: list[str]) -> None:
+def test_paging_through_next_links_returns_all_newest_first(
+    fhir_server: FhirServer, loaded: list[str]
+) -> None:
     seen: list[str] = []
     with _client(fhir_server) as client:
-        response = client.get("/Observation", params={"patient": PATIENT_ID, "code": CREATININE,
-                                                      "_sort": "-date", "_count": "1"})
+        response = client.get(
+            "/Observation",
+            params={"patient": PATIENT_ID, "code": CREATININE, "_sort": "-date", "_count": "1"},
+        )
         for _ in range(10):  # a server that keeps offering "next" must not hang the test
             assert response.status_code == 200
             page = response.json()
@@ -159,7 +230,9 @@ def test_paging_through_next_links_returns_all_newest_first(fhir_server: FhirSer
 @pytest.mark.integration
 def test_medication_request_loaded(fhir_server: FhirServer, loaded: list[str]) -> None:
     with _client(fhir_server) as client:
-        response = client.get("/MedicationRequest", params={"patient": PATIENT_ID, "status": "active"})
+        response = client.get(
+            "/MedicationRequest", params={"patient": PATIENT_ID, "status": "active"}
+        )
     assert response.status_code == 200
     assert _ids(response.json(), "MedicationRequest") == ["hx-medreq-1"]
 
@@ -168,9 +241,14 @@ def test_medication_request_loaded(fhir_server: FhirServer, loaded: list[str]) -
 def test_shifted_load_moves_effective_date_time(fhir_server: FhirServer) -> None:
     patient = {"resourceType": "Patient", "id": "hx-pat-2", "gender": "female"}
     observation = _creatinine("hx-crea-shift", "hx-pat-2", "2026-10-10T09:15:00+01:00", 0.9)
-    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [_put(patient), _put(observation)]}
-    assert load_fixtures(fhir_server.base_url, fhir_server.token, [bundle], shift_days=10,
-                         names=["hx-shift"]) == ["hx-shift"]
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [_put(patient), _put(observation)],
+    }
+    assert load_fixtures(
+        fhir_server.base_url, fhir_server.token, [bundle], shift_days=10, names=["hx-shift"]
+    ) == ["hx-shift"]
     with _client(fhir_server) as client:
         response = client.get("/Observation/hx-crea-shift")
     assert response.status_code == 200
@@ -189,20 +267,48 @@ def test_rejected_bundle_raises(fhir_server: FhirServer) -> None:
 
 
 @pytest.mark.integration
-def test_cli_rebases_and_loads_only_the_named_scenarios(fhir_server: FhirServer, tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch,
-                                                        capsys: pytest.CaptureFixture[str]) -> None:
-    patient = {"resourceType": "Patient", "id": "hx-pat-cli", "gender": "female", "birthDate": "1958-07-09"}
+def test_cli_rebases_and_loads_only_the_named_scenarios(
+    fhir_server: FhirServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    patient = {
+        "resourceType": "Patient",
+        "id": "hx-pat-cli",
+        "gender": "female",
+        "birthDate": "1958-07-09",
+    }
     observation = _creatinine("hx-crea-cli", "hx-pat-cli", "2026-10-15T10:00:00Z", 1.1)
-    (tmp_path / "hx-cli.json").write_text(json.dumps(
-        {"resourceType": "Bundle", "type": "transaction", "entry": [_put(patient), _put(observation)]}))
+    (tmp_path / "hx-cli.json").write_text(
+        json.dumps(
+            {
+                "resourceType": "Bundle",
+                "type": "transaction",
+                "entry": [_put(patient), _put(observation)],
+            }
+        )
+    )
     (tmp_path / "hx-not-selected.json").write_text("not even JSON")
     if fhir_server.token:
         monkeypatch.setenv("FHIR_TOKEN", fhir_server.token)  # keeps the token off the command line
     else:
         monkeypatch.delenv("FHIR_TOKEN", raising=False)
-    status = main(["--fhir-base", fhir_server.base_url, "--rebase-dates", "--anchor", "2026-10-05",
-                   "--only", "hx-cli", "--scenario-dir", str(tmp_path), "--wait", "5"])
+    status = main(
+        [
+            "--fhir-base",
+            fhir_server.base_url,
+            "--rebase-dates",
+            "--anchor",
+            "2026-10-05",
+            "--only",
+            "hx-cli",
+            "--scenario-dir",
+            str(tmp_path),
+            "--wait",
+            "5",
+        ]
+    )
     err = capsys.readouterr().err
     assert status == 0, err
     assert "loaded hx-cli (2 entries)" in err
@@ -215,13 +321,39 @@ def test_cli_rebases_and_loads_only_the_named_scenarios(fhir_server: FhirServer,
     assert response.json()["effectiveDateTime"] == f"{date.today() + timedelta(days=10)}T10:00:00Z"
 
 
-def test_cli_fails_with_a_message_when_nothing_can_be_loaded(tmp_path: Path,
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--fhir-base", "http://127.0.0.1:9/fhir", "--scenario-dir", str(tmp_path), "--wait", "0"]) == 1
+def test_cli_fails_with_a_message_when_nothing_can_be_loaded(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        main(
+            [
+                "--fhir-base",
+                "http://127.0.0.1:9/fhir",
+                "--scenario-dir",
+                str(tmp_path),
+                "--wait",
+                "0",
+            ]
+        )
+        == 1
+    )
     assert "no scenario bundles" in capsys.readouterr().err
     (tmp_path / "one.json").write_text(json.dumps(_medication_bundle()))
-    assert main(["--fhir-base", "http://127.0.0.1:9/fhir", "--scenario-dir", str(tmp_path),
-                 "--only", "two", "--wait", "0"]) == 1
+    assert (
+        main(
+            [
+                "--fhir-base",
+                "http://127.0.0.1:9/fhir",
+                "--scenario-dir",
+                str(tmp_path),
+                "--only",
+                "two",
+                "--wait",
+                "0",
+            ]
+        )
+        == 1
+    )
     assert "unknown scenario(s): two" in capsys.readouterr().err
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
@@ -230,14 +362,21 @@ def test_cli_fails_with_a_message_when_nothing_can_be_loaded(tmp_path: Path,
     assert "did not answer" in capsys.readouterr().err
 
 
-# --- bundle checks (no server) ------------------------------------------------------------------------------
+# --- bundle checks (no server)
+# ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda e: e["request"].update(method="POST"), "must be PUT"),
-    (lambda e: e["request"].update(url="Patient/other-id"), "does not match"),
-    (lambda e: (e["request"].update(url="Patient/12345"), e["resource"].update(id="12345")), "all digits"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda e: e["request"].update(method="POST"), "must be PUT"),
+        (lambda e: e["request"].update(url="Patient/other-id"), "does not match"),
+        (
+            lambda e: (e["request"].update(url="Patient/12345"), e["resource"].update(id="12345")),
+            "all digits",
+        ),
+    ],
+)
 def test_check_bundle_rejects_entries_hapi_would_refuse(change, message) -> None:
     bundle = _patient_bundle()
     change(bundle["entry"][0])
@@ -250,30 +389,36 @@ def test_check_bundle_rejects_non_transactions() -> None:
         check_bundle("x", {**_patient_bundle(), "type": "batch"})
 
 
-# --- fixtures.dates ----------------------------------------------------------------------------------------
+# --- fixtures.dates
+# ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("value, days, expected", [
-    ("2026-10-15", 10, "2026-10-25"),
-    ("2026-10-15", -15, "2026-09-30"),
-    ("2024-02-28", 1, "2024-02-29"),
-    ("2026-10-15T23:59:59Z", 1, "2026-10-16T23:59:59Z"),
-    ("2026-10-15T08:30:00.123+02:00", 10, "2026-10-25T08:30:00.123+02:00"),
-    ("2026-10-15T08:30:00-05:00", -365, "2025-10-15T08:30:00-05:00"),
-    ("2026-10-15T08:30:00.000000Z", 0, "2026-10-15T08:30:00.000000Z"),
-    ("2026-10", 20, "2026-10"),
-    ("2026-10", 31, "2026-11"),
-    ("2026-12", 31, "2027-01"),
-    ("2026-03", -1, "2026-02"),
-    ("2026", 10, "2026"),
-    ("2026", 365, "2027"),
-    ("2026", -1, "2025"),
-])
+@pytest.mark.parametrize(
+    "value, days, expected",
+    [
+        ("2026-10-15", 10, "2026-10-25"),
+        ("2026-10-15", -15, "2026-09-30"),
+        ("2024-02-28", 1, "2024-02-29"),
+        ("2026-10-15T23:59:59Z", 1, "2026-10-16T23:59:59Z"),
+        ("2026-10-15T08:30:00.123+02:00", 10, "2026-10-25T08:30:00.123+02:00"),
+        ("2026-10-15T08:30:00-05:00", -365, "2025-10-15T08:30:00-05:00"),
+        ("2026-10-15T08:30:00.000000Z", 0, "2026-10-15T08:30:00.000000Z"),
+        ("2026-10", 20, "2026-10"),
+        ("2026-10", 31, "2026-11"),
+        ("2026-12", 31, "2027-01"),
+        ("2026-03", -1, "2026-02"),
+        ("2026", 10, "2026"),
+        ("2026", 365, "2027"),
+        ("2026", -1, "2025"),
+    ],
+)
 def test_shift_date_value_keeps_precision_and_zone(value: str, days: int, expected: str) -> None:
     assert shift_date_value(value, days) == expected
 
 
-@pytest.mark.parametrize("value", ["unknown", "2026-10-15 08:30", "15/10/2026", "2026-1-5", "", "20261015"])
+@pytest.mark.parametrize(
+    "value", ["unknown", "2026-10-15 08:30", "15/10/2026", "2026-1-5", "", "20261015"]
+)
 def test_shift_date_value_leaves_other_strings_alone(value: str) -> None:
     assert shift_date_value(value, 10) == value
 
@@ -307,23 +452,41 @@ def test_shift_dates_walks_bundles_periods_and_timing_events() -> None:
         "resourceType": "MedicationRequest",
         "id": "mr-1",
         "authoredOn": "2026-10-01",
-        "dosageInstruction": [{"timing": {
-            "event": ["2026-10-16T09:00:00Z", "2026-11-16T09:00:00Z"],
-            "repeat": {"boundsPeriod": {"start": "2026-10-16", "end": "2027-10"}, "count": 12},
-        }}],
+        "dosageInstruction": [
+            {
+                "timing": {
+                    "event": ["2026-10-16T09:00:00Z", "2026-11-16T09:00:00Z"],
+                    "repeat": {
+                        "boundsPeriod": {"start": "2026-10-16", "end": "2027-10"},
+                        "count": 12,
+                    },
+                }
+            }
+        ],
         "dispenseRequest": {"validityPeriod": {"start": "2026-10-01T00:00:00+00:00"}},
     }
     patient = {"resourceType": "Patient", "id": "p-1", "birthDate": "1961"}
-    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"fullUrl": "urn:uuid:2026-10-15", "resource": patient, "request": {"method": "PUT", "url": "Patient/p-1"}},
-        {"resource": order, "request": {"method": "PUT", "url": "MedicationRequest/mr-1"}},
-    ]}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "fullUrl": "urn:uuid:2026-10-15",
+                "resource": patient,
+                "request": {"method": "PUT", "url": "Patient/p-1"},
+            },
+            {"resource": order, "request": {"method": "PUT", "url": "MedicationRequest/mr-1"}},
+        ],
+    }
     shifted = shift_dates(bundle, -30)
     new_order = shifted["entry"][1]["resource"]
     assert new_order["authoredOn"] == "2026-09-01"
     timing = new_order["dosageInstruction"][0]["timing"]
     assert timing["event"] == ["2026-09-16T09:00:00Z", "2026-10-17T09:00:00Z"]
-    assert timing["repeat"] == {"boundsPeriod": {"start": "2026-09-16", "end": "2027-09"}, "count": 12}
+    assert timing["repeat"] == {
+        "boundsPeriod": {"start": "2026-09-16", "end": "2027-09"},
+        "count": 12,
+    }
     assert new_order["dispenseRequest"]["validityPeriod"]["start"] == "2026-09-01T00:00:00+00:00"
     assert shifted["entry"][0]["resource"]["birthDate"] == "1960"
     assert shifted["entry"][0]["fullUrl"] == "urn:uuid:2026-10-15"
@@ -331,8 +494,12 @@ def test_shift_dates_walks_bundles_periods_and_timing_events() -> None:
 
 
 def test_shift_dates_returns_a_deep_copy() -> None:
-    resource = {"resourceType": "Condition", "id": "c-1", "onsetDateTime": "2026-10-01",
-                "evidence": [{"detail": [{"reference": "Observation/o-1"}]}]}
+    resource = {
+        "resourceType": "Condition",
+        "id": "c-1",
+        "onsetDateTime": "2026-10-01",
+        "evidence": [{"detail": [{"reference": "Observation/o-1"}]}],
+    }
     shifted = shift_dates(resource, 5)
     assert resource["onsetDateTime"] == "2026-10-01"
     assert shifted["onsetDateTime"] == "2026-10-06"

@@ -1,4 +1,6 @@
-"""Every scenario gives the same cards with full prefetch, partial prefetch and none (read from a real FHIR server by the running service)."""
+"""Every scenario gives the same cards with full prefetch, partial prefetch and none (read from a
+real FHIR server by the running service)."""
+
 from __future__ import annotations
 
 import json
@@ -31,8 +33,12 @@ def rules(cards: list[dict]) -> list[tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def loaded_server(fhir_server):
-    names = load_fixtures(fhir_server.base_url, fhir_server.token, [s.patient.transaction() for s in SCENARIOS],
-                          names=[s.name for s in SCENARIOS])
+    names = load_fixtures(
+        fhir_server.base_url,
+        fhir_server.token,
+        [s.patient.transaction() for s in SCENARIOS],
+        names=[s.name for s in SCENARIOS],
+    )
     assert len(names) == len(SCENARIOS)
     return fhir_server
 
@@ -43,7 +49,8 @@ PUBLIC_BASE = "https://cds.example.org"
 
 @pytest.fixture(scope="module")
 def client_key():
-    """The EHR's signing key: the service trusts it through a trusted-clients file, as in production."""
+    """The EHR's signing key: the service trusts it through a trusted-clients file, as in
+    production."""
     jwk = json.loads(ECAlgorithm.to_jwk(ec.generate_private_key(ec.SECP384R1())))
     jwk.update(kid="integration-1", alg="ES384", use="sig")
     return jwk
@@ -60,20 +67,53 @@ def signed(client_key, path: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def running_service(tmp_path_factory, loaded_server, client_key):
-    """The service as users run it: `bonecds serve` under gunicorn, on a free loopback port, clock frozen at the anchor."""
+    """The service as users run it: `bonecds serve` under gunicorn, on a free loopback port, clock
+    frozen at the anchor."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     workdir = tmp_path_factory.mktemp("service")
     clients = workdir / "clients.json"
-    clients.write_text(json.dumps({"clients": [{
-        "iss": CLIENT_ISSUER, "jwks": {"keys": [{k: v for k, v in client_key.items() if k != "d"}]},
-        "fhir_servers": [loaded_server.base_url]}]}))
-    env = {**os.environ, "BONECDS_NOW": ANCHOR_INSTANT.isoformat(), "DATABASE_URL": f"sqlite:///{workdir}/feedback.sqlite3",
-           "BONECDS_PUBLIC_BASE_URL": PUBLIC_BASE, "BONECDS_AUTH": "on", "BONECDS_CLIENTS_FILE": str(clients)}
+    clients.write_text(
+        json.dumps(
+            {
+                "clients": [
+                    {
+                        "iss": CLIENT_ISSUER,
+                        "jwks": {"keys": [{k: v for k, v in client_key.items() if k != "d"}]},
+                        "fhir_servers": [loaded_server.base_url],
+                    }
+                ]
+            }
+        )
+    )
+    env = {
+        **os.environ,
+        "BONECDS_NOW": ANCHOR_INSTANT.isoformat(),
+        "DATABASE_URL": f"sqlite:///{workdir}/feedback.sqlite3",
+        "BONECDS_PUBLIC_BASE_URL": PUBLIC_BASE,
+        "BONECDS_AUTH": "on",
+        "BONECDS_CLIENTS_FILE": str(clients),
+    }
     log = open(workdir / "service.log", "wb")
-    process = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-                                "--workers", "2"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "service.cli",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(150):
@@ -98,7 +138,9 @@ def running_service(tmp_path_factory, loaded_server, client_key):
 
 @pytest.mark.integration
 @pytest.mark.parametrize("scn", SCENARIOS, ids=[s.name for s in SCENARIOS])
-def test_same_cards_with_full_partial_and_no_prefetch(scn, loaded_server, running_service, client, client_key):
+def test_same_cards_with_full_partial_and_no_prefetch(
+    scn, loaded_server, running_service, client, client_key
+):
     service = client.application.extensions["bonecds"].services[scn.service_id]
     path = f"/cds-services/{scn.service_id}"
     resources = transaction_resources(scn.patient.transaction())
@@ -106,16 +148,28 @@ def test_same_cards_with_full_partial_and_no_prefetch(scn, loaded_server, runnin
     assert full.status_code == 200
     assert rules(full.get_json()["cards"]) == sorted(scn.expected)
 
-    partial_body = scenario_request(service, scn, resources=resources, prefetch_keys=["patient", "renal", "conditions"],
-                                    fhir_server=loaded_server.base_url, token=loaded_server.token)
+    partial_body = scenario_request(
+        service,
+        scn,
+        resources=resources,
+        prefetch_keys=["patient", "renal", "conditions"],
+        fhir_server=loaded_server.base_url,
+        token=loaded_server.token,
+    )
     base, _log = running_service
-    partial = httpx.post(f"{base}{path}", json=partial_body, headers=signed(client_key, path), timeout=10)
+    partial = httpx.post(
+        f"{base}{path}", json=partial_body, headers=signed(client_key, path), timeout=10
+    )
     assert partial.status_code == 200, partial.text
     assert rules(partial.json()["cards"]) == sorted(scn.expected)
 
-    none_body = scenario_request(service, scn, fhir_server=loaded_server.base_url, token=loaded_server.token)
+    none_body = scenario_request(
+        service, scn, fhir_server=loaded_server.base_url, token=loaded_server.token
+    )
     assert "prefetch" not in none_body
-    fetched = httpx.post(f"{base}{path}", json=none_body, headers=signed(client_key, path), timeout=10)
+    fetched = httpx.post(
+        f"{base}{path}", json=none_body, headers=signed(client_key, path), timeout=10
+    )
     assert fetched.status_code == 200, fetched.text
     assert rules(fetched.json()["cards"]) == sorted(scn.expected)
     # the buttons too: the same orders whichever way the record was read
@@ -128,33 +182,68 @@ def test_same_cards_with_full_partial_and_no_prefetch(scn, loaded_server, runnin
 @pytest.mark.integration
 def test_unknown_patient_on_fhir_server_is_412(loaded_server, running_service, service, client_key):
     scn = SCENARIOS[4]
-    body = hook_request(service, "bcds-nobody-here", scn.draft_orders, fhir_server=loaded_server.base_url, token=loaded_server.token)
-    response = httpx.post(f"{running_service[0]}/cds-services/bonecds-order-sign", json=body, timeout=10,
-                          headers=signed(client_key, "/cds-services/bonecds-order-sign"))
+    body = hook_request(
+        service,
+        "bcds-nobody-here",
+        scn.draft_orders,
+        fhir_server=loaded_server.base_url,
+        token=loaded_server.token,
+    )
+    response = httpx.post(
+        f"{running_service[0]}/cds-services/bonecds-order-sign",
+        json=body,
+        timeout=10,
+        headers=signed(client_key, "/cds-services/bonecds-order-sign"),
+    )
     assert response.status_code == 412
     assert response.json()["resourceType"] == "OperationOutcome"
 
 
 @pytest.mark.integration
-def test_wrong_token_still_answers_and_says_what_could_not_be_checked(loaded_server, running_service, service, client_key):
+def test_wrong_token_still_answers_and_says_what_could_not_be_checked(
+    loaded_server, running_service, service, client_key
+):
     if loaded_server.token is None:
         pytest.skip("this FHIR server does not enforce tokens")
     scn = next(s for s in SCENARIOS if s.name == "dose-adjust-first-dose")
     resources = transaction_resources(scn.patient.transaction())
-    body = hook_request(service, scn.patient_id, scn.draft_orders, resources=resources, prefetch_keys=["patient"],
-                        fhir_server=loaded_server.base_url, token="wrong-token")
-    response = httpx.post(f"{running_service[0]}/cds-services/bonecds-order-sign", json=body, timeout=10,
-                          headers=signed(client_key, "/cds-services/bonecds-order-sign"))
+    body = hook_request(
+        service,
+        scn.patient_id,
+        scn.draft_orders,
+        resources=resources,
+        prefetch_keys=["patient"],
+        fhir_server=loaded_server.base_url,
+        token="wrong-token",
+    )
+    response = httpx.post(
+        f"{running_service[0]}/cds-services/bonecds-order-sign",
+        json=body,
+        timeout=10,
+        headers=signed(client_key, "/cds-services/bonecds-order-sign"),
+    )
     assert response.status_code == 200
     cards = {card["source"]["topic"]["code"]: card for card in response.json()["cards"]}
     # every check that needs data from the server says it could not be done; none passes silently
-    assert set(cards) == {"renal-data-missing", "calcium-data-missing", "dental-check-missing", "record-incomplete"}
+    assert set(cards) == {
+        "renal-data-missing",
+        "calcium-data-missing",
+        "dental-check-missing",
+        "record-incomplete",
+    }
     for card in cards.values():
         assert card["indicator"] == "warning"
         assert "could not be retrieved" in card["detail"] and "HTTP 401" in card["detail"]
     blocked = cards["record-incomplete"]["detail"]
-    for what in ("Allergies", "Medication orders", "Problem list", "Pregnancy status", "allergy to the ordered agent",
-                 "history of osteonecrosis of the jaw", "another bone-modifying agent is ordered or active"):
+    for what in (
+        "Allergies",
+        "Medication orders",
+        "Problem list",
+        "Pregnancy status",
+        "allergy to the ordered agent",
+        "history of osteonecrosis of the jaw",
+        "another bone-modifying agent is ordered or active",
+    ):
         assert what in blocked
 
 
@@ -165,9 +254,13 @@ def test_service_log_has_no_patient_names_or_tokens(loaded_server, running_servi
     for scn in SCENARIOS:
         patient = scn.patient.patient()
         assert scn.patient.family not in log_text and scn.patient.given not in log_text
-        assert "birthDate" not in patient or patient["birthDate"] not in log_text  # some scenarios record none
+        assert (
+            "birthDate" not in patient or patient["birthDate"] not in log_text
+        )  # some scenarios record none
         assert all(identifier["value"] not in log_text for identifier in patient["identifier"])
     if loaded_server.token:
         assert loaded_server.token not in log_text
-    assert MINTED and not any(token in log_text or token.split(".")[2] in log_text for token in MINTED)
+    assert MINTED and not any(
+        token in log_text or token.split(".")[2] in log_text for token in MINTED
+    )
     assert "Bearer" not in log_text
