@@ -7,15 +7,22 @@ import copy
 import dataclasses
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from hooks.cards import Finding, Suggestion
 from hooks.facts.model import PatientFacts
 from hooks.fhir_read import codings
 from hooks.knowledge import Knowledge
 from hooks.orders import BoneAgentOrder, read_bone_agent_order
+from hooks.proposals import (
+    Proposal,
+    Trial,
+    administration_text,
+    redosed,
+    what_it_orders,
+    with_description_note,
+    with_dose,
+)
 from hooks.rules.context import OrderContext
 from hooks.rules.rule import Check, run_rules
 
@@ -23,28 +30,6 @@ log = logging.getLogger(__name__)
 
 
 SEVERITY = {"critical": 0, "warning": 1, "info": 2}
-
-
-@dataclass(frozen=True)
-class Proposal:
-    """A bone-agent order that a suggestion would create or turn a draft into."""
-
-    resource: dict[str, Any]
-    replaces: BoneAgentOrder | None
-
-
-@dataclass(frozen=True)
-class Trial:
-    """What the rules say about a proposed order, evaluated as if it had been signed."""
-
-    order: BoneAgentOrder | None
-    findings: tuple[Finding, ...]
-
-    @property
-    def blocking(self) -> list[Finding]:
-        """Critical findings, and checks that could not be completed (an order not fully checked is
-        not offered)."""
-        return [f for f in self.findings if f.indicator == "critical" or f.rule_id == "rule-error"]
 
 
 class OrderEvaluator:
@@ -155,7 +140,7 @@ class OrderEvaluator:
                         finding.rule_id,
                     )
                 reasons = "; ".join(f.summary for f in blocking or again)
-                notes.append(f"- Not offered: *{_what(suggestion)}*: {reasons}.")
+                notes.append(f"- Not offered: *{what_it_orders(suggestion)}*: {reasons}.")
                 continue
             passed += 1
             suggestion = self._with_administration_text(suggestion, trial.order)
@@ -232,7 +217,7 @@ class OrderEvaluator:
         """A proposed order of a product with a renal dose table carries the table's dose for this
         patient (the baseline clearance of a course under way): a schedule or product change never
         undoes a renal reduction."""
-        from hooks.rules.renal import (
+        from hooks.rules.renal_dose import (
             renal_label_dose,
         )  # the dose table is the renal rules' knowledge
 
@@ -255,17 +240,21 @@ class OrderEvaluator:
                     f"the dose{f' of {top:g} mg' if top else ''} is the label dose for CrCl above"
                     " 60 mL/min: check it against a current creatinine before the infusion."
                 )
-                return _described(suggestion, note), proposal, f"No renal function: {note}"
+                return (
+                    with_description_note(suggestion, note),
+                    proposal,
+                    f"No renal function: {note}",
+                )
             return suggestion, proposal, ""
         if candidate.dose_mg is not None and candidate.dose_mg <= label.dose_mg + 1e-9:
             return suggestion, proposal, ""
-        resource = _with_dose(proposal.resource, label.dose_mg)
+        resource = with_dose(proposal.resource, label.dose_mg)
         shown = f"{label.function.label} {label.function.value:.1f} {label.function.short_unit}"
         note = (
             f"Written at {label.dose_mg:g} mg, the label dose for {shown} (by the {label.basis})."
         )
         old = candidate.dose_mg
-        renamed = _redosed(suggestion, proposal.resource, resource, old, label.dose_mg)
+        renamed = redosed(suggestion, proposal.resource, resource, old, label.dose_mg)
         return renamed, Proposal(resource, proposal.replaces), note
 
     def _with_administration_text(
@@ -322,82 +311,6 @@ class OrderEvaluator:
         rules = self.knowledge.raw["rules"]
         title = rules[finding.rule_id]["title"] if finding.rule_id in rules else finding.summary
         return title[:1].lower() + title[1:]
-
-
-def administration_text(knowledge: Knowledge, order: BoneAgentOrder) -> str | None:
-    """The knowledge's administration text for an oral bisphosphonate (by ingredient and dose
-    range)."""
-    dose = (
-        order.dose_mg
-        if order.dose_mg is not None
-        else (order.product.strength_mg if order.product else None)
-    )
-    for entry in knowledge.raw.get("administration_texts", {}).get("entries", []):
-        if entry["ingredient"] != order.ingredient:
-            continue
-        low, high = entry.get("dose_mg_range", (0, float("inf")))
-        if dose is None and "dose_mg_range" in entry:
-            continue
-        if dose is None or low <= dose <= high:
-            return str(entry["text"])
-    return None
-
-
-def _what(suggestion: Suggestion) -> str:
-    """What a suggestion orders, for a sentence: 'Change to zoledronic acid ...' -> 'zoledronic acid
-    ...'."""
-    for prefix in ("Change to ", "Order "):
-        if suggestion.label.startswith(prefix):
-            return suggestion.label[len(prefix) :]
-    return suggestion.label
-
-
-def _described(suggestion: Suggestion, note: str) -> Suggestion:
-    actions = tuple(
-        dataclasses.replace(a, description=f"{a.description} ({note})") if a.resource else a
-        for a in suggestion.actions
-    )
-    return dataclasses.replace(suggestion, actions=actions)
-
-
-def _with_dose(resource: dict[str, Any], dose_mg: float) -> dict[str, Any]:
-    from hooks.suggestions import set_dose
-
-    changed = copy.deepcopy(resource)
-    dosages = changed.setdefault("dosageInstruction", [{}])
-    if not dosages or not isinstance(dosages[0], dict):
-        dosages[:1] = [{}]
-    set_dose(dosages[0], dose_mg)
-    return changed
-
-
-def _redosed(
-    suggestion: Suggestion,
-    before: dict[str, Any],
-    after: dict[str, Any],
-    old: float | None,
-    new: float,
-) -> Suggestion:
-    """The suggestion with its order at the new dose, and its label, description and dosage text
-    saying so."""
-
-    def reword(text: str) -> str:
-        if old is not None and f"{old:g} mg" in text:
-            return text.replace(f"{old:g} mg", f"{new:g} mg")
-        return f"{text} at {new:g} mg"
-
-    dosage = after["dosageInstruction"][0]
-    if isinstance(dosage.get("text"), str):
-        dosage["text"] = reword(dosage["text"])
-    actions = tuple(
-        (
-            dataclasses.replace(a, resource=after, description=reword(a.description))
-            if a.resource is before
-            else a
-        )
-        for a in suggestion.actions
-    )
-    return dataclasses.replace(suggestion, label=reword(suggestion.label), actions=actions)
 
 
 def evaluate_orders(

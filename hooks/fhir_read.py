@@ -37,6 +37,12 @@ def codings(concept: Any) -> Iterator[tuple[str | None, str | None, str | None]]
             yield _str(item.get("system")), _str(item.get("code")), _str(item.get("display"))
 
 
+def object_at(resource: dict, key: str) -> dict[str, Any]:
+    """resource[key] when it is a JSON object (the same dict, not a copy), else a new empty one."""
+    value = resource.get(key)
+    return value if isinstance(value, dict) else {}
+
+
 def concept_texts(concept: Any) -> Iterator[str]:
     """Every human-readable string of a CodeableConcept: its text and each coding's display."""
     for item in as_list(concept):

@@ -15,6 +15,7 @@ from hooks.fhir_read import (
     bundle_resources,
     codings,
     concept_texts,
+    object_at,
     parse_datetime,
     quantity,
 )
@@ -151,7 +152,7 @@ def find_bone_agent_orders(draft_orders: Any, knowledge: Knowledge) -> list[Bone
     """Every MedicationRequest in draftOrders whose medication is a bone-modifying agent."""
     resources = bundle_resources(draft_orders)
     medications = {
-        r.get("id"): r
+        r["id"]: r
         for r in resources
         if r.get("resourceType") == "Medication" and isinstance(r.get("id"), str)
     }
@@ -178,8 +179,8 @@ def read_bone_agent_order(
     route, route_from = _route(dosage, product, ingredient, knowledge, dose)
     dose_for_match = dose_mg if dose_mg is not None else (product.strength_mg if product else None)
     formulation = _formulation(ingredient, route, dose_for_match, knowledge, product)
-    timing = dosage.get("timing") if isinstance(dosage.get("timing"), dict) else {}
-    repeat = timing.get("repeat") if isinstance(timing.get("repeat"), dict) else {}
+    timing = object_at(dosage, "timing")
+    repeat = object_at(timing, "repeat")
     return BoneAgentOrder(
         resource=request,
         resource_type="MedicationRequest",
@@ -328,7 +329,7 @@ def _interval(repeat: dict) -> Interval | None:
 
 
 def _starts(repeat: dict) -> datetime | None:
-    bounds = repeat.get("boundsPeriod") if isinstance(repeat.get("boundsPeriod"), dict) else {}
+    bounds = object_at(repeat, "boundsPeriod")
     return parse_datetime(bounds.get("start"))
 
 

@@ -42,8 +42,9 @@ class UnresolvedMedication:
 def unresolved_medication_findings(
     context: dict[str, Any], unresolved: Iterable[UnresolvedMedication], knowledge: Knowledge
 ) -> list[Finding]:
-    """One `record-incomplete` warning per draft (in scope: order-select only the selected ones) whose Medication could
-    not be obtained: the service cannot tell whether it orders a bone-modifying agent, so it must not stay silent.
+    """One `record-incomplete` warning per draft (in scope: order-select only the selected ones)
+    whose Medication could not be obtained: the service cannot tell whether it orders a
+    bone-modifying agent, so it must not stay silent.
     """
     selections = context.get("selections")
     selected = (

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from hooks.cards import Action, Suggestion
+from hooks.fhir_read import object_at
 from hooks.knowledge import Knowledge
 from hooks.orders import UNIT_WORDS, BoneAgentOrder, normalised_draft
 
@@ -142,8 +143,8 @@ def set_dose(dosage: dict[str, Any], dose_mg: float) -> None:
 
 
 def _repeat(dosage: dict[str, Any]) -> dict[str, Any]:
-    timing = dosage.get("timing") if isinstance(dosage.get("timing"), dict) else {}
-    repeat = timing.get("repeat") if isinstance(timing.get("repeat"), dict) else {}
+    timing = object_at(dosage, "timing")
+    repeat = object_at(timing, "repeat")
     timing["repeat"] = repeat
     dosage["timing"] = timing
     return repeat

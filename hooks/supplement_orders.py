@@ -84,7 +84,7 @@ def calcium_spacing_text(knowledge: Knowledge, ingredients: Iterable[str]) -> st
     displays = [knowledge.ingredient_display.get(name, name) for name in names]
     after = [
         f"{spacing['by_ingredient'].get(name, spacing['minutes'])} minutes after {display}"
-        for name, display in zip(names, displays)
+        for name, display in zip(names, displays, strict=True)
     ]
     return (
         f"Not at the same time as {' or '.join(displays)}: take calcium at least "

@@ -6,19 +6,21 @@
     make bench BENCH_ARGS=--quick    # short runs (about 3 minutes)
     python3 scripts/bench.py [--quick] [--duration S] [--warmup S] [--soak-seconds S] [--no-jwt]
 
-From a fresh clone it creates .venv and .venv-fhir (as scripts/dev.py does), installs `wrk` with apt-get when it is
-missing (as root), and then, over loopback only:
+From a fresh clone it creates .venv and .venv-fhir (as scripts/dev.py does), installs `wrk` with
+apt-get when it is missing (as root), and then, over loopback only:
 
-- starts a local FHIR server (tests/fhir_server/harness.py) loaded with the benchmark patient, and times each prefetch
-  query directly against it;
-- starts the service with BONECDS_AUTH=off, BONECDS_NOW at the fixtures' anchor day, a throw-away SQLite database in
-  var/bench/ and BONECDS_BENCH_FLOOR=1 (the floor endpoint /bench/floor of service/bench_floor.py), and measures the
-  time from process start to the first successful order-sign answer;
+- starts a local FHIR server (tests/fhir_server/harness.py) loaded with the benchmark patient, and
+  times each prefetch query directly against it;
+- starts the service with BONECDS_AUTH=off, BONECDS_NOW at the fixtures' anchor day, a throw-away
+  SQLite database in var/bench/ and BONECDS_BENCH_FLOOR=1 (the floor endpoint /bench/floor of
+  service/bench_floor.py), and measures the time from process start to the first successful
+  order-sign answer;
 - measures worker memory (VmRSS) after 5,000 and 10,000 order-sign requests;
-- runs every scenario with wrk at concurrency 1 and 8, each right after the floor endpoint with the same body, so the
-  ratio p50 / floor p50 is taken in the same run under the same conditions;
+- runs every scenario with wrk at concurrency 1 and 8, each right after the floor endpoint with the
+  same body, so the ratio p50 / floor p50 is taken in the same run under the same conditions;
 - runs a mixed soak at concurrency 16 and checks errors, stored feedback rows and memory;
-- optionally (default on) runs the typical order-sign with JWT authentication on (pre-minted tokens, one per request).
+- optionally (default on) runs the typical order-sign with JWT authentication on (pre-minted tokens,
+  one per request).
 
 It prints one table and the extra figures, marks each target met / not met, and writes the same to
 var/bench-results.json. Every process it starts is stopped on exit, errors and Ctrl-C included.
@@ -58,7 +60,7 @@ FEEDBACK = "/cds-services/bonecds-order-sign/feedback"
 FLOOR = "/bench/floor"
 
 
-# -----------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # set-up
 
 
@@ -67,15 +69,14 @@ def bootstrap(argv: list[str]) -> None:
     again inside .venv."""
     if Path(sys.prefix).resolve() == APP_VENV.resolve():
         return
-    if sys.version_info < (3, 11):
-        sys.exit("bonecds needs Python 3.11 or newer")
     sys.path.insert(0, str(ROOT / "scripts"))
     import dev  # noqa: E402  (scripts/dev.py: the same set-up as `make run` and `make test`)
 
     dev.ensure_app_venv()
     dev.ensure_fhir_venv()
     python = str(APP_VENV / "bin" / "python")
-    os.execv(python, [python, str(Path(__file__).resolve()), *argv])
+    # replace this process with the same script under .venv's interpreter (fixed arguments)
+    os.execv(python, [python, str(Path(__file__).resolve()), *argv])  # noqa: S606
 
 
 def ensure_wrk() -> str:
@@ -353,7 +354,8 @@ def fhir_body(directory: Path, bodies: dict, base_url: str, token: str) -> None:
 
     info = bodies["_sign_service"]
     body = scenario_request(info["service"], info["typical"], fhir_server=base_url, token=token)
-    assert "prefetch" not in body
+    if "prefetch" in body:
+        raise AssertionError("the FHIR-only request must carry no prefetch")
     path = directory / "fhir.json"
     data = json.dumps(body, separators=(",", ":")).encode()
     path.write_bytes(data)
@@ -365,7 +367,7 @@ def fhir_body(directory: Path, bodies: dict, base_url: str, token: str) -> None:
     }
 
 
-# ------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # processes
 
 
@@ -558,7 +560,7 @@ def cold_start(service: Service, body: bytes, timeout: float = 30.0) -> dict[str
     raise RuntimeError(f"no successful order-sign within {timeout:g} s; see {service.log_path}")
 
 
-# -----------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # wrk
 
 
@@ -602,7 +604,7 @@ def parse_wrk(output: str) -> WrkResult:
         r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
     )
     if match:
-        sockets = dict(zip(sockets, map(int, match.groups())))
+        sockets = dict(zip(sockets, map(int, match.groups()), strict=True))
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     counts_line = re.search(r"^BENCH_COUNTS (\{.*\})$", output, re.M)
     counts = json.loads(counts_line.group(1)) if counts_line else {}
@@ -685,11 +687,8 @@ def time_single_queries(base_url: str, token: str, context: dict, repeats: int) 
     import httpx
 
     from fixtures.prefetch import prefetch_templates
-    from hooks.knowledge import load_knowledge
-    from hooks.services import build_services
     from service.record.prefetch import fill_template
 
-    sign = next(s for s in build_services(load_knowledge()) if s.id == "bonecds-order-sign")
     medians = {}
     with httpx.Client(
         timeout=10.0,
@@ -709,7 +708,7 @@ def time_single_queries(base_url: str, token: str, context: dict, repeats: int) 
     return medians
 
 
-# ------------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # the run
 
 
@@ -802,7 +801,7 @@ def check_answers(service: Service, bodies: dict) -> tuple[dict[str, list[str]],
 
 
 def mint_tokens(count: int, key: dict, issuer: str, audience: str, path: Path) -> None:
-    from service.auth import mint_token
+    from service.dev_keys import mint_token
 
     with open(path, "w") as handle:
         for _ in range(count):
@@ -869,11 +868,8 @@ def time_parallel_queries(
     import httpx
 
     from fixtures.prefetch import prefetch_templates
-    from hooks.knowledge import load_knowledge
-    from hooks.services import build_services
     from service.record.prefetch import fill_template
 
-    sign = next(s for s in build_services(load_knowledge()) if s.id == "bonecds-order-sign")
     urls = [f"{base_url}/{fill_template(key.template, context)}" for key in prefetch_templates()]
     samples = []
     with (
@@ -1264,7 +1260,7 @@ def run_jwt(args, bodies, rows, floors, processes, results) -> list[Row]:
     return out
 
 
-# ----------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # the report
 
 

@@ -83,11 +83,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.workers:
         command += ["--workers", str(args.workers)]
     # A fresh machine has no trusted-clients file: run in the logged development mode unless the
-    # operator chose
-    # otherwise (an explicit BONECDS_AUTH always wins).
+    # operator chose otherwise (an explicit BONECDS_AUTH always wins).
     env = dict(os.environ)
     env.setdefault("BONECDS_AUTH", "dev")
-    os.execve(command[0], command, env)
+    os.execve(command[0], command, env)  # noqa: S606  (hand the process over to gunicorn)
     return 0  # not reached
 
 
@@ -218,7 +217,8 @@ def cmd_setup(_args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    if sys.version_info < (3, 11):
+    # dev.py is started by whatever python3 is on PATH, which may be older than the target
+    if sys.version_info < (3, 11):  # noqa: UP036
         sys.exit("bonecds needs Python 3.11 or newer")
     parser = argparse.ArgumentParser(prog="scripts/dev.py", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)

@@ -13,19 +13,13 @@ from flask import Flask
 from hooks.cards import CardRenderer, validate_fhir_resource
 from hooks.knowledge import Knowledge, load_knowledge
 from hooks.services import build_services
-from service.auth import (
-    DEV_ISSUER,
-    Authenticator,
-    JwksCache,
-    TrustedClient,
-    dev_client,
-    load_clients,
-    load_or_create_dev_key,
-)
+from service.auth import Authenticator, JwksCache, TrustedClient, load_clients
 from service.clock import FrozenClock, SystemClock
 from service.config import ConfigError, Settings
+from service.dev_keys import DEV_ISSUER, dev_client, load_or_create_dev_key
 from service.http.validation import SchemaValidators, SchemaViolation
-from service.record.fhir_client import CircuitBreaker, FhirFetcher
+from service.record.breaker import CircuitBreaker
+from service.record.fhir_client import FhirFetcher
 from service.record.prefetch import record_prefetch_keys
 from service.runtime import Runtime
 from service.store import store_for

@@ -8,7 +8,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +27,6 @@ ALLOWED_ALGORITHMS = ("ES384", "RS384")
 KEY_TYPE_FOR_ALGORITHM = {"ES384": "EC", "RS384": "RSA"}
 UNKNOWN_KID_REFETCH_SECONDS = 30
 MAX_JWKS_BYTES = 256 * 1024
-DEV_ISSUER = "bonecds-dev"
-DEV_KID = "bonecds-dev-1"
 
 
 class AuthError(Exception):
@@ -71,8 +69,10 @@ LOOPBACK_HTTP = (
 
 
 def load_clients(path: str) -> dict[str, TrustedClient]:
-    """The trusted-clients file: {"clients": [{"iss", "jku": [...], "jwks": {...}, "fhir_servers": [...], "tenant"}]}.
-    Every entry and every pinned key is checked here, at start-up, so a bad file never reaches a request.
+    """The trusted-clients file:
+    {"clients": [{"iss", "jku": [...], "jwks": {...}, "fhir_servers": [...], "tenant"}]}.
+    Every entry and every pinned key is checked here, at start-up, so a bad file never reaches a
+    request.
     """
     where = f"BONECDS_CLIENTS_FILE {path}"
     try:
@@ -334,70 +334,3 @@ class Authenticator:
         """Trust a new set of clients (a reloaded trusted-clients file); requests in flight keep the
         old set."""
         self.clients = clients
-
-
-# --- development mode: a locally generated key the service trusts, and tokens for curl
-# ---------------------------
-
-
-@dataclass
-class DevKey:
-    private_jwk: dict[str, Any]
-    public_jwk: dict[str, Any] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.public_jwk = {k: v for k, v in self.private_jwk.items() if k != "d"}
-
-
-def load_or_create_dev_key(path: str) -> DevKey:
-    """The development client's ES384 key, generated on first use and kept (mode 600) so tokens
-    survive restarts."""
-    file = Path(path)
-    if file.exists():
-        return DevKey(json.loads(file.read_text()))
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    private = ec.generate_private_key(ec.SECP384R1())
-    jwk = json.loads(ECAlgorithm.to_jwk(private))
-    jwk.update(kid=DEV_KID, alg="ES384", use="sig")
-    file.parent.mkdir(parents=True, exist_ok=True)
-    file.write_text(json.dumps(jwk))
-    file.chmod(0o600)
-    return DevKey(jwk)
-
-
-def dev_client(key: DevKey) -> TrustedClient:
-    return TrustedClient(iss=DEV_ISSUER, jwks={"keys": [key.public_jwk]}, allow_loopback_fhir=True)
-
-
-def mint_token(
-    private_jwk: dict[str, Any],
-    issuer: str,
-    audience: str,
-    lifetime_seconds: int = 300,
-    extra_claims: dict[str, Any] | None = None,
-    headers: dict[str, Any] | None = None,
-    now: float | None = None,
-) -> str:
-    """A CDS client JWT signed with the given private JWK (ES384 or RS384 by key type)."""
-    import uuid
-
-    issued = int(now if now is not None else time.time())
-    algorithm = "ES384" if private_jwk["kty"] == "EC" else "RS384"
-    key = (ECAlgorithm if algorithm == "ES384" else RSAAlgorithm).from_jwk(json.dumps(private_jwk))
-    if not isinstance(key, (EllipticCurvePrivateKey, RSAPrivateKey)):
-        raise ValueError("mint_token needs a private JWK (with d)")
-    claims = {
-        "iss": issuer,
-        "aud": audience,
-        "iat": issued,
-        "exp": issued + lifetime_seconds,
-        "jti": str(uuid.uuid4()),
-    }
-    claims.update(extra_claims or {})
-    return jwt.encode(
-        claims,
-        key,
-        algorithm=algorithm,
-        headers={"kid": private_jwk["kid"], "typ": "JWT", **(headers or {})},
-    )

@@ -18,7 +18,7 @@ from hooks.record_gaps import unresolved_medication_findings, with_partial_notes
 from service.http.validation import SchemaViolation
 from service.outcomes import ApiError
 from service.record.access import FhirAccess
-from service.record.fhir_client import call_budget
+from service.record.budget import call_budget
 from service.record.gather import gather_record
 from service.record.medications import resolve_draft_medications
 from service.runtime import Runtime
@@ -130,7 +130,7 @@ def _remember_cards(
 ) -> None:
     issued = [
         IssuedCard(card["uuid"], finding.rule_id, card["indicator"])
-        for finding, card in zip(findings, cards)
+        for finding, card in zip(findings, cards, strict=True)
     ]
     try:
         rt.store.record_cards(service_id, hook_instance, issued, now)
@@ -146,7 +146,7 @@ def _measure(
             service.hook,
             service.id,
             result.seconds,
-            [(f.rule_id, c["indicator"]) for f, c in zip(findings, result.cards)],
+            [(f.rule_id, c["indicator"]) for f, c in zip(findings, result.cards, strict=True)],
         )
     fields = {
         "hook": service.hook,

@@ -1,6 +1,6 @@
-"""JSON log lines (BONECDS_LOG_FORMAT=json): one object per line with time, level, logger, message
-and, for hook calls, the fields the caller passed with `extra=` (hook, hookInstance, service, rules,
-ms).
+"""Log set-up, and JSON log lines (BONECDS_LOG_FORMAT=json): one object per line with time,
+level, logger, message and, for hook calls, the fields the caller passed with `extra=` (hook,
+hookInstance, service, rules, ms).
 
 Only the allow-listed extra keys are written, so nothing else attached to a record (bodies, tokens,
 patient data) can leak into the log.
@@ -9,6 +9,8 @@ patient data) can leak into the log.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from datetime import UTC, datetime
 
 import orjson
@@ -35,3 +37,18 @@ class JsonFormatter(logging.Formatter):
                 record.exc_info[0].__name__ if record.exc_info[0] else None
             )  # the type only, no text
         return orjson.dumps(line, default=str).decode()
+
+
+def configure_logging(level: str, log_format: str | None = None) -> None:
+    """Text lines, or one JSON object per line when `log_format` (default: BONECDS_LOG_FORMAT) is
+    "json"."""
+    logging.basicConfig(
+        level=getattr(logging, level, logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    if (log_format or os.environ.get("BONECDS_LOG_FORMAT", "text")).strip().lower() == "json":
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(JsonFormatter())
+    # httpx logs full request URLs, which carry patient ids: keep it quiet.
+    logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -240,7 +240,7 @@ def render_svg(report: dict[str, Any]) -> str:
             f'<text class="tick-label" x="{x:g}" y="{bottom + 16}" text-anchor="middle">{tick}'
             " %</text>"
         )
-    for index, (row, label) in enumerate(zip(rows, labels)):
+    for index, (row, label) in enumerate(zip(rows, labels, strict=True)):
         y = TOP + ROW_HEIGHT * index + (ROW_HEIGHT - BAR_HEIGHT) / 2
         text_y = y + BAR_HEIGHT / 2 + 4
         out.append(f'<g class="bar" data-rule={quoteattr(row["rule_id"])}>')

@@ -34,7 +34,8 @@ def request_body(
     prefetch_keys: list[str] | None = None,
     user_id: str = CLINICIAN,
 ) -> dict[str, Any]:
-    """A hook request: patient-view without draftOrders; order-select with `selections` (None = every order given)."""
+    """A hook request: patient-view without draftOrders; order-select with `selections` (None =
+    every order given)."""
     service = app.extensions["bonecds"].services[service_id]
     body = hook_request(
         service,
@@ -86,7 +87,7 @@ def check_regimen_suggestions(
         len(regimens) - 1
     )
     resources = []
-    for suggestion, name in zip(suggestions, regimens):
+    for suggestion, name in zip(suggestions, regimens, strict=True):
         (action,) = suggestion["actions"]
         assert action["type"] == "create"
         resource = action["resource"]

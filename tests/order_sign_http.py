@@ -30,7 +30,8 @@ def frozen_app(tmp_path_factory: pytest.TempPathFactory):
 
 
 def poster(app) -> Post:
-    """post(patient, *orders, prefetch_keys=None) -> cards; prefetch filled from the patient's resources (None = all)."""
+    """post(patient, *orders, prefetch_keys=None) -> cards; prefetch filled from the patient's
+    resources (None = all)."""
     client = app.test_client()
     service = app.extensions["bonecds"].services[SERVICE_ID]
 

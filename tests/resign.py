@@ -1,32 +1,39 @@
 """Accept a suggestion and sign again: the harness behind "a suggestion is an order"
 (tests/test_suggestions_resign.py).
 
-A CDS client that shows a card's suggestion and lets the clinician accept it applies the suggestion's actions to the
-draft orders and, when the clinician signs, calls order-sign again. This module plays that client, black-box, through
-the Flask test client:
+A CDS client that shows a card's suggestion and lets the clinician accept it applies the
+suggestion's actions to the draft orders and, when the clinician signs, calls order-sign again. This
+module plays that client, black-box, through the Flask test client:
 
-- `apply_suggestion(body, suggestion)` applies one suggestion's actions to a request body (a deep copy);
-- `resign(client, service_id, body)` posts the body, then accepts each suggestion of each card in turn (one at a time,
-  each from the original body) and posts the result again, and returns what came back per suggestion;
-- `suggestion_signature(suggestion)` names what a suggestion orders, to compare suggestions across answers.
+- `apply_suggestion(body, suggestion)` applies one suggestion's actions to a request body (a deep
+  copy);
+- `resign(client, service_id, body)` posts the body, then accepts each suggestion of each card in
+  turn (one at a time, each from the original body) and posts the result again, and returns what
+  came back per suggestion;
+- `suggestion_signature(suggestion)` names what a suggestion orders, to compare suggestions across
+  answers.
 
 Which cards "concern" the accepted order (`ResignResult.concerning`)
 ---------------------------------------------------------------------
-Rendered cards do not name the order they are about, so this is decided by a second, *isolated* sign: when the accepted
-suggestion creates or updates a bone-agent MedicationRequest, the request is posted once more with that order as the
-only bone-agent draft (every other bone-agent MedicationRequest is taken out of draftOrders; non-bone drafts such as a
-calcium supplement or a lab ServiceRequest stay, because the service counts them as companions: calcium drafted
-alongside, a lab already ordered). The service evaluates every rule per bone-agent order in draftOrders, so every card
-of that isolated answer is a card on the accepted order - including the patient-level ones (pregnancy, allergy, low
-calcium, an active bone agent on record), which are exactly the ones a suggestion must not walk into.
+Rendered cards do not name the order they are about, so this is decided by a second, *isolated*
+sign: when the accepted suggestion creates or updates a bone-agent MedicationRequest, the request is
+posted once more with that order as the only bone-agent draft (every other bone-agent
+MedicationRequest is taken out of draftOrders; non-bone drafts such as a calcium supplement or a lab
+ServiceRequest stay, because the service counts them as companions: calcium drafted alongside, a lab
+already ordered). The service evaluates every rule per bone-agent order in draftOrders, so every
+card of that isolated answer is a card on the accepted order - including the patient-level ones
+(pregnancy, allergy, low calcium, an active bone agent on record), which are exactly the ones a
+suggestion must not walk into.
 
-What this deliberately leaves out: a conflict *between two drafts of the same order set* (duplicate-bone-agent between
-the accepted order and another bone-agent draft of the same request). Each of the two drafts gets its own card with its
-own "remove" suggestion, so a dose change offered on one is not wrong on its own; whether the other draft stays is the
-clinician's other decision. The full re-sign (all remaining drafts) is still posted and kept in `ResignResult.cards`
-for the "no identical suggestion offered again" check and for failure messages.
+What this deliberately leaves out: a conflict *between two drafts of the same order set*
+(duplicate-bone-agent between the accepted order and another bone-agent draft of the same request).
+Each of the two drafts gets its own card with its own "remove" suggestion, so a dose change offered
+on one is not wrong on its own; whether the other draft stays is the clinician's other decision. The
+full re-sign (all remaining drafts) is still posted and kept in `ResignResult.cards` for the "no
+identical suggestion offered again" check and for failure messages.
 
-When there is no other bone-agent draft the full re-sign already is the isolated one, and no second post is made.
+When there is no other bone-agent draft the full re-sign already is the isolated one, and no second
+post is made.
 For order-select bodies the isolated sign selects only the accepted order.
 """
 
@@ -62,8 +69,7 @@ SERVICE_FOR_HOOK = {
 }
 
 
-# --- reading resources
-# ----------------------------------------------------------------------------------------------
+# --- reading resources ----------------------------------------------------------------------------
 
 
 def medication_name(resource: dict) -> str:
@@ -179,8 +185,7 @@ def _reference(resource: dict) -> str:
     return f"{resource.get('resourceType')}/{resource.get('id')}"
 
 
-# --- applying a suggestion
-# ------------------------------------------------------------------------------------------
+# --- applying a suggestion ------------------------------------------------------------------------
 
 
 def _entries(body: dict) -> list[dict]:
@@ -197,13 +202,15 @@ def _new_id(taken: set[str], n: int) -> str:
 def apply_suggestion(body: dict, suggestion: dict, *, prefetch: dict | None = None) -> dict:
     """A deep copy of `body` with the suggestion's actions applied to context.draftOrders.
 
-    update: replaces the draft with the action resource's resourceType/id (added when there is none to replace);
-    create: adds the resource as a new draft (id 'accepted-<n>' when it has none); delete: removes the draft named by
-    resourceId. A patient-view body becomes an order-sign request for the same patient, whose draftOrders hold what was
-    created; it keeps the body's prefetch unless `prefetch` is given (order-sign asks for more than patient-view: a
-    client honouring its templates sends renal, calcium, dental... data too), and fhirServer/fhirAuthorization.
-    order-select selections follow the drafts: a created or updated bone agent is selected, a deleted selection is
-    replaced by the remaining bone-agent drafts (or by any remaining draft, the schema wants one).
+    update: replaces the draft with the action resource's resourceType/id (added when there is none
+    to replace); create: adds the resource as a new draft (id 'accepted-<n>' when it has none);
+    delete: removes the draft named by resourceId. A patient-view body becomes an order-sign request
+    for the same patient, whose draftOrders hold what was created; it keeps the body's prefetch
+    unless `prefetch` is given (order-sign asks for more than patient-view: a client honouring its
+    templates sends renal, calcium, dental... data too), and fhirServer/fhirAuthorization.
+    order-select selections follow the drafts: a created or updated bone agent is selected, a
+    deleted selection is replaced by the remaining bone-agent drafts (or by any remaining draft, the
+    schema wants one).
     """
     new = copy.deepcopy(body)
     if new.get("hook") == "patient-view":
@@ -300,8 +307,7 @@ def isolate(body: dict, order: dict) -> dict:
     return new
 
 
-# --- posting
-# --------------------------------------------------------------------------------------------------------
+# --- posting --------------------------------------------------------------------------------------
 
 
 @dataclass

@@ -23,8 +23,8 @@ from fixtures.builder import ANCHOR_INSTANT
 from fixtures.prefetch import hook_request, transaction_resources
 from fixtures.scenarios import scenario
 from service import create_app
-from service.auth import mint_token
 from service.config import Settings
+from service.dev_keys import mint_token
 
 BASE = "https://cds.example.org"
 EHR_ISSUER = "https://ehr.example.org/"

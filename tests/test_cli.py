@@ -97,7 +97,8 @@ def test_token_is_a_development_jwt_for_the_endpoint(env, capsys):
     ],
 )
 def test_evaluate_reads_the_patient_from_a_fhir_server(env, capsys, name, hook, expected):
-    """--fhir-base: no prefetch at all; the service reads every key from the server with the token given."""
+    """--fhir-base: no prefetch at all; the service reads every key from the server with the token
+    given."""
     s = scenario(name)
     with FaultyFhirServer(transaction_resources(s.patient.transaction())) as server:
         argv = [

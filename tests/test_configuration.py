@@ -21,8 +21,8 @@ from jwt.algorithms import ECAlgorithm
 
 from fixtures.builder import ANCHOR_INSTANT
 from service import create_app
-from service.auth import mint_token
 from service.config import Settings
+from service.dev_keys import mint_token
 
 ROOT = Path(__file__).resolve().parents[1]
 BONECDS = str(Path(sys.executable).with_name("bonecds"))
@@ -227,8 +227,7 @@ def test_check_config_passes_a_good_configuration(tmp_path):
     assert result.stdout.strip().endswith("configuration OK")
 
 
-# --- pinned keys win
-# ---------------------------------------------------------------------------------------------
+# --- pinned keys win ------------------------------------------------------------------------------
 
 
 class CountingListener:
@@ -278,18 +277,15 @@ def test_pinned_key_wins_over_a_jku_header_and_the_jku_is_never_contacted(tmp_pa
     other = mint_token(
         stranger, "https://ehr.example.org/", PUBLIC_BASE + DISCOVERY, headers={"jku": jku}
     )
-    if (
-        not jku_listed
-        # a kid that is not pinned, announced by a jku the issuer may not use: refused, never fetched
-    ):
+    # a kid that is not pinned, announced by a jku the issuer may not use: refused, never fetched
+    if not jku_listed:
         assert (
             client.get(DISCOVERY, headers={"Authorization": f"Bearer {other}"}).status_code == 401
         )
     assert listener.connections == 0
 
 
-# --- SIGHUP reloads the trusted-clients file
-# -----------------------------------------------------------------------
+# --- SIGHUP reloads the trusted-clients file ------------------------------------------------------
 
 
 def free_port() -> int:

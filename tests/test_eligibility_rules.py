@@ -104,12 +104,14 @@ def height_weight(kg: float, cm: float) -> Record:
     return lambda p: p.height(300, cm).weight(1, kg)  # newer than the prepared weight
 
 
-SMOKER: Record = lambda p: p.smoking(30, "current")
+def SMOKER(p: PatientBuilder) -> object:
+    return p.smoking(30, "current")
+
+
 ONE_FACTOR = "1 risk factor: "
 # Each case adds records to a premenopausal 55-year-old (one factor is never enough; a second, or a
-# T-score below
-# -2.0, is an indication). `fires` means adjuvant-no-benefit-premenopausal still fires (no
-# indication).
+# T-score below -2.0, is an indication). `fires` means adjuvant-no-benefit-premenopausal still fires
+# (no indication).
 BONE_LOSS_CASES = [  # (records, fires, text in the card)
     pytest.param(
         [], True, "no DXA T-score below the limit and no risk factors on record", id="nothing"

@@ -9,7 +9,8 @@ import pytest
 
 from hooks.facts.fetch_failure import FetchFailure, FetchReason
 from service.http.metrics import Metrics
-from service.record.fhir_client import CircuitBreaker, FhirFetcher
+from service.record.breaker import CircuitBreaker
+from service.record.fhir_client import FhirFetcher
 
 BASE = "https://ehr.example.org/fhir"
 

@@ -147,7 +147,8 @@ def test_failed_searches_are_named_on_the_cards(call, mode):
         assert what in cards["record-incomplete"]["detail"]
 
 
-PATIENT_FAULTS = {  # the Patient read fails too: 412 with the reason, never a guess about the patient
+# the Patient read fails too: 412 with the reason, never a guess about the patient
+PATIENT_FAULTS = {
     "hang": "timed out",
     "trickle": "budget",
     "http500": "HTTP 500",

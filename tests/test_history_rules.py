@@ -563,7 +563,6 @@ def test_dental_first_dose(post, drug, setup, fires):
 def test_dental_procedures_unavailable(post, frozen_order_sign_app, encounter_days, fires):
     """Procedures not prefetched and no FHIR server: the card says the check could not be done,
     unless an encounter proves a recent examination."""
-    service = frozen_order_sign_app.extensions["bonecds"].services["bonecds-order-sign"]
     p = prepared(metastatic(new_patient("dental-unavailable")), dental=False)
     if encounter_days is not None:
         p.dental_encounter(encounter_days)

@@ -295,8 +295,7 @@ BROKEN_COPIES = [
 ]
 
 
-# --- the bundled file and the schema
-# ---------------------------------------------------------------------------------
+# --- the bundled file and the schema --------------------------------------------------------------
 
 
 def test_the_bundled_file_conforms_to_the_schema():
@@ -353,8 +352,7 @@ def test_the_schema_lists_what_the_code_reads():
     assert set(systems) == set(definitions["systemKey"]["enum"]) == set(RAW["systems"])
 
 
-# --- broken copies
-# -------------------------------------------------------------------------------------------------
+# --- broken copies --------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -476,8 +474,7 @@ def test_create_app_with_a_broken_knowledge_file_raises_the_one_line_error(tmp_p
     )
 
 
-# --- the load-time check agrees with jsonschema, and stays cheap
-# ------------------------------------------------------
+# --- the load-time check agrees with jsonschema, and stays cheap ----------------------------------
 
 
 def _leaves(node: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:

@@ -175,8 +175,7 @@ def adjuvant_za(p) -> dict:
     return order(p, every=(6, "mo"))
 
 
-# --- the draft's Medication: contained, in draftOrders, in the prefetch, on the FHIR server
-# ---------------------------
+# --- the draft's Medication: contained, in draftOrders, in the prefetch, on the FHIR server -------
 
 
 def test_drug_by_code_is_the_baseline(call, server):
@@ -272,8 +271,7 @@ def test_absolute_reference_to_another_server_is_not_read(call, server, servers)
     assert server.requests == []  # and the other host was asked nothing (fixture)
 
 
-# --- a draft's Medication that cannot be obtained
-# -------------------------------------------------------------------
+# --- a draft's Medication that cannot be obtained -------------------------------------------------
 
 UNRESOLVED = {  # how the request is sent -> what the card gives as the reason
     "no-server": (None, {}, "the request gave no FHIR server"),
@@ -370,8 +368,7 @@ def test_order_select_names_only_selected_drafts(call, server, medref_app):
     assert status == 200 and rule_ids(cards) == ["record-incomplete"]
 
 
-# --- nothing is read for an order-sign without a bone agent
-# ---------------------------------------------------------
+# --- nothing is read for an order-sign without a bone agent ---------------------------------------
 
 
 def test_no_bone_agent_and_no_reference_reads_nothing(call, server):
@@ -398,8 +395,7 @@ def test_no_bone_agent_by_reference_reads_only_that_medication(call, server):
     assert [seen.path for seen in server.requests] == [f"/fhir/Medication/{med['id']}"]
 
 
-# --- medications on record by reference
-# -----------------------------------------------------------------------------
+# --- medications on record by reference -----------------------------------------------------------
 
 
 def test_aromatase_inhibitor_by_code_is_the_baseline(call, server):
@@ -522,8 +518,7 @@ def test_one_time_budget_for_the_whole_call(server, tmp_path):
     ]  # never started
 
 
-# --- paged prefetch
-# ------------------------------------------------------------------------------------------------
+# --- paged prefetch -------------------------------------------------------------------------------
 
 
 def _paged(key: str, url: str, keep_entries: bool = True):

@@ -80,7 +80,10 @@ def status_of(p: PatientBuilder) -> MenopausalStatus:
     return menopausal_status(facts, KNOWLEDGE)
 
 
-NOTHING: Record = lambda p: None
+def NOTHING(p: PatientBuilder) -> object:
+    return None
+
+
 # (age, id prefix, system, code, display): codes the builder has no key for
 POSTMENOPAUSAL_CODES = [
     (50, "snomed", SNOMED, "371036001", "Postsurgical menopause"),
@@ -413,7 +416,7 @@ def test_menopausal_status_routes(post, age, record, status, evidence, set_aside
             line in found[expected_card]["detail"] and found[expected_card]["indicator"] == "info"
         )
     assert len(set_aside_lines) == len(set_aside)
-    for text, shown_line in zip(set_aside, set_aside_lines):
+    for text, shown_line in zip(set_aside, set_aside_lines, strict=True):
         assert shown_line.startswith("- Set aside: ") and text in shown_line
 
 

@@ -13,9 +13,8 @@ import fixtures.builder
 from fixtures.prefetch import scenario_request, transaction_resources
 from fixtures.scenarios import scenario
 from service import create_app
-from service.cli import configure_logging
 from service.config import Settings
-from service.jsonlog import JsonFormatter
+from service.jsonlog import JsonFormatter, configure_logging
 
 
 def make_app(tmp_path, **settings):

@@ -100,8 +100,7 @@ def read(
     )
 
 
-# --- the name parser
-# -----------------------------------------------------------------------------------------------
+# --- the name parser ------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -313,8 +312,7 @@ def test_parser_gives_nothing_for_a_name_without_a_strength(text):
     assert parse_product_name(text) is None
 
 
-# --- reading orders: the shapes integrators send
-# ---------------------------------------------------------------------
+# --- reading orders: the shapes integrators send --------------------------------------------------
 
 
 def test_sandbox_default_order_is_alendronate_70_mg_by_mouth():
@@ -561,8 +559,7 @@ def test_each_verified_product_code_resolves_to_its_ingredient_strength_and_rout
         assert parsed.strength_mg(component) == pytest.approx(product.strength_mg, rel=0.01)
 
 
-# --- the recognition note
-# --------------------------------------------------------------------------------------------
+# --- the recognition note -------------------------------------------------------------------------
 
 
 def _note(order) -> str:
@@ -602,8 +599,7 @@ def test_note_says_no_code_only_when_there_is_none():
     )  # recognised by its code: no note
 
 
-# --- through HTTP
-# ----------------------------------------------------------------------------------------------------
+# --- through HTTP ---------------------------------------------------------------------------------
 
 
 def _sandbox(p, code, display, value, unit, **extra):
@@ -724,8 +720,7 @@ def test_tablets_without_route_are_never_judged_as_iv(post, display, value, unit
         assert "infus" not in card["summary"].lower()
 
 
-# --- the product table
-# -----------------------------------------------------------------------------------------------
+# --- the product table ----------------------------------------------------------------------------
 
 
 def test_every_product_has_a_status_and_a_source():

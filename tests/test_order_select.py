@@ -52,8 +52,7 @@ def codes(cards: list[dict]) -> list[str]:
     return sorted(card["source"]["topic"]["code"] for card in cards)
 
 
-# --- tolerant of what the order does not say yet
-# ---------------------------------------------------------------------
+# --- tolerant of what the order does not say yet --------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -96,16 +95,13 @@ def test_adjuvant_denosumab_waits_for_an_interval(select, post, every, fires):
     p = prepared(early(new_patient("select")))
     draft = denosumab_order(p, 120, every=every)
     assert codes(select(p, draft)) == (["adjuvant-denosumab-not-recommended"] if fires else [])
-    if (
-        every is None
-        # order-sign reads a missing interval as the monthly schedule: the tolerance is order-select's
-        # own
-    ):
+    # order-sign reads a missing interval as the monthly schedule: the tolerance is
+    # order-select's own
+    if every is None:
         assert codes(post(p, draft)) == ["adjuvant-denosumab-not-recommended"]
 
 
-# --- only the selected drafts are checked; the others still count
-# ------------------------------------------------
+# --- only the selected drafts are checked; the others still count ---------------------------------
 
 
 @pytest.mark.parametrize(
@@ -171,8 +167,7 @@ def test_an_unselected_calcium_draft_satisfies_supplements(select, drug, indicat
     )
 
 
-# --- protocol
-# -----------------------------------------------------------------------------------------------------
+# --- protocol -------------------------------------------------------------------------------------
 
 
 def post_raw(app, service_id: str, body: dict):

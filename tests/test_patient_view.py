@@ -83,8 +83,7 @@ def test_each_finding_suggests_its_regimens_as_draft_orders(view, rule):
     check_regimen_suggestions(card, p, regimens)
 
 
-# --- on a bone agent: an active order, or a dose within 7 calendar months
-# ------------------------------------------
+# --- on a bone agent: an active order, or a dose within 7 calendar months -------------------------
 
 
 @pytest.mark.parametrize("rule", [METASTASES, ADJUVANT, BONE_LOSS])
@@ -121,8 +120,7 @@ def test_an_active_bone_agent_order_counts_however_old(view, status, treated):
     only(view(p), *([] if treated else [METASTASES]))
 
 
-# --- denosumab stopped
-# ------------------------------------------------------------------------------------------
+# --- denosumab stopped ----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("days_ago, within", WINDOW_EDGE)
@@ -202,8 +200,7 @@ def test_denosumab_stopped_replaces_the_adjuvant_and_bone_loss_cards(view):
     only(view(p), DENOSUMAB)
 
 
-# --- menopausal status and bone loss in early breast cancer
-# ------------------------------------------------------
+# --- menopausal status and bone loss in early breast cancer ---------------------------------------
 
 MENOPAUSE = {
     "age-60": (60, lambda p: p, ADJUVANT),
@@ -252,8 +249,7 @@ def test_bone_loss_outside_bone_with_distant_metastases(view, menopause, expecte
     only(view(early(new_patient("pv", age=50)).condition("liver-metastasis").condition(menopause)))
 
 
-# --- setting
-# ----------------------------------------------------------------------------------------------------
+# --- setting --------------------------------------------------------------------------------------
 
 SETTINGS = {
     "no-breast-cancer": (
@@ -314,8 +310,7 @@ def test_cautions_name_onj_and_allergies_on_record(view):
     assert "Caution" not in only(view(BASES[METASTASES]()), METASTASES)[METASTASES]["detail"]
 
 
-# --- incomplete record
-# ------------------------------------------------------------------------------------------
+# --- incomplete record ----------------------------------------------------------------------------
 
 ALL_KEYS = [
     "patient",
@@ -377,8 +372,7 @@ def test_no_breast_cancer_on_record_gets_no_incomplete_card(view):
     assert view(new_patient("pv"), prefetch_keys=[k for k in ALL_KEYS if k != "medications"]) == []
 
 
-# --- protocol
-# -----------------------------------------------------------------------------------------------------
+# --- protocol -------------------------------------------------------------------------------------
 
 
 def test_discovery_lists_the_three_services_with_their_prefetch(frozen_order_sign_app):
@@ -390,7 +384,7 @@ def test_discovery_lists_the_three_services_with_their_prefetch(frozen_order_sig
         PATIENT_VIEW: "patient-view",
     }
     for service_id, entry in services.items():
-        service = frozen_order_sign_app.extensions["bonecds"].services[service_id]
+        assert service_id in frozen_order_sign_app.extensions["bonecds"].services
         assert entry["prefetch"] == {
             k.key: k.template for k in frozen_order_sign_app.extensions["bonecds"].prefetch_keys
         }

@@ -34,8 +34,7 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 
 
-# --- registration (Flask test client)
-# ---------------------------------------------------------------------------
+# --- registration (Flask test client) -------------------------------------------------------------
 
 
 def _app(tmp_path, auth: str):
@@ -97,8 +96,7 @@ def test_no_token_endpoint_when_auth_is_off(tmp_path):
     assert client.get("/preview/token?aud=/cds-services/bonecds-order-sign").status_code == 404
 
 
-# --- the real service in headless Chromium
-# ----------------------------------------------------------------------
+# --- the real service in headless Chromium --------------------------------------------------------
 
 
 def _free_port() -> int:
@@ -166,8 +164,9 @@ def preview_service(tmp_path_factory):
     try:
         try:
             _wait_http(f"{base}/healthz")
-        except AssertionError:
-            raise AssertionError((workdir / "service.log").read_text(errors="replace")[-4000:])
+        except AssertionError as err:
+            log_tail = (workdir / "service.log").read_text(errors="replace")[-4000:]
+            raise AssertionError(log_tail) from err
         yield base, database
     finally:
         _stop(process)
@@ -326,7 +325,7 @@ def test_calcium_low_card_in_the_browser(preview_service, browser, tmp_path):
     with sqlite3.connect(database) as db:
         rows = db.execute("SELECT * FROM feedback").fetchall()
         names = [d[0] for d in db.execute("SELECT * FROM feedback").description]
-    stored = [dict(zip(names, row)) for row in rows]
+    stored = [dict(zip(names, row, strict=True)) for row in rows]
     assert len(stored) == 1 and stored[0]["outcome"] == "accepted"
     assert expected.service_id == "bonecds-order-sign"
 

@@ -101,8 +101,7 @@ def client(app):
     return app.test_client()
 
 
-# --- inputs
-# -------------------------------------------------------------------------------------------------------
+# --- inputs ---------------------------------------------------------------------------------------
 
 SCENARIOS = all_scenarios()
 _KNOWN_SERVICES = {s.id: s for s in build_services(KNOWLEDGE)}
@@ -281,8 +280,7 @@ def _mutate(data, document: Any, in_resources: list[tuple]) -> None:
                 )
 
 
-# --- checks
-# -------------------------------------------------------------------------------------------------------
+# --- checks ---------------------------------------------------------------------------------------
 
 
 def check_answer(response, statuses=(200, 400, 412), sent: Any = None) -> dict:
@@ -321,8 +319,7 @@ def post(client, service_id: str, body: Any):
     )
 
 
-# --- properties through HTTP
-# --------------------------------------------------------------------------------------
+# --- properties through HTTP ----------------------------------------------------------------------
 
 
 @PROPERTY
@@ -471,8 +468,7 @@ def test_random_draft_orders_never_break_order_services(client, data, service_id
     RUN["random-drafts"] += 1
 
 
-# --- properties on facts and rules directly
-# -----------------------------------------------------------------------
+# --- properties on facts and rules directly -------------------------------------------------------
 
 TEMPLATES: dict[str, list[dict]] = {}
 for _resources in RECORDS:
@@ -568,8 +564,7 @@ def test_facts_and_rules_never_raise(data, tolerant):
     RUN["facts-and-rules"] += 1
 
 
-# --- hostile bodies
-# -----------------------------------------------------------------------------------------------
+# --- hostile bodies -------------------------------------------------------------------------------
 
 
 @PROPERTY

@@ -59,8 +59,7 @@ def assert_outcome(response, status: int) -> None:
     assert body["issue"][0]["diagnostics"]
 
 
-# --- Discovery (1-4)
-# ---------------------------------------------------------------------------------------------
+# --- Discovery (1-4) ------------------------------------------------------------------------------
 
 
 def test_1_discovery_is_json_and_schema_valid(client):
@@ -119,8 +118,7 @@ def test_4_prefetch_parameters_are_restricted_and_narrow(client):
             assert "_count" in params, f"{key} is not bounded by _count"
 
 
-# --- Service requests (5-12)
-# -------------------------------------------------------------------------------------
+# --- Service requests (5-12) ----------------------------------------------------------------------
 
 
 def test_5_valid_request_with_full_prefetch(client, service):
@@ -380,8 +378,7 @@ def test_12_resigned_orders_and_mixed_types_do_not_crash(client, service):
     ]
 
 
-# --- Card content (13-20), over every scenario
-# --------------------------------------------------------------------
+# --- Card content (13-20), over every scenario ----------------------------------------------------
 
 
 def all_scenario_responses(client, service):
@@ -479,8 +476,7 @@ def test_emitted_resources_pass_fhir_r4b_models(client, service):
     assert count >= 5
 
 
-# --- Feedback (21-23)
-# ---------------------------------------------------------------------------------------------
+# --- Feedback (21-23) -----------------------------------------------------------------------------
 
 
 def issued_card(client, service) -> dict:
@@ -591,8 +587,7 @@ def test_feedback_for_unknown_service_is_404(client):
     assert_outcome(client.post("/cds-services/nope/feedback", json={"feedback": []}), 404)
 
 
-# --- CORS
-# --------------------------------------------------------------------------------------------------------
+# --- CORS -----------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("path", ["/cds-services", SERVICE_URL, SERVICE_URL + "/feedback"])

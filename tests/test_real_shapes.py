@@ -109,7 +109,7 @@ def test_loader_accepts_synthea_bundles_and_turns_them_into_upserts():
     bundle = scenario("esrd-synthea-renal-dialysis-procedures").patient.transaction()
     upserts = as_upserts(bundle)
     assert bundle["entry"][0]["request"]["method"] == "POST"  # the original is left alone
-    for sent, original in zip(upserts["entry"], bundle["entry"]):
+    for sent, original in zip(upserts["entry"], bundle["entry"], strict=True):
         resource = original["resource"]
         assert sent["request"] == {
             "method": "PUT",
@@ -219,12 +219,15 @@ def test_synthea_patient_identity_is_stable_and_unique():
     assert synthea_patient("k-2", age=60, given="A1", family="B1").patient_id != one.patient_id
     patients = [s.patient.patient() for s in SCENARIOS]
     for field in ("birthDate",):
-        values = [p[field] for p, s in zip(patients, SCENARIOS) if field in p and s in REAL_SHAPES]
+        values = [
+            p[field]
+            for p, s in zip(patients, SCENARIOS, strict=True)
+            if field in p and s in REAL_SHAPES
+        ]
         assert len(values) == len(set(values))
 
 
-# --- what the cards say (full prefetch, through HTTP)
-# ---------------------------------------------------------------
+# --- what the cards say (full prefetch, through HTTP) ---------------------------------------------
 
 
 def _cards(app, name: str) -> list[dict]:

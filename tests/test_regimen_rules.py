@@ -718,7 +718,7 @@ def test_duplicate_drafts_in_one_request(post, other, indicator):
     cards = post(p, first, second)
     assert [c["source"]["topic"]["code"] for c in cards] == ["duplicate-bone-agent"] * 2
     references = [f"MedicationRequest/{d['id']}" for d in (first, second)]
-    for card, own in zip(cards, references):
+    for card, own in zip(cards, references, strict=True):
         assert card["indicator"] == indicator and "Also being ordered now" in card["detail"]
         assert card["selectionBehavior"] == "at-most-one"
         assert deletes(card)[0] == own and sorted(deletes(card)) == sorted(references)

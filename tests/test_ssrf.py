@@ -16,8 +16,8 @@ from fixtures.builder import ANCHOR_INSTANT
 from fixtures.prefetch import hook_request, transaction_resources
 from fixtures.scenarios import scenario
 from service import create_app
-from service.auth import mint_token
 from service.config import Settings
+from service.dev_keys import mint_token
 from service.record.ssrf import fhir_server_refusal
 
 ALLOWED = ("https://ehr.example.org/fhir",)
@@ -99,7 +99,11 @@ def listener():
     counter.sock.close()
 
 
-def patient_only_request(app, fhir_server: str, token: str | None = "ehr-access-token") -> dict:
+def patient_only_request(
+    app,
+    fhir_server: str,
+    token: str | None = "ehr-access-token",  # noqa: S107  (a fixed test token)
+) -> dict:
     s = scenario("dose-adjust-first-dose")
     service = app.extensions["bonecds"].services["bonecds-order-sign"]
     return hook_request(

@@ -1,19 +1,22 @@
 """A suggestion is an order: whatever the service offers must be something it would let the
 clinician sign.
 
-Black-box, through HTTP with the clock frozen at the fixtures' anchor: every suggestion of every card is accepted (one
-at a time, see tests/resign.py) and the result is signed again.
+Black-box, through HTTP with the clock frozen at the fixtures' anchor: every suggestion of every
+card is accepted (one at a time, see tests/resign.py) and the result is signed again.
 
-- A suggestion that creates or updates a bone-agent MedicationRequest must give an order with no critical card on it,
-  and a change to the bone-agent order must not make the rule that offered it fire again on it.
-- Any other suggestion (a lab or dental ServiceRequest, a supplement, removing a draft) must give a 200 answer in which
-  no card offers the identical order again (same `suggestion_signature`). A drafted lab order does not produce the
-  result, so the rule that offered it may well still warn; it must just not offer the same order a second time.
+- A suggestion that creates or updates a bone-agent MedicationRequest must give an order with no
+  critical card on it, and a change to the bone-agent order must not make the rule that offered it
+  fire again on it.
+- Any other suggestion (a lab or dental ServiceRequest, a supplement, removing a draft) must give a
+  200 answer in which no card offers the identical order again (same `suggestion_signature`). A
+  drafted lab order does not produce the result, so the rule that offered it may well still warn; it
+  must just not offer the same order a second time.
 
-(a) runs every scenario of fixtures/scenarios.py on its own hook with full prefetch; (b) generates patients and drafts
-with PatientBuilder (Hypothesis, derandomized) for order-sign and, without a draft, for patient-view.
-Which cards "concern" the accepted order is decided in tests/resign.py (module docstring): an isolated sign with that
-order as the only bone-agent draft.
+(a) runs every scenario of fixtures/scenarios.py on its own hook with full prefetch; (b) generates
+patients and drafts with PatientBuilder (Hypothesis, derandomized) for order-sign and, without a
+draft, for patient-view.
+Which cards "concern" the accepted order is decided in tests/resign.py (module docstring): an
+isolated sign with that order as the only bone-agent draft.
 """
 
 from __future__ import annotations
@@ -86,8 +89,7 @@ def services(app):
     return app.extensions["bonecds"].services
 
 
-# --- the property
-# ---------------------------------------------------------------------------------------------------
+# --- the property ---------------------------------------------------------------------------------
 
 
 def _explain(
@@ -200,8 +202,7 @@ def order_sign_prefetch(services, patient_id: str, resources: list[dict]) -> dic
     return build_prefetch(services["bonecds-order-sign"], {"patientId": patient_id}, resources)
 
 
-# --- the harness itself (so that a failure below is the service's, not the harness's)
-# -------------------------------
+# --- the harness itself (so that a failure below is the service's, not the harness's) -------------
 
 
 def test_harness_applies_update_create_delete_and_isolates():
@@ -331,8 +332,7 @@ def test_harness_judges_a_changed_order_on_its_own(client, services):
     assert "duplicate-bone-agent" not in {rule_of(c) for c in dose.concerning}
 
 
-# --- (a) the scenarios
-# ----------------------------------------------------------------------------------------------
+# --- (a) the scenarios ----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("scn", SCENARIOS, ids=[s.name for s in SCENARIOS])
@@ -387,8 +387,7 @@ def test_scenario_with_six_monthly_draft_suggestions_are_orders(scn, client, ser
     )  # labs and supplements: as in (a)
 
 
-# --- (b) generated patients
-# -----------------------------------------------------------------------------------------
+# --- (b) generated patients -----------------------------------------------------------------------
 
 PATIENT_ID = "bcds-resign-generated"
 CONDITIONS = [

@@ -140,30 +140,31 @@ def _long_corticosteroid_course(facts: PatientFacts, months: int, gap_days: int)
     premedication do not count."""
     orders = sorted(
         (
-            m
+            (m.authored, m)
             for m in facts.medications
             if "systemic-corticosteroid" in m.classes
             and m.authored
             and (m.in_request or m.status not in NOT_TAKEN_STATUS)
             and (not m.route_text or "oral" in m.route_text)
         ),
-        key=lambda m: m.authored,
+        key=lambda dated: dated[0],
     )
-    if not any(m.current for m in orders):
+    if not any(m.current for _, m in orders):
         return None
-    start: MedicationFact | None = None
+    start: tuple[datetime, MedicationFact] | None = None
     previous: datetime | None = None
-    for order in orders:
-        if previous is None or days_between(previous, order.authored) > gap_days:
-            start = order
-        previous = order.authored
+    for authored, order in orders:
+        if previous is None or days_between(previous, authored) > gap_days:
+            start = (authored, order)
+        previous = authored
     limit = shift_months(
         facts.now, -months
     ).date()  # by calendar date, as every window: a start on that day is not "more"
-    if start is not None and start.authored.date() < limit:
+    if start is not None and start[0].date() < limit:
+        since, first = start
         return (
-            f"systemic corticosteroid for more than {months} months ({start.label} since"
-            f" {start.authored.date().isoformat()})"
+            f"systemic corticosteroid for more than {months} months ({first.label} since"
+            f" {since.date().isoformat()})"
         )
     return None
 

@@ -173,7 +173,8 @@ def current_hypercalcemia_of_malignancy(facts: PatientFacts, knowledge: Knowledg
         }
     ):
         onset = diagnoses[0].onset
-        assert onset is not None
+        if onset is None:
+            raise RuntimeError("a recent hypercalcemia diagnosis without an onset date")
         return (
             f"{diagnoses[0].label} recorded {onset.date().isoformat()} and {calcium.explanation},"
             " with an active cancer"

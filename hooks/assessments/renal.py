@@ -106,7 +106,8 @@ class RenalFunction:
         """The inputs and result in one line of markdown."""
         limits = tuple(limits)
         if self.is_clearance:
-            assert self.creatinine and self.weight
+            if not self.creatinine or not self.weight:
+                raise RuntimeError("a creatinine clearance without its creatinine and weight")
             bound = ""
             if self.censored:
                 bound = (
@@ -118,8 +119,9 @@ class RenalFunction:
                 f" {self.age_years}; {self.sex} → **CrCl {self.number(limits)} mL/min**"
                 f" (Cockcroft-Gault, actual body weight{bound})"
             )
-        assert self.egfr
         egfr = self.egfr
+        if not egfr:
+            raise RuntimeError("an eGFR-based renal function without its eGFR")
         reported = (
             f"eGFR {egfr.bound}{_as_reported(egfr.recorded_value)} {egfr.recorded_unit} on "
             f"{egfr.when.date().isoformat()} (read as {EGFR_UNIT})"
@@ -185,7 +187,8 @@ def assess_renal_function(
         if facts.sex is None:
             missing.append("recorded sex (Patient.gender female or male, or US Core birth sex)")
         if not missing and creatinine.value > 0:
-            assert weight is not None and age is not None
+            if weight is None or age is None:
+                raise RuntimeError("nothing is missing, yet no weight or age")
             value = creatinine_clearance(creatinine.value, age, weight.value, facts.sex == "female")
             return RenalAssessment(
                 RenalFunction(

@@ -41,7 +41,7 @@ def build_facts(
         unavailable=dict(unavailable_groups),
         sex_basis=sex_basis,
     )
-    by_type: dict[str, dict[str, dict]] = {}
+    by_type: dict[str | None, dict[str, dict]] = {}
     for resource in resources:
         kind = resource.get("resourceType")
         key = id_of(resource) or str(id(resource))

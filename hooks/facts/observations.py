@@ -22,6 +22,7 @@ from hooks.fhir_read import (
     concept_texts,
     effective_datetime,
     id_of,
+    object_at,
     parse_datetime,
     quantity,
     status_of,
@@ -65,11 +66,7 @@ MOLAR_UNITS = frozenset({"mmol/L", "mmol/l"})
 def observation_datetime(observation: dict) -> datetime | None:
     """When a result was taken (catalog "Reading the record"): effectiveDateTime, else
     effectivePeriod.start, else effectiveInstant, else issued."""
-    period = (
-        observation.get("effectivePeriod")
-        if isinstance(observation.get("effectivePeriod"), dict)
-        else {}
-    )
+    period = object_at(observation, "effectivePeriod")
     return (
         parse_datetime(observation.get("effectiveDateTime"))
         or parse_datetime(period.get("start"))

@@ -11,6 +11,7 @@ from hooks.fhir_read import (
     concept_label,
     days_between,
     effective_datetime,
+    object_at,
     parse_datetime,
     status_of,
 )
@@ -50,11 +51,11 @@ def read_dental_exams(
     for encounter in encounters:
         if status_of(encounter) in NOT_PERFORMED_STATUS:
             continue
-        coded = [c for key in ("reasonCode", "type") for c in codings(encounter.get(key))]
-        period = encounter.get("period") if isinstance(encounter.get("period"), dict) else {}
+        reasons = [c for key in ("reasonCode", "type") for c in codings(encounter.get(key))]
+        period = object_at(encounter, "period")
         when = parse_datetime(period.get("start")) or parse_datetime(period.get("end"))
         if when and any(
-            exam_set.matches(system, code, knowledge.systems) for system, code, _ in coded
+            exam_set.matches(system, code, knowledge.systems) for system, code, _ in reasons
         ):
             exams.append(
                 DentalExam(when, f"dental examination encounter on {when.date().isoformat()}")

@@ -64,7 +64,7 @@ def _reference_problems(raw: dict[str, Any]) -> Iterable[Violation]:
         yield from _each(("ingredients", key, "routes"), entry["routes"], routes, "route")
     seen: dict[str, tuple[Any, ...]] = {}
     for index, product in enumerate(raw["products"]):
-        path = ("products", index)
+        path: tuple[Any, ...] = ("products", index)
         yield from _twice((*path, "rxnorm"), product["rxnorm"], seen, "RxNorm code")
         yield from _unknown((*path, "ingredient"), product["ingredient"], ingredients, "ingredient")
         yield from _unknown((*path, "route"), product["route"], routes, "route")
@@ -178,7 +178,7 @@ def _threshold_problems(raw: dict[str, Any], formulations: set[str]) -> Iterable
                 (*base, table, "source"), thresholds[table]["source"], sources, "source"
             )
         for index, entry in enumerate(thresholds[table]["entries"]):
-            path = (*base, table, "entries", index)
+            path: tuple[Any, ...] = (*base, table, "entries", index)
             yield from _unknown(
                 (*path, "formulation"), entry.get("formulation"), formulations, "formulation"
             )

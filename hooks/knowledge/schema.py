@@ -169,7 +169,7 @@ class KnowledgeSchema:
         if not isinstance(value, list):
             return
         if isinstance(argument, list):
-            for index, (item, item_schema) in enumerate(zip(value, argument)):
+            for index, (item, item_schema) in enumerate(zip(value, argument, strict=False)):
                 self._check(item, item_schema, (*path, index), errors)
             if schema.get("additionalItems") is False and len(value) > len(argument):
                 extra = ", ".join(map(_show, value[len(argument) :]))
@@ -267,7 +267,7 @@ class KnowledgeSchema:
         if self._valid(value, argument, path):
             errors.append((path, f"{_show(value)} should not be valid under {argument!r}"))
 
-    _CHECKS: dict[str, Callable[..., None]] = {
+    _CHECKS: dict[str, Callable[..., None] | None] = {
         "type": _type,
         "enum": _enum,
         "pattern": _pattern,

@@ -46,9 +46,9 @@ def _status_lines(ctx: OrderContext) -> list[str]:
         lines.append(f"- Not assessed: {', '.join(ctx.bone_loss.not_assessed)}.")
     missing = _unavailable_sources(ctx)
     lines += [
-        unavailable_line(name, ctx.facts.is_unavailable(group))
+        unavailable_line(name, reason)
         for group, name in STATUS_SOURCES
-        if group in missing
+        if group in missing and (reason := ctx.facts.is_unavailable(group))
     ]
     if missing:
         lines.append(

@@ -3,16 +3,14 @@ oral regimens, duplicates."""
 
 from __future__ import annotations
 
-import math
-from datetime import datetime, timedelta
 from typing import Any
 
 from hooks.assessments.calcium import latest_calcium
 from hooks.cards import Finding, Suggestion
-from hooks.facts.model import DoseEvent
-from hooks.fhir_read import days_between, format_number, shift_months
+from hooks.fhir_read import format_number, shift_months
 from hooks.rules.common import finding
 from hooks.rules.context import OrderContext, course_of, matches_regimen, minimum_days
+from hooks.rules.intervals import interval_grace, label_interval_days, rule_regimen_entry
 from hooks.rules.rule import rule
 from hooks.suggestions import (
     delete_draft,
@@ -23,166 +21,6 @@ from hooks.suggestions import (
     update_draft_infusion,
     update_draft_timing,
 )
-
-
-def _regimen_entry(ctx: OrderContext, table: str) -> dict[str, Any] | None:
-    """The first entry of a regimen table (knowledge thresholds) that describes this order in this
-    setting."""
-    return next(
-        (
-            entry
-            for entry in ctx.threshold(table)["entries"]
-            if matches_regimen(entry, ctx.order)
-            and ctx.setting in entry.get("settings", [ctx.setting])
-        ),
-        None,
-    )
-
-
-def _grace(ctx: OrderContext) -> float:
-    return ctx.threshold("interval_grace_days_for_months")
-
-
-SHORTEST_MONTH_DAYS = 28
-
-
-def _label_interval_days(every: list | tuple) -> float:
-    """An oral tablet's labelled interval in days.
-
-    The 2-week grace of the interval rule does not apply (it would let a monthly tablet be taken
-    every 3 weeks); 'monthly' is met by any calendar month, so by 28 days.
-    """
-    period, unit = every
-    return period * SHORTEST_MONTH_DAYS if unit == "mo" else minimum_days(every, 0)
-
-
-def _due(ctx: OrderContext) -> datetime:
-    """When the ordered dose is given: now, or the order's stated start when that is later."""
-    starts = ctx.order.starts
-    return starts if starts is not None and starts > ctx.now else ctx.now
-
-
-def _interval_anchor(
-    ctx: OrderContext, entry: dict[str, Any]
-) -> tuple[DoseEvent | None, bool, datetime | None]:
-    """The dose the minimum interval counts from, whether this order is an allowed extra dose, and
-    from when an extra dose would be allowed.
-
-    In hypercalcemia of malignancy denosumab may add up to two doses in the first 28 days of a
-    course, each at least 7 days after the one before (the label's days 8 and 15); the 4 weeks then
-    count from the last dose that is not such an extra.
-    """
-    last = ctx.last_dose
-    extra = entry.get("extra_doses")
-    if last is None or not extra or ctx.setting not in extra["settings"]:
-        return last, False, None
-    course = list(reversed(ctx.course_doses))  # oldest first
-    if not course:
-        return last, False, None
-    start, anchor, previous, extras = course[0], course[0], course[0], 0
-    for dose in course[1:]:
-        in_window = (dose.when - start.when).days <= extra["within_days"]
-        if (
-            in_window
-            and extras < extra["count"]
-            and (dose.when - previous.when).days >= extra["min_gap_days"]
-        ):
-            extras += 1
-        else:
-            anchor = dose
-        previous = dose
-    if extras >= extra["count"] or anchor is not start:
-        return anchor, False, None
-    extra_from = previous.when + timedelta(days=extra["min_gap_days"])
-    if (extra_from - start.when).days > extra["within_days"]:
-        return anchor, False, None
-    due = _due(ctx)
-    allowed = (due - start.when).days <= extra["within_days"] and days_between(
-        previous.when, due
-    ) >= extra["min_gap_days"]
-    return anchor, allowed, extra_from
-
-
-@rule("interval-too-short")
-def interval_too_short(ctx: OrderContext) -> Finding | None:
-    """The order's interval, or the time since the last dose of the same drug, is under the minimum
-    for product and setting; in hypercalcemia of malignancy a repeating zoledronic acid order (one
-    dose treats it)."""
-    entry = _regimen_entry(ctx, "minimum_intervals")
-    if entry is None:
-        return None
-    order = ctx.order
-    shortest = minimum_days(entry["every"], _grace(ctx))
-    problems: list[str] = []
-    new_every = not_before = None
-    single_dose = False
-    if entry.get("single_dose") and order.interval is not None:
-        problems.append(
-            f"- The order repeats {order.interval.describe()}: it is a single dose, repeated only"
-            " if calcium does not return to normal."
-        )
-        single_dose = True
-    elif order.interval is not None and order.interval.days < shortest - 1e-9:
-        problems.append(f"- The order repeats {order.interval.describe()}.")
-        new_every = tuple(entry.get("suggested_every", entry["every"]))
-    anchor, extra_dose, extra_from = _interval_anchor(ctx, entry)
-    due = _due(ctx)
-    if anchor is not None and not extra_dose and days_between(anchor.when, due) < shortest:
-        gap = days_between(anchor.when, due)
-        when = "" if due is ctx.now else f" before the order's start on {due.date().isoformat()}"
-        problems.append(
-            f"- The last dose of {order.ingredient_display} was {gap} days{when} ago, on "
-            f"{anchor.when.date().isoformat()} ({anchor.evidence})."
-        )
-        not_before = anchor.when + timedelta(days=math.ceil(shortest))
-        if extra_from is not None and extra_from < not_before:
-            problems.append(
-                "- In hypercalcemia of malignancy an extra dose is allowed from "
-                f"{extra_from.date().isoformat()} (the label's doses on days 8 and 15)."
-            )
-            not_before = extra_from
-    if not problems:
-        return None
-    allowance = " (2 weeks early is accepted)" if entry["every"][1] in ("mo", "a") else ""
-    minimum = (
-        "a single dose"
-        if single_dose
-        else f"the minimum of {every_words(entry['every'])}{allowance}"
-    )
-    lines = [
-        f"**{order.describe()}** is more frequent than {minimum} for this product in this setting.",
-        "",
-        *problems,
-        ctx.setting_line(),
-        "",
-        f"{entry['basis']}.",
-    ]
-    if not_before is not None:
-        lines.append(f"The next dose is due from {not_before.date().isoformat()}.")
-    change = (
-        "Change to a single dose"
-        if single_dose and not_before is None
-        else (
-            f"Change to {every_words(new_every)}"
-            if new_every and not_before is None
-            else "Change the timing"
-        )
-    )
-    suggestion = update_draft_timing(
-        order, change, every=new_every, not_before=not_before, single_dose=single_dose
-    )
-    summary = (
-        f"{order.ingredient_display.capitalize()} for hypercalcemia is a single dose, not "
-        f"{order.interval.describe()}"
-        if single_dose and order.interval
-        else (
-            f"{order.ingredient_display.capitalize()} too soon: minimum interval is"
-            f" {every_words(entry['every'])}"
-        )
-    )
-    return finding(
-        ctx, "warning", summary, lines, sources=[entry.get("source")], suggestions=[suggestion]
-    )
 
 
 @rule("metastatic-schedule-inappropriate")
@@ -199,7 +37,8 @@ def metastatic_schedule_inappropriate(ctx: OrderContext) -> Finding | None:
             continue
         floor = candidate.get("every_at_least")
         if floor and (
-            order.interval is None or order.interval.days < minimum_days(floor, _grace(ctx)) - 1e-9
+            order.interval is None
+            or order.interval.days < minimum_days(floor, interval_grace(ctx)) - 1e-9
         ):
             continue
         entry = candidate
@@ -356,9 +195,11 @@ def adjuvant_duration_exceeded(ctx: OrderContext) -> Finding | None:
 def infusion_too_fast(ctx: OrderContext) -> Finding | None:
     """The order states an infusion time shorter than the product's minimum."""
     order = ctx.order
-    minimum = order.formulation.min_infusion_minutes if order.formulation else None
+    formulation = order.formulation
+    minimum = formulation.min_infusion_minutes if formulation else None
     if (
-        minimum is None
+        formulation is None
+        or minimum is None
         or order.infusion_minutes is None
         or not order.infusion_minutes < minimum - 1e-9
     ):
@@ -377,7 +218,7 @@ def infusion_too_fast(ctx: OrderContext) -> Finding | None:
         f"Infusion of {order.ingredient_display} over {order.infusion_minutes:g} min: the minimum"
         f" is {minimum:g} min",
         lines,
-        sources=[order.formulation.raw.get("infusion_source")],
+        sources=[formulation.raw.get("infusion_source")],
         suggestions=[update_draft_infusion(order, minimum, f"Infuse over {minimum:g} minutes")],
     )
 
@@ -386,8 +227,14 @@ def infusion_too_fast(ctx: OrderContext) -> Finding | None:
 def dose_above_maximum(ctx: OrderContext) -> Finding | None:
     """A single dose above the product's label maximum."""
     order = ctx.order
-    maximum = order.formulation.max_dose_mg if order.formulation else None
-    if maximum is None or order.dose_mg is None or not order.dose_mg > maximum + 1e-9:
+    formulation = order.formulation
+    maximum = formulation.max_dose_mg if formulation else None
+    if (
+        formulation is None
+        or maximum is None
+        or order.dose_mg is None
+        or not order.dose_mg > maximum + 1e-9
+    ):
         return None
     lines = [
         (
@@ -403,7 +250,7 @@ def dose_above_maximum(ctx: OrderContext) -> Finding | None:
         f"{order.ingredient_display.capitalize()} {order.dose_mg:g} mg is above the maximum single"
         f" dose of {maximum:g} mg",
         lines,
-        sources=[order.formulation.raw.get("max_dose_source")],
+        sources=[formulation.raw.get("max_dose_source")],
         suggestions=[update_draft_dose(order, maximum, f"Change dose to {maximum:g} mg")],
     )
 
@@ -412,11 +259,11 @@ def dose_above_maximum(ctx: OrderContext) -> Finding | None:
 def oral_bp_regimen(ctx: OrderContext) -> Finding | None:
     """A weekly or monthly oral bisphosphonate strength ordered more often than its label
     interval."""
-    entry = _regimen_entry(ctx, "oral_bisphosphonate_regimens")
+    entry = rule_regimen_entry(ctx, "oral_bisphosphonate_regimens")
     order = ctx.order
     if entry is None or order.interval is None:
         return None
-    if not order.interval.days < _label_interval_days(entry["every"]) - 1e-9:
+    if not order.interval.days < label_interval_days(entry["every"]) - 1e-9:
         return None
     lines = [
         (

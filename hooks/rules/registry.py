@@ -8,8 +8,6 @@ from hooks.rules.calcium import (
     calcium_data_missing,
     calcium_low,
     denosumab_renal_hypocalcemia,
-    supplements_missing,
-    vitamin_d_low,
 )
 from hooks.rules.completeness import record_incomplete
 from hooks.rules.eligibility import (
@@ -28,12 +26,12 @@ from hooks.rules.history import (
     oral_bp_esophageal,
     pregnancy_or_lactation,
 )
+from hooks.rules.intervals import interval_too_short
 from hooks.rules.regimen import (
     adjuvant_duration_exceeded,
     dose_above_maximum,
     duplicate_bone_agent,
     infusion_too_fast,
-    interval_too_short,
     metastatic_schedule_inappropriate,
     oral_bp_regimen,
     pamidronate_hcm_dose,
@@ -42,8 +40,8 @@ from hooks.rules.renal import (
     renal_contraindicated,
     renal_data_missing,
     renal_deterioration,
-    renal_dose_adjust,
 )
+from hooks.rules.renal_dose import renal_dose_adjust
 from hooks.rules.review import (
     review_adjuvant_candidate,
     review_bone_loss_untreated,
@@ -52,6 +50,7 @@ from hooks.rules.review import (
     review_incomplete,
 )
 from hooks.rules.rule import Rule
+from hooks.rules.supplements import supplements_missing, vitamin_d_low
 
 ORDER_SAFETY_RULES: tuple[Rule, ...] = (
     pregnancy_or_lactation,

@@ -331,8 +331,9 @@ def review_denosumab_stopped(ctx: ReviewContext) -> Finding | None:
 
 @rule("record-incomplete", after_all=True)
 def review_incomplete(ctx: ReviewContext) -> Finding | None:
-    """The review could not be done in full: say which parts of the record were missing (not for a patient whose problem
-    list was read and shows no breast cancer: the review has nothing to say about her)."""
+    """The review could not be done in full: say which parts of the record were missing (not for a
+    patient whose problem list was read and shows no breast cancer: the review has nothing to say
+    about her)."""
     if not ctx.breast_cancer and not ctx.facts.is_unavailable("conditions"):
         return None
     lines = [

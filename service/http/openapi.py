@@ -43,8 +43,9 @@ def _schema_file(name: str) -> dict[str, Any]:
 
 
 def _to_components(name: str, schema: dict[str, Any], components: dict[str, Any]) -> dict[str, str]:
-    """Put a draft-07 schema into components/schemas (its definitions as `name.definition`), refs rewritten; OpenAPI
-    3.1 uses JSON Schema 2020-12, so `dependencies` becomes `dependentRequired`/`dependentSchemas`.
+    """Put a draft-07 schema into components/schemas (its definitions as `name.definition`), refs
+    rewritten; OpenAPI 3.1 uses JSON Schema 2020-12, so `dependencies` becomes
+    `dependentRequired`/`dependentSchemas`.
     """
     schema = copy.deepcopy(schema)
     definitions = schema.pop("definitions", {})

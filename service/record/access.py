@@ -39,9 +39,9 @@ class FhirAccess:
     ) -> None:
         given = body.get("fhirServer")
         self.given = given if isinstance(given, str) else None
-        authorization = (
-            body.get("fhirAuthorization") if isinstance(body.get("fhirAuthorization"), dict) else {}
-        )
+        authorization = body.get("fhirAuthorization")
+        if not isinstance(authorization, dict):
+            authorization = {}
         token = authorization.get("access_token")
         self.token = token if isinstance(token, str) else None
         self._refusal = refusal
@@ -78,10 +78,13 @@ class FhirAccess:
 def fetch(
     fetcher: FhirFetcher, access: FhirAccess, queries: dict[str, str], metrics: Any
 ) -> dict[str, FetchOutcome]:
+    server = access.server
+    if server is None:  # callers read only when the request named an allowed fhirServer
+        raise RuntimeError("no allowed fhirServer to read from")
     started = time.perf_counter()
     # without the Patient there is no answer but 412: do not wait for the rest when its read fails
     outcomes = fetcher.fetch_all(
-        access.server,
+        server,
         access.token,
         queries,
         **({"critical": "patient"} if "patient" in queries else {}),

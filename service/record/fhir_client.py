@@ -3,47 +3,29 @@ total budget, bounded paging."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs, urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 import orjson
 
 from hooks.facts.fetch_failure import FetchFailure, FetchReason
-from hooks.fhir_read import as_list, bundle_resources
+from service.record.breaker import CircuitBreaker
+from service.record.budget import call_deadline
+from service.record.paging import count_of, matches_and_included, next_link
 
 log = logging.getLogger(__name__)
 
 # One page of a narrow, _count-bounded search is well under 1 MiB; far more is a misbehaving server,
 # not a record.
 MAX_RESPONSE_BYTES = 4 * 1024 * 1024
-
-# The deadline (time.monotonic()) of the hook call being answered: every FHIR read of one call (a
-# draft's Medication,
-# the record, the Medications the record refers to) shares one budget instead of each taking a full
-# one.
-_CALL_DEADLINE: ContextVar[float | None] = ContextVar("bonecds_fhir_call_deadline", default=None)
-
-
-@contextlib.contextmanager
-def call_budget(seconds: float) -> Iterator[None]:
-    """Within this block, FhirFetcher.fetch_all stops at `seconds` from now in total, however often
-    it is called."""
-    token = _CALL_DEADLINE.set(time.monotonic() + seconds)
-    try:
-        yield
-    finally:
-        _CALL_DEADLINE.reset(token)
 
 
 @dataclass
@@ -66,76 +48,6 @@ BUSY = FetchFailure(
     FetchReason.BUSY,
     "not read: the service is busy (too many FHIR reads in progress on this worker)",
 )
-
-
-class CircuitBreaker:
-    """Per FHIR host: after `threshold` hook calls in a row whose reads timed out, the host is
-    skipped for `open_seconds` (calls answer at once, saying what could not be checked); then one
-    call probes it (half-open), and its outcome closes the circuit or opens it again.
-
-    A slow EHR server then costs one timeout per interval, not one per call, and cannot hold every
-    thread of the service.
-    """
-
-    def __init__(
-        self, threshold: int, open_seconds: float, monotonic: Any = time.monotonic
-    ) -> None:
-        self.threshold = threshold
-        self.open_seconds = open_seconds
-        self._monotonic = monotonic
-        self._lock = threading.Lock()
-        self._failures: dict[str, int] = {}
-        self._open_until: dict[str, float] = {}
-        self._probing: set[str] = set()
-        self.on_change: Any = lambda _state: None
-
-    def _tell(self, state: str) -> None:
-        try:
-            self.on_change(state)
-        except Exception as error:  # a metrics hook must never turn a FHIR read into a failed call
-            log.error("circuit breaker hook failed (%s)", type(error).__name__)
-
-    def allow(self, host: str) -> FetchFailure | None:
-        """None when a call may read from host now, else why not (for the cards)."""
-        with self._lock:
-            until = self._open_until.get(host)
-            if until is None:
-                return None
-            now = self._monotonic()
-            if now < until or host in self._probing:
-                return FetchFailure(
-                    FetchReason.CIRCUIT_OPEN,
-                    "not read: the FHIR server timed out repeatedly and is "
-                    f"skipped for {max(1, round(until - now))} s more (circuit open)",
-                )
-            self._probing.add(host)  # half-open: this call is the probe
-        self._tell("half-open")
-        return None
-
-    def record(self, host: str, timed_out: bool) -> None:
-        state = None
-        with self._lock:
-            probing = host in self._probing
-            self._probing.discard(host)
-            if not timed_out:
-                self._failures.pop(host, None)
-                if self._open_until.pop(host, None) is not None:
-                    state = "closed"
-            else:
-                failures = self._failures.get(host, 0) + 1
-                self._failures[host] = failures
-                if probing or failures >= self.threshold:
-                    self._open_until[host] = self._monotonic() + self.open_seconds
-                    state = "open"
-        if state:
-            if state == "open":
-                log.warning(
-                    "FHIR server circuit open after repeated timeouts: reads skipped for %g s",
-                    self.open_seconds,
-                )
-            else:
-                log.warning("FHIR server answering again: circuit closed")
-            self._tell(state)
 
 
 class FhirFetcher:
@@ -199,9 +111,10 @@ class FhirFetcher:
         within the budget. When the `critical` query (the Patient read) fails, the call stops at
         once: without the patient there is no answer to give, so the other reads are not waited for.
 
-        Each call has threads of its own: with one pool shared by the worker, the queries of concurrent calls to a
-        hanging server queued behind each other and a later call's Patient read never started (412 for a patient
-        whose record was there). A thread outlives its call by at most one per-call timeout.
+        Each call has threads of its own: with one pool shared by the worker, the queries of
+        concurrent calls to a hanging server queued behind each other and a later call's Patient
+        read never started (412 for a patient whose record was there). A thread outlives its call
+        by at most one per-call timeout.
         """
         if not queries:
             return {}
@@ -225,9 +138,9 @@ class FhirFetcher:
     ) -> dict[str, FetchOutcome]:
         http = self._client()
         deadline = time.monotonic() + self.budget_seconds
-        call_deadline = _CALL_DEADLINE.get()
-        if call_deadline is not None:
-            deadline = min(deadline, call_deadline)
+        shared_deadline = call_deadline()
+        if shared_deadline is not None:
+            deadline = min(deadline, shared_deadline)
         pool = ThreadPoolExecutor(
             max_workers=min(self.max_parallel, len(queries)), thread_name_prefix="fhir-fetch"
         )
@@ -272,9 +185,8 @@ class FhirFetcher:
                 else:
                     outcomes[key] = future.result()
         finally:
-            pool.shutdown(
-                wait=False, cancel_futures=True
-            )  # queries not started by now are dropped, running ones end soon
+            # queries not started by now are dropped, running ones end soon
+            pool.shutdown(wait=False, cancel_futures=True)
         return outcomes
 
     def _run_query(
@@ -285,7 +197,7 @@ class FhirFetcher:
         headers = {"Accept": "application/fhir+json, application/json"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        count = _count_of(query)
+        count = count_of(query)
         ordered = "_sort=" in query
         collected: list[dict] = []
         seen: set[tuple[str, str]] = set()
@@ -296,9 +208,8 @@ class FhirFetcher:
             body_or_error = self._get_json(http, url, headers, deadline, page)
             if isinstance(body_or_error, FetchOutcome):
                 if not body_or_error.found and page == 0 and "?" not in query:
-                    return FetchOutcome(
-                        found=False
-                    )  # a read of a resource the server does not have
+                    # a read of a resource the server does not have
+                    return FetchOutcome(found=False)
                 return FetchOutcome(collected, error=body_or_error.error)
             body = body_or_error
             if body["resourceType"] == "OperationOutcome":
@@ -311,7 +222,7 @@ class FhirFetcher:
                 )
             if body["resourceType"] != "Bundle":
                 return FetchOutcome([*collected, body])
-            resources, included = _matches_and_included(body)
+            resources, included = matches_and_included(body)
             if count is not None and len(resources) > count:
                 truncated, resources = True, resources[:count]  # the server ignored _count
             # _include'd resources (a MedicationRequest's Medication) do not count against _count
@@ -387,9 +298,8 @@ class FhirFetcher:
                     return FetchOutcome(error=_http_status(f"FHIR server answered HTTP {status}"))
                 media_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
                 if media_type and "json" not in media_type:
-                    shown = re.sub(r"[^a-z0-9.+/-]", "", media_type)[
-                        :40
-                    ]  # server text goes on a card: keep it plain
+                    # server text goes on a card: keep it plain
+                    shown = re.sub(r"[^a-z0-9.+/-]", "", media_type)[:40]
                     return FetchOutcome(
                         error=FetchFailure(
                             FetchReason.NOT_JSON,
@@ -464,32 +374,3 @@ def _failed(future: Any) -> bool:
         return True
     outcome = future.result()
     return not outcome.ok or not outcome.found or not outcome.resources
-
-
-def next_link(bundle: dict[str, Any]) -> str | None:
-    for link in bundle.get("link") or []:
-        if (
-            isinstance(link, dict)
-            and link.get("relation") == "next"
-            and isinstance(link.get("url"), str)
-        ):
-            return link["url"]
-    return None
-
-
-def _matches_and_included(bundle: dict[str, Any]) -> tuple[list[dict], list[dict]]:
-    """A searchset's resources: the matches, and those added by _include (search.mode "include")."""
-    matches: list[dict] = []
-    included: list[dict] = []
-    for entry in as_list(bundle.get("entry")):
-        resources = bundle_resources({"entry": [entry]})  # the same leniency as everywhere else
-        search = entry.get("search") if isinstance(entry, dict) else None
-        mode = search.get("mode") if isinstance(search, dict) else None
-        (included if mode == "include" else matches).extend(resources)
-    return matches, included
-
-
-def _count_of(query: str) -> int | None:
-    """The _count a query asks for (None when it asks for none, or asks nonsense)."""
-    values = parse_qs(urlsplit(query).query).get("_count") or [""]
-    return int(values[0]) if values[0].isdigit() and int(values[0]) > 0 else None

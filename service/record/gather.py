@@ -11,22 +11,24 @@ from urllib.parse import urljoin, urlsplit
 from hooks.fhir_read import bundle_resources
 from service.outcomes import ApiError
 from service.record.access import FhirAccess, PatientRecord, fetch
-from service.record.fhir_client import FhirFetcher, next_link
+from service.record.fhir_client import FhirFetcher
 from service.record.medications import read_record_medications
+from service.record.paging import next_link
 from service.record.prefetch import PrefetchKey, fill_template
 from service.record.ssrf import parse_base_url
 
 log = logging.getLogger(__name__)
 
 
-def _prefetched(value: Any) -> tuple[str, Any]:
-    """Classify one prefetch value: ('none'|'resource'|'bundle'|'failed', payload)."""
+def _prefetched(value: Any) -> tuple[str, dict[str, Any]]:
+    """Classify one prefetch value: ('none'|'resource'|'bundle'|'failed', payload); the payload is
+    empty unless the kind is 'resource' or 'bundle'."""
     if value is None:
-        return "none", None
+        return "none", {}
     if not isinstance(value, dict) or not isinstance(value.get("resourceType"), str):
-        return "failed", None
+        return "failed", {}
     if value["resourceType"] == "OperationOutcome":
-        return "failed", None
+        return "failed", {}
     if value["resourceType"] == "Bundle":
         return "bundle", value
     return "resource", value
@@ -50,7 +52,9 @@ def gather_record(
     unavailable. Medications the record refers to and did not send are read from the server too.
     `metrics` (service.metrics.Metrics) gets the fetch time and the failed queries' errors.
     """
-    prefetch = body.get("prefetch") if isinstance(body.get("prefetch"), dict) else {}
+    prefetch = body.get("prefetch")
+    if not isinstance(prefetch, dict):
+        prefetch = {}
     access = access or FhirAccess(body, refusal)
     record = PatientRecord(patient=None)
     patient_id = context.get("patientId") if isinstance(context.get("patientId"), str) else None
@@ -58,7 +62,7 @@ def gather_record(
     pages: dict[str, str] = {}  # prefetch key -> the next page of the EHR's paged prefetch
     keys = tuple(keys)
     for key in keys:
-        kind, payload = _prefetched(prefetch[key.key]) if key.key in prefetch else ("absent", None)
+        kind, payload = _prefetched(prefetch[key.key]) if key.key in prefetch else ("absent", {})
         if kind == "none":
             continue
         if kind == "resource":
@@ -145,7 +149,8 @@ def _next_page(link: str, access: FhirAccess) -> tuple[str | None, str]:
     # the same server written differently (host case, default port): ask for it relative to the base
     # as given
     server_path, page = parse_base_url(server), urlsplit(url)
-    assert server_path is not None
+    if server_path is None:  # on_server(url) accepted the URL, so the server parses
+        raise RuntimeError("the request's fhirServer is not a valid base URL")
     relative = page.path[len(server_path.path.rstrip("/")) :].lstrip("/")
     return relative + (f"?{page.query}" if page.query else ""), ""
 

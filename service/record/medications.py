@@ -309,7 +309,9 @@ def _medications_in_request(body: dict[str, Any], draft_orders: dict) -> dict[st
     """Medications sent anywhere in the request's Bundles (prefetch searchsets, `_include`d or not;
     draftOrders by fullUrl), by fullUrl and by id."""
     found: dict[str, dict] = {}
-    prefetch = body.get("prefetch") if isinstance(body.get("prefetch"), dict) else {}
+    prefetch = body.get("prefetch")
+    if not isinstance(prefetch, dict):
+        prefetch = {}
     sources = [value for value in prefetch.values() if isinstance(value, dict)] + [draft_orders]
     for source in sources:
         entries = (
@@ -321,8 +323,9 @@ def _medications_in_request(body: dict[str, Any], draft_orders: dict) -> dict[st
             resource = entry.get("resource") if isinstance(entry, dict) else None
             if not isinstance(resource, dict) or resource.get("resourceType") != "Medication":
                 continue
-            if isinstance(entry.get("fullUrl"), str):
-                found.setdefault(entry["fullUrl"], resource)
+            full_url = entry.get("fullUrl")
+            if isinstance(full_url, str):
+                found.setdefault(full_url, resource)
             if isinstance(resource.get("id"), str) and source is not draft_orders:
                 found.setdefault(resource["id"], resource)
     return found

@@ -51,30 +51,43 @@ def record_prefetch_keys(knowledge: Knowledge) -> tuple[PrefetchKey, ...]:
         PrefetchKey("patient", f"Patient/{patient}", ("patient",)),
         PrefetchKey(
             "renal",
-            f"Observation?patient={patient}&code={loinc_tokens(knowledge, 'creatinine', 'egfr')}&_sort=-date&_count=100",
+            f"Observation?patient={patient}&code={loinc_tokens(knowledge, 'creatinine', 'egfr')}"
+            "&_sort=-date&_count=100",
             ("creatinine", "egfr"),
         ),
         PrefetchKey(
             "weight",
-            f"Observation?patient={patient}&code={loinc_tokens(knowledge, 'body_weight')}&_sort=-date&_count=20",
+            f"Observation?patient={patient}&code={loinc_tokens(knowledge, 'body_weight')}"
+            "&_sort=-date&_count=20",
             ("body_weight",),
         ),
         PrefetchKey(
             "calcium",
             f"Observation?patient={patient}&code="
-            f"{loinc_tokens(knowledge, 'calcium_total', 'calcium_corrected', 'calcium_ionized', 'albumin')}&_sort=-date&_count=40",
+            + loinc_tokens(
+                knowledge, "calcium_total", "calcium_corrected", "calcium_ionized", "albumin"
+            )
+            + "&_sort=-date&_count=40",
             ("calcium",),
         ),
         PrefetchKey(
             "vitaminD",
-            f"Observation?patient={patient}&code={loinc_tokens(knowledge, 'vitamin_d')}&_sort=-date&_count=5",
+            f"Observation?patient={patient}&code={loinc_tokens(knowledge, 'vitamin_d')}"
+            "&_sort=-date&_count=5",
             ("vitamin_d",),
         ),
         PrefetchKey(
             "pregnancyStatus",
             f"Observation?patient={patient}&value-concept="
-            f"{_tokens(knowledge, [p for answers in ('pregnant', 'not_pregnant', 'unknown') for p in pregnancy[answers]])}"
-            "&_sort=-date&_count=5",
+            + _tokens(
+                knowledge,
+                [
+                    p
+                    for answers in ("pregnant", "not_pregnant", "unknown")
+                    for p in pregnancy[answers]
+                ],
+            )
+            + "&_sort=-date&_count=5",
             ("pregnancy_status",),
         ),
         PrefetchKey(
@@ -141,19 +154,22 @@ def eligibility_prefetch_keys(knowledge: Knowledge) -> tuple[PrefetchKey, ...]:
         PrefetchKey(
             "boneDensity",
             f"Observation?patient={patient}&code="
-            f"{loinc_tokens(knowledge, 'dxa_t_score', 'bmi', 'body_height', 'smoking_status')}&_sort=-date&_count=50",
+            + loinc_tokens(knowledge, "dxa_t_score", "bmi", "body_height", "smoking_status")
+            + "&_sort=-date&_count=50",
             ("bone_density",),
         ),
         PrefetchKey(
             "menopauseStatus",
-            f"Observation?patient={patient}&code={_tokens(knowledge, menopause['status_observation'])}"
-            "&_sort=-date&_count=5",
+            f"Observation?patient={patient}&code="
+            + _tokens(knowledge, menopause["status_observation"])
+            + "&_sort=-date&_count=5",
             ("menopause",),
         ),
         PrefetchKey(
             "oophorectomy",
-            f"Procedure?patient={patient}&code={_tokens(knowledge, menopause['bilateral_oophorectomy'])}"
-            "&_count=5",
+            f"Procedure?patient={patient}&code="
+            + _tokens(knowledge, menopause["bilateral_oophorectomy"])
+            + "&_count=5",
             ("procedures",),
         ),
     )

@@ -26,7 +26,8 @@ class BaseUrl:
 
 
 def parse_base_url(url: str) -> BaseUrl | None:
-    """An http(s) URL without credentials, query or fragment, normalised; None for anything else (file:, gopher:, ...)."""
+    """An http(s) URL without credentials, query or fragment, normalised; None for anything else
+    (file:, gopher:, ...)."""
     if "\\" in url or any(ord(c) < 33 or ord(c) == 127 for c in url):
         # whitespace, control characters and backslashes are parsed differently by different clients
         return None

@@ -87,9 +87,10 @@ def store_feedback_items(
     new row."""
     stored = duplicates = unknown = 0
     outcomes: list[tuple[str, str | None]] = []
+    # `placeholder` is the backend's constant ("?" or "%s"); the values are bound parameters.
     issued_sql = (
-        f"SELECT rule_id FROM issued_card WHERE card_uuid = {placeholder} AND service_id ="
-        f" {placeholder}"
+        f"SELECT rule_id FROM issued_card WHERE card_uuid = {placeholder}"  # noqa: S608
+        f" AND service_id = {placeholder}"
     )
     for item in items:
         issued = execute(issued_sql, (item["card"], service_id)).fetchone()
@@ -142,14 +143,16 @@ OUTCOMES_SQL = """
            COUNT(DISTINCT i.card_uuid),
            COUNT(DISTINCT CASE WHEN f.outcome = 'accepted' THEN f.card_uuid END),
            COUNT(DISTINCT CASE WHEN f.outcome = 'overridden' THEN f.card_uuid END)
-    FROM issued_card i LEFT JOIN feedback f ON f.card_uuid = i.card_uuid AND f.service_id = i.service_id
+    FROM issued_card i
+    LEFT JOIN feedback f ON f.card_uuid = i.card_uuid AND f.service_id = i.service_id
     GROUP BY i.rule_id ORDER BY i.rule_id
 """
 
 # Per rule: cards issued at or after a time (ISO text; "" for all). {param} is the dialect's
 # placeholder.
 ISSUED_SQL = """
-    SELECT rule_id, COUNT(*) FROM issued_card WHERE issued_at >= {param} GROUP BY rule_id ORDER BY rule_id
+    SELECT rule_id, COUNT(*) FROM issued_card WHERE issued_at >= {param}
+    GROUP BY rule_id ORDER BY rule_id
 """
 
 

@@ -44,7 +44,8 @@ SCHEMA_LOCK = 0x626F6E6563647331  # pg_advisory_xact_lock key for schema creatio
 # Claimed when new, or when the row left for this jti has expired but was not purged yet.
 CLAIM_SQL = """
     INSERT INTO jwt_replay (issuer, jti, expires_at) VALUES (%s, %s, %s)
-    ON CONFLICT (issuer, jti) DO UPDATE SET expires_at = EXCLUDED.expires_at WHERE jwt_replay.expires_at < %s
+    ON CONFLICT (issuer, jti) DO UPDATE SET expires_at = EXCLUDED.expires_at
+    WHERE jwt_replay.expires_at < %s
 """
 # Rows another connection is already deleting are skipped, so concurrent purges never wait on each
 # other.
@@ -149,9 +150,11 @@ class PostgresFeedbackStore:
         self, service_id: str, items: list[dict[str, Any]], received_at: datetime
     ) -> FeedbackReceipt:
         connection = self._connection()
+        columns, values = ", ".join(FEEDBACK_COLUMNS), ", ".join(["%s"] * len(FEEDBACK_COLUMNS))
+        # Built only from the constant column list and placeholders; every value is bound.
         insert = (
-            f"INSERT INTO feedback ({', '.join(FEEDBACK_COLUMNS)}) VALUES"
-            f" ({', '.join(['%s'] * len(FEEDBACK_COLUMNS))}) ON CONFLICT (dedupe_key) DO NOTHING"
+            f"INSERT INTO feedback ({columns}) VALUES ({values})"  # noqa: S608
+            " ON CONFLICT (dedupe_key) DO NOTHING"
         )
         with connection.transaction():
             # Two requests inserting the same keys in opposite orders would deadlock on the unique
@@ -177,7 +180,7 @@ class PostgresFeedbackStore:
         if cursor.description is None:  # a SELECT always describes its columns
             raise RuntimeError("SELECT * FROM feedback returned no column description")
         names = [d.name for d in cursor.description]
-        return [dict(zip(names, row)) for row in cursor.fetchall()]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
     def issued_by_rule(self, since: str = "") -> dict[str, int]:
         """Cards issued per rule, at or after `since` (ISO text, compared as text; "" counts every

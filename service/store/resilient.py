@@ -42,12 +42,15 @@ class _Write:
 class ResilientStore:
     """Wraps the configured store.
 
-    When the database cannot be reached: - a token's jti is claimed in this process' memory (bounded; each entry lives until the token expires plus the
-      leeway), so a replay to the same process is still refused, with a WARNING naming the store and the fallback;
-    - issued-card rows are written by a background writer from a bounded queue (always, so the ledger is off the
-      request's critical path), and the queue is flushed when the database returns;
-    - feedback that cannot be written is queued and answered as queued, never as stored; what the full queue cannot
-      hold is dropped, counted and logged.
+    When the database cannot be reached:
+    - a token's jti is claimed in this process' memory (bounded; each entry lives until the token
+      expires plus the leeway), so a replay to the same process is still refused, with a WARNING
+      naming the store and the fallback;
+    - issued-card rows are written by a background writer from a bounded queue (always, so the
+      ledger is off the request's critical path), and the queue is flushed when the database
+      returns;
+    - feedback that cannot be written is queued and answered as queued, never as stored; what the
+      full queue cannot hold is dropped, counted and logged.
     Nothing here raises into a request.
     """
 
@@ -179,8 +182,7 @@ class ResilientStore:
         with self._lock:
             return len(self._queue)
 
-    # --- internals
-    # ------------------------------------------------------------------------------------------------
+    # --- internals -------------------------------------------------------------------------------
 
     def _store(self) -> FeedbackStore | None:
         if self._inner is None:

@@ -95,10 +95,9 @@ class SqliteFeedbackStore:
         self, service_id: str, items: list[dict[str, Any]], received_at: datetime
     ) -> FeedbackReceipt:
         connection = self._connection()
-        insert = (
-            f"INSERT OR IGNORE INTO feedback ({', '.join(FEEDBACK_COLUMNS)}) "
-            f"VALUES ({', '.join('?' * len(FEEDBACK_COLUMNS))})"
-        )
+        # Built only from the constant column list and placeholders; every value is bound.
+        columns, values = ", ".join(FEEDBACK_COLUMNS), ", ".join("?" * len(FEEDBACK_COLUMNS))
+        insert = f"INSERT OR IGNORE INTO feedback ({columns}) VALUES ({values})"  # noqa: S608
         connection.execute("BEGIN IMMEDIATE")
         try:
             receipt = store_feedback_items(
@@ -118,7 +117,7 @@ class SqliteFeedbackStore:
     def feedback_rows(self) -> list[dict[str, Any]]:
         cursor = self._connection().execute("SELECT * FROM feedback ORDER BY id")
         names = [d[0] for d in cursor.description]
-        return [dict(zip(names, row)) for row in cursor.fetchall()]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
     def issued_by_rule(self, since: str = "") -> dict[str, int]:
         """Cards issued per rule, at or after `since` (ISO text, compared as text; "" counts every

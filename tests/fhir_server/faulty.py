@@ -1,8 +1,10 @@
-"""A misbehaving FHIR R4 test server: answers like a real server for one scenario's resources, or fails on purpose.
+"""A misbehaving FHIR R4 test server: answers like a real server for one scenario's resources, or
+fails on purpose.
 
-Faults are set per resource type (the first path segment: "Patient", "Observation", ...) or for all of them ("*");
-`faults = {"*": "http503", "Patient": "ok"}` breaks every search but lets the Patient read through. Every request is
-recorded (server-side) so tests can assert what was, and what was never, asked for.
+Faults are set per resource type (the first path segment: "Patient", "Observation", ...) or for all
+of them ("*"); `faults = {"*": "http503", "Patient": "ok"}` breaks every search but lets the Patient
+read through. Every request is recorded (server-side) so tests can assert what was, and what was
+never, asked for.
 """
 
 from __future__ import annotations

@@ -136,8 +136,7 @@ def loaded(fhir_server: FhirServer) -> list[str]:
     )
 
 
-# --- against the server
-# -------------------------------------------------------------------------------------
+# --- against the server ---------------------------------------------------------------------------
 
 
 @pytest.mark.integration
@@ -362,8 +361,7 @@ def test_cli_fails_with_a_message_when_nothing_can_be_loaded(
     assert "did not answer" in capsys.readouterr().err
 
 
-# --- bundle checks (no server)
-# ------------------------------------------------------------------------------
+# --- bundle checks (no server) --------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -389,8 +387,7 @@ def test_check_bundle_rejects_non_transactions() -> None:
         check_bundle("x", {**_patient_bundle(), "type": "batch"})
 
 
-# --- fixtures.dates
-# ----------------------------------------------------------------------------------------
+# --- fixtures.dates -------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(

@@ -81,7 +81,6 @@ def draft_by_reference(p, za: dict) -> dict:
 
 def test_server_answers_the_include_template(loaded, app):
     server, p, _ = loaded
-    service = app.extensions["bonecds"].services[SERVICE_ID]
     template = next(k.template for k in prefetch_templates() if k.key == "medications")
     query = template.replace("{{context.patientId}}", p.patient_id)
     with httpx.Client(

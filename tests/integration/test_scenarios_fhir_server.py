@@ -21,7 +21,7 @@ from fixtures.load import load_fixtures
 from fixtures.offers import offers
 from fixtures.prefetch import hook_request, scenario_request, transaction_resources
 from fixtures.scenarios import all_scenarios
-from service.auth import mint_token
+from service.dev_keys import mint_token
 
 SCENARIOS = all_scenarios()
 ROOT = Path(__file__).resolve().parents[2]
