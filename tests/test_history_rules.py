@@ -614,3 +614,22 @@ def test_allergy_summary_and_pregnancy_advice_fit_the_drug(
     assert set(found) == {"hypersensitivity", "pregnancy-or-lactation"}
     assert found["hypersensitivity"]["summary"] == summary_part
     assert ("contraception" in found["pregnancy-or-lactation"]["detail"]) is contraception
+
+
+@pytest.mark.parametrize(
+    "birth_date, fires",
+    [("2008-10-15", False), ("2008-10-16", True), (None, False)],
+    ids=["18-today", "18-tomorrow", "no-birth-date"],
+)
+def test_age_under_18(post, birth_date, fires):
+    """Safety and efficacy below 18 years are not established (labels): a warning, no buttons."""
+    p = prepared(metastatic(new_patient("age")))
+    p.age = None
+    if birth_date:
+        p.birth_date = birth_date
+    found = rules(post(p, order(p)))
+    assert ("age-under-18" in found) is fires, sorted(found)
+    if fires:
+        card = found["age-under-18"]
+        assert card["indicator"] == "warning" and "aged 17" in card["summary"]
+        assert "suggestions" not in card

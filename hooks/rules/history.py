@@ -69,6 +69,31 @@ def atypical_femur_fracture_history(ctx: OrderContext) -> Finding | None:
     )
 
 
+@rule("age-under-18")
+def age_under_18(ctx: OrderContext) -> Finding | None:
+    """A patient younger than the labels' minimum age on the order date (no birth date: no card)."""
+    minimum = ctx.threshold("minimum_age_years")
+    age = ctx.facts.age_on(ctx.now.astimezone(UTC).date())
+    if age is None or age >= minimum:
+        return None
+    lines = [
+        f"**{ctx.order.describe()}** for a patient aged {age}.",
+        "",
+        (
+            "Safety and efficacy of bone-modifying agents have not been established below"
+            f" {minimum} years; bisphosphonates persist in growing bone. Confirm the indication"
+            " with a paediatric or adolescent oncology specialist."
+        ),
+    ]
+    return finding(
+        ctx,
+        "warning",
+        f"Patient aged {age}: {ctx.order.ingredient_display} is not established below {minimum}",
+        lines,
+        sources=[ctx.label_source],
+    )
+
+
 @rule("oral-bp-esophageal")
 def oral_bp_esophageal(ctx: OrderContext) -> Finding | None:
     """Oral bisphosphonate with an active esophageal stricture, achalasia or Barrett's esophagus."""

@@ -18,6 +18,7 @@ from hooks.rules.eligibility import (
     menopausal_status_unknown,
 )
 from hooks.rules.history import (
+    age_under_18,
     atypical_femur_fracture_history,
     dental_check_missing,
     hypersensitivity,
@@ -72,6 +73,7 @@ ORDER_SAFETY_RULES: tuple[Rule, ...] = (
     denosumab_renal_hypocalcemia,
     onj_risk_antiangiogenic,
     atypical_femur_fracture_history,
+    age_under_18,
     renal_data_missing,
     calcium_data_missing,
     dental_check_missing,
