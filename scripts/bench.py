@@ -9,8 +9,8 @@
 From a fresh clone it creates .venv and .venv-fhir (as scripts/dev.py does), installs `wrk` with
 apt-get when it is missing (as root), and then, over loopback only:
 
-- starts a local FHIR server (tests/fhir_server/harness.py) loaded with the benchmark patient, and
-  times each prefetch query directly against it;
+- starts a local FHIR server (tests/support/fhir_server/harness.py) loaded with the benchmark
+  patient, and times each prefetch query directly against it;
 - starts the service with BONECDS_AUTH=off, BONECDS_NOW at the fixtures' anchor day, a throw-away
   SQLite database in var/bench/ and BONECDS_BENCH_FLOOR=1 (the floor endpoint /bench/floor of
   service/bench_floor.py), and measures the time from process start to the first successful
@@ -895,7 +895,7 @@ def time_parallel_queries(
 def run(args: argparse.Namespace) -> int:
     ensure_wrk()
     sys.path.insert(0, str(ROOT))
-    from tests.fhir_server.harness import start_local_fhir_server, stop_local_fhir_server
+    from tests.support.fhir_server.harness import start_local_fhir_server, stop_local_fhir_server
 
     duration, warmup = args.duration, args.warmup
     processes = Processes()

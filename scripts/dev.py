@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 APP_VENV = ROOT / ".venv"
 FHIR_VENV = ROOT / ".venv-fhir"
 FHIR_SERVER_REQUIREMENT = "sekmet-fhir==0.1.1"
-FHIR_SERVER_CONSTRAINTS = ROOT / "tests" / "fhir_server" / "constraints.txt"
+FHIR_SERVER_CONSTRAINTS = ROOT / "tests" / "support" / "fhir_server" / "constraints.txt"
 
 
 def _python(env_dir: Path) -> Path:
@@ -133,7 +133,7 @@ def apt_install(
 
 
 def ensure_postgres() -> None:
-    """The store tests start a throw-away PostgreSQL server (tests/pg_server.py)."""
+    """The store tests start a throw-away PostgreSQL server (tests/support/pg_server.py)."""
     if os.environ.get("BONECDS_TEST_POSTGRES", "").lower() != "skip" and not postgres_bin_dir():
         apt_install(
             ["postgresql"],
@@ -144,7 +144,7 @@ def ensure_postgres() -> None:
 
 
 def ensure_chromium() -> None:
-    """The card preview browser test (tests/test_preview_browser.py) drives headless Chromium
+    """The card preview browser test (tests/http/test_preview_browser.py) drives headless Chromium
     through chromedriver."""
     if os.environ.get("BONECDS_TEST_BROWSER", "").lower() != "skip" and not (
         shutil.which("chromium") and shutil.which("chromedriver")
@@ -182,12 +182,12 @@ def cmd_unit(args: argparse.Namespace) -> int:
     env_dir = ensure_app_venv()
     slow = [
         "tests/integration",
-        "tests/test_preview_browser.py",
-        "tests/test_schemathesis.py",
-        "tests/test_database_outage.py",
-        "tests/test_fhir_fail_fast.py",
-        "tests/test_store_backends.py",
-        "tests/test_configuration.py",
+        "tests/http/test_preview_browser.py",
+        "tests/http/test_schemathesis.py",
+        "tests/store/test_database_outage.py",
+        "tests/http/test_fhir_fail_fast.py",
+        "tests/store/test_store_backends.py",
+        "tests/http/test_configuration.py",
     ]
     ignore = [f"--ignore={path}" for path in slow]
     env = dict(os.environ, BONECDS_TEST_POSTGRES=os.environ.get("BONECDS_TEST_POSTGRES", "skip"))

@@ -1,5 +1,7 @@
-"""Shared fixtures: an app with a frozen clock at the fixtures' anchor instant and a throw-away
-SQLite file."""
+"""Shared fixtures for every folder of tests/: one app built from `Settings` (a frozen clock at the
+fixtures' anchor instant and a throw-away SQLite file by default; other settings through
+`make_app(**overrides)` or indirect parametrisation of `app`), the session's PostgreSQL server and
+the CDS clients of the authentication tests."""
 
 from __future__ import annotations
 
@@ -8,19 +10,43 @@ import pytest
 from fixtures.builder import ANCHOR_INSTANT
 from service import create_app
 from service.config import Settings
-from tests.pg_server import postgres_url  # noqa: F401  (one PostgreSQL server for the session)
+from tests.support.jwt_clients import (  # noqa: F401  (pytest fixtures: the auth tests' CDS clients)
+    clients_file,
+    jwks_server,
+    keys,
+)
+from tests.support.pg_server import postgres_url  # noqa: F401  (one PostgreSQL server for the session)
+
+
+def settings_for(tmp_path, **overrides) -> Settings:
+    """The tests' default settings (a throw-away SQLite file, the frozen clock, auth off, one
+    allowed FHIR server), with `overrides` applied."""
+    defaults = {
+        "database_url": f"sqlite:///{tmp_path}/feedback.sqlite3",
+        "frozen_now": ANCHOR_INSTANT,
+        "public_base_url": "https://cds.example.org",
+        "auth": "off",
+        "fhir_allowlist": ("https://ehr.example.org/fhir",),
+    }
+    return Settings(**{**defaults, **overrides})
 
 
 @pytest.fixture()
-def app(tmp_path):
-    settings = Settings(
-        database_url=f"sqlite:///{tmp_path}/feedback.sqlite3",
-        frozen_now=ANCHOR_INSTANT,
-        public_base_url="https://cds.example.org",
-        auth="off",
-        fhir_allowlist=("https://ehr.example.org/fhir",),
-    )
-    return create_app(settings)
+def make_app(tmp_path):
+    """make_app(**settings_overrides) -> a Flask app built by create_app from the default test
+    Settings with the overrides applied (fetcher=... is passed to create_app)."""
+
+    def build(*, fetcher=None, **overrides):
+        return create_app(settings_for(tmp_path, **overrides), fetcher=fetcher)
+
+    return build
+
+
+@pytest.fixture()
+def app(request, make_app):
+    """The app from the default test Settings; `@pytest.mark.parametrize("app", [{...overrides}],
+    indirect=True)` builds it from other settings."""
+    return make_app(**getattr(request, "param", {}))
 
 
 @pytest.fixture()
@@ -35,7 +61,7 @@ def service(app):
 
 @pytest.fixture(scope="module")
 def frozen_order_sign_app(tmp_path_factory):
-    from tests.order_sign_http import frozen_app
+    from tests.support.order_sign_http import frozen_app
 
     return frozen_app(tmp_path_factory)
 
@@ -44,13 +70,13 @@ def frozen_order_sign_app(tmp_path_factory):
 def post(frozen_order_sign_app):
     """Post(patient, *orders, prefetch_keys=None) -> cards, through the HTTP endpoint with the clock
     frozen."""
-    from tests.order_sign_http import poster
+    from tests.support.order_sign_http import poster
 
     return poster(frozen_order_sign_app)
 
 
 def pytest_terminal_summary(terminalreporter):
-    from tests.summary import SUMMARY_LINES
+    from tests.support.summary import SUMMARY_LINES
 
     for line in SUMMARY_LINES.values():
         terminalreporter.write_line(line())

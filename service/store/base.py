@@ -199,7 +199,7 @@ def outcome_stats(rows: Iterable[tuple]) -> list[dict[str, Any]]:
 
 class FeedbackStore(Protocol):
     """What the service needs from a store; both backends behave the same
-    (tests/test_store_backends.py)."""
+    (tests/store/test_store_backends.py)."""
 
     def claim_jti(
         self, issuer: str, jti: str, expires_at: float, now: float | None = None

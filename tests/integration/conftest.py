@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.fhir_server.harness import (
+from tests.support.fhir_server.harness import (
     FhirServer,
     fhir_server_from_environment,
     start_local_fhir_server,

@@ -13,7 +13,7 @@ import pytest
 
 from fixtures.dates import FIXTURE_ANCHOR_DATE, days_between, shift_date_value, shift_dates
 from fixtures.load import FixtureLoadError, check_bundle, load_fixtures, main
-from tests.fhir_server.harness import FhirServer, fhir_server_from_environment
+from tests.support.fhir_server.harness import FhirServer, fhir_server_from_environment
 
 CREATININE = "http://loinc.org|2160-0"
 PATIENT_ID = "hx-pat-1"

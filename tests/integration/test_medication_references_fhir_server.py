@@ -13,7 +13,7 @@ from fixtures.load import load_fixtures
 from fixtures.prefetch import hook_request, prefetch_templates, transaction_resources
 from service import create_app
 from service.config import Settings
-from tests.order_sign_http import early, new_patient, order, prepared
+from tests.support.order_sign_http import early, new_patient, order, prepared
 
 pytestmark = pytest.mark.integration
 
