@@ -126,6 +126,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(argv: list[str] | None) -> int:
+    arguments = sys.argv[1:] if argv is None else argv
+    if arguments[:1] == ["load-fixtures"]:
+        # its options belong to the loader's own parser (argparse's REMAINDER cannot start with an
+        # option, which made every `bonecds load-fixtures --fhir-base ...` exit 2)
+        from fixtures.load import main as load_main
+
+        return load_main(arguments[1:], prog="bonecds load-fixtures")
     parser = argparse.ArgumentParser(
         prog="bonecds", description="Bone-modifying agent CDS Hooks service"
     )
