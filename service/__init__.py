@@ -25,6 +25,7 @@ from service.runtime import Runtime
 from service.store import store_for
 from service.store.base import FeedbackStore
 from service.store.resilient import ResilientStore
+from service.version import software_version
 
 log = logging.getLogger("bonecds")
 
@@ -104,7 +105,13 @@ def create_app(
             "clock frozen at %s (BONECDS_NOW): dates are judged against that instant",
             settings.frozen_now.isoformat(),
         )
-    log.info("bonecds ready: knowledge %s, services %s", knowledge.version, ", ".join(services))
+    log.info(
+        "bonecds %s ready: knowledge %s, services %s",
+        software_version(),
+        knowledge.version,
+        ", ".join(services),
+    )
+    runtime.metrics.build_info(software_version(), knowledge.version)
     return app
 
 

@@ -136,6 +136,14 @@ def _run(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(
         prog="bonecds", description="Bone-modifying agent CDS Hooks service"
     )
+    from hooks.knowledge import load_knowledge
+    from service.version import software_version
+
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"bonecds {software_version()} (knowledge {load_knowledge().version})",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the service under gunicorn")
     serve.add_argument("--host", default=os.environ.get("BONECDS_HOST", "127.0.0.1"))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import orjson
 from flask import Blueprint, Response, current_app
 
+from service.version import software_version
+
 bp = Blueprint("health", __name__)
 
 
@@ -26,6 +28,7 @@ def readyz() -> Response:
         runtime.store.status() if hasattr(runtime.store, "status") else _plain_status(runtime.store)
     )
     body = {
+        "version": software_version(),
         "status": "ready" if status["database"] == "ok" else "degraded",
         "knowledge": runtime.knowledge.version,
         **status,

@@ -19,6 +19,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -90,6 +91,20 @@ class Metrics:
             ("state",),
             registry=target,
         )
+
+    def build_info(self, version: str, knowledge: str) -> None:
+        """bonecds_build_info{version, knowledge} 1: which software and knowledge answer."""
+        target = None if self.multiproc_dir else self.registry
+        # in multiprocess mode every worker writes the same value: "max" reports it once
+        extra = {"multiprocess_mode": "max"} if self.multiproc_dir else {}
+        gauge = Gauge(
+            "bonecds_build_info",
+            "The software and knowledge versions this service runs",
+            ("version", "knowledge"),
+            registry=target,
+            **extra,  # type: ignore[arg-type]
+        )
+        gauge.labels(version, knowledge).set(1)
 
     def circuit_change(self, state: str) -> None:
         self.circuit.labels(state).inc()

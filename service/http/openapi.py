@@ -11,6 +11,8 @@ from typing import Any
 import orjson
 from flask import Blueprint, Response, current_app
 
+from service.version import software_version
+
 bp = Blueprint("openapi", __name__)
 
 _SCHEMA_FILES = (
@@ -255,6 +257,6 @@ def openapi_document() -> Response:
     if "bonecds-openapi" not in extensions:
         runtime = extensions["bonecds"]
         extensions["bonecds-openapi"] = orjson.dumps(
-            build_openapi(runtime.services, runtime.knowledge.version)
+            build_openapi(runtime.services, software_version())
         )
     return Response(extensions["bonecds-openapi"], mimetype="application/json")

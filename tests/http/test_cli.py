@@ -121,3 +121,20 @@ def test_evaluate_reads_the_patient_from_a_fhir_server(env, capsys, name, hook, 
     captured = capsys.readouterr()
     assert expected in captured.out
     assert f"reading patient {s.patient_id}" in captured.err
+
+
+def test_the_software_version_is_shown_everywhere(app, capsys):
+    """`bonecds --version`, /readyz, /openapi.json info.version and bonecds_build_info agree."""
+    from service.version import software_version
+
+    version = software_version()
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    knowledge = load_knowledge().version
+    assert capsys.readouterr().out.strip() == f"bonecds {version} (knowledge {knowledge})"
+    client = app.test_client()
+    assert client.get("/readyz").get_json()["version"] == version
+    assert client.get("/openapi.json").get_json()["info"]["version"] == version
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert f'bonecds_build_info{{knowledge="{knowledge}",version="{version}"}} 1.0' in metrics
