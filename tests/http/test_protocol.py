@@ -4,9 +4,11 @@ content, feedback)."""
 from __future__ import annotations
 
 import copy
+import json
 import re
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +19,8 @@ from fixtures.prefetch import hook_request, transaction_resources
 from fixtures.prefetch import scenario_request as hook_request_for
 from fixtures.scenarios import all_scenarios, scenario
 from service.http.validation import SchemaValidators
+
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "service" / "http" / "schemas"
 
 SERVICE_URL = "/cds-services/bonecds-order-sign"
 SCHEMAS = SchemaValidators()
@@ -125,9 +129,8 @@ def test_5_valid_request_with_full_prefetch(client, service):
     response = client.post(SERVICE_URL, json=scenario_request(service, "dose-adjust-first-dose"))
     assert response.status_code == 200
     SCHEMAS.validate("cds-response", response.get_json())
-    Draft7Validator(
-        __import__("json").load(open("service/http/schemas/cds-response.schema.json"))
-    ).validate(response.get_json())
+    schema = json.loads((SCHEMA_DIR / "cds-response.schema.json").read_text(encoding="utf-8"))
+    Draft7Validator(schema).validate(response.get_json())
 
 
 @pytest.mark.parametrize(
