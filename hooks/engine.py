@@ -24,6 +24,7 @@ from hooks.proposals import (
     with_dose,
 )
 from hooks.rules.context import OrderContext
+from hooks.rules.renal_dose import renal_label_dose
 from hooks.rules.rule import Check, run_rules
 
 log = logging.getLogger(__name__)
@@ -173,7 +174,7 @@ class OrderEvaluator:
     def trial(self, proposal: Proposal) -> Trial:
         """Evaluate the proposed order as if signed: the other drafts of the request stay, the one
         it replaces goes."""
-        candidate = read_bone_agent_order(proposal.resource, self.medications, self.knowledge)
+        candidate = proposal.order
         if candidate is None:
             return Trial(None, ())
         others = self._others(proposal.replaces) + (candidate,)
@@ -204,12 +205,13 @@ class OrderEvaluator:
                 replaces = replaces or next(
                     (o for o in self.drafts if o.resource_id == resource.get("id")), None
                 )
-                return Proposal(resource, replaces)
-            if action.type == "create" and read_bone_agent_order(
-                resource, self.medications, self.knowledge
-            ):
-                return Proposal(resource, None)
+                return Proposal(resource, replaces, self._read(resource))
+            if action.type == "create" and (created := self._read(resource)) is not None:
+                return Proposal(resource, None, created)
         return None
+
+    def _read(self, resource: dict) -> BoneAgentOrder | None:
+        return read_bone_agent_order(resource, self.medications, self.knowledge)
 
     def _at_label_dose(
         self, suggestion: Suggestion, proposal: Proposal
@@ -217,11 +219,7 @@ class OrderEvaluator:
         """A proposed order of a product with a renal dose table carries the table's dose for this
         patient (the baseline clearance of a course under way): a schedule or product change never
         undoes a renal reduction."""
-        from hooks.rules.renal_dose import (
-            renal_label_dose,
-        )  # the dose table is the renal rules' knowledge
-
-        candidate = read_bone_agent_order(proposal.resource, self.medications, self.knowledge)
+        candidate = proposal.order
         if (
             candidate is None
             or candidate.formulation is None
@@ -255,7 +253,7 @@ class OrderEvaluator:
         )
         old = candidate.dose_mg
         renamed = redosed(suggestion, proposal.resource, resource, old, label.dose_mg)
-        return renamed, Proposal(resource, proposal.replaces), note
+        return renamed, Proposal(resource, proposal.replaces, self._read(resource)), note
 
     def _with_administration_text(
         self, suggestion: Suggestion, candidate: BoneAgentOrder

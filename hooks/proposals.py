@@ -19,6 +19,7 @@ class Proposal:
 
     resource: dict[str, Any]
     replaces: BoneAgentOrder | None
+    order: BoneAgentOrder | None  # the resource read back as an order, once (None: unreadable)
 
 
 @dataclass(frozen=True)
