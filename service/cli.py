@@ -136,13 +136,8 @@ def _run(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(
         prog="bonecds", description="Bone-modifying agent CDS Hooks service"
     )
-    from hooks.knowledge import load_knowledge
-    from service.version import software_version
-
     parser.add_argument(
-        "--version",
-        action="version",
-        version=f"bonecds {software_version()} (knowledge {load_knowledge().version})",
+        "--version", action=VersionAction, help="print the software and knowledge versions"
     )
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the service under gunicorn")
@@ -214,6 +209,21 @@ def _run(argv: list[str] | None) -> int:
     report.set_defaults(func=cmd_feedback_report)
     args = parser.parse_args(argv)
     return args.func(args)
+
+
+class VersionAction(argparse.Action):
+    """--version: the knowledge file is loaded only when the version is asked for, not on every
+    command."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help=str(kwargs.get("help", "")))
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: object) -> None:
+        from hooks.knowledge import load_knowledge
+        from service.version import software_version
+
+        print(f"bonecds {software_version()} (knowledge {load_knowledge().version})")
+        parser.exit()
 
 
 def _env_int(name: str, default: int) -> int:
