@@ -108,28 +108,12 @@ def latest_calcium(
     )
 
 
-def latest_ionized_calcium(facts: PatientFacts, max_age_days: int) -> LabResult | None:
-    return facts.latest("calcium_ionized", max_age_days)
-
-
 def _in_family(result: LabResult) -> tuple[float, str]:
     """Calcium compared in the unit it was reported in, so 2.12 mmol/L and 8.5 mg/dL are each
     exactly at their limit."""
     if result.recorded_unit in MOLAR_UNITS:
         return result.recorded_value, "mmol/L"
     return result.value, "mg/dL"
-
-
-def is_hypercalcemic(facts: PatientFacts, knowledge: Knowledge) -> tuple[bool, str]:
-    """Active hypercalcemia diagnosis, or a recent calcium at or above the upper limit used for
-    supplements."""
-    if facts.has_condition("hypercalcemia"):
-        return True, "active hypercalcemia diagnosis"
-    limits = knowledge.thresholds["calcium_high_for_supplements"]
-    reading = latest_calcium(facts, knowledge, limits["max_age_days"])
-    if reading and reading.at_least(limits):
-        return True, reading.explanation
-    return False, ""
 
 
 def recent_conditions(
