@@ -1,7 +1,7 @@
 """The house rules the code is held to: hooks never imports service or Flask, no import cycles
 (function-local imports included), no module of service/ or hooks/ longer than 400 lines, and the
 rule registry, the knowledge file's rules, the README's rule tables and the scenario catalogue agree
-(every rule has a scenario in which it fires)."""
+(every rule has a scenario in which it fires and one that keeps it quiet on purpose)."""
 
 from __future__ import annotations
 
@@ -128,3 +128,19 @@ def test_registry_knowledge_readme_and_scenarios_agree():
     assert registered <= fired, (
         f"rules without a scenario in which they fire: {sorted(registered - fired)}"
     )
+
+
+def test_every_rule_has_a_scenario_that_keeps_it_quiet():
+    """Both sides of every rule: a scenario built on the quiet side of its threshold (or meeting its
+    exemption) that names the rule in `quiet`, and gets no card from it."""
+    from hooks.rules.registry import ORDER_RULES, REVIEW_RULES
+
+    registered = {rule.rule_id for rule in ORDER_RULES + REVIEW_RULES}
+    scenarios = all_scenarios()
+    quiet = {rule for s in scenarios for rule in s.quiet}
+    assert registered <= quiet, f"rules without a quiet scenario: {sorted(registered - quiet)}"
+    assert quiet <= registered, sorted(quiet - registered)
+    contradictions = [
+        (s.name, rule) for s in scenarios for rule, _ in s.expected if rule in s.quiet
+    ]
+    assert contradictions == []
