@@ -2,8 +2,9 @@
 PYTHON ?= python3
 HOST ?= 127.0.0.1
 PORT ?= 8099
+FHIR_PORT ?= 8090
 
-.PHONY: run test setup bench lint unit
+.PHONY: run test setup bench lint unit fhir
 run:
 	$(PYTHON) scripts/dev.py run --host $(HOST) --port $(PORT)
 
@@ -17,6 +18,10 @@ lint:
 # the fast tests: no FHIR server, PostgreSQL, browser or fault suites
 unit:
 	$(PYTHON) scripts/dev.py unit
+
+# the bundled FHIR test server on 127.0.0.1:$(FHIR_PORT) with the demo patients dated for today; Ctrl-C stops it
+fhir:
+	$(PYTHON) scripts/dev.py fhir --port $(FHIR_PORT)
 
 setup:
 	$(PYTHON) scripts/dev.py setup

@@ -4,6 +4,7 @@ suggestions."""
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,11 +12,18 @@ from typing import Any
 
 from fhir.resources.R4B import get_fhir_model_class
 
-from hooks.knowledge import Knowledge
+from hooks.knowledge import Knowledge, Source
 
 log = logging.getLogger(__name__)
 
 SUMMARY_LIMIT = 139
+LABEL_LIMIT = 80  # a suggestion's button text; EHRs such as the CDS Hooks Sandbox show it whole
+# The card's `extension` key for what developers and feedback analysis need (rule id, knowledge
+# version): the clinician's text does not carry it.
+EXTENSION_KEY = "bonecds"
+# traceability markers of the knowledge's evidence lines ('(seed 001)', '(L19)', '(G5; L6)'): for
+# the people who maintain the knowledge, not for the clinician reading the source line
+TRACE_MARKER = re.compile(r" \((?:seed \d+|[LG]\d+)(?:[,;]? (?:seed \d+|[LG]\d+))*\)")
 
 
 @dataclass(frozen=True)
@@ -80,7 +88,7 @@ class CardRenderer:
     def render(self, finding: Finding) -> dict[str, Any]:
         knowledge = self.knowledge
         meta = knowledge.rule_meta(finding.rule_id)
-        sources = [knowledge.sources[key] for key in finding.sources]
+        sources = [knowledge.sources[key] for key in dict.fromkeys(finding.sources)]
         primary = sources[0] if sources else None
         source: dict[str, Any] = {
             "label": primary.label if primary else "bonecds safety checks",
@@ -116,21 +124,20 @@ class CardRenderer:
         reasons = [knowledge.override_reason(key) for key in meta["override_reasons"]]
         if reasons:
             card["overrideReasons"] = reasons
-        links = [{"label": s.label, "url": s.url, "type": "absolute"} for s in sources if s.url]
+        # the primary source is the card's source (label and url); links carry the others
+        links = [{"label": s.label, "url": s.url, "type": "absolute"} for s in sources[1:] if s.url]
         if links:
             card["links"] = links
+        card["extension"] = {
+            EXTENSION_KEY: {"rule": finding.rule_id, "knowledgeVersion": knowledge.version}
+        }
         return card
 
-    def _detail(self, finding: Finding, sources: list) -> str:
-        cited = "; ".join(s.label for s in sources)
-        footer = f"\n\n**Source:** {cited}." if cited else ""
+    def _detail(self, finding: Finding, sources: list[Source]) -> str:
+        if not sources:
+            return finding.detail
         evidence = self.knowledge.rule_meta(finding.rule_id).get("evidence") or []
-        if evidence:
-            footer += "\n\n**Evidence:** " + " ".join(line.rstrip(".") + "." for line in evidence)
-        return (
-            f"{finding.detail}{footer}\n\n*Rule `{finding.rule_id}`, knowledge version"
-            f" {self.knowledge.version}.*"
-        )
+        return f"{finding.detail}\n\n{source_line(sources[0], evidence)}"
 
     def _suggestion(self, suggestion: Suggestion, rule_id: str) -> dict[str, Any] | None:
         actions = []
@@ -163,6 +170,8 @@ class CardRenderer:
             if action.resource_id is not None:
                 rendered["resourceId"] = action.resource_id
             actions.append(rendered)
+        if len(suggestion.label) > LABEL_LIMIT:
+            log.warning("rule %s: suggestion label longer than %d characters", rule_id, LABEL_LIMIT)
         rendered_suggestion: dict[str, Any] = {
             "label": suggestion.label,
             "uuid": self.new_id(),
@@ -171,6 +180,21 @@ class CardRenderer:
         if suggestion.is_recommended:
             rendered_suggestion["isRecommended"] = True
         return rendered_suggestion
+
+
+def source_line(primary: Source, evidence: list[str]) -> str:
+    """The card's one source line: the primary citation with the level of evidence the rule's
+    knowledge evidence gives for it ('Source: AGO 2024 (guideline): ... LoE 1a, GR A, AGO ++.'), or
+    its kind ('Source: Zometa PI (label).')."""
+    short = primary.short or primary.label
+    name = short.split(" (")[0]
+    graded = [
+        TRACE_MARKER.sub("", line.split(":", 1)[1]).strip().rstrip(".")
+        for line in evidence
+        if line.startswith(f"{name}:")
+    ]
+    line = f"Source: {short}" + (f": {'; '.join(graded)}" if graded else "")
+    return line.rstrip(".") + "."
 
 
 def _fit_summary(summary: str) -> str:

@@ -8,8 +8,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from hooks.fhir_read import as_list, codings, concept_texts
-from hooks.knowledge import Knowledge, Product
+from hooks.knowledge import Formulation, Knowledge, Product
 from hooks.product_names import ProductName, parse_product_name
+
+# Days per UCUM unit of time, for the knowledge's intervals ("interval_shorter_than": [3, "mo"]).
+_DAYS = {"min": 1 / 1440, "h": 1 / 24, "d": 1.0, "wk": 7.0, "mo": 365.25 / 12, "a": 365.25}
 
 
 def medication_concepts(request: dict, bundled_medications: dict[str, dict]) -> list[Any]:
@@ -222,3 +225,64 @@ def _merge_unverified(listed: Product, named: Product) -> Product:
         route=named.route or listed.route,
         brand=named.brand or listed.brand,
     )
+
+
+def decide_formulation(
+    ingredient: str,
+    route: str | None,
+    dose_mg: float | None,
+    knowledge: Knowledge,
+    product: Product | None = None,
+    interval_days: float | None = None,
+    setting: str | None = None,
+) -> Formulation | None:
+    """The formulation of the ordered product's strength when there is one (5 mg of the 4 mg
+    oncology product is an overdose of it, not the osteoporosis strength); else one whose
+    `chosen_when` holds (ibandronate 6 mg IV above 3 mg, more often than every 3 months, or in
+    hypercalcemia of malignancy); else the first other formulation in the knowledge file that
+    admits this route and dose (file order encodes precedence)."""
+    formulations = list(knowledge.formulations_for(ingredient))
+    if product is not None and product.strength_mg is not None:
+        own = next(
+            (
+                f
+                for f in formulations
+                if f.strength_mg == product.strength_mg and f.admits(route, None)
+            ),
+            None,
+        )
+        if own is not None:
+            return own
+    chosen = next(
+        (
+            f
+            for f in formulations
+            if "chosen_when" in f.raw
+            and f.admits(route, None)
+            and _chosen(f.raw["chosen_when"], dose_mg, interval_days, setting)
+        ),
+        None,
+    )
+    if chosen is not None:
+        return chosen
+    return next(
+        (f for f in formulations if "chosen_when" not in f.raw and f.admits(route, dose_mg)), None
+    )
+
+
+def _chosen(
+    when: dict[str, Any], dose_mg: float | None, interval_days: float | None, setting: str | None
+) -> bool:
+    """Whether an order without a product code is of a formulation chosen by dose, interval or
+    setting."""
+    if dose_mg is not None:
+        if "dose_mg_above" in when and dose_mg > when["dose_mg_above"] + 1e-9:
+            return True
+        low, high = when.get("dose_mg_range", (None, None))
+        if low is not None and low <= dose_mg <= high:
+            return True
+    if interval_days is not None and "interval_shorter_than" in when:
+        period, unit = when["interval_shorter_than"]
+        if interval_days < period * _DAYS[unit] - 1e-9:
+            return True
+    return setting is not None and setting in when.get("settings", ())

@@ -9,11 +9,12 @@ import logging
 from collections.abc import Iterable
 from datetime import datetime
 
+from hooks.assessments.renal import on_dialysis
 from hooks.cards import Finding, Suggestion
 from hooks.facts.model import PatientFacts
 from hooks.fhir_read import codings
 from hooks.knowledge import Knowledge
-from hooks.orders import BoneAgentOrder, read_bone_agent_order
+from hooks.orders import BoneAgentOrder, in_setting, read_bone_agent_order
 from hooks.proposals import (
     Proposal,
     Trial,
@@ -21,11 +22,12 @@ from hooks.proposals import (
     redosed,
     what_it_orders,
     with_description_note,
-    with_dose,
 )
 from hooks.rules.context import OrderContext
+from hooks.rules.renal_bands import at_band, band_edges, band_text, exceeded, full_dose_text
 from hooks.rules.renal_dose import renal_label_dose
 from hooks.rules.rule import Check, run_rules
+from hooks.suggestions import every_words
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +69,7 @@ class OrderEvaluator:
 
     def context(self, order: BoneAgentOrder, others: tuple[BoneAgentOrder, ...]) -> OrderContext:
         return OrderContext(
-            order,
+            in_setting(order, self.facts.setting.name, self.knowledge),
             self.facts,
             self.knowledge,
             self.patient_reference,
@@ -216,9 +218,9 @@ class OrderEvaluator:
     def _at_label_dose(
         self, suggestion: Suggestion, proposal: Proposal
     ) -> tuple[Suggestion, Proposal, str]:
-        """A proposed order of a product with a renal dose table carries the table's dose for this
-        patient (the baseline clearance of a course under way): a schedule or product change never
-        undoes a renal reduction."""
+        """A proposed order of a product with a renal table carries its band for this patient (dose,
+        interval, infusion time; the baseline clearance of a course under way for zoledronic acid):
+        a schedule or product change never undoes a renal reduction."""
         candidate = proposal.order
         if (
             candidate is None
@@ -226,17 +228,18 @@ class OrderEvaluator:
             or not candidate.formulation.renal.get("dose_table")
         ):
             return suggestion, proposal, ""
-        if self.facts.setting.name == "hypercalcemia-of-malignancy":
-            return suggestion, proposal, ""
         others = self._others(proposal.replaces) + (candidate,)
         ctx = self.context(candidate, others)
         label = renal_label_dose(ctx)
         if label is None:
-            if ctx.current_renal.function is None:
-                top = candidate.formulation.max_dose_mg
+            renal = candidate.formulation.renal
+            waived = self.facts.setting.name == "hypercalcemia-of-malignancy" and (
+                renal.get("hypercalcemia_withhold_creatinine_mg_dl") is not None
+            )
+            if ctx.current_renal.function is None and not waived and not on_dialysis(self.facts):
                 note = (
-                    f"the dose{f' of {top:g} mg' if top else ''} is the label dose for CrCl above"
-                    " 60 mL/min: check it against a current creatinine before the infusion."
+                    f"{full_dose_text(renal['dose_table'])}: check it against a current creatinine"
+                    " before it is given."
                 )
                 return (
                     with_description_note(suggestion, note),
@@ -244,15 +247,20 @@ class OrderEvaluator:
                     f"No renal function: {note}",
                 )
             return suggestion, proposal, ""
-        if candidate.dose_mg is not None and candidate.dose_mg <= label.dose_mg + 1e-9:
+        over = exceeded(candidate, label)
+        if not over:
             return suggestion, proposal, ""
-        resource = with_dose(proposal.resource, label.dose_mg)
-        shown = f"{label.function.label} {label.function.value:.1f} {label.function.short_unit}"
-        note = (
-            f"Written at {label.dose_mg:g} mg, the label dose for {shown} (by the {label.basis})."
-        )
-        old = candidate.dose_mg
-        renamed = redosed(suggestion, proposal.resource, resource, old, label.dose_mg)
+        resource = at_band(proposal.resource, candidate, label)
+        dose = label.dose_for(candidate)
+        edges = band_edges(label.bands)
+        shown = "on dialysis" if label.function is None else f"for {label.shown(edges)}"
+        note = f"Written at {band_text(label.band, label.per_day)}, the label dose {shown}"
+        note += f" (by the {label.basis})."
+        renamed = redosed(suggestion, proposal.resource, resource, candidate.dose_mg, dose)
+        if "interval" in over and label.every is not None:
+            renamed = dataclasses.replace(
+                renamed, label=f"{renamed.label}, {every_words(label.every)}"
+            )
         return renamed, Proposal(resource, proposal.replaces, self._read(resource)), note
 
     def _with_administration_text(

@@ -47,8 +47,8 @@ class OrderSignService:
             "usageRequirements": (
                 "Send draft MedicationRequests in context.draftOrders. Without prefetch the service"
                 " reads Patient, Observation, MedicationRequest, MedicationAdministration,"
-                " Condition, AllergyIntolerance, Procedure and Encounter from fhirServer with the"
-                " token in fhirAuthorization."
+                " Condition, AllergyIntolerance, Procedure, ServiceRequest and Encounter from"
+                " fhirServer with the token in fhirAuthorization."
             ),
         }
 

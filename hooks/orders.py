@@ -4,11 +4,12 @@ and infusion time."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from hooks.drug_recognition import identify_medication, medication_concepts
+from hooks.drug_recognition import decide_formulation, identify_medication, medication_concepts
 from hooks.fhir_read import (
     Quantity,
     as_list,
@@ -178,9 +179,12 @@ def read_bone_agent_order(
     dose_mg = _dose_mg(dose, product)
     route, route_from = _route(dosage, product, ingredient, knowledge, dose)
     dose_for_match = dose_mg if dose_mg is not None else (product.strength_mg if product else None)
-    formulation = _formulation(ingredient, route, dose_for_match, knowledge, product)
     timing = object_at(dosage, "timing")
     repeat = object_at(timing, "repeat")
+    interval = _interval(repeat)
+    formulation = decide_formulation(
+        ingredient, route, dose_for_match, knowledge, product, interval.days if interval else None
+    )
     return BoneAgentOrder(
         resource=request,
         resource_type="MedicationRequest",
@@ -193,7 +197,7 @@ def read_bone_agent_order(
         dose_mg=dose_mg,
         route=route,
         route_from=route_from,
-        interval=_interval(repeat),
+        interval=interval,
         infusion_minutes=_infusion_minutes(repeat),
         starts=_starts(repeat),
         unlisted_codes=identified.unlisted_codes,
@@ -286,30 +290,27 @@ def _route(
     return None, None
 
 
-def _formulation(
-    ingredient: str,
-    route: str | None,
-    dose_mg: float | None,
-    knowledge: Knowledge,
-    product: Product | None = None,
-) -> Formulation | None:
-    """The formulation of the ordered product's strength when there is one (5 mg of the 4 mg
-    oncology product is an overdose of it, not the osteoporosis strength); else the first
-    formulation in the knowledge file that admits this route and dose (file order encodes
-    precedence)."""
-    formulations = list(knowledge.formulations_for(ingredient))
-    if product is not None and product.strength_mg is not None:
-        own = next(
-            (
-                f
-                for f in formulations
-                if f.strength_mg == product.strength_mg and f.admits(route, None)
-            ),
-            None,
-        )
-        if own is not None:
-            return own
-    return next((f for f in formulations if f.admits(route, dose_mg)), None)
+def in_setting(order: BoneAgentOrder, setting: str, knowledge: Knowledge) -> BoneAgentOrder:
+    """The order with its formulation decided again now that the clinical setting is known (an IV
+    ibandronate order without a product code is the oncology product in hypercalcemia of
+    malignancy)."""
+    if order.formulation is None or not any(
+        "settings" in f.raw.get("chosen_when", {})
+        for f in knowledge.formulations_for(order.ingredient)
+    ):
+        return order
+    dose = (
+        order.dose_mg
+        if order.dose_mg is not None
+        else (order.product.strength_mg if order.product else None)
+    )
+    days = order.interval.days if order.interval else None
+    formulation = decide_formulation(
+        order.ingredient, order.route, dose, knowledge, order.product, days, setting
+    )
+    if formulation is None or formulation == order.formulation:
+        return order
+    return dataclasses.replace(order, formulation=formulation)
 
 
 def _interval(repeat: dict) -> Interval | None:

@@ -12,7 +12,7 @@ from hooks.engine import OrderEvaluator, medications_by_id
 from hooks.facts.build import build_facts
 from hooks.knowledge import Knowledge
 from hooks.rules.registry import ORDER_RULES, REVIEW_RULES
-from hooks.rules.review import ReviewContext
+from hooks.rules.review_context import ReviewContext
 from hooks.rules.rule import run_rules
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from dataclasses import dataclass
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 from hooks.cards import Finding, Suggestion
 from hooks.knowledge import Knowledge
 from hooks.orders import BoneAgentOrder
-from hooks.suggestions import set_dose
+from hooks.suggestions import REPLACES
 
 
 @dataclass(frozen=True)
@@ -57,11 +56,12 @@ def administration_text(knowledge: Knowledge, order: BoneAgentOrder) -> str | No
 
 def what_it_orders(suggestion: Suggestion) -> str:
     """What a suggestion orders, for a sentence: 'Change to zoledronic acid ...' -> 'zoledronic acid
-    ...'."""
-    for prefix in ("Change to ", "Order "):
-        if suggestion.label.startswith(prefix):
-            return suggestion.label[len(prefix) :]
-    return suggestion.label
+    ...'; a change of the draft's dose or timing keeps its label ('Change to once weekly')."""
+    label = suggestion.label
+    if label.startswith("Order "):
+        return label.removeprefix("Order ")
+    replaces = any(a.description.startswith(f"{REPLACES} ") for a in suggestion.actions)
+    return label.removeprefix("Change to ") if replaces else label
 
 
 def with_description_note(suggestion: Suggestion, note: str) -> Suggestion:
@@ -70,15 +70,6 @@ def with_description_note(suggestion: Suggestion, note: str) -> Suggestion:
         for a in suggestion.actions
     )
     return dataclasses.replace(suggestion, actions=actions)
-
-
-def with_dose(resource: dict[str, Any], dose_mg: float) -> dict[str, Any]:
-    changed = copy.deepcopy(resource)
-    dosages = changed.setdefault("dosageInstruction", [{}])
-    if not dosages or not isinstance(dosages[0], dict):
-        dosages[:1] = [{}]
-    set_dose(dosages[0], dose_mg)
-    return changed
 
 
 def redosed(

@@ -12,7 +12,8 @@ from typing import Any
 from hooks.cards import Action, Suggestion
 from hooks.fhir_read import object_at
 from hooks.knowledge import Knowledge
-from hooks.orders import UNIT_WORDS, BoneAgentOrder, normalised_draft
+from hooks.orders import BoneAgentOrder, normalised_draft
+from hooks.suggestion_labels import dose_label, every_words, orderable_name, timing_label
 
 LABORATORY_CATEGORY = {
     "system": "http://snomed.info/sct",
@@ -25,6 +26,7 @@ ROUTE_CODES = {
     "subcutaneous": ("34206005", "Subcutaneous route"),
 }
 UCUM = "http://unitsofmeasure.org"
+REPLACES = "Replace the draft with"  # how a regimen change describes itself (proposals read it)
 
 
 def _instant(moment: datetime) -> str:
@@ -45,9 +47,11 @@ def order_observation(
     now: datetime,
     reason: str,
     within_days: int | None = None,
+    repeat: tuple[datetime, dict[str, Any], str] | None = None,
 ) -> Suggestion:
     """Suggest a draft ServiceRequest for a measurement or examination named in the knowledge file's
-    orderables."""
+    orderables; `repeat` (start, Timing.repeat fields, words) makes it a series such as weekly x
+    4."""
     entry = knowledge.raw["orderables"][orderable]
     system = knowledge.systems[entry.get("system", "loinc")]
     code = entry.get("code", entry.get("loinc"))
@@ -82,15 +86,21 @@ def order_observation(
             "start": _instant(now),
             "end": _instant(now + timedelta(days=within_days)),
         }
+    if repeat is not None:
+        start, fields, _ = repeat
+        resource["occurrenceTiming"] = {
+            "repeat": {"boundsPeriod": {"start": _instant(start)}, **fields}
+        }
     _requested_by(resource, requester)
     when = f" within {within_days} days" if within_days is not None else ""
+    when += f" {repeat[2]}" if repeat is not None else ""
     return Suggestion(
-        f"Order {entry['display'].split(' [')[0].lower()}{when}",
+        f"Order {orderable_name(entry)}{when}",
         (Action("create", f"Create a draft order: {entry['display']}{when}", resource=resource),),
     )
 
 
-def delete_draft(order: BoneAgentOrder, label: str) -> Suggestion | None:
+def delete_draft(order: BoneAgentOrder, label: str = "Remove this order") -> Suggestion | None:
     """Remove a draft order; impossible when the draft has no id."""
     if order.reference is None:
         return None
@@ -150,31 +160,32 @@ def _repeat(dosage: dict[str, Any]) -> dict[str, Any]:
     return repeat
 
 
-def every_words(every: tuple[float, str] | list) -> str:
-    period, unit = every
-    word = UNIT_WORDS[unit]
-    return f"every {word}" if period == 1 else f"every {period:g} {word}s"
+def update_draft_dose(
+    order: BoneAgentOrder, dose_mg: float, label: str | None = None
+) -> Suggestion | None:
+    """Change the draft's dose; the label says to what (dose_label) unless one is given."""
 
-
-def update_draft_dose(order: BoneAgentOrder, dose_mg: float, label: str) -> Suggestion | None:
     def change(draft: dict[str, Any]) -> None:
         set_dose(draft["dosageInstruction"][0], dose_mg)
         _note_change(draft["dosageInstruction"][0], f"dose changed to {dose_mg:g} mg")
 
     return _update_draft(
-        order, label, f"Change the dose of the draft order to {dose_mg:g} mg", change
+        order,
+        label or dose_label(order.dose_mg, dose_mg),
+        f"Change the dose of the draft order to {dose_mg:g} mg",
+        change,
     )
 
 
 def update_draft_timing(
     order: BoneAgentOrder,
-    label: str,
+    label: str | None = None,
     every: tuple[float, str] | None = None,
     not_before: datetime | None = None,
     single_dose: bool = False,
 ) -> Suggestion | None:
     """Set the draft's repeat interval, make it a single dose, and/or make it start no earlier than
-    a date."""
+    a date; the label says to what (timing_label) unless one is given."""
 
     def change(draft: dict[str, Any]) -> None:
         repeat = _repeat(draft["dosageInstruction"][0])
@@ -194,7 +205,7 @@ def update_draft_timing(
             repeat.update(frequency=1, period=every[0], periodUnit=every[1])
         if not_before is not None:
             repeat["boundsPeriod"] = {"start": not_before.date().isoformat()}
-        _note_change(draft["dosageInstruction"][0], "timing changed")
+        _note_change(draft["dosageInstruction"][0], f"timing changed to {', '.join(parts)}")
 
     parts = (
         (["a single dose"] if single_dose else [])
@@ -202,17 +213,27 @@ def update_draft_timing(
         + ([f"starting {not_before.date().isoformat()}"] if not_before else [])
     )
     return _update_draft(
-        order, label, f"Change the timing of the draft order to {', '.join(parts)}", change
+        order,
+        label or timing_label(every, not_before, single_dose),
+        f"Change the timing of the draft order to {', '.join(parts)}",
+        change,
     )
 
 
-def update_draft_infusion(order: BoneAgentOrder, minutes: float, label: str) -> Suggestion | None:
+def update_draft_infusion(
+    order: BoneAgentOrder, minutes: float, label: str | None = None
+) -> Suggestion | None:
     def change(draft: dict[str, Any]) -> None:
         repeat = _repeat(draft["dosageInstruction"][0])
         repeat.update(duration=minutes, durationUnit="min")
         _note_change(draft["dosageInstruction"][0], f"infused over at least {minutes:g} minutes")
 
-    return _update_draft(order, label, f"Infuse the draft order over {minutes:g} minutes", change)
+    return _update_draft(
+        order,
+        label or f"Infuse over {minutes:g} minutes",
+        f"Infuse the draft order over {minutes:g} minutes",
+        change,
+    )
 
 
 def regimen_medication(knowledge: Knowledge, regimen: dict[str, Any]) -> dict[str, Any]:
@@ -286,7 +307,7 @@ def replace_draft_regimen(
     suggestion = _update_draft(
         order,
         f"Change to {regimen['label']}",
-        f"Replace the draft with {regimen['label']}",
+        f"{REPLACES} {regimen['label']}",
         change,
         recommended=recommended,
     )

@@ -18,6 +18,9 @@ APP_VENV = ROOT / ".venv"
 FHIR_VENV = ROOT / ".venv-fhir"
 FHIR_SERVER_REQUIREMENT = "sekmet-fhir==0.1.1"
 FHIR_SERVER_CONSTRAINTS = ROOT / "tests" / "support" / "fhir_server" / "constraints.txt"
+# The runtime dependencies, transitive ones included, at the versions tested (the Dockerfile uses it
+# too); the test tools of the `test` extra are not pinned there.
+RUNTIME_CONSTRAINTS = ROOT / "constraints.txt"
 
 
 def _python(env_dir: Path) -> Path:
@@ -55,8 +58,10 @@ def _ensure_venv(env_dir: Path, fingerprint: str, install_args: list[str]) -> No
 
 
 def ensure_app_venv() -> Path:
-    fingerprint = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
-    _ensure_venv(APP_VENV, fingerprint, ["-e", ".[test]"])
+    fingerprint = hashlib.sha256(
+        (ROOT / "pyproject.toml").read_bytes() + RUNTIME_CONSTRAINTS.read_bytes()
+    ).hexdigest()
+    _ensure_venv(APP_VENV, fingerprint, ["-c", str(RUNTIME_CONSTRAINTS), "-e", ".[test]"])
     return APP_VENV
 
 
@@ -87,6 +92,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     env.setdefault("BONECDS_AUTH", "dev")
     os.execve(command[0], command, env)  # noqa: S606  (hand the process over to gunicorn)
+    return 0  # not reached
+
+
+def cmd_fhir(args: argparse.Namespace) -> int:
+    """The bundled FHIR test server on loopback with the demo patients dated for today, until
+    Ctrl-C (scripts/fhir_demo.py, run with the app's environment)."""
+    env_dir = ensure_app_venv()
+    fhir_dir = ensure_fhir_venv()
+    command = [
+        str(_python(env_dir)),
+        str(ROOT / "scripts" / "fhir_demo.py"),
+        "--port",
+        str(args.port),
+        "--server-command",
+        str(fhir_dir / "bin" / "sekmet"),
+    ]
+    os.execv(command[0], command)  # noqa: S606  (Ctrl-C goes straight to the demo script)
     return 0  # not reached
 
 
@@ -240,6 +262,15 @@ def main(argv: list[str] | None = None) -> int:
     lint.set_defaults(func=cmd_lint)
     unit = sub.add_parser("unit", help="the fast tests only (no servers)")
     unit.set_defaults(func=cmd_unit)
+    fhir = sub.add_parser(
+        "fhir",
+        help=(
+            "start the bundled FHIR test server on 127.0.0.1 with the demo patients dated for"
+            " today (Ctrl-C stops it)"
+        ),
+    )
+    fhir.add_argument("--port", type=int, default=int(os.environ.get("FHIR_PORT", "8090")))
+    fhir.set_defaults(func=cmd_fhir)
     setup = sub.add_parser("setup", help="only create the virtual environments")
     setup.set_defaults(func=cmd_setup)
     args, extra = parser.parse_known_args(argv)

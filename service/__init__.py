@@ -77,11 +77,12 @@ def create_app(
     )
     runtime.authenticator = build_authenticator(settings, runtime.store)
     app.extensions["bonecds"] = runtime
-    from service.http import health, metrics, openapi, views
+    from service.http import health, metrics, openapi, request_log, views
 
     runtime.metrics = metrics.install(
         app
     )  # GET /metrics, no authentication: keep it off the public network
+    request_log.install(app, runtime.metrics)
     if isinstance(runtime.store, ResilientStore):
         runtime.store.on_event = runtime.metrics.store_event
     if isinstance(runtime.fetcher, FhirFetcher):

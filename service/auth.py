@@ -30,7 +30,30 @@ MAX_JWKS_BYTES = 256 * 1024
 
 
 class AuthError(Exception):
-    """Why a token was refused; logged (without the token), never sent to the client."""
+    """Why a token was refused; logged (without the token), never sent to the client.
+
+    `reason` is a short fixed word for the metric label; `seen` holds what the operator needs to
+    match the EHR's configuration (audience expected and received, issuer, kid, algorithm): none
+    of it is secret, and the token itself never is part of it.
+    """
+
+    def __init__(self, message: str, reason: str = "invalid", **seen: Any) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.seen = {key: value for key, value in seen.items() if value is not None}
+
+    def describe(self) -> str:
+        """The message and what was seen, e.g. `audience mismatch: aud expected '...' received
+        '...'; iss '...'; kid '...'`."""
+        parts = [f"{key} {_shown(value)}" for key, value in self.seen.items()]
+        return "; ".join([str(self), *parts])
+
+
+def _shown(value: Any) -> str:
+    """A claim value for the log: short, one line, quoted (a hostile token cannot forge lines)."""
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    text = text.replace("\n", " ").replace("\r", " ")
+    return repr(text[:200] + ("..." if len(text) > 200 else ""))
 
 
 @dataclass(frozen=True)
@@ -54,6 +77,17 @@ class AuthenticatedClient:
     allow_loopback_fhir: bool = False
 
 
+# PyJWT's refusals, by the label the refusal metric counts them under
+PYJWT_REASONS = {
+    "InvalidAudienceError": "audience",
+    "InvalidIssuerError": "issuer",
+    "ExpiredSignatureError": "expired",
+    "ImmatureSignatureError": "time",
+    "InvalidIssuedAtError": "time",
+    "InvalidSignatureError": "signature",
+    "MissingRequiredClaimError": "claims",
+    "DecodeError": "malformed",
+}
 CLIENT_KEYS = frozenset({"iss", "jku", "jwks", "fhir_servers", "tenant"})
 KEY_TYPES: dict[str, type[ECAlgorithm] | type[RSAAlgorithm]] = {
     "EC": ECAlgorithm,
@@ -211,15 +245,19 @@ class JwksCache:
             ) as http:
                 response = http.get(url, headers={"Accept": "application/json"})
         except httpx.HTTPError as error:
-            raise AuthError(f"JWKS could not be fetched ({type(error).__name__})") from None
+            raise AuthError(
+                f"JWKS could not be fetched ({type(error).__name__})", "jwks", jku=url
+            ) from None
         if response.status_code != 200 or len(response.content) > MAX_JWKS_BYTES:
-            raise AuthError(f"JWKS could not be fetched (HTTP {response.status_code})")
+            raise AuthError(
+                f"JWKS could not be fetched (HTTP {response.status_code})", "jwks", jku=url
+            )
         try:
             document = response.json()
         except ValueError:
-            raise AuthError("JWKS is not JSON") from None
+            raise AuthError("JWKS is not JSON", "jwks", jku=url) from None
         if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
-            raise AuthError("JWKS has no keys list")
+            raise AuthError("JWKS has no keys list", "jwks", jku=url)
         return document
 
 
@@ -249,31 +287,50 @@ class Authenticator:
 
     def authenticate(self, authorization: str | None, audience: str) -> AuthenticatedClient:
         if not authorization or not authorization.startswith("Bearer "):
-            raise AuthError("no bearer token")
+            raise AuthError("no bearer token", "no-token")
         token = authorization[len("Bearer ") :].strip()
         try:
             header = jwt.get_unverified_header(token)
             unverified = jwt.decode(token, options={"verify_signature": False})
         except jwt.PyJWTError:
-            raise AuthError("malformed token") from None
+            raise AuthError("malformed token", "malformed") from None
+        algorithm = header.get("alg")
+        kid = header.get("kid")
+        issuer = unverified.get("iss")
+        seen = {"iss": issuer, "kid": kid}
+        try:
+            return self._verify(token, header, unverified, audience)
+        except AuthError as refused:
+            refused.seen = {**seen, "alg": algorithm, **refused.seen}
+            if refused.reason == "audience":
+                refused.seen = {
+                    "aud expected": audience,
+                    "received": unverified.get("aud"),
+                    **refused.seen,
+                }
+            raise
+
+    def _verify(
+        self, token: str, header: dict[str, Any], unverified: dict[str, Any], audience: str
+    ) -> AuthenticatedClient:
         algorithm = header.get("alg")
         if algorithm not in ALLOWED_ALGORITHMS:
-            raise AuthError(f"algorithm {algorithm!r} not accepted")
+            raise AuthError("algorithm not accepted", "algorithm")
         if header.get("typ") not in (None, "JWT", "jwt"):
-            raise AuthError("typ is not JWT")
+            raise AuthError("typ is not JWT", "malformed", typ=header.get("typ"))
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
-            raise AuthError("no kid")
+            raise AuthError("no kid", "no-kid")
         issuer = unverified.get("iss")
         client = self.clients.get(issuer) if isinstance(issuer, str) else None
         if client is None:
-            raise AuthError("issuer not trusted")
+            raise AuthError("issuer not trusted", "issuer")
         jwk = self._key(client, header, kid)
         if (
             jwk.get("alg") not in (None, algorithm)
             or jwk.get("kty") != KEY_TYPE_FOR_ALGORITHM[algorithm]
         ):
-            raise AuthError("key does not match the algorithm")
+            raise AuthError("key does not match the algorithm", "key")
         key = (ECAlgorithm if algorithm.startswith("ES") else RSAAlgorithm).from_jwk(
             json.dumps(jwk)
         )
@@ -292,15 +349,18 @@ class Authenticator:
                 options={"require": ["iss", "aud", "exp", "iat", "jti"]},
             )
         except jwt.PyJWTError as error:
-            raise AuthError(f"token refused ({type(error).__name__})") from None
+            reason = PYJWT_REASONS.get(type(error).__name__, "invalid")
+            raise AuthError(f"token refused ({type(error).__name__})", reason) from None
         if not isinstance(claims["iat"], (int, float)) or claims["iat"] > self.now() + self.leeway:
-            raise AuthError("iat in the future")
+            raise AuthError("iat in the future", "time")
         if client.tenant is not None and claims.get("tenant") != client.tenant:
-            raise AuthError("tenant not trusted")
+            raise AuthError(
+                "tenant not trusted", "tenant", tenant=claims.get("tenant"), expected=client.tenant
+            )
         if not isinstance(claims["jti"], str) or not claims["jti"]:
-            raise AuthError("no jti")
+            raise AuthError("no jti", "claims")
         if not self.claim_jti(client.iss, claims["jti"], float(claims["exp"]) + self.leeway):
-            raise AuthError("jti replayed")
+            raise AuthError("jti replayed", "replay")
         return AuthenticatedClient(
             client.iss, claims.get("tenant"), client.fhir_servers, client.allow_loopback_fhir
         )
@@ -317,7 +377,9 @@ class Authenticator:
                 raise AuthError(
                     "jku not allowed for this issuer"
                     if client.jku or client.jwks is None
-                    else "unknown kid (not in the pinned keys; jku not allowed for this issuer)"
+                    else "unknown kid (not in the pinned keys; jku not allowed for this issuer)",
+                    "jku" if client.jku or client.jwks is None else "unknown-kid",
+                    jku=jku,
                 )
             key = self.jwks.keys(jku, kid)
         elif len(client.jku) == 1:
@@ -325,9 +387,9 @@ class Authenticator:
         elif client.jwks is not None:
             key = None
         else:
-            raise AuthError("no jku and no pinned keys")
+            raise AuthError("no jku and no pinned keys", "key")
         if key is None:
-            raise AuthError("unknown kid")
+            raise AuthError("unknown kid", "unknown-kid")
         return key
 
     def replace_clients(self, clients: dict[str, TrustedClient]) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 from hooks.cards import Finding
 from hooks.record_gaps import unresolved_medication_findings, with_partial_notes
 from service.http.validation import SchemaViolation
+from service.jsonlog import HOOK_INSTANCE
 from service.outcomes import ApiError
 from service.record.access import FhirAccess
 from service.record.budget import call_budget
@@ -82,6 +83,8 @@ def handle_call(
         )
     context = body["context"]
     validate_against(rt, service.context_schema, context, "context")
+    HOOK_INSTANCE.set(body["hookInstance"])  # every log line of this call names it
+    refuse_drafts_of_another_patient(context)
     access = FhirAccess(body, refusal)
     findings: list[Finding] = []
     fetched: list[str] = []
@@ -118,6 +121,34 @@ def handle_call(
     )
     _measure(rt, service, body, findings, result)
     return result
+
+
+def refuse_drafts_of_another_patient(context: dict[str, Any]) -> None:
+    """A draft whose subject is another patient than context.patientId is an integration fault:
+    checked against this patient's record it would get the wrong cards, so the call is refused
+    (400, naming the entry, not the patient)."""
+    drafts = context.get("draftOrders")
+    entries = drafts.get("entry") if isinstance(drafts, dict) else None
+    patient_id = context.get("patientId")
+    if not isinstance(entries, list) or not isinstance(patient_id, str):
+        return
+    for index, entry in enumerate(entries):
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if not isinstance(resource, dict):
+            continue
+        subject = resource.get("subject")
+        reference = subject.get("reference") if isinstance(subject, dict) else None
+        if not isinstance(reference, str) or "Patient/" not in reference:
+            continue
+        named = reference.rsplit("Patient/", 1)[1].split("/_history", 1)[0]
+        if named != patient_id:
+            raise ApiError(
+                400,
+                f"draftOrders entry {index} ({resource.get('resourceType')}) names another patient"
+                " as its subject than context.patientId; the service checks orders only against"
+                " the record of the patient they are for.",
+                f"context.draftOrders.entry[{index}].resource.subject",
+            )
 
 
 def _remember_cards(

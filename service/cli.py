@@ -4,12 +4,14 @@ a FHIR server."""
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import sys
 from typing import Any
 
-from service import evaluate
+from service import client_keys, evaluate
+from service.dev import example
 from service.jsonlog import configure_logging
 
 
@@ -25,6 +27,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     check_configuration(
         settings
     )  # every setting, knowledge and trusted client, before the server listens
+    metrics_dir = prepare_metrics_dir(os.environ)
+    client_keys.record_serving_address(settings, args.host, args.port)
     apps: list[Any] = []
 
     def on_reload(_server: Any) -> None:
@@ -43,22 +47,87 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 "preload_app": True,  # build knowledge, schemas and models once, before forking
                 "timeout": 30,
                 "keepalive": 5,
+                # each worker listens on its own SO_REUSEPORT socket: the kernel spreads new
+                # connections over the workers, so keep-alive clients do not all stay on the one
+                # worker that happened to accept first
+                "reuse_port": True,
                 "accesslog": None,
                 "loglevel": settings.log_level.lower(),
                 "on_reload": on_reload,
+                "child_exit": forget_worker_gauges,
+                "worker_exit": lambda _server, _worker: flush_store(apps),
+                "logger_class": gunicorn_logger_class(),
             }
             for key, value in options.items():
                 self.cfg.set(key, value)
 
         def load(self) -> Any:
             apps[:] = [create_app(settings)]
+            # What the preloading master built lives as long as the workers: kept out of the
+            # garbage collector's scans, so a collection in a worker neither walks it nor touches
+            # (copies) its pages.
+            gc.freeze()
             return apps[0]
 
     logging.getLogger("bonecds").info(
-        "serving on http://%s:%d with %d workers", args.host, args.port, args.workers
+        "serving on http://%s:%d with %d workers (metrics of all workers in %s)",
+        args.host,
+        args.port,
+        args.workers,
+        metrics_dir,
     )
     BonecdsServer().run()
     return 0
+
+
+def prepare_metrics_dir(env: Any) -> str:
+    """The multi-process metrics directory every worker writes to, so /metrics counts them all:
+    PROMETHEUS_MULTIPROC_DIR when set, else a new private directory; emptied at start, so counters
+    of an earlier run never come back."""
+    import tempfile
+    from pathlib import Path
+
+    configured = env.get("PROMETHEUS_MULTIPROC_DIR")
+    if not configured:
+        configured = tempfile.mkdtemp(prefix="bonecds-metrics-")
+        env["PROMETHEUS_MULTIPROC_DIR"] = configured
+    directory = Path(configured)
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+    return configured
+
+
+def flush_store(apps: list[Any]) -> None:
+    """A stopping worker writes the issued cards and feedback its store writer still holds."""
+    store = apps[0].extensions["bonecds"].store if apps else None
+    flush = getattr(store, "flush", None)
+    if flush is not None:
+        flush(2.0)
+
+
+def forget_worker_gauges(_server: Any, worker: Any) -> None:
+    """A worker that exits leaves the in-flight gauge (livesum counts live workers only)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def gunicorn_logger_class() -> Any:
+    """gunicorn's own log lines in the service's format: JSON objects in JSON mode, like every other
+    line."""
+    from gunicorn.glogging import Logger
+
+    from service.jsonlog import json_or_text
+
+    class BonecdsGunicornLogger(Logger):
+        def setup(self, cfg: Any) -> None:
+            super().setup(cfg)
+            formatter = json_or_text()
+            for handler in [*self.error_log.handlers, *self.access_log.handlers]:
+                handler.setFormatter(formatter)
+
+    return BonecdsGunicornLogger
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -77,24 +146,6 @@ def cmd_load_fixtures(args: argparse.Namespace) -> int:
     from fixtures.load import main as load_main
 
     return load_main(args.rest, prog="bonecds load-fixtures")
-
-
-def cmd_mint_token(args: argparse.Namespace) -> int:
-    """Print a CDS client JWT signed with the development key (BONECDS_AUTH=dev trusts it), for
-    curl."""
-    from service.config import Settings
-    from service.dev_keys import DEV_ISSUER, load_or_create_dev_key, mint_token
-
-    settings = Settings.from_env()
-    key = load_or_create_dev_key(args.key_file or settings.dev_key_path)
-    base = (
-        args.base_url
-        or settings.public_base_url
-        or f"http://127.0.0.1:{os.environ.get('BONECDS_PORT', '8099')}"
-    ).rstrip("/")
-    audience = args.aud or f"{base}/cds-services" + (f"/{args.service}" if args.service else "")
-    print(mint_token(key.private_jwk, DEV_ISSUER, audience, lifetime_seconds=args.lifetime))
-    return 0
 
 
 def cmd_feedback_report(args: argparse.Namespace) -> int:
@@ -117,12 +168,19 @@ def main(argv: list[str] | None = None) -> int:
     from service.config import ConfigError
 
     try:
-        return _run(argv)
+        status = _run(argv)
+        sys.stdout.flush()  # here, not at exit, so a closed pipe is caught below
+        return status
     except (
         ConfigError
     ) as error:  # one line naming the variable or file and the problem; no traceback
         print(f"bonecds: configuration error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader went away (`bonecds token | head -c 10`): stop quietly, as cat does. Standard
+        # output points at /dev/null so the interpreter's last flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 def _run(argv: list[str] | None) -> int:
@@ -165,30 +223,8 @@ def _run(argv: list[str] | None) -> int:
     load.add_argument("rest", nargs=argparse.REMAINDER)
     load.set_defaults(func=cmd_load_fixtures)
     evaluate.add_parser(sub)
-    mint = sub.add_parser(
-        "mint-token",
-        aliases=["token"],
-        help="print a development JWT for curl (the service must run with BONECDS_AUTH=dev)",
-    )
-    mint.add_argument(
-        "--service", help="service id, e.g. bonecds-order-sign (default: the discovery endpoint)"
-    )
-    mint.add_argument("--aud", help="exact audience URL (overrides --base-url and --service)")
-    mint.add_argument(
-        "--base-url",
-        help=(
-            "the service's public base URL (default BONECDS_PUBLIC_BASE_URL or"
-            " http://127.0.0.1:8099)"
-        ),
-    )
-    mint.add_argument(
-        "--lifetime", type=int, default=300, help="seconds until the token expires (default 300)"
-    )
-    mint.add_argument(
-        "--key-file",
-        help="development key file (default BONECDS_DEV_KEY_FILE or var/dev-client-key.json)",
-    )
-    mint.set_defaults(func=cmd_mint_token)
+    example.add_parser(sub)
+    client_keys.add_parsers(sub)  # keygen, mint-token (token)
     from service.report import parse_since
 
     report = sub.add_parser(

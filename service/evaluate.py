@@ -1,5 +1,6 @@
-"""`bonecds evaluate`: the CDS logic on one CDS Hooks request (a file, or a patient on a FHIR
-server), in-process and without a server, with the cards printed as text or JSON."""
+"""`bonecds evaluate`: the CDS logic on one CDS Hooks request (a file, a scenario, or a patient on a
+FHIR server), in-process and without a server, with the cards printed as text or JSON; read-only
+unless `--record`."""
 
 from __future__ import annotations
 
@@ -8,9 +9,14 @@ import dataclasses
 import json
 import sys
 import uuid
-from typing import Any
+from collections.abc import Iterable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from service.jsonlog import configure_logging
+
+if TYPE_CHECKING:
+    from service.store.base import FeedbackReceipt, IssuedCard
 
 
 def add_parser(sub: Any) -> None:
@@ -20,6 +26,12 @@ def add_parser(sub: Any) -> None:
     )
     evaluate.add_argument(
         "request", nargs="?", help="a CDS Hooks request (JSON file, or - for standard input)"
+    )
+    evaluate.add_argument(
+        "--scenario",
+        metavar="NAME",
+        help="instead of a request file: a scenario's request, dated for the clock's day"
+        " (as `bonecds example NAME` prints it)",
     )
     evaluate.add_argument(
         "--fhir-base", help="instead of a request file: read the patient from this FHIR server"
@@ -44,16 +56,33 @@ def add_parser(sub: Any) -> None:
     evaluate.add_argument(
         "--json", action="store_true", help="print the service's JSON answer instead of text"
     )
+    evaluate.add_argument(
+        "--record",
+        action="store_true",
+        help=(
+            "also write the issued cards into the feedback store DATABASE_URL names (by default"
+            " nothing is written: a local evaluation is not a clinical use)"
+        ),
+    )
     evaluate.set_defaults(func=cmd_evaluate)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """The same path as an HTTP call (validation, prefetch or fhirServer, rules, cards), in-process,
     without a server."""
-    from service import create_app
     from service.config import Settings
 
-    if args.fhir_base:
+    settings = Settings.from_env()
+    if args.scenario:
+        from service.dev.scenario_requests import UnknownScenario, clock_day, scenario_request
+
+        try:
+            _, body = scenario_request(args.scenario, clock_day(settings.frozen_now))
+        except UnknownScenario as error:
+            print(f"bonecds evaluate: {error}", file=sys.stderr)
+            return 2
+        raw = json.dumps(body)
+    elif args.fhir_base:
         raw = json.dumps(request_from_fhir_server(args))
     elif args.request:
         raw = (
@@ -61,7 +90,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         )
     else:
         print(
-            "give a request file, or --fhir-base with --patient (and --draft for order hooks)",
+            "give a request file (- for standard input), --scenario NAME, or --fhir-base with"
+            " --patient (and --draft for order hooks)",
             file=sys.stderr,
         )
         return 2
@@ -69,18 +99,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         hook = json.loads(raw).get("hook")
     except (ValueError, AttributeError):
         hook = None
-    # Local evaluation trusts the file it is given; the FHIR allowlist and every other setting still
-    # apply, and a FHIR
-    # server named on the command line is allowed because the operator chose it.
-    settings = Settings.from_env()
+    # Local evaluation trusts the request it is given, with authentication off; the FHIR allowlist
+    # and every other setting still apply, and a FHIR server named on the command line is allowed
+    # because the operator chose it.
     settings = dataclasses.replace(
         settings,
         auth="off",
         fhir_allowlist=settings.fhir_allowlist
         + ((args.fhir_base.rstrip("/"),) if args.fhir_base else ()),
     )
-    configure_logging("WARNING")
-    app = create_app(settings)
+    app = _offline_app(settings, record=args.record)
     services = app.extensions["bonecds"].services
     service_id = args.service or next((s.id for s in services.values() if s.hook == hook), None)
     if service_id is None:
@@ -90,7 +118,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    status, answer = evaluate_request(app.extensions["bonecds"], services[service_id], raw)
+    runtime = app.extensions["bonecds"]
+    status, answer = evaluate_request(runtime, services[service_id], raw, record=args.record)
+    if args.record and not runtime.store.flush():
+        print(
+            "bonecds evaluate: the issued cards could not be written to the store", file=sys.stderr
+        )
     if args.json:
         print(json.dumps(answer, indent=2, ensure_ascii=False))
     else:
@@ -98,10 +131,61 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0 if status == 200 else 1
 
 
-def evaluate_request(runtime: Any, service: Any, raw: str) -> tuple[int, Any]:
+def _offline_app(settings: Any, *, record: bool) -> Any:
+    """The app for one local evaluation: no store unless record, and none of the server's start-up
+    warnings (authentication off, the preview page), which say nothing about a local run."""
+    import logging
+
+    from service import create_app
+
+    configure_logging("ERROR")
+    try:
+        app = create_app(settings, store=None if record else _NoStore())
+    finally:
+        configure_logging("WARNING")  # FHIR read problems of the evaluation itself still show
+    if settings.frozen_now:
+        logging.getLogger("bonecds").warning(
+            "clock frozen at %s (BONECDS_NOW)", settings.frozen_now.isoformat()
+        )
+    return app
+
+
+class _NoStore:
+    """A feedback store that keeps nothing: `bonecds evaluate` without --record neither opens nor
+    writes the database."""
+
+    def claim_jti(self, issuer: str, jti: str, expires_at: float, now: float | None = None) -> bool:
+        return True
+
+    def record_cards(
+        self, service_id: str, hook_instance: str, cards: Iterable[IssuedCard], issued_at: datetime
+    ) -> None:
+        raise AssertionError("a local evaluation records no cards without --record")
+
+    def record_feedback(
+        self, service_id: str, items: list[dict[str, Any]], received_at: datetime
+    ) -> FeedbackReceipt:
+        raise AssertionError("a local evaluation takes no feedback")
+
+    def outcomes_by_rule(self) -> list[dict[str, Any]]:
+        return []
+
+    def feedback_rows(self) -> list[dict[str, Any]]:
+        return []
+
+    def issued_by_rule(self, since: str = "") -> dict[str, int]:
+        return {}
+
+    def check_ready(self) -> None:
+        return None
+
+
+def evaluate_request(
+    runtime: Any, service: Any, raw: str, *, record: bool = False
+) -> tuple[int, Any]:
     """The service's answer to a request text, through the same use case as HTTP
     (service.calls.handle_call), without a server or a test client; the issued-card ledger is left
-    untouched (a local evaluation is not a clinical use)."""
+    untouched unless record (a local evaluation is not a clinical use)."""
     from service.calls import handle_call
     from service.outcomes import ApiError, operation_outcome
     from service.record.ssrf import fhir_server_refusal
@@ -116,8 +200,9 @@ def evaluate_request(runtime: Any, service: Any, raw: str) -> tuple[int, Any]:
             runtime,
             service,
             body,
-            lambda url: fhir_server_refusal(url, settings.fhir_allowlist, settings.auth == "dev"),
-            remember=False,
+            # a loopback FHIR server is the operator's own (e.g. `make fhir`), as in dev mode
+            lambda url: fhir_server_refusal(url, settings.fhir_allowlist, allow_loopback=True),
+            remember=record,
         )
     except ApiError as error:
         return error.status, operation_outcome(error.status, error.diagnostics, error.expression)

@@ -54,12 +54,29 @@ def rule_titles() -> Callable[[str], str]:
     return title
 
 
+def reason_displays() -> Callable[[str, str], str]:
+    """(system URL, code) -> the display the knowledge file gives that override reason ("" for a
+    reason it does not list): clients may send only the code and system of the reason they chose."""
+    from hooks.knowledge import load_knowledge
+
+    knowledge = load_knowledge()
+    known: dict[tuple[str, str], str] = {}
+    for key in knowledge.raw.get("override_reasons", {}):
+        reason = knowledge.override_reason(key)
+        known[(reason["system"], reason["code"])] = reason["display"]
+    return lambda system, code: known.get((system, code), "")
+
+
 def build_report(
-    store: FeedbackStore, since: str = "", title: Callable[[str], str] | None = None
+    store: FeedbackStore,
+    since: str = "",
+    title: Callable[[str], str] | None = None,
+    reason_display: Callable[[str, str], str] | None = None,
 ) -> dict[str, Any]:
     """Report rows per rule, most overridden first (then most cards issued), each with its override
-    reasons."""
+    reasons (display as the client sent it, else the knowledge file's)."""
     title = title or rule_titles()
+    reason_display = reason_display or reason_displays()
     issued = store.issued_by_rule(since)
     outcomes: dict[str, dict[str, set]] = {}
     reasons: dict[str, dict[tuple[str, str], dict[str, Any]]] = {}
@@ -79,7 +96,9 @@ def build_report(
                 (system, code), {"system": system, "code": code, "display": "", "cards": set()}
             )
             entry["display"] = (
-                entry["display"] or row["override_display"] or ("" if system or code else NO_REASON)
+                entry["display"]
+                or row["override_display"]
+                or (reason_display(system, code) if system or code else NO_REASON)
             )
             entry["cards"].add(card)
     rows: list[dict[str, Any]] = []

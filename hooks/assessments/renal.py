@@ -122,9 +122,11 @@ class RenalFunction:
         egfr = self.egfr
         if not egfr:
             raise RuntimeError("an eGFR-based renal function without its eGFR")
+        # an eGFR is always labelled with its body-surface unit; the unit the record gave is noted
         reported = (
-            f"eGFR {egfr.bound}{_as_reported(egfr.recorded_value)} {egfr.recorded_unit} on "
-            f"{egfr.when.date().isoformat()} (read as {EGFR_UNIT})"
+            f"eGFR {egfr.bound}{_as_reported(egfr.value)} {EGFR_UNIT} on"
+            f" {egfr.when.date().isoformat()} (recorded with the unit '{egfr.recorded_unit}', read"
+            f" as {EGFR_UNIT})"
             if egfr.note
             else f"eGFR {egfr.shown(1)}"
         )

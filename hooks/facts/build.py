@@ -8,7 +8,9 @@ from dataclasses import replace
 from datetime import datetime
 
 from hooks.assessments.setting import derive_setting
+from hooks.facts.administered import read_administered
 from hooks.facts.conditions import read_allergy, read_conditions
+from hooks.facts.dental_work import read_dental_work
 from hooks.facts.medications import read_doses, read_medication
 from hooks.facts.model import PatientFacts
 from hooks.facts.observations import read_observations
@@ -88,6 +90,17 @@ def build_facts(
     facts.oophorectomies = read_oophorectomies(by_type.get("Procedure", {}).values(), knowledge)
     facts.dialysis_procedures = read_dialysis_procedures(
         facts, by_type.get("Procedure", {}).values(), knowledge
+    )
+    # Draft ServiceRequests signed with the bone agent are planned work too.
+    drafted_requests = [r for r in companion_drafts if r.get("resourceType") == "ServiceRequest"]
+    facts.dental_work = read_dental_work(
+        facts,
+        by_type.get("Procedure", {}).values(),
+        [*by_type.get("ServiceRequest", {}).values(), *drafted_requests],
+        knowledge,
+    )
+    facts.administered = read_administered(
+        by_type.get("MedicationAdministration", {}).values(), medications, knowledge
     )
     facts.setting = derive_setting(facts, knowledge)
     return facts

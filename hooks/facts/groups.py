@@ -36,6 +36,8 @@ GROUPS = (
     FactGroup("procedures", "Oophorectomy procedures", review_note=""),
     FactGroup("dialysis_procedures", "Dialysis procedures", review_note="for the suggested drugs"),
     FactGroup("cancer_stage", "Cancer stage observations (TNM, stage group)", review_note=""),
+    FactGroup("magnesium", "Magnesium results"),
+    FactGroup("dental_work", "Planned and recent dental procedures (orders and procedures)"),
 )
 GROUP_BY_KEY = {group.key: group for group in GROUPS}
 FACT_GROUPS = frozenset(GROUP_BY_KEY)  # the keys: what a rule's `needs` may name

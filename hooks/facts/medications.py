@@ -17,6 +17,7 @@ from hooks.fhir_read import (
     status_of,
 )
 from hooks.knowledge import Knowledge
+from hooks.orders import read_bone_agent_order
 
 GIVEN_REQUEST_STATUS = frozenset({"active", "completed", "stopped", "on-hold"})
 GIVEN_ADMINISTRATION_STATUS = frozenset({"completed", "in-progress"})
@@ -43,6 +44,7 @@ def read_medication(
     label = next(
         (text for concept in concepts for text in concept_texts(concept)), "unnamed medication"
     )
+    as_order = read_bone_agent_order(request, medications, knowledge) if bone_agent else None
     return MedicationFact(
         request.get("id") if isinstance(request.get("id"), str) else None,
         label,
@@ -51,7 +53,28 @@ def read_medication(
         classes,
         bone_agent[0] if bone_agent else None,
         route_text=route_texts,
+        formulation=as_order.formulation.id if as_order and as_order.formulation else None,
+        dose_mg=as_order.dose_mg if as_order else None,
+        interval=as_order.interval if as_order else None,
     )
+
+
+def _product_and_dose(
+    resource: dict, medications: dict[str, dict], knowledge: Knowledge
+) -> tuple[str | None, float | None]:
+    """The formulation and dose of a given dose, read as an order is read (an administration's
+    dosage.dose and route stand in for the order's dosage instruction)."""
+    if resource.get("resourceType") == "MedicationAdministration":
+        given = resource.get("dosage")
+        dosage: dict[str, Any] = given if isinstance(given, dict) else {}
+        instruction: dict[str, Any] = {"doseAndRate": [{"doseQuantity": dosage.get("dose")}]}
+        if dosage.get("route") is not None:
+            instruction["route"] = dosage["route"]
+        resource = {**resource, "dosageInstruction": [instruction]}
+    read = read_bone_agent_order(resource, medications, knowledge)
+    if read is None:
+        return None, None
+    return (read.formulation.id if read.formulation else None), read.dose_mg
 
 
 def _in_class(
@@ -84,7 +107,14 @@ def read_doses(
         )
         when = effective_datetime(administration)
         if identified and when:
-            from_administrations.append(DoseEvent(identified[0], when, "administration recorded"))
+            from_administrations.append(
+                DoseEvent(
+                    identified[0],
+                    when,
+                    "administration recorded",
+                    *_product_and_dose(administration, medications, knowledge),
+                )
+            )
     administered = {d.ingredient for d in from_administrations}
     from_requests: list[DoseEvent] = []
     for request in requests:
@@ -93,7 +123,14 @@ def read_doses(
         identified = identify_ingredient(medication_concepts(request, medications), knowledge)
         when = parse_datetime(request.get("authoredOn"))
         if identified and when and identified[0] not in administered and when <= facts.now:
-            from_requests.append(DoseEvent(identified[0], when, f"order {request.get('status')}"))
+            from_requests.append(
+                DoseEvent(
+                    identified[0],
+                    when,
+                    f"order {request.get('status')}",
+                    *_product_and_dose(request, medications, knowledge),
+                )
+            )
     facts.bone_agent_doses = sorted(
         from_administrations + from_requests, key=lambda d: d.when, reverse=True
     )

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import TYPE_CHECKING
 
 from hooks.fhir_read import days_between
+
+if TYPE_CHECKING:
+    from hooks.orders import Interval
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,11 @@ class MedicationFact:
         False  # drafted in this same request (e.g. calcium signed together with the bone agent)
     )
     route_text: str = ""
+    # A bone-agent order's product, dose and interval as read from it (a standing order whose next
+    # dose a new draft may be), None when it does not say them.
+    formulation: str | None = None
+    dose_mg: float | None = None
+    interval: Interval | None = None
 
     @property
     def reference(self) -> str | None:
@@ -187,6 +196,32 @@ class DoseEvent:
     ingredient: str
     when: datetime
     evidence: str
+    # The product and dose when the record says them (denosumab 60 mg vs 120 mg decides the
+    # follow-on card); None when it cannot be read.
+    formulation: str | None = None
+    dose_mg: float | None = None
+
+
+@dataclass(frozen=True)
+class DentalWork:
+    """An invasive dental procedure, planned (an order, or a Procedure in preparation) or done."""
+
+    label: str
+    when: datetime | None
+    planned: bool
+    evidence: str  # e.g. "ServiceRequest (active), planned for 2026-10-20"
+
+
+@dataclass(frozen=True)
+class AdministeredDrug:
+    """A recorded administration of a drug the rules classify (aminoglycoside, loop diuretic...)."""
+
+    label: str
+    when: datetime
+    classes: frozenset[str]
+
+    def dated(self) -> str:
+        return f"{self.label} (given {self.when.date().isoformat()})"
 
 
 @dataclass(frozen=True)
@@ -229,6 +264,10 @@ class PatientFacts:
     dialysis_procedures: list[CodedFinding] = field(
         default_factory=list
     )  # within the knowledge's window
+    # Planned or recent invasive dental procedures (ServiceRequests and Procedures), newest first.
+    dental_work: list[DentalWork] = field(default_factory=list)
+    # Administrations of drugs of the knowledge's classes (not bone agents), newest first.
+    administered: list[AdministeredDrug] = field(default_factory=list)
 
     def results(self, kind: str) -> list[LabResult]:
         """Results of one kind, newest first."""

@@ -51,6 +51,9 @@ UNIT_TABLES = {
     "calcium_ionized": ("ionized_calcium_to_mmol_l", "mmol/L"),
     "albumin": ("albumin_to_g_dl", "g/dL"),
     "vitamin_d": ("vitamin_d_to_ng_ml", "ng/mL"),
+    "phosphate": ("phosphate_to_mg_dl", "mg/dL"),
+    "pth": ("pth_to_pg_ml", "pg/mL"),
+    "magnesium": ("magnesium_to_mg_dl", "mg/dL"),
     "body_height": ("height_to_cm", "cm"),
 }
 # Results whose unit is checked against a list (no conversion): kind -> (knowledge units list, unit

@@ -117,7 +117,9 @@ def build_knowledge(raw: dict[str, Any], where: str = "knowledge document") -> K
         for name, entry in raw["medication_classes"].items()
     }
     sources = {
-        key: Source(key, entry["label"], entry.get("url"), entry.get("status", ""))
+        key: Source(
+            key, entry["label"], entry.get("url"), entry.get("status", ""), entry.get("short")
+        )
         for key, entry in raw["sources"].items()
     }
     return Knowledge(

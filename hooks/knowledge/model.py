@@ -102,6 +102,7 @@ class Source:
     label: str
     url: str | None
     status: str
+    short: str | None = None  # the citation a card's source line shows ('Zometa PI (label)')
 
 
 def normalise_icd(code: str) -> str:

@@ -222,6 +222,27 @@ def _threshold_problems(raw: dict[str, Any], formulations: set[str]) -> Iterable
         "formulation",
     )
     yield from _unknown((*base, "pamidronate_hcm_dose", "source"), hcm["source"], sources, "source")
+    strength, path = (
+        thresholds["denosumab_strength_schedule"],
+        (*base, "denosumab_strength_schedule"),
+    )
+    for index, entry in enumerate(strength["entries"]):
+        yield from _unknown(
+            (*path, "entries", index, "formulation"),
+            entry["formulation"],
+            formulations,
+            "formulation",
+        )
+        yield from _unknown((*path, "entries", index, "source"), entry["source"], sources, "source")
+    for setting, key in strength["regimen_by_setting"].items():
+        yield from _unknown((*path, "regimen_by_setting", setting), key, regimens, "regimen")
+    follow_on = thresholds["denosumab_follow_on"]
+    yield from _unknown(
+        (*base, "denosumab_follow_on", "formulation"),
+        follow_on["formulation"],
+        formulations,
+        "formulation",
+    )
 
 
 def _supplement_problems(raw: dict[str, Any], formulations: set[str]) -> Iterable[Violation]:

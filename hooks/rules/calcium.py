@@ -3,12 +3,11 @@ impairment, supplements."""
 
 from __future__ import annotations
 
-import dataclasses
-
 from hooks.assessments.calcium import CalciumReading
 from hooks.assessments.renal import on_dialysis
 from hooks.cards import Finding, Suggestion
 from hooks.facts.groups import group_name
+from hooks.facts.model import LabResult
 from hooks.fhir_read import format_number
 from hooks.rules.common import finding, unavailable_line
 from hooks.rules.context import OrderContext, below
@@ -39,12 +38,10 @@ def _risk(ctx: OrderContext) -> str:
 
 
 def _lab_order(ctx: OrderContext, orderable: str, reason: str) -> Suggestion:
-    """A lab order of the knowledge's orderables, labelled with the orderable's plain name."""
-    suggestion = order_observation(
+    """A lab order of the knowledge's orderables (labelled with the orderable's plain name)."""
+    return order_observation(
         ctx.knowledge, orderable, ctx.patient_reference, ctx.user_reference, ctx.now, reason
     )
-    label = ctx.knowledge.raw["orderables"][orderable].get("label")
-    return dataclasses.replace(suggestion, label=f"Order {label}") if label else suggestion
 
 
 @rule("calcium-low")
@@ -238,64 +235,144 @@ def _censored_calcium(ctx: OrderContext) -> list[str]:
 
 @rule("denosumab-renal-hypocalcemia")
 def denosumab_renal_hypocalcemia(ctx: OrderContext) -> Finding | None:
-    """Denosumab with clearance or eGFR below the limit, or on dialysis: severe hypocalcemia risk,
-    check calcium soon."""
+    """Denosumab with clearance or eGFR below the limit, or on dialysis: severe hypocalcemia risk.
+
+    First dose of a course: the Prolia boxed-warning work-up (one order per test without a recent
+    result) and calcium weekly in the first month; later doses: calcium monthly, nothing to order.
+    """
     limit = ctx.threshold("denosumab_severe_renal_impairment_ml_min")
-    facts = ctx.facts
-    reasons: list[str] = []
-    function = ctx.current_renal.function
-    dialysis = on_dialysis(facts)
-    if function is not None and function.decide_below(limit) is True and not dialysis:
-        reasons.append(f"- {function.working((limit,))}")
-    egfr = facts.latest("egfr", ctx.creatinine_window_days)
-    if (
-        egfr is not None
-        and egfr.decide_below(limit) is True
-        and (function is None or function.is_clearance)
-        and not dialysis
-    ):
-        reasons.append(f"- eGFR {egfr.shown().replace(' m²', ' m² (not CrCl)', 1)}.")
-    reasons += [f"- On dialysis: {line}." for line in dialysis]
+    reasons, named = _severe_renal_impairment(ctx, limit)
     if not reasons:
         return None
-    days = ctx.threshold("denosumab_calcium_check_within_days")
+    workup = ctx.threshold("denosumab_ckd_mbd_workup")
+    # on dialysis no clearance is the basis (catalog: the card does not present one)
+    finding_line = (
+        f"on dialysis, counted with severe renal impairment (below {limit:g} mL/min)."
+        if named == "on dialysis"
+        else f"{named}: severe renal impairment (below {limit:g} mL/min)."
+    )
     lines = [
-        (
-            f"**{ctx.order.describe()}** in severe renal impairment (below {limit} mL/min) or"
-            " dialysis."
-        ),
+        f"**{ctx.order.describe()}** {finding_line}",
         "",
         *reasons,
         "",
-        (
-            "Denosumab needs no renal dose change, but patients with severe renal impairment or on"
-            " dialysis are at greater risk of severe hypocalcemia. Make sure calcium and vitamin D"
-            f" are supplemented and check calcium within {days} days of the dose (weekly in the"
-            " first month after a Prolia dose, per its boxed warning)."
-        ),
+        "Denosumab needs no renal dose change, but in severe renal impairment and on dialysis the"
+        " risk of severe, sometimes fatal, hypocalcemia is higher. Keep calcium and vitamin D"
+        " supplements running and correct a low calcium before the dose.",
+        "",
     ]
-    suggestion = order_observation(
+    if ctx.course_doses:
+        last = ctx.course_doses[0].when.date().isoformat()
+        lines.append(
+            f"Later dose of the course (last denosumab dose {last}): check {workup['later_doses']}."
+        )
+        return finding(
+            ctx,
+            "warning",
+            f"Denosumab {named}: high risk of hypocalcemia, check {workup['later_doses']}",
+            lines,
+            sources=[ctx.label_source, "prolia-label"],
+        )
+    days = workup["result_max_age_days"]
+    reason = f"CKD-mineral and bone disorder work-up before denosumab {named}"
+    suggestions: list[Suggestion] = []
+    fresh: list[str] = []
+    missing: list[str] = []
+    for test in workup["tests"]:
+        latest = _latest_result(ctx, test["results"], days)
+        if latest is not None:
+            fresh.append(f"{test['name']}: {latest.shown()}")
+            continue
+        missing.append(test["name"])
+        suggestions += [_lab_order(ctx, orderable, reason) for orderable in test["orderables"]]
+    monitoring = workup["calcium_monitoring"]
+    start = ctx.order.starts if ctx.order.starts and ctx.order.starts > ctx.now else ctx.now
+    series = f"{_every(monitoring)} x {monitoring['count']} from {start.date().isoformat()}"
+    weekly = order_observation(  # labelled "Order serum calcium weekly x 4 from <date>"
         ctx.knowledge,
         "serum-calcium",
         ctx.patient_reference,
         ctx.user_reference,
         ctx.now,
-        "Hypocalcemia monitoring after denosumab in severe renal impairment",
-        within_days=days,
+        f"Calcium after denosumab {named}",
+        repeat=(
+            start,
+            {
+                "frequency": monitoring["frequency"],
+                "period": monitoring["period"],
+                "periodUnit": monitoring["period_unit"],
+                "count": monitoring["count"],
+            },
+            series,
+        ),
     )
-    if dialysis:
-        named = "on dialysis"
-    elif function is not None and function.decide_below(limit) is True:
-        named = f"with {function.shown((limit,))}"
-    else:
-        if egfr is None:  # the only other reason a line was written
-            raise RuntimeError("a severe renal impairment line without dialysis, CrCl or eGFR")
-        named = f"with eGFR {egfr.bound}{egfr.value:g} mL/min/1.73 m² (not CrCl)"
+    suggestions.append(weekly)
+    gap = ctx.threshold("course_gap_days")
+    lines += [
+        f"First dose of a course (no denosumab dose in the last {gap} days):",
+        "- Before the dose, evaluate for CKD-mineral and bone disorder (calcium with albumin,"
+        " phosphate, intact PTH, 25-OH vitamin D).",
+        *(f"  - Within {days} days: {line}." for line in fresh),
+    ]
+    if missing:
+        lines.append(f"  - No result within {days} days: {', '.join(missing)} (ordered below).")
+    unavailable = [g for g in ("calcium", "vitamin_d") if ctx.facts.is_unavailable(g)]
+    lines += [
+        f"  {unavailable_line(group_name(g), ctx.facts.is_unavailable(g) or '')}"
+        for g in unavailable
+    ]
+    lines.append(f"- After the dose: calcium {series}, then {workup['later_doses']}.")
     return finding(
         ctx,
         "warning",
-        f"Denosumab {named}: high risk of hypocalcemia, check calcium within {days} days",
+        f"Denosumab {named}: high risk of hypocalcemia; work-up before the first dose, then"
+        f" calcium {_every(monitoring)}",
         lines,
-        sources=[ctx.label_source],
-        suggestions=[suggestion],
+        sources=[ctx.label_source, "prolia-label"],
+        suggestions=suggestions,
+        reports=unavailable,
     )
+
+
+def _severe_renal_impairment(ctx: OrderContext, limit: float) -> tuple[list[str], str]:
+    """The evidence lines for CrCl or eGFR below the limit, or dialysis, and how the summary names
+    it ('with CrCl 24.3 mL/min', 'with eGFR 22 mL/min/1.73 m² (not CrCl)', 'on dialysis')."""
+    facts = ctx.facts
+    function = ctx.current_renal.function
+    dialysis = on_dialysis(facts)
+    if dialysis:
+        return [f"- On dialysis: {line}." for line in dialysis], "on dialysis"
+    reasons: list[str] = []
+    named = ""
+    if function is not None and function.decide_below(limit) is True:
+        reasons.append(f"- {function.working((limit,))}")
+        named = f"with {function.shown((limit,))}"
+    egfr = facts.latest("egfr", ctx.creatinine_window_days)
+    if (
+        egfr is not None
+        and egfr.decide_below(limit) is True
+        and (function is None or function.is_clearance)
+    ):
+        reasons.append(f"- eGFR {egfr.shown().replace(' m²', ' m² (not CrCl)', 1)}.")
+        named = named or f"with eGFR {egfr.bound}{egfr.value:g} mL/min/1.73 m² (not CrCl)"
+    return reasons, named
+
+
+def _latest_result(ctx: OrderContext, kinds: list[str], days: int) -> LabResult | None:
+    """The newest result of these kinds within `days`; None also when their group could not be
+    retrieved (unknown is not recent)."""
+    found = [
+        result
+        for kind in kinds
+        if not ctx.facts.is_unavailable("vitamin_d" if kind == "vitamin_d" else "calcium")
+        and (result := ctx.facts.latest(kind, days)) is not None
+    ]
+    return max(found, key=lambda r: r.when, default=None)
+
+
+def _every(monitoring: dict) -> str:
+    """'weekly' for once every week, else 'every 2 wk' (the knowledge's calcium monitoring)."""
+    words = {"d": "daily", "wk": "weekly", "mo": "monthly"}
+    if monitoring["frequency"] == 1 and monitoring["period"] == 1:
+        return words[monitoring["period_unit"]]
+    return f"{monitoring['frequency']}x every {monitoring['period']:g} {monitoring['period_unit']}"

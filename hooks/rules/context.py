@@ -182,13 +182,15 @@ class OrderContext(PatientAssessments):
 
     @cached_property
     def creatinine_window_days(self) -> int:
-        """30 days before a parenteral dose (or when the route is unknown), a year for oral
-        bisphosphonates."""
-        name = (
-            "creatinine_max_age_days_oral"
-            if self.order.is_oral
-            else "creatinine_max_age_days_parenteral"
-        )
+        """30 days before a parenteral bisphosphonate dose (or when the route is unknown), a year
+        for oral bisphosphonates, 180 days for denosumab (no renal dose adjustment;
+        renal-data-missing asks for 30 days in severe renal impairment)."""
+        if self.order.ingredient == "denosumab":
+            name = "creatinine_max_age_days_denosumab"
+        elif self.order.is_oral:
+            name = "creatinine_max_age_days_oral"
+        else:
+            name = "creatinine_max_age_days_parenteral"
         return self.threshold(name)
 
     @cached_property
@@ -240,6 +242,12 @@ class OrderContext(PatientAssessments):
         return course_of(
             self.facts.doses_of(self.order.ingredient), self.now, self.threshold("course_gap_days")
         )
+
+    @property
+    def first_dose_of_course(self) -> bool:
+        """No earlier dose of the ordered ingredient within the course gap (catalog "Definitions"):
+        the rules marked "first dose of a course" stay quiet on later doses."""
+        return not self.course_doses
 
     @cached_property
     def course_start(self) -> DoseEvent | None:

@@ -1,5 +1,5 @@
-"""Eligibility rules for early breast cancer: menopausal status, chemotherapy, bone-loss indication,
-adjuvant denosumab, DXA."""
+"""Eligibility rules for early breast cancer, judged on the first dose of a course: menopausal
+status, chemotherapy, bone-loss indication, adjuvant denosumab, DXA."""
 
 from __future__ import annotations
 
@@ -9,6 +9,15 @@ from hooks.rules.common import finding, unavailable_line
 from hooks.rules.context import OrderContext, minimum_days
 from hooks.rules.rule import rule
 from hooks.suggestions import delete_draft, order_observation, replace_draft_regimen
+
+
+def _later_dose(ctx: OrderContext) -> bool:
+    """Eligibility is judged when a course starts: a later dose of the same course was judged at its
+    first dose (catalog "Definitions"), so the rule is exempt whatever the record would show."""
+    if ctx.first_dose_of_course:
+        return False
+    ctx.decided.add(ctx.rule_id)
+    return True
 
 
 def _adjuvant_question(ctx: OrderContext) -> bool:
@@ -62,6 +71,8 @@ def _status_lines(ctx: OrderContext) -> list[str]:
 def adjuvant_premenopausal_chemotherapy(ctx: OrderContext) -> Finding | None:
     """Early setting, pre- or perimenopausal without ovarian suppression, on chemotherapy, no bone-
     loss indication."""
+    if _later_dose(ctx):
+        return None
     chemotherapy = ctx.facts.active_medications("chemotherapy")
     if not (_adjuvant_question(ctx) and ctx.menopause.before_menopause and chemotherapy):
         return None
@@ -74,10 +85,12 @@ def adjuvant_premenopausal_chemotherapy(ctx: OrderContext) -> Finding | None:
         *(f"- Chemotherapy: {m.dated()}." for m in chemotherapy),
         "",
         (
-            "In AZURE and the EBCTCG meta-analysis, adjuvant bisphosphonates gave no benefit to"
-            " pre- and perimenopausal women, and the AZURE practice point advises against combining"
-            " them with chemotherapy in this group. A bisphosphonate is still right for bone loss"
-            " (T-score below -2.0 or two risk factors) or with ovarian suppression."
+            "Gnant's 2011 commentary on AZURE and ABCSG-12 sets the practice point: adjuvant"
+            " bisphosphonates should not be combined with chemotherapy in pre- and perimenopausal"
+            " women. AZURE showed no benefit before menopause (the EBCTCG meta-analysis agrees),"
+            " whereas ABCSG-12 showed one under ovarian suppression without chemotherapy. A"
+            " bisphosphonate is still right for bone loss (T-score below -2.0 or two risk factors)"
+            " or with ovarian suppression."
         ),
     ]
     return finding(
@@ -95,6 +108,8 @@ def adjuvant_premenopausal_chemotherapy(ctx: OrderContext) -> Finding | None:
 def adjuvant_no_benefit_premenopausal(ctx: OrderContext) -> Finding | None:
     """Early setting, pre- or perimenopausal without ovarian suppression or chemotherapy, no bone-
     loss indication."""
+    if _later_dose(ctx):
+        return None
     if not (
         _adjuvant_question(ctx) and ctx.menopause.before_menopause
     ) or ctx.facts.active_medications("chemotherapy"):
@@ -125,6 +140,8 @@ def adjuvant_no_benefit_premenopausal(ctx: OrderContext) -> Finding | None:
 @rule("menopausal-status-unknown")
 def menopausal_status_unknown(ctx: OrderContext) -> Finding | None:
     """Early setting, menopausal status not documented, no bone-loss indication."""
+    if _later_dose(ctx):
+        return None
     if not _adjuvant_question(ctx) or ctx.menopause.value != "unknown":
         return None
     unread = [g for g in _unavailable_sources(ctx) if g != "bone_density"]
@@ -159,6 +176,8 @@ def menopausal_status_unknown(ctx: OrderContext) -> Finding | None:
 def adjuvant_denosumab_not_recommended(ctx: OrderContext) -> Finding | None:
     """Early setting, denosumab 120 mg on the D-CARE schedule (every 3-4 weeks, monthly, or no
     interval stated)."""
+    if _later_dose(ctx):
+        return None
     spec = ctx.threshold("adjuvant_denosumab")
     order = ctx.order
     if (
@@ -208,6 +227,8 @@ def adjuvant_denosumab_not_recommended(ctx: OrderContext) -> Finding | None:
 def dxa_missing(ctx: OrderContext) -> Finding | None:
     """Early setting, on endocrine therapy or with premature menopause, and no DXA T-score within 2
     years."""
+    if _later_dose(ctx):
+        return None
     if ctx.setting != "early":
         return None
     facts = ctx.facts

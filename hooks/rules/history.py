@@ -96,30 +96,55 @@ def age_under_18(ctx: OrderContext) -> Finding | None:
 
 @rule("oral-bp-esophageal")
 def oral_bp_esophageal(ctx: OrderContext) -> Finding | None:
-    """Oral bisphosphonate with an active esophageal stricture, achalasia or Barrett's esophagus."""
-    conditions = ctx.facts.conditions_in("esophageal-disorder", active_only=True)
-    if not conditions:
+    """Oral bisphosphonate with an active esophageal stricture or achalasia (contraindicated), or
+    with Barrett's esophagus alone (a precaution: caution in active upper GI disease)."""
+    facts, order = ctx.facts, ctx.order
+    blocking = facts.conditions_in("esophageal-disorder", active_only=True)
+    barretts = facts.conditions_in("barretts-esophagus", active_only=True)
+    if blocking:
+        lines = [
+            (
+                f"**{order.describe()}** is contraindicated with an esophageal disorder that delays"
+                " emptying (stricture or achalasia)."
+            ),
+            "",
+            *map(condition_line, blocking + barretts),
+            "",
+            (
+                "A tablet held up in the esophagus can cause esophagitis, ulcers and strictures. If"
+                " a bisphosphonate is needed, intravenous zoledronic acid bypasses the esophagus."
+            ),
+        ]
+        return finding(
+            ctx,
+            "critical",
+            f"Esophageal stricture or achalasia: oral {order.ingredient_display} is"
+            " contraindicated",
+            lines,
+            sources=[ctx.label_source, "alendronate-label", "risedronate-label"],
+            suggestions=[delete_draft(order, "Remove this order")],
+        )
+    if not barretts:
         return None
     lines = [
-        (
-            f"**{ctx.order.describe()}** is contraindicated with esophageal disorders that delay"
-            " emptying."
-        ),
+        f"**{order.describe()}** with Barrett's esophagus on record.",
         "",
-        *map(condition_line, conditions),
+        *map(condition_line, barretts),
         "",
         (
-            "Oral bisphosphonates can injure the esophagus when transit is slow. If a"
-            " bisphosphonate is needed, intravenous zoledronic acid avoids the esophagus."
+            "Oral bisphosphonates can irritate the upper gastrointestinal mucosa; the label asks"
+            " for caution in active upper gastrointestinal disease. Barrett's esophagus is not a"
+            " contraindication: give it with the administration instructions (full glass of"
+            " water, upright for 30 minutes) and stop it if dysphagia, pain on swallowing or new"
+            " heartburn appear; intravenous zoledronic acid avoids the esophagus."
         ),
     ]
     return finding(
         ctx,
-        "critical",
-        f"Esophageal disorder: oral {ctx.order.ingredient_display} is contraindicated",
+        "warning",
+        f"Barrett's esophagus: give oral {order.ingredient_display} with caution",
         lines,
-        sources=[ctx.label_source],
-        suggestions=[delete_draft(ctx.order, "Remove this order")],
+        sources=[ctx.label_source, "alendronate-label"],
     )
 
 
@@ -216,7 +241,11 @@ def hypersensitivity(ctx: OrderContext) -> Finding | None:
 
 @rule("onj-risk-antiangiogenic")
 def onj_risk_antiangiogenic(ctx: OrderContext) -> Finding | None:
-    """IV bisphosphonate or denosumab while an anti-angiogenic drug (bevacizumab) is active."""
+    """IV bisphosphonate or denosumab while an anti-angiogenic drug (bevacizumab) is active, on the
+    first dose of a course (the risk is weighed when the course starts, not at every dose)."""
+    if not ctx.first_dose_of_course:
+        ctx.decided.add(ctx.rule_id)
+        return None
     drugs = ctx.facts.active_medications("anti-angiogenic")
     if not drugs:
         return None

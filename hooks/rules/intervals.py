@@ -1,4 +1,5 @@
-"""Interval rules: the shortest label interval between doses, and interval-too-short."""
+"""Interval rules: the shortest label interval between doses, whether a denosumab strength fits its
+interval, and interval-too-short."""
 
 from __future__ import annotations
 
@@ -36,6 +37,33 @@ def interval_grace(ctx: OrderContext) -> float:
     return ctx.threshold("interval_grace_days_for_months")
 
 
+def strength_schedule_mismatch(ctx: OrderContext) -> dict[str, Any] | None:
+    """The entry of the denosumab strength table whose interval the order breaks (120 mg beyond 5
+    weeks outside hypercalcemia of malignancy, 60 mg more often than every 6 months less the grace);
+    None when the interval fits or the order states none.
+
+    `denosumab-strength-schedule` fires on it, and the interval and metastatic-schedule rules leave
+    the order's own interval to that card.
+    """
+    order = ctx.order
+    if order.interval is None or order.formulation is None:
+        return None
+    days = order.interval.days
+    for entry in ctx.threshold("denosumab_strength_schedule")["entries"]:
+        if entry["formulation"] != order.formulation.id:
+            continue
+        if ctx.setting in entry.get("except_settings", ()):
+            continue
+        if "every_at_most" in entry and days > minimum_days(entry["every_at_most"], 0) + 1e-9:
+            return entry
+        if (
+            "every_at_least" in entry
+            and days < minimum_days(entry["every_at_least"], interval_grace(ctx)) - 1e-9
+        ):
+            return entry
+    return None
+
+
 SHORTEST_MONTH_DAYS = 28
 
 
@@ -49,7 +77,7 @@ def label_interval_days(every: list | tuple) -> float:
     return period * SHORTEST_MONTH_DAYS if unit == "mo" else minimum_days(every, 0)
 
 
-def _due(ctx: OrderContext) -> datetime:
+def dose_due(ctx: OrderContext) -> datetime:
     """When the ordered dose is given: now, or the order's stated start when that is later."""
     starts = ctx.order.starts
     return starts if starts is not None and starts > ctx.now else ctx.now
@@ -89,7 +117,7 @@ def _interval_anchor(
     extra_from = previous.when + timedelta(days=extra["min_gap_days"])
     if (extra_from - start.when).days > extra["within_days"]:
         return anchor, False, None
-    due = _due(ctx)
+    due = dose_due(ctx)
     allowed = (due - start.when).days <= extra["within_days"] and days_between(
         previous.when, due
     ) >= extra["min_gap_days"]
@@ -100,7 +128,11 @@ def _interval_anchor(
 def interval_too_short(ctx: OrderContext) -> Finding | None:
     """The order's interval, or the time since the last dose of the same drug, is under the minimum
     for product and setting; in hypercalcemia of malignancy a repeating zoledronic acid order (one
-    dose treats it)."""
+    dose treats it).
+
+    A denosumab interval that does not fit its strength is `denosumab-strength-schedule`'s card, so
+    only the time since the last dose is judged here then.
+    """
     entry = rule_regimen_entry(ctx, "minimum_intervals")
     if entry is None:
         return None
@@ -109,17 +141,19 @@ def interval_too_short(ctx: OrderContext) -> Finding | None:
     problems: list[str] = []
     new_every = not_before = None
     single_dose = False
-    if entry.get("single_dose") and order.interval is not None:
+    # the order's own interval, unless it is the strength-schedule card's to judge
+    interval = order.interval if strength_schedule_mismatch(ctx) is None else None
+    if entry.get("single_dose") and interval is not None:
         problems.append(
-            f"- The order repeats {order.interval.describe()}: it is a single dose, repeated only"
+            f"- The order repeats {interval.describe()}: it is a single dose, repeated only"
             " if calcium does not return to normal."
         )
         single_dose = True
-    elif order.interval is not None and order.interval.days < shortest - 1e-9:
-        problems.append(f"- The order repeats {order.interval.describe()}.")
+    elif interval is not None and interval.days < shortest - 1e-9:
+        problems.append(f"- The order repeats {interval.describe()}.")
         new_every = tuple(entry.get("suggested_every", entry["every"]))
     anchor, extra_dose, extra_from = _interval_anchor(ctx, entry)
-    due = _due(ctx)
+    due = dose_due(ctx)
     if anchor is not None and not extra_dose and days_between(anchor.when, due) < shortest:
         gap = days_between(anchor.when, due)
         when = "" if due is ctx.now else f" before the order's start on {due.date().isoformat()}"
@@ -152,17 +186,8 @@ def interval_too_short(ctx: OrderContext) -> Finding | None:
     ]
     if not_before is not None:
         lines.append(f"The next dose is due from {not_before.date().isoformat()}.")
-    change = (
-        "Change to a single dose"
-        if single_dose and not_before is None
-        else (
-            f"Change to {every_words(new_every)}"
-            if new_every and not_before is None
-            else "Change the timing"
-        )
-    )
     suggestion = update_draft_timing(
-        order, change, every=new_every, not_before=not_before, single_dose=single_dose
+        order, every=new_every, not_before=not_before, single_dose=single_dose
     )
     summary = (
         f"{order.ingredient_display.capitalize()} for hypercalcemia is a single dose, not "

@@ -1,5 +1,5 @@
-"""Regimen rules: interval, schedule for bone metastases, adjuvant duration, infusion time, dose,
-oral regimens, duplicates."""
+"""Regimen rules: schedule for bone metastases, pamidronate dose in hypercalcemia, adjuvant
+duration, infusion time, dose, oral regimens."""
 
 from __future__ import annotations
 
@@ -10,7 +10,12 @@ from hooks.cards import Finding, Suggestion
 from hooks.fhir_read import format_number, shift_months
 from hooks.rules.common import finding
 from hooks.rules.context import OrderContext, course_of, matches_regimen, minimum_days
-from hooks.rules.intervals import interval_grace, label_interval_days, rule_regimen_entry
+from hooks.rules.intervals import (
+    interval_grace,
+    label_interval_days,
+    rule_regimen_entry,
+    strength_schedule_mismatch,
+)
 from hooks.rules.rule import rule
 from hooks.suggestions import (
     delete_draft,
@@ -26,8 +31,9 @@ from hooks.suggestions import (
 @rule("metastatic-schedule-inappropriate")
 def metastatic_schedule_inappropriate(ctx: OrderContext) -> Finding | None:
     """Bone metastases treated with an adjuvant or osteoporosis regimen instead of an oncology
-    schedule."""
-    if ctx.setting != "bone-metastatic":
+    schedule (a denosumab interval that does not fit its strength is the strength-schedule
+    card's)."""
+    if ctx.setting != "bone-metastatic" or strength_schedule_mismatch(ctx) is not None:
         return None
     order = ctx.order
     table = ctx.threshold("metastatic_inappropriate_regimens")
@@ -137,7 +143,7 @@ def pamidronate_hcm_dose(ctx: OrderContext) -> Finding | None:
         f"{format_number(reading.value, 2)} {reading.unit}: give {dose:g} mg",
         lines,
         sources=[spec.get("source")],
-        suggestions=[update_draft_dose(order, dose, f"Change dose to {dose:g} mg")],
+        suggestions=[update_draft_dose(order, dose)],
     )
 
 
@@ -167,14 +173,39 @@ def adjuvant_duration_exceeded(ctx: OrderContext) -> Finding | None:
     years = ctx.threshold("adjuvant_max_years")
     if ctx.now.date() <= shift_months(start.when, 12 * years).date():
         return None
+    began = (
+        f"**{ctx.order.describe()}**: the bisphosphonate course began on"
+        f" {start.when.date().isoformat()} ({start.evidence}), more than {years} years ago"
+        f" ({len(course)} earlier doses on record)."
+    )
+    if ctx.bone_loss.indicated:
+        # treatment of bone loss, not adjuvant intent: the label asks to reassess, not to stop
+        low, high = ctx.threshold("bone_loss_reassess_years")
+        lines = [
+            began,
+            "",
+            ctx.setting_line(),
+            f"- Bone-loss indication: {ctx.bone_loss.reason()}.",
+            "",
+            (
+                "For bone loss the best duration of bisphosphonate treatment is not known: the"
+                f" label asks to reassess the need for it after {low}-{high} years (fracture risk,"
+                " bone density), and to stop in patients at low risk of fracture."
+            ),
+        ]
+        return finding(
+            ctx,
+            "info",
+            f"Bisphosphonate for more than {years} years for bone loss: reassess the need for"
+            f" treatment (after {low}-{high} years)",
+            lines,
+            sources=[ctx.knowledge.raw["thresholds"]["bone_loss_reassess_years"]["source"]],
+        )
     lines = [
-        (
-            f"**{ctx.order.describe()}**: the adjuvant bisphosphonate course began on"
-            f" {start.when.date().isoformat()} ({start.evidence}), more than {years} years ago"
-            f" ({len(course)} earlier doses on record)."
-        ),
+        began,
         "",
         ctx.setting_line(),
+        f"- No bone-loss indication ({ctx.bone_loss.reason()}): the course is adjuvant.",
         "",
         (
             f"Adjuvant bisphosphonates are given for 3 to {years} years; longer treatment has shown"
@@ -193,10 +224,18 @@ def adjuvant_duration_exceeded(ctx: OrderContext) -> Finding | None:
 
 @rule("infusion-too-fast")
 def infusion_too_fast(ctx: OrderContext) -> Finding | None:
-    """The order states an infusion time shorter than the product's minimum."""
+    """The order states an infusion time shorter than the product's minimum, or than its renal
+    band's (ibandronate 6 mg: 15 minutes only at CrCl >= 50, else 1 hour)."""
+    from hooks.rules.renal_dose import renal_label_dose  # the renal band sets the minimum here
+
     order = ctx.order
     formulation = order.formulation
     minimum = formulation.min_infusion_minutes if formulation else None
+    band = renal_label_dose(ctx) if formulation and formulation.renal.get("dose_table") else None
+    band_minimum = band.band.get("min_infusion_minutes") if band else None
+    by_band = band is not None and band_minimum is not None and band_minimum > (minimum or 0)
+    if by_band:
+        minimum = band_minimum
     if (
         formulation is None
         or minimum is None
@@ -207,7 +246,8 @@ def infusion_too_fast(ctx: OrderContext) -> Finding | None:
     lines = [
         (
             f"**{order.describe()}** is to be infused over {order.infusion_minutes:g} minutes; the"
-            f" label minimum is {minimum:g} minutes."
+            f" label minimum is {minimum:g} minutes"
+            + (f" {band.at()} ({band.basis})." if band and by_band else ".")
         ),
         "",
         "Faster infusion raises the risk of renal toxicity.",
@@ -216,9 +256,12 @@ def infusion_too_fast(ctx: OrderContext) -> Finding | None:
         ctx,
         "warning",
         f"Infusion of {order.ingredient_display} over {order.infusion_minutes:g} min: the minimum"
-        f" is {minimum:g} min",
+        f" is {minimum:g} min" + (f" {band.at()}" if band and by_band else ""),
         lines,
-        sources=[formulation.raw.get("infusion_source")],
+        sources=[
+            formulation.raw.get("infusion_source"),
+            *([band.source] if band and by_band else []),
+        ],
         suggestions=[update_draft_infusion(order, minimum, f"Infuse over {minimum:g} minutes")],
     )
 
@@ -251,7 +294,7 @@ def dose_above_maximum(ctx: OrderContext) -> Finding | None:
         f" dose of {maximum:g} mg",
         lines,
         sources=[formulation.raw.get("max_dose_source")],
-        suggestions=[update_draft_dose(order, maximum, f"Change dose to {maximum:g} mg")],
+        suggestions=[update_draft_dose(order, maximum)],
     )
 
 
@@ -280,61 +323,5 @@ def oral_bp_regimen(ctx: OrderContext) -> Finding | None:
         f" {order.interval.describe()}: it is taken {every_words(entry['every'])}",
         lines,
         sources=[entry.get("source")],
-        suggestions=[
-            update_draft_timing(
-                order, f"Change to {every_words(entry['every'])}", every=tuple(entry["every"])
-            )
-        ],
-    )
-
-
-DUPLICATE_STATUSES = frozenset({"active", "on-hold", "draft"})
-
-
-@rule("duplicate-bone-agent")
-def duplicate_bone_agent(ctx: OrderContext) -> Finding | None:
-    """Another bone-agent order, active or draft, in the record or in the same request."""
-    order, knowledge = ctx.order, ctx.knowledge
-    drafts = [other for other in ctx.other_orders if other.resource is not order.resource]
-    on_record = [
-        m for m in ctx.facts.medications if m.bone_agent and m.status in DUPLICATE_STATUSES
-    ]
-    if not drafts and not on_record:
-        return None
-    same = any(o.ingredient == order.ingredient for o in drafts) or any(
-        m.bone_agent == order.ingredient for m in on_record
-    )
-    lines = [f"**{order.describe()}** would duplicate bone-modifying therapy:", ""]
-    lines += [f"- Also being ordered now: {o.describe()}." for o in drafts]
-    lines += [f"- On record: {m.dated()}." for m in on_record]
-    lines += [
-        "",
-        (
-            "The same drug must not be given twice (for example Zometa and Reclast are both"
-            " zoledronic acid)."
-            if same
-            else "Two bone-modifying agents are not given together: choose one."
-        ),
-    ]
-    suggestions = [delete_draft(order, "Remove this order")]
-    suggestions += [delete_draft(o, f"Remove the other order ({o.describe()})") for o in drafts]
-    others = sorted(
-        {knowledge.ingredient_display[o.ingredient] for o in drafts}
-        | {knowledge.ingredient_display[m.bone_agent] for m in on_record if m.bone_agent}
-    )
-    summary = (
-        f"Duplicate {order.ingredient_display}: already ordered or active"
-        if same
-        else (
-            f"{order.ingredient_display.capitalize()} with another bone agent ({', '.join(others)})"
-        )
-    )
-    return finding(
-        ctx,
-        "critical" if same else "warning",
-        summary,
-        lines,
-        sources=[ctx.label_source] if same else [],
-        suggestions=suggestions,
-        alternatives=True,
+        suggestions=[update_draft_timing(order, every=tuple(entry["every"]))],
     )

@@ -10,6 +10,9 @@ from hooks.rules.calcium import (
     denosumab_renal_hypocalcemia,
 )
 from hooks.rules.completeness import record_incomplete
+from hooks.rules.denosumab import denosumab_follow_on_late, denosumab_strength_schedule
+from hooks.rules.dental_work import invasive_dental_work
+from hooks.rules.duplicates import duplicate_bone_agent
 from hooks.rules.eligibility import (
     adjuvant_denosumab_not_recommended,
     adjuvant_no_benefit_premenopausal,
@@ -27,11 +30,11 @@ from hooks.rules.history import (
     oral_bp_esophageal,
     pregnancy_or_lactation,
 )
+from hooks.rules.interactions import nephrotoxic_comedication
 from hooks.rules.intervals import interval_too_short
 from hooks.rules.regimen import (
     adjuvant_duration_exceeded,
     dose_above_maximum,
-    duplicate_bone_agent,
     infusion_too_fast,
     metastatic_schedule_inappropriate,
     oral_bp_regimen,
@@ -66,12 +69,16 @@ ORDER_SAFETY_RULES: tuple[Rule, ...] = (
     dose_above_maximum,
     pamidronate_hcm_dose,
     infusion_too_fast,
+    denosumab_strength_schedule,
     interval_too_short,
     oral_bp_regimen,
     metastatic_schedule_inappropriate,
     adjuvant_duration_exceeded,
+    denosumab_follow_on_late,
     denosumab_renal_hypocalcemia,
     onj_risk_antiangiogenic,
+    invasive_dental_work,
+    nephrotoxic_comedication,
     atypical_femur_fracture_history,
     age_under_18,
     renal_data_missing,

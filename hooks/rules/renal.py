@@ -3,11 +3,14 @@ creatinine rise."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from hooks.assessments.renal import on_dialysis
 from hooks.cards import Finding
 from hooks.facts.groups import group_name
+from hooks.facts.model import LabResult
 from hooks.rules.context import OrderContext, below
-from hooks.rules.renal_dose import band_doses, renal_function_line, renal_sources
+from hooks.rules.renal_dose import renal_function_line, renal_sources, undecided_thresholds
 from hooks.rules.rule import rule
 from hooks.suggestions import delete_draft, order_observation
 
@@ -71,6 +74,10 @@ def renal_data_missing(ctx: OrderContext) -> Finding | None:
             need_weight = function.is_clearance is False and any(
                 m.startswith("body weight") for m in ctx.current_renal.missing
             )
+    stale = None if unavailable else _stale_for_severe_impairment(ctx)
+    if stale:
+        problems.append(stale)
+        need_creatinine = True
     if not problems:
         return None
     suggestions = []
@@ -104,6 +111,8 @@ def renal_data_missing(ctx: OrderContext) -> Finding | None:
     what = (
         "Renal function could not be checked"
         if unavailable
+        else "Renal function out of date"
+        if stale and len(problems) == 1
         else "Renal function censored"
         if censored
         else "Renal function not documented"
@@ -122,7 +131,7 @@ def renal_data_missing(ctx: OrderContext) -> Finding | None:
         order.formulation.renal.get("source")
         if order.formulation and order.formulation.renal
         else None
-    )
+    ) or ctx.label_source  # denosumab has no renal table: its own label
     summary = f"{what} before {order.ingredient_display}" + (
         f": order {to_order}" if to_order else ""
     )
@@ -135,6 +144,37 @@ def renal_data_missing(ctx: OrderContext) -> Finding | None:
         tuple(suggestions),
         order.reference,
         reports_unavailable=("creatinine", "egfr", "body_weight"),
+    )
+
+
+def _stale_for_severe_impairment(ctx: OrderContext) -> str | None:
+    """Denosumab in severe renal impairment (the latest CrCl or eGFR below the limit, or dialysis)
+    with a creatinine older than the shorter window: the line saying so, else None.
+
+    Denosumab's creatinine window is long (no renal dose adjustment, L19), but the Prolia boxed
+    warning (L22) makes the current renal function decide calcium monitoring when it is severe.
+    """
+    creatinine = ctx.recent_creatinine
+    if ctx.order.ingredient != "denosumab" or creatinine is None:
+        return None
+    window = ctx.threshold("creatinine_max_age_days_denosumab_severe")
+    age = ctx.days_since(creatinine.when)
+    if age <= window:
+        return None
+    limit = ctx.threshold("denosumab_severe_renal_impairment_ml_min")
+    function = ctx.current_renal.function
+    egfr = ctx.facts.latest("egfr", ctx.creatinine_window_days)
+    if on_dialysis(ctx.facts):
+        why = "on dialysis"
+    elif function is not None and function.decide_below(limit) is True:
+        why = f"with {function.shown((limit,))} (below {limit:g} mL/min)"
+    elif egfr is not None and egfr.decide_below(limit) is True:
+        why = f"with eGFR {egfr.bound}{egfr.value:g} mL/min/1.73 m² (below {limit:g})"
+    else:
+        return None
+    return (
+        f"The latest creatinine, {creatinine.shown()}, is {age} days old: {why}, denosumab needs"
+        f" a creatinine within the last {window} days."
     )
 
 
@@ -157,60 +197,13 @@ def _why_renal_function(order) -> str:
     )
 
 
-def undecided_thresholds(ctx: OrderContext) -> list[str]:
-    """The renal limits this order needs that a censored renal value cannot decide (catalog: a bound
-    decides a threshold only when every value it allows lies on one side), each described for the
-    card."""
-    function = ctx.current_renal.function
-    if function is None or not function.censored:
-        return []
-    order = ctx.order
-    formulation = order.formulation
-    renal = formulation.renal if formulation else {}
-    hypercalcemia = (
-        ctx.facts.setting.name == "hypercalcemia-of-malignancy"
-        and renal.get("hypercalcemia_withhold_creatinine_mg_dl") is not None
-    )
-    found: list[str] = []
-    floor = renal.get("crcl_floor")
-    if (
-        formulation is not None
-        and floor is not None
-        and not hypercalcemia
-        and function.decide_below(floor) is None
-    ):
-        found.append(
-            f"the limit of {floor} mL/min below which {formulation.display.split(' (')[0]} is"
-            " not given"
-        )
-    table = renal.get("dose_table")
-    if table and ctx.facts.setting.name != "hypercalcemia-of-malignancy":
-        doses = band_doses(table["bands"], function)
-        if len(doses) > 1:
-            listed = [f"{d:g} mg" for d in sorted(d for d in doses if d is not None)]
-            shown = (
-                (", ".join(listed[:-1]) + " or " + listed[-1])
-                if len(listed) > 1
-                else "".join(listed)
-            )
-            if None in doses:
-                shown += ", or a value below the table"
-            found.append(f"the dose band of the label's table (it allows {shown})")
-    if order.ingredient == "denosumab":
-        limit = ctx.threshold("denosumab_severe_renal_impairment_ml_min")
-        if function.decide_below(limit) is None:
-            found.append(
-                f"the limit of {limit} mL/min for severe renal impairment (hypocalcemia risk)"
-            )
-    return found
-
-
 @rule("renal-contraindicated")
 def renal_contraindicated(ctx: OrderContext) -> Finding | None:
     """Clearance below the product's floor, or dialysis (below every floor).
 
     In hypercalcemia of malignancy zoledronic acid has no clearance floor: at creatinine >= 4.5
-    mg/dL the label asks to weigh benefit and risk (a warning).
+    mg/dL the label asks to weigh benefit and risk (a warning). A floor the label sets only for
+    some settings (pamidronate: bone metastases) is a warning in the others.
     """
     order = ctx.order
     formulation = order.formulation
@@ -267,6 +260,15 @@ def renal_contraindicated(ctx: OrderContext) -> Finding | None:
             f" {product}"
         )
         evidence = [renal_function_line(function, (floor,))]
+    weighed = renal.get("crcl_floor_critical_settings")
+    if indicator == "critical" and weighed and ctx.facts.setting.name not in weighed:
+        # pamidronate: "not recommended" only for bone metastases; elsewhere clinical judgement
+        indicator = "warning"
+        summary = summary.replace(f"do not give {product}", f"weigh {product} against the risk")
+        reason += (
+            f" The label's limit is for {' and '.join(weighed)} settings; in this setting"
+            " clinical judgement weighs the potential benefit against the potential risk."
+        )
     verdict = "is contraindicated" if indicator == "critical" else "needs a benefit-risk decision"
     lines = [
         f"**{order.describe()}** {verdict} at this renal function.",
@@ -297,6 +299,44 @@ def renal_contraindicated(ctx: OrderContext) -> Finding | None:
     )
 
 
+@dataclass(frozen=True)
+class CreatinineRise:
+    """A creatinine rise over the baseline that reaches the label's withhold threshold."""
+
+    rise: float
+    limit: float
+    baseline: LabResult
+    baseline_basis: str
+    abnormal_baseline: bool
+
+
+def creatinine_rise(ctx: OrderContext, latest: LabResult | None) -> CreatinineRise | None:
+    """The rise of `latest` over the baseline creatinine (last before therapy start, else earliest
+    in 24 months) when it reaches the withhold threshold; also read by nephrotoxic-comedication."""
+    spec = ctx.threshold("renal_deterioration")
+    baseline = ctx.baseline_creatinine
+    if latest is None or baseline is None or latest is baseline[0]:
+        return None
+    base = baseline[0]
+    if latest.when <= base.when:
+        return None
+    # A censored creatinine decides the rise only as a lower bound: the latest at least ('>' or
+    # exact) and the baseline at most ('<' or exact), with the baseline's band (normal or raised)
+    # decided.
+    if latest.comparator in ("<", "<=") or base.comparator in (">", ">="):
+        return None
+    baseline_low = base.decide_below(spec["baseline_abnormal_from_mg_dl"])
+    if baseline_low is None:
+        return None
+    limit = spec[
+        "rise_if_baseline_normal_mg_dl" if baseline_low else "rise_if_baseline_abnormal_mg_dl"
+    ]
+    rise = latest.value - base.value
+    if below(rise, limit):
+        return None
+    return CreatinineRise(rise, limit, base, baseline[1], not baseline_low)
+
+
 @rule("renal-deterioration")
 def renal_deterioration(ctx: OrderContext) -> Finding | None:
     """Patient already on zoledronic acid or pamidronate whose creatinine has risen past the label's
@@ -306,32 +346,10 @@ def renal_deterioration(ctx: OrderContext) -> Finding | None:
     if order.ingredient not in rule["ingredients"] or not ctx.course_doses:
         return None
     latest = facts.latest("creatinine")
-    baseline = ctx.baseline_creatinine
-    if (
-        latest is None
-        or baseline is None
-        or latest is baseline[0]
-        or latest.when <= baseline[0].when
-    ):
+    found = creatinine_rise(ctx, latest)
+    if latest is None or found is None:
         return None
-    base = baseline[0]
-    # A censored creatinine decides the rise only as a lower bound: the latest at least ('>' or
-    # exact) and the baseline at
-    # most ('<' or exact), with the baseline's band (normal or raised) decided.
-    if latest.comparator in ("<", "<=") or base.comparator in (">", ">="):
-        return None
-    baseline_low = base.decide_below(rule["baseline_abnormal_from_mg_dl"])
-    if baseline_low is None:
-        return None
-    abnormal = not baseline_low
-    limit = (
-        rule["rise_if_baseline_abnormal_mg_dl"]
-        if abnormal
-        else rule["rise_if_baseline_normal_mg_dl"]
-    )
-    rise = latest.value - base.value
-    if below(rise, limit):
-        return None
+    rise, limit, base, abnormal = found.rise, found.limit, found.baseline, found.abnormal_baseline
     resume_below = base.value * (1 + rule["resume_within_fraction"])
     lines = [
         (
@@ -339,7 +357,7 @@ def renal_deterioration(ctx: OrderContext) -> Finding | None:
             " baseline."
         ),
         "",
-        f"- Baseline: {base.shown()} — {baseline[1]}.",
+        f"- Baseline: {base.shown()} — {found.baseline_basis}.",
         f"- Latest: {latest.shown()}.",
         (
             f"- Withhold threshold for a {'raised' if abnormal else 'normal'} baseline"

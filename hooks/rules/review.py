@@ -3,173 +3,21 @@ stopped without follow-on."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field
-from datetime import date, datetime
-from functools import cached_property
-
-from hooks.cards import Finding, Suggestion
+from hooks.cards import Finding
 from hooks.facts.groups import REVIEWED_GROUPS
-from hooks.facts.model import DoseEvent, PatientFacts
-from hooks.fhir_read import shift_months
-from hooks.knowledge import Knowledge
 from hooks.rules.common import unavailable_line
-from hooks.rules.context import PatientAssessments
+from hooks.rules.review_context import ReviewContext
 from hooks.rules.rule import rule
-from hooks.suggestions import prescribe_regimen
-
-# Without these the review cannot tell whether the patient is already treated, so it does not
-# suggest treatment.
-TREATMENT_GROUPS = ("medications", "administrations")
-
-
-@dataclass
-class ReviewContext(PatientAssessments):
-    facts: PatientFacts
-    knowledge: Knowledge
-    patient_reference: str
-    user_reference: str | None
-    now: datetime
-    rule_id: str = ""  # the review rule running now
-    decided: set[str] = field(default_factory=set)
-    reported_unavailable: set[str] = field(default_factory=set)
-
-    def in_scope(self, rule_id: str) -> bool:
-        return True  # a review rule concerns the whole chart
-
-    def rule_failed(self, rule_id: str) -> Finding:
-        """The card of a review rule that could not be completed (logged by type and place only, no
-        record values)."""
-        return Finding(
-            "rule-error",
-            "warning",
-            f"Bone-health review step {rule_id} could not be completed",
-            f"An internal error stopped the `{rule_id}` review; this part of the chart was **not** "
-            "reviewed. The error has been logged for the service's maintainers.",
-            (),
-        )
-
-    @property
-    def setting(self) -> str:
-        return self.facts.setting.name
-
-    @cached_property
-    def breast_cancer(self) -> bool:
-        """The review is for breast cancer: a breast cancer on record, active or not (a relapse may
-        sit on an old entry)."""
-        return bool(self.facts.conditions_in("breast-cancer", active_only=False))
-
-    @cached_property
-    def bone_metastases(self) -> bool:
-        """Active bone metastases, also when hypercalcemia of malignancy takes precedence as the
-        order setting."""
-        return self.breast_cancer and self.facts.has_condition("bone-metastasis")
-
-    def months_ago(self, months: int) -> date:
-        """The calendar day `months` months before today (UTC): windows are inclusive and judged by
-        day."""
-        return shift_months(self.now, -months).date()
-
-    @cached_property
-    def current_bone_agent(self) -> list[str]:
-        """Evidence that the patient is on a bone agent: an active order, or a dose within the
-        review window."""
-        since = self.months_ago(self.knowledge.threshold("review")["recent_dose_months"])
-        evidence = [
-            f"{m.dated()}"
-            for m in self.facts.medications
-            if m.bone_agent and m.status in ("active", "on-hold")
-        ]
-        evidence += [
-            f"{self.knowledge.ingredient_display[d.ingredient]} on {d.when.date().isoformat()}"
-            f" ({d.evidence})"
-            for d in self.facts.bone_agent_doses
-            if d.when.date() >= since
-        ]
-        return evidence
-
-    @property
-    def treatment_unknown(self) -> bool:
-        return any(self.facts.is_unavailable(group) for group in TREATMENT_GROUPS)
-
-    def cautions(self) -> list[str]:
-        """Record entries the order checks will stop on, named up front so a suggestion is not taken
-        blindly."""
-        facts = self.facts
-        lines = [
-            f"- Caution: {c.label} on record (osteonecrosis of the jaw)."
-            for c in facts.conditions_in("onj", active_only=False)
-        ]
-        lines += [
-            f"- Caution: allergy on record to {a.label}."
-            for a in facts.allergies
-            if a.bisphosphonate_class or a.ingredients
-        ]
-        return lines
-
-    def regimens(self, keys: Iterable[str], reason: str) -> list[Suggestion]:
-        """Draft orders for the guideline regimens, first choice recommended.
-
-        The suggestion gate then evaluates each as if signed (renal floors and dose table, calcium,
-        allergy, jaw osteonecrosis, pregnancy) and keeps the safe ones, at this patient's renal
-        dose.
-        """
-        orderable = [key for key in keys if self._orderable(key)]
-        return [
-            prescribe_regimen(
-                self.knowledge,
-                key,
-                self.patient_reference,
-                self.user_reference,
-                self.now,
-                reason,
-                recommended=index == 0,
-            )
-            for index, key in enumerate(orderable)
-        ]
-
-    def _orderable(self, regimen_key: str) -> bool:
-        """A draft order needs a product the EHR can order: an RxNorm code (clodronate, not a US
-        product, has only its ATC code, so it is named in the card's text but not drafted)."""
-        system = self.knowledge.raw["regimens"]["entries"][regimen_key]["medication"][0]
-        return system == "rxnorm"
-
-    def finding(
-        self, indicator: str, summary: str, lines: list[str], suggestions: Iterable[Suggestion] = ()
-    ) -> Finding:
-        """A finding of the running review rule (its id from the registration), citing the rule's
-        sources."""
-        return Finding(
-            self.rule_id,
-            indicator,
-            summary,
-            "\n".join(lines),
-            tuple(self.knowledge.rule_meta(self.rule_id)["sources"]),
-            tuple(suggestions),
-            None,
-            (),
-            True,
-        )
-
-
-def _last_denosumab(ctx: ReviewContext) -> DoseEvent | None:
-    return next((d for d in ctx.facts.bone_agent_doses if d.ingredient == "denosumab"), None)
 
 
 def _denosumab_stop_line(ctx: ReviewContext) -> str | None:
-    last = _last_denosumab(ctx)
+    last = ctx.last_denosumab
     if last is None:
         return None
     return (
         f"- Last denosumab dose on {last.when.date().isoformat()}: stopping denosumab without a"
         " bisphosphonate to follow brings a rebound of bone loss and vertebral fractures."
     )
-
-
-def _denosumab_stopped_card_applies(ctx: ReviewContext) -> bool:
-    """The denosumab card already asks for a bisphosphonate; the adjuvant and bone-loss cards would
-    repeat it."""
-    return review_denosumab_stopped(ctx) is not None
 
 
 @rule("review-bone-metastases-untreated")
@@ -204,22 +52,17 @@ def review_bone_metastases_untreated(ctx: ReviewContext) -> Finding | None:
 
 @rule("review-adjuvant-candidate")
 def review_adjuvant_candidate(ctx: ReviewContext) -> Finding | None:
-    """Early breast cancer, postmenopausal (natural or by ovarian suppression), no bone-modifying
-    agent."""
-    if (
-        ctx.setting != "early"
-        or not ctx.menopause.counts_as_postmenopausal
-        or ctx.current_bone_agent
-        or ctx.treatment_unknown
-    ):
+    """Early breast cancer, postmenopausal (natural or by ovarian suppression), diagnosed within 12
+    months or on adjuvant endocrine therapy, no bone-modifying agent."""
+    if not ctx.adjuvant_candidate:
         return None
-    if _denosumab_stopped_card_applies(ctx):
-        return None
+    clodronate = ctx.orderable("clodronate-1600mg-daily")
     lines = [
         "**Early breast cancer, postmenopausal, no adjuvant bisphosphonate on record.**",
         "",
         f"- Clinical setting: early ({ctx.facts.setting.evidence}).",
         *ctx.menopause.lines(),
+        *ctx.adjuvant_reasons,
         *(
             [f"- Bone-loss indication as well: {ctx.bone_loss.reason()}."]
             if ctx.bone_loss.indicated
@@ -231,7 +74,12 @@ def review_adjuvant_candidate(ctx: ReviewContext) -> Finding | None:
             "For postmenopausal women who are candidates for adjuvant systemic therapy, adjuvant"
             " bisphosphonates reduce bone recurrence and breast cancer death (EBCTCG). Options:"
             " zoledronic acid 4 mg every 6 months for 3 to 5 years, or clodronate 1600 mg daily for"
-            " 2 to 3 years."
+            " 2 to 3 years"
+            + (
+                "."
+                if clodronate
+                else " (no orderable clodronate product is configured, so it is not drafted)."
+            )
         ),
     ]
     return ctx.finding(
@@ -247,18 +95,17 @@ def review_adjuvant_candidate(ctx: ReviewContext) -> Finding | None:
 @rule("review-bone-loss-untreated")
 def review_bone_loss_untreated(ctx: ReviewContext) -> Finding | None:
     """Bone-loss indication (T-score < -2.0 or two risk factors) with breast cancer and no bone-
-    modifying agent; the adjuvant card already covers an eligible postmenopausal patient."""
+    modifying agent; not when the adjuvant or the denosumab card already asks for one."""
     if ctx.setting not in ("early", "metastatic-other") or not ctx.bone_loss.indicated:
         return None
     if ctx.current_bone_agent or ctx.treatment_unknown:
         return None
-    if (
-        ctx.setting == "early" and ctx.menopause.counts_as_postmenopausal
-    ) or _denosumab_stopped_card_applies(ctx):
+    if ctx.adjuvant_candidate or ctx.denosumab_stopped:
         return None  # review-adjuvant-candidate or review-denosumab-stopped says it
     lines = [
         "**Bone-loss indication without a bone-modifying agent on record.**",
         "",
+        f"- Clinical setting: {ctx.setting} ({ctx.facts.setting.evidence}).",
         f"- {ctx.bone_loss.reason()}.",
         *ctx.menopause.lines(),
         *ctx.cautions(),
@@ -280,45 +127,28 @@ def review_bone_loss_untreated(ctx: ReviewContext) -> Finding | None:
 
 @rule("review-denosumab-stopped")
 def review_denosumab_stopped(ctx: ReviewContext) -> Finding | None:
-    """Last denosumab dose more than 7 months ago, none active, and no bisphosphonate since (outside
-    bone metastases, where the untreated-metastases card says it)."""
-    last = _last_denosumab(ctx)
-    if last is None or not ctx.breast_cancer or ctx.bone_metastases or ctx.treatment_unknown:
+    """Last denosumab dose more than 7 and at most 24 months ago, none active, and no bisphosphonate
+    since (outside bone metastases, where the untreated-metastases card says it)."""
+    last = ctx.last_denosumab
+    if last is None or not ctx.denosumab_stopped:
         return None
-    months = ctx.knowledge.threshold("review")["denosumab_stopped_months"]
-    if last.when.date() >= ctx.months_ago(months):
-        # "more than 7 months ago": a dose exactly 7 calendar months ago is not yet overdue
-        return None
-    facts, knowledge = ctx.facts, ctx.knowledge
-    if any(
-        m.bone_agent == "denosumab" and m.status in ("active", "on-hold") for m in facts.medications
-    ):
-        return None
-    bisphosphonate_since = [
-        d
-        for d in facts.bone_agent_doses
-        if knowledge.ingredient_class[d.ingredient] == "bisphosphonate" and d.when > last.when
-    ]
-    active_bisphosphonate = [
-        m
-        for m in facts.medications
-        if m.bone_agent
-        and m.status in ("active", "on-hold")
-        and knowledge.ingredient_class[m.bone_agent] == "bisphosphonate"
-    ]
-    if bisphosphonate_since or active_bisphosphonate:
-        return None
+    low, high = ctx.window("denosumab_stopped_months"), ctx.window("denosumab_stopped_max_months")
+    given, today = last.when.date(), ctx.now.date()
+    months = (today.year - given.year) * 12 + today.month - given.month - (today.day < given.day)
+    cautions = ctx.cautions()
     lines = [
         (
-            f"**Denosumab stopped**: last dose on {last.when.date().isoformat()} ({last.evidence}),"
-            f" more than {months} months ago, and no bisphosphonate since."
+            f"**Denosumab stopped**: last dose on {given.isoformat()} ({last.evidence}),"
+            + (f" {months} months ago" if months > low else f" just over {low} months ago")
+            + f" (more than {low}), and no bisphosphonate since."
         ),
         "",
-        *ctx.cautions(),
-        "",
+        *([*cautions, ""] if cautions else []),
         (
             "Bone loss rebounds quickly after denosumab stops (vertebral fractures 7.1 vs 1.2 per"
-            " 100 patient-years in FREEDOM): follow it with a bisphosphonate for 1 to 2 years."
+            " 100 patient-years in FREEDOM): follow it with a bisphosphonate for 1 to 2 years,"
+            f" ideally within {low} months of the last dose (this card is shown up to {high}"
+            " months after it)."
         ),
     ]
     return ctx.finding(

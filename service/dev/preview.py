@@ -3,7 +3,8 @@ as an EHR shows them.
 
 Registered only when BONECDS_AUTH is "dev" or "off", never "on". `GET /preview` is one self-
 contained HTML page (inline CSS and JS, no external resources); `/preview/scenarios` lists the
-fixture scenarios and `/preview/scenarios/<name>` gives a scenario's full CDS Hooks request. In dev
+fixture scenarios and `/preview/scenarios/<name>` gives a scenario's full CDS Hooks request
+with its dates moved onto the service clock's day (the cards the scenario is written for). In dev
 mode `/preview/token` mints a short-lived JWT with the local dev key so the page can call the
 (authenticated) CDS endpoints.
 """
@@ -11,7 +12,6 @@ mode `/preview/token` mints a short-lived JWT with the local dev key so the page
 from __future__ import annotations
 
 import logging
-from functools import lru_cache
 from importlib import resources
 from typing import Any
 
@@ -39,13 +39,12 @@ def _json(body: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(body), status=status, mimetype="application/json")
 
 
-@lru_cache(maxsize=1)
 def _scenarios() -> dict[str, Any]:
-    from fixtures.scenarios import (
-        all_scenarios,
+    from service.dev.scenario_requests import (
+        scenarios as all_scenarios,
     )  # test fixtures: imported only when the page is used
 
-    return {s.name: s for s in all_scenarios()}
+    return all_scenarios()
 
 
 @bp.get("/preview")
@@ -73,16 +72,15 @@ def scenarios() -> Response:
 
 @bp.get("/preview/scenarios/<name>")
 def scenario_request_json(name: str) -> Response:
-    from fixtures.prefetch import scenario_request, transaction_resources
+    """A scenario's request with its dates moved so the fixtures' anchor day is the service clock's
+    day (BONECDS_NOW's, or today): the page shows the cards the scenario is written for."""
+    from service.dev.scenario_requests import clock_day, scenario_request
 
-    found = _scenarios().get(name)
-    if found is None:
+    if name not in _scenarios():
         abort(404)
-    service = current_app.extensions["bonecds"].services[found.service_id]
-    body = scenario_request(
-        service, found, resources=transaction_resources(found.patient.transaction())
-    )
-    return _json({"service": found.service_id, "request": body})
+    day = clock_day(current_app.extensions["bonecds"].clock.now())
+    service_id, body = scenario_request(name, day)
+    return _json({"service": service_id, "request": body, "dated": day.isoformat()})
 
 
 @bp.get("/preview/token")

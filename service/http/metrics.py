@@ -52,6 +52,26 @@ class Metrics:
             ("status_class",),
             registry=target,
         )
+        self.status_codes = Counter(
+            "bonecds_http_status_total",
+            "HTTP responses by status code (every endpoint but /metrics)",
+            ("code",),
+            registry=target,
+        )
+        self.in_flight = Gauge(
+            "bonecds_http_requests_in_flight",
+            "Requests being answered now (summed over the live workers)",
+            registry=target,
+            **({"multiprocess_mode": "livesum"} if multiproc_dir else {}),  # type: ignore[arg-type]
+        )
+        self.auth_refusals = Counter(
+            "bonecds_auth_refusals_total",
+            "CDS client tokens refused, by reason (no-token, malformed, algorithm, no-kid, issuer,"
+            " unknown-kid, jku, jwks, key, audience, expired, time, signature, claims, tenant,"
+            " replay, invalid)",
+            ("reason",),
+            registry=target,
+        )
         self.cards = Counter(
             "bonecds_cards_total",
             "Cards returned, by rule and indicator",

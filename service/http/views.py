@@ -49,9 +49,10 @@ def authenticate_client() -> Response | None:
             request.headers.get("Authorization"), endpoint_url()
         )
     except AuthError as refused:
-        # The reason is logged for the operator (never the token itself); the client learns nothing
-        # beyond 401.
-        log.info("authentication refused on %s: %s", request.path, refused)
+        # The reason and the claims to compare (audience, issuer, kid) go to the operator's log
+        # line of this request, never the token itself; the client learns nothing beyond 401.
+        g.refusal = f"authentication refused ({refused.reason}): {refused.describe()}"
+        runtime().metrics.auth_refusals.labels(refused.reason).inc()
         response = error_response(401, "Authentication required.")
         response.headers["WWW-Authenticate"] = 'Bearer realm="cds-services"'
         return _with_cors(response)
@@ -85,13 +86,16 @@ def add_cors_headers(response: Response) -> Response:
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Vary"] = "Origin"
     response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
-    response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+    response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type, X-Request-ID"
+    response.headers["Access-Control-Expose-Headers"] = "X-Request-ID"
     response.headers["Access-Control-Max-Age"] = "600"
     return response
 
 
 @bp.app_errorhandler(ApiError)
 def handle_api_error(error: ApiError) -> Response:
+    if error.expression:
+        g.refusal = f"at {error.expression}"
     return _with_cors(error_response(error.status, error.diagnostics, error.expression))
 
 
@@ -201,6 +205,7 @@ def call_service(service_id: str) -> Response:
     started = time.perf_counter()
     body = read_json_body()
     result = handle_call(rt, service, body, fhir_server_refusal_for_request, started=started)
+    g.call_logged = True  # handle_call wrote the call's line (hook, rules, ms, request id)
     return json_response(result.answer)
 
 
@@ -215,6 +220,7 @@ def feedback(service_id: str) -> Response:
     validate("feedback-request", body)
     receipt = rt.store.record_feedback(service_id, body["feedback"], rt.clock.now())
     rt.metrics.feedback_outcomes(receipt.outcomes)
+    g.call_logged = True
     log.info(
         "feedback service=%s items=%d stored=%d duplicates=%d unknown_cards=%d",
         service_id,

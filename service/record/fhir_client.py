@@ -1,15 +1,16 @@
-"""Reads from the EHR's FHIR server when prefetch is missing: parallel queries, per-call timeout,
-total budget, bounded paging."""
+"""Reads from the EHR's FHIR server when prefetch is missing: parallel queries on pooled connections
+and threads, per-call timeout, total budget, bounded paging."""
 
 from __future__ import annotations
 
+import contextvars
 import logging
-import os
 import re
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, wait
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -20,12 +21,17 @@ from hooks.facts.fetch_failure import FetchFailure, FetchReason
 from service.record.breaker import CircuitBreaker
 from service.record.budget import call_deadline
 from service.record.paging import count_of, matches_and_included, next_link
+from service.record.pools import WorkerPools, run_in_lanes
 
 log = logging.getLogger(__name__)
 
 # One page of a narrow, _count-bounded search is well under 1 MiB; far more is a misbehaving server,
 # not a record.
 MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+# A call over the per-worker limit may wait this long (within its budget) for one to finish: a burst
+# of calls on one worker's keep-alive connections is served, not answered busy. Only a few wait at a
+# time, so the worker's other threads stay free for health probes and prefetched calls.
+SLOT_WAIT_SECONDS = 1.0
 
 
 @dataclass
@@ -51,12 +57,13 @@ BUSY = FetchFailure(
 
 
 class FhirFetcher:
-    """Shared by all requests of a worker process; the HTTP pool is created after fork, on first
-    use.
+    """Shared by all requests of a worker process; the HTTP pools and the threads are created after
+    fork, on first use, and reused by every call.
 
-    At most `max_concurrent_calls` hook calls of one worker read from FHIR servers at a time: the
-    others answer at once with cards saying what could not be checked, so a slow EHR server cannot
-    hold every thread (and the health probes).
+    At most `max_concurrent_calls` hook calls of one worker read from FHIR servers at a time, and at
+    most half as many more wait for their turn (SLOT_WAIT_SECONDS at most): the others answer at
+    once with cards saying what could not be checked, so a slow EHR server cannot hold every thread
+    (and the health probes).
     """
 
     def __init__(
@@ -75,29 +82,14 @@ class FhirFetcher:
         self.max_pages = max_pages
         self.max_parallel = max_parallel
         self.max_response_bytes = max_response_bytes
-        self._transport = transport
-        self._lock = threading.Lock()
-        self._pid: int | None = None
-        self._http: httpx.Client | None = None
+        # connections for every admitted call's parallel queries at once, per host
+        self._pools = WorkerPools(transport, max_parallel * max_concurrent_calls)
         self.max_concurrent_calls = max_concurrent_calls
         self._slots = threading.BoundedSemaphore(max_concurrent_calls)
+        self._waiting = 0  # calls waiting for a slot
+        self._max_waiting = max_concurrent_calls // 2
+        self._waiting_lock = threading.Lock()
         self.breaker = breaker or CircuitBreaker(threshold=3, open_seconds=30.0)
-
-    def _client(self) -> httpx.Client:
-        with self._lock:
-            if self._pid != os.getpid() or self._http is None:
-                # Enough connections for several hook calls at once; each call opens at most
-                # max_parallel.
-                self._http = httpx.Client(
-                    transport=self._transport,
-                    follow_redirects=False,
-                    limits=httpx.Limits(
-                        max_connections=self.max_parallel * 8,
-                        max_keepalive_connections=self.max_parallel * 2,
-                    ),
-                )
-                self._pid = os.getpid()
-            return self._http
 
     def fetch_all(
         self,
@@ -111,10 +103,11 @@ class FhirFetcher:
         within the budget. When the `critical` query (the Patient read) fails, the call stops at
         once: without the patient there is no answer to give, so the other reads are not waited for.
 
-        Each call has threads of its own: with one pool shared by the worker, the queries of
-        concurrent calls to a hanging server queued behind each other and a later call's Patient
-        read never started (412 for a patient whose record was there). A thread outlives its call
-        by at most one per-call timeout.
+        A call runs at most `max_parallel` queries at a time, on lanes of the worker's thread pool
+        that take its queries one after another (the Patient read first); a call never waits behind
+        the queued queries of another (with one shared queue, a later call's Patient read did not
+        start behind a hanging server's: 412 for a patient whose record was there). What a call
+        has not started when it ends is dropped; what runs ends by the call's deadline.
         """
         if not queries:
             return {}
@@ -122,7 +115,7 @@ class FhirFetcher:
         why_not = self.breaker.allow(host)
         if why_not is not None:
             return {key: FetchOutcome(error=why_not) for key in queries}
-        if not self._slots.acquire(blocking=False):
+        if not self._slots.acquire(blocking=False) and not self._wait_for_slot():
             return {key: FetchOutcome(error=BUSY) for key in queries}
         try:
             outcomes = self._fetch_all(base_url, token, queries, critical)
@@ -133,24 +126,46 @@ class FhirFetcher:
         )
         return outcomes
 
+    def _wait_for_slot(self) -> bool:
+        with self._waiting_lock:
+            if self._waiting >= self._max_waiting:
+                return False
+            self._waiting += 1
+        try:
+            seconds = SLOT_WAIT_SECONDS
+            shared_deadline = call_deadline()
+            if shared_deadline is not None:
+                seconds = min(seconds, shared_deadline - time.monotonic())
+            return seconds > 0 and self._slots.acquire(timeout=seconds)
+        finally:
+            with self._waiting_lock:
+                self._waiting -= 1
+
     def _fetch_all(
         self, base_url: str, token: str | None, queries: dict[str, str], critical: str | None
     ) -> dict[str, FetchOutcome]:
-        http = self._client()
+        http = self._pools.client(base_url)
         deadline = time.monotonic() + self.budget_seconds
         shared_deadline = call_deadline()
         if shared_deadline is not None:
             deadline = min(deadline, shared_deadline)
-        pool = ThreadPoolExecutor(
-            max_workers=min(self.max_parallel, len(queries)), thread_name_prefix="fhir-fetch"
-        )
+        jobs = {
+            # each query in a copy of the call's context: its log lines name the request
+            key: partial(
+                contextvars.copy_context().run,
+                self._run_query,
+                http,
+                base_url,
+                token,
+                query,
+                deadline,
+            )
+            for key, query in queries.items()
+        }
+        futures = run_in_lanes(self._pools.executor(), self.max_parallel, jobs, first=critical)
         outcomes: dict[str, FetchOutcome] = {}
         stopped = False
         try:
-            futures = {
-                key: pool.submit(self._run_query, http, base_url, token, query, deadline)
-                for key, query in queries.items()
-            }
             pending = set(futures.values())
             while pending:
                 remaining = deadline - time.monotonic() + 0.05
@@ -185,8 +200,9 @@ class FhirFetcher:
                 else:
                     outcomes[key] = future.result()
         finally:
-            # queries not started by now are dropped, running ones end soon
-            pool.shutdown(wait=False, cancel_futures=True)
+            # queries not started by now are dropped, running ones end by the deadline
+            for future in futures.values():
+                future.cancel()
         return outcomes
 
     def _run_query(

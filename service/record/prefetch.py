@@ -65,7 +65,13 @@ def record_prefetch_keys(knowledge: Knowledge) -> tuple[PrefetchKey, ...]:
             "calcium",
             f"Observation?patient={patient}&code="
             + loinc_tokens(
-                knowledge, "calcium_total", "calcium_corrected", "calcium_ionized", "albumin"
+                knowledge,
+                "calcium_total",
+                "calcium_corrected",
+                "calcium_ionized",
+                "albumin",
+                "phosphate",  # the denosumab CKD-MBD work-up reads these with calcium
+                "pth",
             )
             + "&_sort=-date&_count=40",
             ("calcium",),
@@ -129,6 +135,7 @@ def record_prefetch_keys(knowledge: Knowledge) -> tuple[PrefetchKey, ...]:
             ("cancer_stage",),
         ),
         *eligibility_prefetch_keys(knowledge),
+        *interaction_prefetch_keys(knowledge),
     )
 
 
@@ -171,6 +178,34 @@ def eligibility_prefetch_keys(knowledge: Knowledge) -> tuple[PrefetchKey, ...]:
             + _tokens(knowledge, menopause["bilateral_oophorectomy"])
             + "&_count=5",
             ("procedures",),
+        ),
+    )
+
+
+def interaction_prefetch_keys(knowledge: Knowledge) -> tuple[PrefetchKey, ...]:
+    """Magnesium (nephrotoxic co-medication) and invasive dental work: ServiceRequests still planned
+    and Procedures, narrowed to the CDT system (any code: the rule reads code ranges) and the
+    knowledge's SNOMED CT codes."""
+    patient = "{{context.patientId}}"
+    spec = knowledge.threshold("invasive_dental_work")
+    codes = ",".join([f"{knowledge.systems['cdt']}|", _tokens(knowledge, spec["procedure_codes"])])
+    return (
+        PrefetchKey(
+            "magnesium",
+            f"Observation?patient={patient}&code={loinc_tokens(knowledge, 'magnesium')}"
+            "&_sort=-date&_count=5",
+            ("magnesium",),
+        ),
+        PrefetchKey(
+            "dentalWorkRequests",
+            f"ServiceRequest?patient={patient}&status=draft,active,on-hold&code={codes}"
+            "&_sort=-authored&_count=20",
+            ("dental_work",),
+        ),
+        PrefetchKey(
+            "dentalWorkProcedures",
+            f"Procedure?patient={patient}&code={codes}&_sort=-date&_count=50",
+            ("dental_work",),
         ),
     )
 

@@ -7,7 +7,6 @@ Each test starts from a well-prepared patient (no cards at all) and changes one 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
 
 import pytest
 
@@ -284,7 +283,10 @@ def test_calcium_low_thresholds(post, record, expected):
     assert "Total calcium reads low when albumin is low" in card["detail"]
     assert "No ionized calcium on the same day or later" in card["detail"]
     assert codes(card, "ServiceRequest") == [ALBUMIN_LOINC, IONIZED_CALCIUM_LOINC]
-    assert [s["label"] for s in card["suggestions"]] == ["Order albumin", "Order ionized calcium"]
+    assert [s["label"] for s in card["suggestions"]] == [
+        "Order serum albumin",
+        "Order ionized calcium",
+    ]
     ionized_request = created(card, "ServiceRequest")[1]
     assert (
         ionized_request["code"]["coding"][0]["display"]
@@ -461,11 +463,13 @@ def test_denosumab_renal_hypocalcemia(post, kind, record, text):
         return
     assert card["indicator"] == "warning"
     assert text in card["detail"] and "below 30 mL/min" in card["detail"]
-    [request] = created(card, "ServiceRequest")
-    assert request["code"]["coding"][0]["code"] == CALCIUM_LOINC
-    period = request["occurrencePeriod"]
-    assert period["start"] == ANCHOR_INSTANT.isoformat().replace("+00:00", "Z")
-    assert period["end"] == (ANCHOR_INSTANT + timedelta(days=14)).isoformat().replace("+00:00", "Z")
+    # first dose of a course (no earlier denosumab): the work-up tests without a recent result
+    # (calcium is 5 days old) and calcium weekly x 4 from today; later doses: tests/clinical/
+    # test_labs_rev2.py
+    assert codes(card, "ServiceRequest") == ["2777-1", "2731-8", "62292-8", CALCIUM_LOINC]
+    weekly = created(card, "ServiceRequest")[-1]["occurrenceTiming"]["repeat"]
+    assert weekly["boundsPeriod"]["start"] == ANCHOR_INSTANT.isoformat().replace("+00:00", "Z")
+    assert (weekly["period"], weekly["periodUnit"], weekly["count"]) == (1, "wk", 4)
 
 
 # supplements-missing: vitamin D when missing; calcium only after a calcium result below the upper

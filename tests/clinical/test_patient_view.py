@@ -50,6 +50,11 @@ CARDS = {
 }
 
 
+def recent(p: PatientBuilder) -> PatientBuilder:
+    """Breast cancer diagnosed 200 days ago: within the adjuvant card's 12 months (revision 2)."""
+    return p.condition("breast-cancer", onset_days_ago=200)
+
+
 def premenopausal(age: int = 50) -> PatientBuilder:
     """Early breast cancer, coded premenopausal, no bone-loss indication: no review card."""
     return early(new_patient("pv", age=age)).condition("premenopausal")
@@ -57,7 +62,7 @@ def premenopausal(age: int = 50) -> PatientBuilder:
 
 BASES = {
     METASTASES: lambda: metastatic(new_patient("pv")),
-    ADJUVANT: lambda: early(new_patient("pv", age=64)),
+    ADJUVANT: lambda: recent(new_patient("pv", age=64)),
     BONE_LOSS: lambda: premenopausal().t_score(100, -2.5),
     DENOSUMAB: lambda: premenopausal().administration("denosumab-60mg", 300, dose_mg=60),
 }
@@ -229,7 +234,7 @@ def test_adjuvant_card_needs_postmenopausal_and_bone_loss_card_covers_the_rest(
     view, case, t_score, bone_loss
 ):
     age, status, adjuvant = MENOPAUSE[case]
-    p = status(early(new_patient("pv", age=age))).t_score(100, t_score)
+    p = status(recent(new_patient("pv", age=age))).t_score(100, t_score)
     expected = adjuvant or (BONE_LOSS if bone_loss else None)
     card = only(view(p), *filter(None, [expected])).get(ADJUVANT)
     assert card is None or ("Bone-loss indication as well" in card["detail"]) == bone_loss
@@ -282,11 +287,7 @@ SETTINGS = {
         [METASTASES],
     ),
     "bone-metastases-resolved": (
-        lambda: (
-            new_patient("pv", age=64)
-            .condition("breast-cancer")
-            .condition("bone-metastasis", status="resolved")
-        ),
+        lambda: recent(new_patient("pv", age=64)).condition("bone-metastasis", status="resolved"),
         [ADJUVANT],
     ),
 }

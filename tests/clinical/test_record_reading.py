@@ -330,7 +330,11 @@ def test_egfr_reported_in_ml_min_is_read_as_egfr(post, value, rule):
     assert set(found) == {rule}, sorted(found)
     card = found[rule]
     assert f"eGFR {value} mL/min/1.73 m² (not CrCl)" in card["summary"] + card["detail"]
-    assert f"eGFR {value} mL/min on {date_of(3)} (read as mL/min/1.73 m²)" in card["detail"]
+    assert (
+        f"eGFR {value} mL/min/1.73 m² on {date_of(3)} (recorded with the unit 'mL/min', read as"
+        " mL/min/1.73 m²)"
+    ) in card["detail"]
+    assert f"eGFR {value} mL/min " not in card["summary"] + card["detail"]
     if rule == "renal-dose-adjust":
         assert "**3.3 mg**" in card["detail"]
 

@@ -65,9 +65,11 @@ PRODUCTS = {
         "denosumab-60mg",
         lambda p, every, **kw: denosumab_order(p, 60, every=every, **kw),
     ),
+    # the Boniva 3 mg product by its code: without one, an IV ibandronate order repeating more
+    # often than every 3 months is the oncology product (catalog rev. 2)
     "ibandronate3": (
         "ibandronate",
-        lambda p, every, **kw: order(p, "ibandronate", dose_mg=3, every=every, **kw),
+        lambda p, every, **kw: order(p, "ibandronate-3mg-syringe", dose_mg=3, every=every, **kw),
     ),
     "ibandronate6": (
         "ibandronate",
@@ -167,6 +169,10 @@ def test_interval_minimum(post, setting, product, usual, minimum, long_enough, v
     if via == "last-dose":
         p.medication(PRODUCTS[product][0], days)
     draft_order = draft(p, product, usual if via == "last-dose" else (days, "d"))
+    if via == "order" and product == "denosumab60":
+        # rev. 2: the 60 mg strength's own interval is denosumab-strength-schedule's card
+        only(rules(post(p, draft_order)), "denosumab-strength-schedule" if fires else None)
+        return
     card = assert_interval_card(rules(post(p, draft_order)), fires, minimum)
     if not card:
         return

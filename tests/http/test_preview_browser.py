@@ -311,6 +311,11 @@ def test_calcium_low_card_in_the_browser(preview_service, browser, tmp_path):
         len(buttons) == 1
         and browser.call("GET", f"/element/{buttons[0]}/text") == "Remove this order"
     )
+    # what the EHR offers on dismissal, and the day the scenario's dates were moved to
+    overrides = browser.find_all("#cards .card button.override")
+    assert overrides and all(browser.call("GET", f"/element/{b}/text") for b in overrides)
+    dated = browser.call("GET", f"/element/{browser.find('#dated')}/text")
+    assert "2026-10-15" in dated  # BONECDS_NOW's day
 
     png = base64.b64decode(browser.call("GET", "/screenshot"))
     shot = tmp_path / "calcium-low.png"

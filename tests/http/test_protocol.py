@@ -366,7 +366,7 @@ def test_12_resigned_orders_and_mixed_types_do_not_crash(client, service):
                 "id": "sr1",
                 "status": "draft",
                 "intent": "order",
-                "subject": {"reference": "Patient/x"},
+                "subject": {"reference": f"Patient/{body['context']['patientId']}"},
             }
         }
     )

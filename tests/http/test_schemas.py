@@ -1010,6 +1010,23 @@ EXAMPLES = [
     ),
     ok("response-empty", "cds-response", {"cards": []}, "no guidance"),
     ok(
+        "response-card-extension",
+        "cds-response",
+        changed(
+            CARD_RESPONSE,
+            "cards.0.extension",
+            {"bonecds": {"rule": "renal-dose-adjust", "knowledgeVersion": "2026.12.3"}},
+        ),
+        "the service's card extension: rule id and knowledge version",
+    ),
+    bad(
+        "response-card-extension-without-version",
+        "cds-response",
+        changed(CARD_RESPONSE, "cards.0.extension", {"bonecds": {"rule": "renal-dose-adjust"}}),
+        "the service's card extension names the knowledge version",
+        "data.cards[0].extension.bonecds.knowledgeVersion",
+    ),
+    ok(
         "response-summary-139",
         "cds-response",
         changed(CARD_RESPONSE, "cards.1.summary", SUMMARY_139),

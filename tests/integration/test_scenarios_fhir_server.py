@@ -3,6 +3,7 @@ real FHIR server by the running service)."""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import socket
@@ -182,10 +183,13 @@ def test_same_cards_with_full_partial_and_no_prefetch(
 @pytest.mark.integration
 def test_unknown_patient_on_fhir_server_is_412(loaded_server, running_service, service, client_key):
     scn = SCENARIOS[4]
+    drafts = copy.deepcopy(scn.draft_orders)
+    for entry in drafts["entry"]:  # the drafts are for the patient the call names
+        entry["resource"]["subject"] = {"reference": "Patient/bcds-nobody-here"}
     body = hook_request(
         service,
         "bcds-nobody-here",
-        scn.draft_orders,
+        drafts,
         fhir_server=loaded_server.base_url,
         token=loaded_server.token,
     )
