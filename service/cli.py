@@ -198,11 +198,38 @@ def _run(argv: list[str] | None) -> int:
         "--version", action=VersionAction, help="print the software and knowledge versions"
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="run the service under gunicorn")
-    serve.add_argument("--host", default=os.environ.get("BONECDS_HOST", "127.0.0.1"))
-    serve.add_argument("--port", type=int, default=_env_int("BONECDS_PORT", 8099))
-    serve.add_argument("--workers", type=int, default=_env_int("BONECDS_WORKERS", 2))
-    serve.add_argument("--threads", type=int, default=_env_int("BONECDS_THREADS", 8))
+    serve = sub.add_parser(
+        "serve",
+        help="run the service under gunicorn",
+        description=(
+            "Run the CDS Hooks service under gunicorn. Every other setting comes from BONECDS_*"
+            " variables and DATABASE_URL (README, Configuration); the configuration is checked"
+            " before the server listens."
+        ),
+    )
+    serve.add_argument(
+        "--host",
+        default=os.environ.get("BONECDS_HOST", "127.0.0.1"),
+        help="address to listen on (BONECDS_HOST, default 127.0.0.1; 0.0.0.0 in a container)",
+    )
+    serve.add_argument(
+        "--port",
+        type=int,
+        default=_env_int("BONECDS_PORT", 8099),
+        help="port (BONECDS_PORT, default 8099)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=_env_int("BONECDS_WORKERS", 2),
+        help="worker processes, about one per core (BONECDS_WORKERS, default 2)",
+    )
+    serve.add_argument(
+        "--threads",
+        type=int,
+        default=_env_int("BONECDS_THREADS", 8),
+        help="threads per worker (BONECDS_THREADS, default 8)",
+    )
     serve.set_defaults(func=cmd_serve)
     check = sub.add_parser(
         "check-config",

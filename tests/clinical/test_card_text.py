@@ -89,6 +89,9 @@ def test_no_developer_text_in_any_card(scenario_cards):
         assert "knowledge version" not in text(card).lower(), name
         assert not re.search(rf"(?<![\w-]){re.escape(rule)}(?![\w-])", text(card)), (name, rule)
         assert "**Source:**" not in card["detail"] and "**Evidence:**" not in card["detail"], name
+        # the rules catalog's row ids (L19, G5, seed 002) mean nothing to a clinician
+        catalog_ids = re.findall(r"(?<![\w-])(?:[LG]\d{1,2}|seed \d{3})\b", text(card))
+        assert catalog_ids == [], (name, catalog_ids)
 
 
 def test_each_card_has_one_source_line_and_links_the_others(scenario_cards):

@@ -37,12 +37,24 @@ def test_help_of_every_subcommand_exits_0():
         "feedback-report",
         "check-config",
         "example",
+        "keygen",
+        "mint-token",
     ):
         result = subprocess.run(
             [BONECDS, command, "--help"], capture_output=True, text=True, timeout=60
         )
         assert result.returncode == 0, (command, result.stderr)
         assert "usage: bonecds" in result.stdout
+        # every option says what it is: a bare "--port PORT" line helps nobody
+        lines = result.stdout.splitlines()
+        bare = [
+            line.strip()
+            for line, following in zip(lines, [*lines[1:], ""], strict=True)
+            if re.fullmatch(r"  (-\S+( [A-Z_]+)?(, )?)+", line)
+            # argparse puts the help of a long option on the next, deeper indented line
+            and not re.match(r" {8,}\S", following)
+        ]
+        assert bare == [], (command, bare)
 
 
 @pytest.mark.integration
