@@ -61,9 +61,9 @@ class FhirFetcher:
     fork, on first use, and reused by every call.
 
     At most `max_concurrent_calls` hook calls of one worker read from FHIR servers at a time, and at
-    most half as many more wait for their turn (SLOT_WAIT_SECONDS at most): the others answer at
-    once with cards saying what could not be checked, so a slow EHR server cannot hold every thread
-    (and the health probes).
+    most one fewer wait for their turn (SLOT_WAIT_SECONDS at most): the others answer at once with
+    cards saying what could not be checked, so a slow EHR server cannot hold every thread (and the
+    health probes).
     """
 
     def __init__(
@@ -87,7 +87,8 @@ class FhirFetcher:
         self.max_concurrent_calls = max_concurrent_calls
         self._slots = threading.BoundedSemaphore(max_concurrent_calls)
         self._waiting = 0  # calls waiting for a slot
-        self._max_waiting = max_concurrent_calls // 2
+        # with the default 8 threads and 4 calls: 3 wait, 1 thread stays free for probes
+        self._max_waiting = max(1, max_concurrent_calls - 1)
         self._waiting_lock = threading.Lock()
         self.breaker = breaker or CircuitBreaker(threshold=3, open_seconds=30.0)
 

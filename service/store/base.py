@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
-
-if TYPE_CHECKING:
-    pass
+from typing import Any, Protocol
 
 SCHEMA_TEMPLATE = """
 CREATE TABLE IF NOT EXISTS issued_card (
@@ -102,6 +99,59 @@ def store_feedback_items(
             unknown += 0 if issued else 1
             outcomes.append((item["outcome"], rule_id))
     return FeedbackReceipt(stored, duplicates, unknown, tuple(outcomes))
+
+
+@dataclass(frozen=True)
+class PendingWrite:
+    """One write waiting for the store's writer: the issued cards of one answer, or the feedback
+    items of one call."""
+
+    kind: str  # "cards" or "feedback"
+    service_id: str
+    key: str  # hook instance for cards
+    payload: tuple[Any, ...]
+    at: datetime
+    # the request waiting for this feedback's receipt (service.store.resilient), if any
+    waiter: Any = field(default=None, compare=False)
+
+
+def card_rows(write: PendingWrite) -> list[tuple]:
+    return [
+        (c.card_uuid, write.service_id, c.rule_id, c.indicator, write.key, write.at.isoformat())
+        for c in write.payload
+    ]
+
+
+def write_batch(
+    execute: Any,
+    executemany: Any,
+    placeholder: str,
+    card_insert: str,
+    feedback_insert: str,
+    writes: Sequence[PendingWrite],
+) -> list[FeedbackReceipt | None]:
+    """Every write of a batch inside the caller's one transaction, in queue order (a feedback item
+    must see the cards issued before it): the card rows up to each feedback write go in one
+    executemany. One receipt per write (None for cards)."""
+    receipts: list[FeedbackReceipt | None] = []
+    cards: list[tuple] = []
+    for write in writes:
+        if write.kind == "cards":
+            cards += card_rows(write)
+            receipts.append(None)
+            continue
+        if cards:
+            executemany(card_insert, cards)
+            cards = []
+        items = list(write.payload)
+        receipts.append(
+            store_feedback_items(
+                execute, placeholder, feedback_insert, write.service_id, items, write.at
+            )
+        )
+    if cards:
+        executemany(card_insert, cards)
+    return receipts
 
 
 def feedback_dedupe_key(service_id: str, item: dict[str, Any]) -> str:

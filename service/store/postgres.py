@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,9 +29,11 @@ from service.store.base import (
     POSTGRES_SCHEMA,
     FeedbackReceipt,
     IssuedCard,
+    PendingWrite,
     feedback_dedupe_key,
     outcome_stats,
     store_feedback_items,
+    write_batch,
 )
 
 log = logging.getLogger("bonecds")
@@ -47,6 +49,12 @@ CLAIM_SQL = """
     ON CONFLICT (issuer, jti) DO UPDATE SET expires_at = EXCLUDED.expires_at
     WHERE jwt_replay.expires_at < %s
 """
+CARD_INSERT = "INSERT INTO issued_card VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
+# Built only from the constant column list and placeholders; every value is bound.
+FEEDBACK_INSERT = (
+    f"INSERT INTO feedback ({', '.join(FEEDBACK_COLUMNS)})"  # noqa: S608
+    f" VALUES ({', '.join(['%s'] * len(FEEDBACK_COLUMNS))}) ON CONFLICT (dedupe_key) DO NOTHING"
+)
 # Rows another connection is already deleting are skipped, so concurrent purges never wait on each
 # other.
 PURGE_SQL = """
@@ -69,6 +77,17 @@ def redacted_url(url: str) -> str:
 
 def _lock_key(dedupe_key: str) -> int:
     return int.from_bytes(hashlib.sha256(dedupe_key.encode()).digest()[:8], "big", signed=True)
+
+
+def _lock_keys(connection: psycopg.Connection, items: Iterable[tuple[str, dict[str, Any]]]) -> None:
+    """Two transactions inserting the same keys in opposite orders would deadlock on the unique
+    index: take a lock per (service, item) key in one global order first, in one statement (rows
+    are still inserted in order)."""
+    keys = sorted({_lock_key(feedback_dedupe_key(service_id, item)) for service_id, item in items})
+    if keys:
+        connection.execute(
+            "SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k ORDER BY k", (keys,)
+        )
 
 
 class PostgresFeedbackStore:
@@ -141,33 +160,27 @@ class PostgresFeedbackStore:
             return
         connection = self._connection()
         with connection.transaction(), connection.cursor() as cursor:
-            cursor.executemany(
-                "INSERT INTO issued_card VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                rows,
-            )
+            cursor.executemany(CARD_INSERT, rows)
 
     def record_feedback(
         self, service_id: str, items: list[dict[str, Any]], received_at: datetime
     ) -> FeedbackReceipt:
         connection = self._connection()
-        columns, values = ", ".join(FEEDBACK_COLUMNS), ", ".join(["%s"] * len(FEEDBACK_COLUMNS))
-        # Built only from the constant column list and placeholders; every value is bound.
-        insert = (
-            f"INSERT INTO feedback ({columns}) VALUES ({values})"  # noqa: S608
-            " ON CONFLICT (dedupe_key) DO NOTHING"
-        )
         with connection.transaction():
-            # Two requests inserting the same keys in opposite orders would deadlock on the unique
-            # index: take a lock
-            # per key in one global order first. Rows are still inserted in request order.
-            keys = sorted({_lock_key(feedback_dedupe_key(service_id, item)) for item in items})
-            if keys:
-                connection.execute(
-                    "SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k ORDER BY k",
-                    (keys,),
-                )
+            _lock_keys(connection, ((service_id, item) for item in items))
             return store_feedback_items(
-                connection.execute, "%s", insert, service_id, items, received_at
+                connection.execute, "%s", FEEDBACK_INSERT, service_id, items, received_at
+            )
+
+    def record_batch(self, writes: Sequence[PendingWrite]) -> list[FeedbackReceipt | None]:
+        """The writer's batch in one transaction: the card rows between feedback writes in one
+        pipelined executemany, the feedback keys of the whole batch locked first in one order."""
+        connection = self._connection()
+        with connection.transaction(), connection.cursor() as cursor:
+            feedback = [w for w in writes if w.kind == "feedback"]
+            _lock_keys(connection, ((w.service_id, item) for w in feedback for item in w.payload))
+            return write_batch(
+                connection.execute, cursor.executemany, "%s", CARD_INSERT, FEEDBACK_INSERT, writes
             )
 
     def outcomes_by_rule(self) -> list[dict[str, Any]]:

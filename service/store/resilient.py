@@ -1,5 +1,5 @@
-"""A store that degrades instead of failing: replay checks fall back to memory, ledger and feedback
-writes queue."""
+"""A store that degrades instead of failing: replay checks fall back to memory; ledger and feedback
+writes go through one batching writer per process."""
 
 from __future__ import annotations
 
@@ -9,34 +9,54 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from service.store.base import FeedbackReceipt, FeedbackStore, IssuedCard
+from service.store.base import FeedbackReceipt, FeedbackStore, IssuedCard, PendingWrite
 
 log = logging.getLogger("bonecds")
 
 # writes held while the database is away; beyond this they are dropped, counted and logged
 QUEUE_LIMIT = 10_000
 JTI_MEMORY_LIMIT = 100_000
+# issued cards wait at most this long for the writer (a burst of answers gathers into one commit)
 FLUSH_INTERVAL_SECONDS = 0.05
+BATCH_LIMIT = 500  # writes per transaction
+# a feedback call waits this long for its batch's receipt before it is answered "queued"
+FEEDBACK_WAIT_SECONDS = 3.0
 RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0)
 
 # metric events: (event, operation) -> counted by service.http.metrics
 Event = Callable[[str, str, int], None]
+_Write = PendingWrite
 
 
-@dataclass(frozen=True)
-class _Write:
-    """One pending write: the issued cards of one answer, or the feedback items of one call."""
+class _Waiter:
+    """A feedback call waiting for the writer's receipt; once it stops waiting (answered
+    "queued"), a later write of its items counts as flushed-feedback."""
 
-    kind: str  # "cards" or "feedback"
-    service_id: str
-    key: str  # hook instance for cards
-    payload: tuple[Any, ...]
-    at: datetime
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self.receipt: FeedbackReceipt | None = None
+        self.abandoned = False
+
+    def deliver(self, receipt: FeedbackReceipt | None) -> bool:
+        """The receipt (None: not written now); False when the caller no longer waits."""
+        with self._lock:
+            if self.abandoned:
+                return False
+            self.receipt = receipt
+            self._done.set()
+            return True
+
+    def wait(self, timeout: float) -> FeedbackReceipt | None:
+        self._done.wait(timeout)
+        with self._lock:
+            if self.receipt is None:
+                self.abandoned = True
+            return self.receipt
 
 
 class ResilientStore:
@@ -51,6 +71,9 @@ class ResilientStore:
       returns;
     - feedback that cannot be written is queued and answered as queued, never as stored; what the
       full queue cannot hold is dropped, counted and logged.
+    One writer thread per process writes whatever is queued in one transaction per batch (cards
+    gather for FLUSH_INTERVAL_SECONDS; a feedback call wakes it at once and waits for its receipt),
+    so concurrent requests never contend for the database lock; the queue is flushed at exit.
     Nothing here raises into a request.
     """
 
@@ -60,6 +83,7 @@ class ResilientStore:
         *,
         backend: str,
         queue_limit: int = QUEUE_LIMIT,
+        batch_limit: int = BATCH_LIMIT,
         on_event: Event | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -73,6 +97,8 @@ class ResilientStore:
         self._queue: deque[_Write] = deque()
         self._queue_limit = queue_limit
         self._wake = threading.Event()
+        self._urgent = threading.Event()
+        self._batch_limit = batch_limit
         self._writer_pid: int | None = None
         self._jti_memory: dict[tuple[str, str], float] = {}
         self._degraded_since: float | None = None
@@ -122,24 +148,14 @@ class ResilientStore:
     def record_feedback(
         self, service_id: str, items: list[dict[str, Any]], received_at: datetime
     ) -> FeedbackReceipt:
-        inner = self._store()
-        if inner is not None and self._queue:
-            self.flush(
-                1.0
-            )  # the cards this feedback is about may still wait in this process' queue
-        if inner is not None and not self._queue:
-            try:
-                receipt = inner.record_feedback(service_id, items, received_at)
-                self._recovered()
-                return receipt
-            except Exception as error:
-                self._degrade("record_feedback", error)
-        # Queued behind earlier writes (their order matters for de-duplication), or held until the
-        # database returns.
-        kept = self._enqueue(_Write("feedback", service_id, "", tuple(items), received_at))
-        return FeedbackReceipt(
-            0, 0, 0, queued=len(items) if kept else 0, not_kept=0 if kept else len(items)
-        )
+        # Known to be away: answered "queued" at once. Otherwise the writer stores it in its next
+        # batch, behind this process' earlier writes (the cards it is about come first).
+        waiter = None if self._degraded_since is not None else _Waiter()
+        write = _Write("feedback", service_id, "", tuple(items), received_at, waiter)
+        if not self._enqueue(write, urgent=True):
+            return FeedbackReceipt(0, 0, 0, not_kept=len(items))
+        receipt = waiter.wait(FEEDBACK_WAIT_SECONDS) if waiter is not None else None
+        return receipt or FeedbackReceipt(0, 0, 0, queued=len(items))
 
     def outcomes_by_rule(self) -> list[dict[str, Any]]:
         return self._required().outcomes_by_rule()
@@ -198,7 +214,7 @@ class ResilientStore:
             raise ConnectionError("the database cannot be reached")
         return inner
 
-    def _enqueue(self, write: _Write) -> bool:
+    def _enqueue(self, write: _Write, *, urgent: bool = False) -> bool:
         with self._lock:
             if len(self._queue) >= self._queue_limit:
                 dropped = True
@@ -217,12 +233,14 @@ class ResilientStore:
             )
             return False
         self._ensure_writer()
+        if urgent:
+            self._urgent.set()
         self._wake.set()
         return True
 
     def _ensure_writer(self) -> None:
         """One writer thread per process, started after gunicorn's fork (a thread does not survive
-        fork)."""
+        fork); what it has not written yet is flushed at exit (gunicorn's worker_exit too)."""
         pid = os.getpid()
         if self._writer_pid == pid:
             return
@@ -240,7 +258,10 @@ class ResilientStore:
                 RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)] if failures else 1.0
             )
             self._wake.clear()
-            time.sleep(FLUSH_INTERVAL_SECONDS)  # let a burst of answers gather into one flush
+            if not failures:
+                # issued cards gather into one commit; a waiting feedback call cuts this short
+                self._urgent.wait(FLUSH_INTERVAL_SECONDS)
+            self._urgent.clear()
             while self._queue:
                 if self._flush_once():
                     failures = 0
@@ -249,32 +270,59 @@ class ResilientStore:
                     break
 
     def _flush_once(self) -> bool:
-        """Write the oldest pending write; False (and it stays queued) when the database fails."""
+        """Write the oldest pending writes (one batch, one transaction); False (and they stay
+        queued) when the database fails."""
         with self._flush_lock:
-            return self._write_oldest()
+            return self._write_batch()
 
-    def _write_oldest(self) -> bool:
+    def _write_batch(self) -> bool:
         with self._lock:
-            if not self._queue:
-                return True
-            write = self._queue[0]
+            batch = [self._queue[i] for i in range(min(len(self._queue), self._batch_limit))]
+        if not batch:
+            return True
         inner = self._store()
         if inner is None:
+            self._fail_waiters(batch)
             return False
         try:
-            if write.kind == "cards":
-                inner.record_cards(write.service_id, write.key, write.payload, write.at)
-            else:
-                receipt = inner.record_feedback(write.service_id, list(write.payload), write.at)
-                self.on_event("flushed-feedback", "record_feedback", receipt.stored)
+            receipts = self._write(inner, batch)
         except Exception as error:
-            self._degrade(f"record_{write.kind}", error)
+            self._degrade(f"record_{batch[0].kind}", error)
+            self._fail_waiters(batch)
             return False
         with self._lock:
-            if self._queue and self._queue[0] is write:
+            # only this writer (under _flush_lock) removes from the head: the batch is still there
+            for _ in batch:
                 self._queue.popleft()
+        for write, receipt in zip(batch, receipts, strict=True):
+            if receipt is None:
+                continue
+            if write.waiter is None or not write.waiter.deliver(receipt):
+                self.on_event("flushed-feedback", "record_feedback", receipt.stored)
         self._recovered()
         return True
+
+    @staticmethod
+    def _write(inner: FeedbackStore, batch: Sequence[_Write]) -> list[FeedbackReceipt | None]:
+        record_batch = getattr(inner, "record_batch", None)
+        if record_batch is not None:
+            return list(record_batch(batch))
+        receipts: list[FeedbackReceipt | None] = []  # a store without batches: one write at a time
+        for write in batch:
+            if write.kind == "cards":
+                inner.record_cards(write.service_id, write.key, write.payload, write.at)
+                receipts.append(None)
+            else:
+                items = list(write.payload)
+                receipts.append(inner.record_feedback(write.service_id, items, write.at))
+        return receipts
+
+    @staticmethod
+    def _fail_waiters(batch: Sequence[_Write]) -> None:
+        for write in batch:
+            if write.waiter is not None:
+                # answered "queued" now; written when the database returns
+                write.waiter.deliver(None)
 
     def _degrade(self, operation: str, error: Exception) -> None:
         self.on_event("error", operation, 1)

@@ -7,7 +7,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -19,8 +19,17 @@ from service.store.base import (
     SCHEMA,
     FeedbackReceipt,
     IssuedCard,
+    PendingWrite,
     outcome_stats,
     store_feedback_items,
+    write_batch,
+)
+
+CARD_INSERT = "INSERT OR IGNORE INTO issued_card VALUES (?, ?, ?, ?, ?, ?)"
+# Built only from the constant column list and placeholders; every value is bound.
+FEEDBACK_INSERT = (
+    f"INSERT OR IGNORE INTO feedback ({', '.join(FEEDBACK_COLUMNS)})"  # noqa: S608
+    f" VALUES ({', '.join('?' * len(FEEDBACK_COLUMNS))})"
 )
 
 
@@ -83,9 +92,7 @@ class SqliteFeedbackStore:
         connection = self._connection()
         connection.execute("BEGIN IMMEDIATE")
         try:
-            connection.executemany(
-                "INSERT OR IGNORE INTO issued_card VALUES (?, ?, ?, ?, ?, ?)", rows
-            )
+            connection.executemany(CARD_INSERT, rows)
             connection.execute("COMMIT")
         except BaseException:
             connection.execute("ROLLBACK")
@@ -95,19 +102,35 @@ class SqliteFeedbackStore:
         self, service_id: str, items: list[dict[str, Any]], received_at: datetime
     ) -> FeedbackReceipt:
         connection = self._connection()
-        # Built only from the constant column list and placeholders; every value is bound.
-        columns, values = ", ".join(FEEDBACK_COLUMNS), ", ".join("?" * len(FEEDBACK_COLUMNS))
-        insert = f"INSERT OR IGNORE INTO feedback ({columns}) VALUES ({values})"  # noqa: S608
         connection.execute("BEGIN IMMEDIATE")
         try:
             receipt = store_feedback_items(
-                connection.execute, "?", insert, service_id, items, received_at
+                connection.execute, "?", FEEDBACK_INSERT, service_id, items, received_at
             )
             connection.execute("COMMIT")
         except BaseException:
             connection.execute("ROLLBACK")
             raise
         return receipt
+
+    def record_batch(self, writes: Sequence[PendingWrite]) -> list[FeedbackReceipt | None]:
+        """The writer's batch in one transaction (one lock of the database file, one commit)."""
+        connection = self._connection()
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            receipts = write_batch(
+                connection.execute,
+                connection.executemany,
+                "?",
+                CARD_INSERT,
+                FEEDBACK_INSERT,
+                writes,
+            )
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        return receipts
 
     def outcomes_by_rule(self) -> list[dict[str, Any]]:
         """Per rule: cards issued, accepted and overridden feedback, and the override rate among
