@@ -3,6 +3,7 @@ doses."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -34,11 +35,14 @@ def read_medication(
     # order on record).
     coded = [(system, code) for concept in concepts for system, code, _ in codings(concept) if code]
     names = [text.lower() for concept in concepts for text in concept_texts(concept)]
+    # The route that decides "systemic": the one stated; else the dose form in the drug's name, as
+    # RxNorm names end ("... Topical Gel", "... Metered Dose Inhaler") and Synthea states no route.
+    route_evidence = route_texts or " ".join(names)
     classes = frozenset(
         name
         for name, drug_class in knowledge.medication_classes.items()
         if _in_class(coded, names, drug_class, knowledge)
-        and not any(word in route_texts for word in drug_class.excluded_routes)
+        and not _excluded_route(route_evidence, drug_class.excluded_routes)
     )
     status = request.get("status") if isinstance(request.get("status"), str) else None
     label = next(
@@ -75,6 +79,11 @@ def _product_and_dose(
     if read is None:
         return None, None
     return (read.formulation.id if read.formulation else None), read.dose_mg
+
+
+def _excluded_route(evidence: str, routes: frozenset[str]) -> bool:
+    """A route word at the start of a word ("otic" in "Otic Solution", not in "antibiotic")."""
+    return any(re.search(rf"\b{re.escape(word)}", evidence) for word in routes)
 
 
 def _in_class(

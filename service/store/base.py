@@ -115,10 +115,13 @@ class PendingWrite:
     waiter: Any = field(default=None, compare=False)
 
 
-def card_rows(write: PendingWrite) -> list[tuple]:
+def card_rows(
+    service_id: str, hook_instance: str, cards: Iterable[IssuedCard], issued_at: datetime
+) -> list[tuple]:
+    """The ledger rows of one answer's cards, in CARD_INSERT's column order."""
     return [
-        (c.card_uuid, write.service_id, c.rule_id, c.indicator, write.key, write.at.isoformat())
-        for c in write.payload
+        (c.card_uuid, service_id, c.rule_id, c.indicator, hook_instance, issued_at.isoformat())
+        for c in cards
     ]
 
 
@@ -137,7 +140,7 @@ def write_batch(
     cards: list[tuple] = []
     for write in writes:
         if write.kind == "cards":
-            cards += card_rows(write)
+            cards += card_rows(write.service_id, write.key, write.payload, write.at)
             receipts.append(None)
             continue
         if cards:

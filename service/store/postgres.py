@@ -30,6 +30,7 @@ from service.store.base import (
     FeedbackReceipt,
     IssuedCard,
     PendingWrite,
+    card_rows,
     feedback_dedupe_key,
     outcome_stats,
     store_feedback_items,
@@ -152,10 +153,7 @@ class PostgresFeedbackStore:
     def record_cards(
         self, service_id: str, hook_instance: str, cards: Iterable[IssuedCard], issued_at: datetime
     ) -> None:
-        rows = [
-            (c.card_uuid, service_id, c.rule_id, c.indicator, hook_instance, issued_at.isoformat())
-            for c in cards
-        ]
+        rows = card_rows(service_id, hook_instance, cards, issued_at)
         if not rows:
             return
         connection = self._connection()

@@ -20,6 +20,7 @@ from service.store.base import (
     FeedbackReceipt,
     IssuedCard,
     PendingWrite,
+    card_rows,
     outcome_stats,
     store_feedback_items,
     write_batch,
@@ -83,10 +84,7 @@ class SqliteFeedbackStore:
     def record_cards(
         self, service_id: str, hook_instance: str, cards: Iterable[IssuedCard], issued_at: datetime
     ) -> None:
-        rows = [
-            (c.card_uuid, service_id, c.rule_id, c.indicator, hook_instance, issued_at.isoformat())
-            for c in cards
-        ]
+        rows = card_rows(service_id, hook_instance, cards, issued_at)
         if not rows:
             return
         connection = self._connection()

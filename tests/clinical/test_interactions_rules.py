@@ -260,3 +260,47 @@ def test_loop_diuretic_in_hypercalcemia_of_malignancy_after_rehydration(post, ca
     card = rules(post(p, order(p, every=None)))[RULE]
     assert ("only after the patient is rehydrated" in card["detail"]) is hcm
     assert created(card) == ["19123-9"]
+
+
+def test_scd_named_products_as_synthea_sends_them_without_a_route(post):
+    """Synthea writes no route and names products by their RxNorm SCD: an oral NSAID tablet counts,
+    a topical gel (the dose form in its name) does not, nor does a drug whose name merely contains
+    a route word ("otic" in "antibiotic")."""
+    p = patient(labs_days=10)  # creatinine 10 days old: an NSAID draws the card
+    p.medication("ibuprofen-200mg-tablet", 20, status="active", every=(1, "d"))
+    card = rules(post(p, order(p)))[RULE]
+    assert "Ibuprofen 200 MG Oral Tablet" in card["detail"]
+
+    q = patient(labs_days=10)
+    gel = medication_request("gel-1", q.patient_id, "ibuprofen", status="active")
+    gel["medicationCodeableConcept"] = {"text": "diclofenac sodium 10 MG/ML Topical Gel"}
+    gel["authoredOn"] = "2026-10-01T09:00:00Z"
+    q.resources.append(gel)
+    antibiotic = medication_request("ab-1", q.patient_id, "gentamicin", status="active")
+    antibiotic["medicationCodeableConcept"] = {"text": "gentamicin (aminoglycoside antibiotic)"}
+    antibiotic["authoredOn"] = "2026-10-01T09:00:00Z"
+    q.resources.append(antibiotic)
+    found = rules(post(q, order(q)))
+    assert RULE in found  # the aminoglycoside counts: "antibiotic" is not the otic route
+    assert "diclofenac" not in found[RULE]["detail"]
+    assert "gentamicin" in found[RULE]["detail"]
+
+
+def test_local_corticosteroid_is_not_systemic():
+    """The dose form in the name decides when no route is stated: dexamethasone eye drops are not a
+    systemic corticosteroid (a bone-loss risk factor), dexamethasone tablets are."""
+    from hooks.facts.medications import read_medication
+    from hooks.knowledge import load_knowledge
+
+    knowledge = load_knowledge()
+
+    def classes(display: str) -> frozenset[str]:
+        request = {
+            "resourceType": "MedicationRequest",
+            "status": "active",
+            "medicationCodeableConcept": {"text": display},
+        }
+        return read_medication(request, {}, knowledge).classes
+
+    assert "systemic-corticosteroid" not in classes("dexamethasone 1 MG/ML Ophthalmic Suspension")
+    assert "systemic-corticosteroid" in classes("dexamethasone 4 MG Oral Tablet")
