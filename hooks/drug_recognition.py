@@ -7,6 +7,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from hooks.fhir_read import as_list, codings, concept_texts
 from hooks.knowledge import Formulation, Knowledge, Product
 from hooks.product_names import ProductName, parse_product_name
@@ -65,7 +67,27 @@ def identify_ingredient(
     return (found.ingredient, found.recognised_by, found.product) if found else None
 
 
+def concept_key(concepts: list[Any]) -> bytes | None:
+    """The concepts' JSON with sorted keys: equal for equal drugs, whatever the request's key order;
+    None for what JSON cannot encode (nothing from a parsed request)."""
+    try:
+        return orjson.dumps(concepts, option=orjson.OPT_SORT_KEYS)
+    except (TypeError, orjson.JSONEncodeError):
+        return None
+
+
 def identify_medication(concepts: list[Any], knowledge: Knowledge) -> Identification | None:
+    """How the concepts name a bone-modifying agent (see `_identify_medication`), remembered per
+    concept by the knowledge: the same products recur in every request."""
+    key = concept_key(concepts)
+    if key is None:
+        return _identify_medication(concepts, knowledge)
+    return knowledge.recognised(
+        ("identify", key), lambda: _identify_medication(concepts, knowledge)
+    )
+
+
+def _identify_medication(concepts: list[Any], knowledge: Knowledge) -> Identification | None:
     """A product code of the table first; then, for a code the table does not list (or none), the
     drug's name read the RxNorm way ("alendronic acid 70 MG Oral Tablet"); then an ingredient RxNorm
     or ATC code; then name fragments.
@@ -241,7 +263,7 @@ def decide_formulation(
     `chosen_when` holds (ibandronate 6 mg IV above 3 mg, more often than every 3 months, or in
     hypercalcemia of malignancy); else the first other formulation in the knowledge file that
     admits this route and dose (file order encodes precedence)."""
-    formulations = list(knowledge.formulations_for(ingredient))
+    formulations = knowledge.formulations_for(ingredient)
     if product is not None and product.strength_mg is not None:
         own = next(
             (

@@ -3,7 +3,6 @@ suggestion gate."""
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import logging
 from collections.abc import Iterable
@@ -12,7 +11,7 @@ from datetime import datetime
 from hooks.assessments.renal import on_dialysis
 from hooks.cards import Finding, Suggestion
 from hooks.facts.model import PatientFacts
-from hooks.fhir_read import codings
+from hooks.fhir_read import codings, json_copy
 from hooks.knowledge import Knowledge
 from hooks.orders import BoneAgentOrder, in_setting, read_bone_agent_order
 from hooks.proposals import (
@@ -280,7 +279,7 @@ class OrderEvaluator:
         for action in suggestion.actions:
             resource = action.resource
             if resource is not None and resource.get("resourceType") == "MedicationRequest":
-                resource = copy.deepcopy(resource)
+                resource = json_copy(resource)
                 dosages = resource.setdefault("dosageInstruction", [{}])
                 if dosages and isinstance(dosages[0], dict):
                     dosages[0]["patientInstruction"] = text

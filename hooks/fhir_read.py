@@ -4,10 +4,13 @@ parsed)."""
 from __future__ import annotations
 
 import calendar
+import copy
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
+
+import orjson
 
 
 def as_list(value: Any) -> list:
@@ -18,6 +21,16 @@ def as_list(value: Any) -> list:
     if isinstance(value, list):
         return value
     return [value]
+
+
+def json_copy(document: Any) -> Any:
+    """A deep copy of parsed JSON (what requests and records are), through orjson: several times
+    faster than copy.deepcopy, which matters for the draft copied into every update suggestion;
+    anything JSON cannot hold is copied the slow way."""
+    try:
+        return orjson.loads(orjson.dumps(document))
+    except (TypeError, orjson.JSONEncodeError):
+        return copy.deepcopy(document)
 
 
 def codings(concept: Any) -> Iterator[tuple[str | None, str | None, str | None]]:

@@ -3,19 +3,27 @@ and infusion time."""
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from hooks.drug_recognition import decide_formulation, identify_medication, medication_concepts
+import orjson
+
+from hooks.drug_recognition import (
+    Identification,
+    concept_key,
+    decide_formulation,
+    identify_medication,
+    medication_concepts,
+)
 from hooks.fhir_read import (
     Quantity,
     as_list,
     bundle_resources,
     codings,
     concept_texts,
+    json_copy,
     object_at,
     parse_datetime,
     quantity,
@@ -170,11 +178,45 @@ def find_bone_agent_orders(draft_orders: Any, knowledge: Knowledge) -> list[Bone
 def read_bone_agent_order(
     request: dict, bundled_medications: dict[str, dict], knowledge: Knowledge
 ) -> BoneAgentOrder | None:
-    identified = identify_medication(medication_concepts(request, bundled_medications), knowledge)
+    concepts = medication_concepts(request, bundled_medications)
+    identified = identify_medication(concepts, knowledge)
     if identified is None:
         return None
-    ingredient, product = identified.ingredient, identified.product
     dosage = next((d for d in as_list(request.get("dosageInstruction")) if isinstance(d, dict)), {})
+    drug, written = concept_key(concepts), dosage_key(dosage)
+    reading = (
+        knowledge.recognised(
+            ("dosage", drug, written), lambda: _read_dosage(identified, dosage, knowledge)
+        )
+        if drug is not None and written is not None
+        else _read_dosage(identified, dosage, knowledge)
+    )
+    return BoneAgentOrder(
+        resource=request,
+        resource_type="MedicationRequest",
+        resource_id=request.get("id") if isinstance(request.get("id"), str) else None,
+        ingredient=identified.ingredient,
+        ingredient_display=knowledge.ingredient_display[identified.ingredient],
+        recognised_by=identified.recognised_by,
+        product=identified.product,
+        unlisted_codes=identified.unlisted_codes,
+        **reading,
+    )
+
+
+def dosage_key(dosage: dict) -> bytes | None:
+    """The dosage instruction's JSON with sorted keys (None for what JSON cannot encode)."""
+    try:
+        return orjson.dumps(dosage, option=orjson.OPT_SORT_KEYS)
+    except (TypeError, orjson.JSONEncodeError):
+        return None
+
+
+def _read_dosage(identified: Identification, dosage: dict, knowledge: Knowledge) -> dict[str, Any]:
+    """Dose, route, interval, infusion time and formulation as the drug and its dosage instruction
+    state them: the same for every order of that drug written the same way, so remembered by the
+    knowledge (the caller must not change the dict)."""
+    ingredient, product = identified.ingredient, identified.product
     dose = _dose_quantity(dosage)
     dose_mg = _dose_mg(dose, product)
     route, route_from = _route(dosage, product, ingredient, knowledge, dose)
@@ -185,28 +227,20 @@ def read_bone_agent_order(
     formulation = decide_formulation(
         ingredient, route, dose_for_match, knowledge, product, interval.days if interval else None
     )
-    return BoneAgentOrder(
-        resource=request,
-        resource_type="MedicationRequest",
-        resource_id=request.get("id") if isinstance(request.get("id"), str) else None,
-        ingredient=ingredient,
-        ingredient_display=knowledge.ingredient_display[ingredient],
-        recognised_by=identified.recognised_by,
-        product=product,
-        formulation=formulation,
-        dose_mg=dose_mg,
-        route=route,
-        route_from=route_from,
-        interval=interval,
-        infusion_minutes=_infusion_minutes(repeat),
-        starts=_starts(repeat),
-        unlisted_codes=identified.unlisted_codes,
-        dose_text=(
+    return {
+        "formulation": formulation,
+        "dose_mg": dose_mg,
+        "route": route,
+        "route_from": route_from,
+        "interval": interval,
+        "infusion_minutes": _infusion_minutes(repeat),
+        "starts": _starts(repeat),
+        "dose_text": (
             f"{dose.value:g} {dose.unit or ''}".strip()
             if dose is not None and dose_mg is None
             else None
         ),
-    )
+    }
 
 
 def _dose_quantity(dosage: dict) -> Quantity | None:
@@ -349,7 +383,7 @@ def _infusion_minutes(repeat: dict) -> float | None:
 def normalised_draft(resource: dict) -> dict:
     """A copy of a draft order with known client deviations from R4 repaired, as the base of an
     update suggestion."""
-    fixed = copy.deepcopy(resource)
+    fixed = json_copy(resource)
     for key in ("category", "dosageInstruction", "note", "reasonCode", "identifier", "contained"):
         if key in fixed and not isinstance(fixed[key], list):
             fixed[key] = as_list(fixed[key])

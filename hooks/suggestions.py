@@ -3,14 +3,13 @@ updates, deletions."""
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from hooks.cards import Action, Suggestion
-from hooks.fhir_read import object_at
+from hooks.fhir_read import json_copy, object_at
 from hooks.knowledge import Knowledge
 from hooks.orders import BoneAgentOrder, normalised_draft
 from hooks.suggestion_labels import dose_label, every_words, orderable_name, timing_label
@@ -146,7 +145,7 @@ def set_dose(dosage: dict[str, Any], dose_mg: float) -> None:
     new_dose = {"value": dose_mg, "unit": "mg", "system": UCUM, "code": "mg"}
     rates = dosage.get("doseAndRate") if isinstance(dosage.get("doseAndRate"), list) else []
     if rates and isinstance(rates[0], dict):
-        rates[0] = {**copy.deepcopy(rates[0]), "doseQuantity": new_dose}
+        rates[0] = {**json_copy(rates[0]), "doseQuantity": new_dose}
     else:
         rates = [{"doseQuantity": new_dose}]
     dosage["doseAndRate"] = rates

@@ -167,6 +167,25 @@ def assess_renal_function(
     *,
     current: bool,
 ) -> RenalAssessment:
+    """`_assess_renal_function`, once per call for each question (the facts remember it)."""
+    key = ("renal", creatinine, weight_max_age_days, egfr_max_age_days, current)
+    found = facts.derived.get(key)
+    if found is None:
+        found = _assess_renal_function(
+            facts, creatinine, weight_max_age_days, egfr_max_age_days, current=current
+        )
+        facts.derived[key] = found
+    return found
+
+
+def _assess_renal_function(
+    facts: PatientFacts,
+    creatinine: LabResult | None,
+    weight_max_age_days: int,
+    egfr_max_age_days: int,
+    *,
+    current: bool,
+) -> RenalAssessment:
     """Cockcroft-Gault from `creatinine` when weight, age and sex are known; else the latest eGFR,
     said so.
 

@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from hooks.drug_recognition import identify_ingredient, medication_concepts
+from hooks.drug_recognition import concept_key, identify_ingredient, medication_concepts
 from hooks.facts.model import DoseEvent, MedicationFact, PatientFacts
 from hooks.fhir_read import (
     as_list,
@@ -31,18 +31,13 @@ def read_medication(
     bone_agent = identify_ingredient(concepts, knowledge)
     dosage = next((d for d in as_list(request.get("dosageInstruction")) if isinstance(d, dict)), {})
     route_texts = " ".join(concept_texts(dosage.get("route"))).lower()
-    # Codes and names are read once per order, then matched against every class (this runs for every
-    # order on record).
-    coded = [(system, code) for concept in concepts for system, code, _ in codings(concept) if code]
-    names = [text.lower() for concept in concepts for text in concept_texts(concept)]
-    # The route that decides "systemic": the one stated; else the dose form in the drug's name, as
-    # RxNorm names end ("... Topical Gel", "... Metered Dose Inhaler") and Synthea states no route.
-    route_evidence = route_texts or " ".join(names)
-    classes = frozenset(
-        name
-        for name, drug_class in knowledge.medication_classes.items()
-        if _in_class(coded, names, drug_class, knowledge)
-        and not _excluded_route(route_evidence, drug_class.excluded_routes)
+    key = concept_key(concepts)
+    classes = (
+        _classes(concepts, route_texts, knowledge)
+        if key is None
+        else knowledge.recognised(
+            ("classes", key, route_texts), lambda: _classes(concepts, route_texts, knowledge)
+        )
     )
     status = request.get("status") if isinstance(request.get("status"), str) else None
     label = next(
@@ -60,6 +55,23 @@ def read_medication(
         formulation=as_order.formulation.id if as_order and as_order.formulation else None,
         dose_mg=as_order.dose_mg if as_order else None,
         interval=as_order.interval if as_order else None,
+    )
+
+
+def _classes(concepts: list[Any], route_texts: str, knowledge: Knowledge) -> frozenset[str]:
+    """The knowledge's drug classes (NSAID, aminoglycoside, ...) a medication belongs to, given
+    systemically."""
+    # Codes and names are read once per drug, then matched against every class.
+    coded = [(system, code) for concept in concepts for system, code, _ in codings(concept) if code]
+    names = [text.lower() for concept in concepts for text in concept_texts(concept)]
+    # The route that decides "systemic": the one stated; else the dose form in the drug's name, as
+    # RxNorm names end ("... Topical Gel", "... Metered Dose Inhaler") and Synthea states no route.
+    route_evidence = route_texts or " ".join(names)
+    return frozenset(
+        name
+        for name, drug_class in knowledge.medication_classes.items()
+        if _in_class(coded, names, drug_class, knowledge)
+        and not _excluded_route(route_evidence, drug_class.excluded_routes)
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hooks.fhir_read import days_between
 
@@ -268,6 +268,9 @@ class PatientFacts:
     dental_work: list[DentalWork] = field(default_factory=list)
     # Administrations of drugs of the knowledge's classes (not bone agents), newest first.
     administered: list[AdministeredDrug] = field(default_factory=list)
+    # Assessments derived from these facts (renal function at a creatinine, ...), computed once per
+    # call: the order's rules and the suggestion gate's trials ask the same questions.
+    derived: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False, compare=False)
 
     def results(self, kind: str) -> list[LabResult]:
         """Results of one kind, newest first."""

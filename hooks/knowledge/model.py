@@ -4,7 +4,7 @@ Knowledge view."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -184,6 +184,9 @@ class Knowledge:
     _value_set_memo: dict[tuple[str | None, str | None], frozenset[str]] = field(
         default_factory=dict, repr=False, compare=False
     )
+    _recognition_memo: dict[tuple[Any, ...], Any] = field(
+        default_factory=dict, repr=False, compare=False
+    )
     origin: str = field(
         default=BUNDLED_KNOWLEDGE, compare=False
     )  # the file it came from, as errors name it
@@ -195,14 +198,49 @@ class Knowledge:
     def formulation(self, formulation_id: str) -> Formulation:
         return next(f for f in self.formulations if f.id == formulation_id)
 
-    def formulations_for(self, ingredient: str) -> Iterable[Formulation]:
-        return (f for f in self.formulations if f.ingredient == ingredient)
+    def formulations_for(self, ingredient: str) -> tuple[Formulation, ...]:
+        """The ingredient's formulations in file order (file order encodes precedence)."""
+        return self._formulations_by_ingredient.get(ingredient, ())
+
+    @cached_property
+    def _formulations_by_ingredient(self) -> dict[str, tuple[Formulation, ...]]:
+        index: dict[str, list[Formulation]] = {}
+        for formulation in self.formulations:
+            index.setdefault(formulation.ingredient, []).append(formulation)
+        return {ingredient: tuple(found) for ingredient, found in index.items()}
+
+    def recognised(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+        """What recognising a drug concept gave before (`key` names the question and the concept's
+        JSON), else `compute()` remembered: the same few products and classes recur in every
+        request, and recognition (names parsed, classes matched) is a pure function of the concept
+        and this knowledge. Bounded like the value-set memo; a race only computes twice."""
+        memo = self._recognition_memo
+        try:
+            return memo[key]
+        except KeyError:
+            pass
+        found = compute()
+        if len(memo) > MEMO_LIMIT:
+            memo.clear()  # hostile input with endless distinct drugs must not grow memory
+        memo[key] = found
+        return found
 
     def loinc_codes(self, kind: str) -> list[str]:
         return list(self.raw["observations"][kind]["loinc"])
 
     def rule_meta(self, rule_id: str) -> dict[str, Any]:
         return self.raw["rules"][rule_id]
+
+    def rule_scope(self, rule_id: str) -> tuple[frozenset[str], frozenset[str]]:
+        """A rule's `applies_to` kinds of order and its `only_for` ingredients or formulations."""
+        return self._rule_scopes[rule_id]
+
+    @cached_property
+    def _rule_scopes(self) -> dict[str, tuple[frozenset[str], frozenset[str]]]:
+        return {
+            rule_id: (frozenset(meta["applies_to"]), frozenset(meta.get("only_for", ())))
+            for rule_id, meta in self.raw["rules"].items()
+        }
 
     def value_sets_of(self, system: str | None, code: str | None) -> frozenset[str]:
         """The condition value sets a coding belongs to, memoised: every Condition of every request

@@ -53,6 +53,19 @@ def course_of(doses: list[DoseEvent], now: datetime, gap_days: int) -> list[Dose
     return course
 
 
+def order_kinds(order: BoneAgentOrder, knowledge: Knowledge) -> frozenset[str]:
+    """The kinds of order (knowledge file `applies_to`) this order is; a bisphosphonate whose route
+    is unknown counts as parenteral, the stricter reading."""
+    bisphosphonate = knowledge.ingredient_class[order.ingredient] == "bisphosphonate"
+    return frozenset(
+        {
+            "any",
+            "bisphosphonate" if bisphosphonate else "denosumab",
+            "oral-bisphosphonate" if bisphosphonate and order.is_oral else "parenteral",
+        }
+    )
+
+
 def order_in_scope(
     order: BoneAgentOrder, scopes: Iterable[str], knowledge: Knowledge, only_for: Iterable[str] = ()
 ) -> bool:
@@ -62,9 +75,7 @@ def order_in_scope(
 
     A bisphosphonate whose route is unknown counts as parenteral, the stricter reading.
     """
-    bisphosphonate = knowledge.ingredient_class[order.ingredient] == "bisphosphonate"
-    kinds = {"any", "bisphosphonate" if bisphosphonate else "denosumab"}
-    kinds.add("oral-bisphosphonate" if bisphosphonate and order.is_oral else "parenteral")
+    kinds = order_kinds(order, knowledge)
     named = set(only_for)
     if (
         named
@@ -160,10 +171,20 @@ class OrderContext(PatientAssessments):
         return f"- Clinical setting: {self.facts.setting.name} ({self.facts.setting.evidence})."
 
     def in_scope(self, rule_id: str) -> bool:
-        meta = self.knowledge.rule_meta(rule_id)
-        return order_in_scope(
-            self.order, meta["applies_to"], self.knowledge, meta.get("only_for", ())
-        )
+        # every rule asks this of every order and trial: the order's kinds are read once
+        applies_to, only_for = self.knowledge.rule_scope(rule_id)
+        order = self.order
+        if (
+            only_for
+            and order.ingredient not in only_for
+            and (order.formulation is None or order.formulation.id not in only_for)
+        ):
+            return False
+        return not self._order_kinds.isdisjoint(applies_to)
+
+    @cached_property
+    def _order_kinds(self) -> frozenset[str]:
+        return order_kinds(self.order, self.knowledge)
 
     def rule_failed(self, rule_id: str) -> Finding:
         return rule_error(rule_id, self.order)

@@ -3,11 +3,11 @@ and the order rewritten to it."""
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any
 
 from hooks.assessments.renal import RenalFunction
+from hooks.fhir_read import json_copy
 from hooks.orders import DAYS_PER_UNIT, BoneAgentOrder
 from hooks.rules.context import below
 from hooks.suggestions import every_words, set_dose
@@ -161,7 +161,7 @@ def exceeded(order: BoneAgentOrder, label: LabelDose) -> list[str]:
 def at_band(resource: dict[str, Any], order: BoneAgentOrder, label: LabelDose) -> dict[str, Any]:
     """A copy of an order resource at its band: the dose, the interval and the infusion time the
     band gives, each only where the order gives more (or faster)."""
-    changed = copy.deepcopy(resource)
+    changed = json_copy(resource)
     dosages = changed.setdefault("dosageInstruction", [{}])
     if not dosages or not isinstance(dosages[0], dict):
         dosages[:1] = [{}]
