@@ -109,10 +109,20 @@ def _observation_kind(observation: dict, knowledge: Knowledge) -> tuple[str | No
     """The knowledge's kind of result by LOINC code (stage Observations also by their SNOMED
     observable), and the code."""
     loinc, snomed = knowledge.systems["loinc"], knowledge.systems["snomed"]
-    coded = list(codings(observation.get("code")))
+    by_loinc = knowledge.observation_kind_by_loinc
+    concept = observation.get("code")
+    # The shape nearly every result has ({"coding": [{"system": LOINC, "code": ...}]}) is looked up
+    # directly: a long history has thousands of them. Anything else takes the lenient reading.
+    if concept.__class__ is dict and concept.get("coding").__class__ is list:
+        for coding in concept["coding"]:
+            if coding.__class__ is dict and coding.get("system") == loinc:
+                code = coding.get("code")
+                if code.__class__ is str and code in by_loinc:
+                    return by_loinc[code], code
+    coded = list(codings(concept))
     for system, code, _ in coded:
-        if system == loinc and code in knowledge.observation_kind_by_loinc:
-            return knowledge.observation_kind_by_loinc[code], code
+        if system == loinc and code in by_loinc:
+            return by_loinc[code], code
     for system, code, _ in coded:
         if system == snomed and code:
             kind = next(

@@ -181,11 +181,13 @@ class Knowledge:
     condition_sets: dict[str, ConditionValueSet]
     medication_classes: dict[str, MedicationClass]
     thresholds: dict[str, Any] = field(repr=False)
+    # Memos start empty in every Knowledge, a dataclasses.replace()d variant included (init=False):
+    # a variant with another product table must not answer from the original's memory.
     _value_set_memo: dict[tuple[str | None, str | None], frozenset[str]] = field(
-        default_factory=dict, repr=False, compare=False
+        default_factory=dict, repr=False, compare=False, init=False
     )
     _recognition_memo: dict[tuple[Any, ...], Any] = field(
-        default_factory=dict, repr=False, compare=False
+        default_factory=dict, repr=False, compare=False, init=False
     )
     origin: str = field(
         default=BUNDLED_KNOWLEDGE, compare=False
