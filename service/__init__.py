@@ -63,6 +63,7 @@ def create_app(
             settings.fhir_max_parallel,
             max_concurrent_calls=settings.fhir_max_concurrent_calls,
             breaker=CircuitBreaker(settings.fhir_breaker_failures, settings.fhir_breaker_seconds),
+            batch=settings.fhir_batch,
         ),
         store=store
         or ResilientStore(lambda: store_for(settings), backend=settings.database_backend),
@@ -87,6 +88,7 @@ def create_app(
         runtime.store.on_event = runtime.metrics.store_event
     if isinstance(runtime.fetcher, FhirFetcher):
         runtime.fetcher.breaker.on_change = runtime.metrics.circuit_change
+        runtime.fetcher.on_read = runtime.metrics.fhir_read
     app.register_blueprint(views.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi.bp)

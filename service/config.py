@@ -79,6 +79,9 @@ class Settings:
     fhir_max_concurrent_calls: int = 4
     fhir_breaker_failures: int = 3  # calls in a row with timeouts before a FHIR host is skipped
     fhir_breaker_seconds: float = 30.0  # how long it is skipped before one call probes it again
+    # "auto": a call's queries as one FHIR batch Bundle where the server's CapabilityStatement
+    # offers batch (parallel GETs otherwise, and when a batch fails); "off": always parallel GETs
+    fhir_batch: str = "auto"
     cors_origins: tuple[str, ...] = ("*",)
     frozen_now: datetime | None = None
     knowledge_path: str | None = None
@@ -118,6 +121,7 @@ class Settings:
             fhir_breaker_seconds=_float(
                 env, "BONECDS_FHIR_BREAKER_SECONDS", cls.fhir_breaker_seconds
             ),
+            fhir_batch=_choice(env, "BONECDS_FHIR_BATCH", cls.fhir_batch, ("auto", "off")),
             cors_origins=origins or ("*",),
             frozen_now=_instant(env.get("BONECDS_NOW"), "BONECDS_NOW"),
             knowledge_path=env.get("BONECDS_KNOWLEDGE_FILE") or None,

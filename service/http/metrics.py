@@ -104,6 +104,13 @@ class Metrics:
             ("event", "operation"),
             registry=target,
         )
+        self.fhir_reads = Counter(
+            "bonecds_fhir_reads_total",
+            "FHIR read rounds (a hook call's queries sent together), by how they were sent: batch"
+            " (one batch Bundle), parallel (parallel GETs), fallback (a failed batch, then GETs)",
+            ("mode",),
+            registry=target,
+        )
         self.circuit = Counter(
             "bonecds_fhir_circuit_transitions_total",
             "FHIR-server circuit breaker transitions (open: a host skipped after repeated timeouts;"
@@ -128,6 +135,9 @@ class Metrics:
 
     def circuit_change(self, state: str) -> None:
         self.circuit.labels(state).inc()
+
+    def fhir_read(self, mode: str) -> None:
+        self.fhir_reads.labels(mode).inc()
 
     def store_event(self, event: str, operation: str, count: int) -> None:
         self.store_events.labels(event, operation).inc(count)

@@ -1,25 +1,27 @@
-"""Reads from the EHR's FHIR server when prefetch is missing: parallel queries on pooled connections
-and threads, per-call timeout, total budget, bounded paging."""
+"""Reads from the EHR's FHIR server when prefetch is missing: one batch Bundle where the server
+takes it, else parallel queries, on pooled connections and threads; per-call timeout, total budget,
+bounded paging."""
 
 from __future__ import annotations
 
 import contextvars
 import logging
-import re
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, wait
-from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
-import orjson
 
 from hooks.facts.fetch_failure import FetchFailure, FetchReason
+from service.record.batch import BatchReader, Send
 from service.record.breaker import CircuitBreaker
 from service.record.budget import call_deadline
+from service.record.fetch_outcome import FetchOutcome
+from service.record.fhir_request import fhir_headers, over_budget, request_json
 from service.record.paging import count_of, matches_and_included, next_link
 from service.record.pools import WorkerPools, run_in_lanes
 
@@ -32,22 +34,6 @@ MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 # of calls on one worker's keep-alive connections is served, not answered busy. Only a few wait at a
 # time, so the worker's other threads stay free for health probes and prefetched calls.
 SLOT_WAIT_SECONDS = 1.0
-
-
-@dataclass
-class FetchOutcome:
-    """What one query produced: resources (possibly none), or why it failed.
-
-    `found` is False for a missing read target.
-    """
-
-    resources: list[dict] = field(default_factory=list)
-    error: FetchFailure | None = None
-    found: bool = True
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
 
 
 BUSY = FetchFailure(
@@ -76,6 +62,7 @@ class FhirFetcher:
         max_response_bytes: int = MAX_RESPONSE_BYTES,
         max_concurrent_calls: int = 4,
         breaker: CircuitBreaker | None = None,
+        batch: str = "auto",
     ) -> None:
         self.timeout_seconds = timeout_seconds
         self.budget_seconds = budget_seconds
@@ -91,6 +78,10 @@ class FhirFetcher:
         self._max_waiting = max(1, max_concurrent_calls - 1)
         self._waiting_lock = threading.Lock()
         self.breaker = breaker or CircuitBreaker(threshold=3, open_seconds=30.0)
+        # "auto": one batch Bundle where the CapabilityStatement offers it; "off": parallel GETs
+        self.batch = batch
+        self._batches = BatchReader()
+        self.on_read: Callable[[str], None] = lambda _mode: None  # "batch", "parallel", "fallback"
 
     def fetch_all(
         self,
@@ -150,6 +141,13 @@ class FhirFetcher:
         shared_deadline = call_deadline()
         if shared_deadline is not None:
             deadline = min(deadline, shared_deadline)
+        first: dict[str, dict | FetchOutcome] | None = None
+        mode = "parallel"
+        if self.batch == "auto":
+            # the first pages in one request; the next pages (rare) and a failed batch's queries
+            # go as GETs below, within what is left of the budget
+            first, mode = self._batches.read(self._sender(http, token), base_url, queries, deadline)
+        self._tell(mode)
         jobs = {
             # each query in a copy of the call's context: its log lines name the request
             key: partial(
@@ -160,6 +158,7 @@ class FhirFetcher:
                 token,
                 query,
                 deadline,
+                (first or {}).get(key),
             )
             for key, query in queries.items()
         }
@@ -186,7 +185,7 @@ class FhirFetcher:
                                 "not read: the patient could not be read",
                             )
                             if stopped
-                            else self._over_budget("no answer")
+                            else over_budget(self, "no answer")
                         )
                     )
                 elif future.exception() is not None:
@@ -206,14 +205,41 @@ class FhirFetcher:
                 future.cancel()
         return outcomes
 
+    def _tell(self, mode: str) -> None:
+        try:
+            self.on_read(mode)
+        except Exception as error:  # a metrics hook must never turn a FHIR read into a failed call
+            log.error("FHIR read-mode hook failed (%s)", type(error).__name__)
+
+    def _sender(self, http: httpx.Client, token: str | None) -> Send:
+        """Requests of the batch reader (its /metadata and the batch POST), with the token, the
+        size cap and no redirects, as every read."""
+
+        def send(
+            method: str, url: str, content: bytes | None, deadline: float, timeout: float
+        ) -> dict | FetchOutcome:
+            headers = fhir_headers(token)
+            if content is not None:
+                headers["Content-Type"] = "application/fhir+json"
+            return request_json(
+                self, http, url, headers, deadline, method=method, content=content, timeout=timeout
+            )
+
+        return send
+
     def _run_query(
-        self, http: httpx.Client, base_url: str, token: str | None, query: str, deadline: float
+        self,
+        http: httpx.Client,
+        base_url: str,
+        token: str | None,
+        query: str,
+        deadline: float,
+        first: dict | FetchOutcome | None = None,
     ) -> FetchOutcome:
+        """One query and its next pages; `first` is its first page when a batch brought it."""
         base = base_url.rstrip("/") + "/"
         url = query if query.startswith(base) else base + query.lstrip("/")
-        headers = {"Accept": "application/fhir+json, application/json"}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
+        headers = fhir_headers(token)
         count = count_of(query)
         ordered = "_sort=" in query
         collected: list[dict] = []
@@ -222,7 +248,11 @@ class FhirFetcher:
         truncated = False
         for page in range(self.max_pages):
             visited.add(url)
-            body_or_error = self._get_json(http, url, headers, deadline, page)
+            body_or_error = (
+                first
+                if page == 0 and first is not None
+                else request_json(self, http, url, headers, deadline, page)
+            )
             if isinstance(body_or_error, FetchOutcome):
                 if not body_or_error.found and page == 0 and "?" not in query:
                     # a read of a resource the server does not have
@@ -286,104 +316,6 @@ class FhirFetcher:
             )
         # Sorted newest first, the results past the cap are only the oldest ones.
         return FetchOutcome(collected)
-
-    def _get_json(
-        self, http: httpx.Client, url: str, headers: dict[str, str], deadline: float, page: int
-    ) -> dict | FetchOutcome:
-        """One GET within the deadline and the size cap; the parsed FHIR resource, or why there is
-        none."""
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return FetchOutcome(error=self._over_budget("no answer"))
-        started = time.monotonic()
-        try:
-            with http.stream(
-                "GET", url, headers=headers, timeout=min(self.timeout_seconds, remaining)
-            ) as response:
-                status = response.status_code
-                if status in (404, 410):
-                    return FetchOutcome(
-                        found=False, error=_http_status(f"FHIR server answered HTTP {status}")
-                    )
-                if 300 <= status < 400:
-                    return FetchOutcome(
-                        error=_http_status(
-                            f"FHIR server answered HTTP {status} (a redirect, not followed)"
-                        )
-                    )
-                if status >= 300 or status < 200:
-                    return FetchOutcome(error=_http_status(f"FHIR server answered HTTP {status}"))
-                media_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
-                if media_type and "json" not in media_type:
-                    # server text goes on a card: keep it plain
-                    shown = re.sub(r"[^a-z0-9.+/-]", "", media_type)[:40]
-                    return FetchOutcome(
-                        error=FetchFailure(
-                            FetchReason.NOT_JSON,
-                            f"FHIR server sent {shown or 'an unknown type'}, not FHIR JSON",
-                        )
-                    )
-                raw = self._read_capped(response, deadline)
-                if isinstance(raw, FetchOutcome):
-                    return raw
-        except httpx.TimeoutException:
-            return FetchOutcome(error=FetchFailure(FetchReason.TIMEOUT, "FHIR server timed out"))
-        except httpx.HTTPError as error:
-            return FetchOutcome(
-                error=FetchFailure(
-                    FetchReason.UNREACHABLE, f"FHIR server unreachable ({type(error).__name__})"
-                )
-            )
-        finally:
-            log.debug("FHIR GET page %d took %.1f ms", page, (time.monotonic() - started) * 1000)
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            return FetchOutcome(
-                error=FetchFailure(
-                    FetchReason.NOT_JSON, "FHIR server sent a response that is not JSON"
-                )
-            )
-        if not isinstance(body, dict) or not isinstance(body.get("resourceType"), str):
-            return FetchOutcome(
-                error=FetchFailure(
-                    FetchReason.NOT_FHIR, "FHIR server sent something that is not a FHIR resource"
-                )
-            )
-        return body
-
-    def _read_capped(self, response: httpx.Response, deadline: float) -> bytes | FetchOutcome:
-        """The body, read in chunks: never more than max_response_bytes, never past the deadline (a
-        trickling server)."""
-        too_big = FetchOutcome(
-            error=FetchFailure(
-                FetchReason.TOO_LARGE,
-                "FHIR server's answer is larger than"
-                f" {self.max_response_bytes // (1024 * 1024)} MiB",
-            )
-        )
-        declared = response.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > self.max_response_bytes:
-            return too_big
-        chunks: list[bytes] = []
-        size = 0
-        for chunk in response.iter_bytes():
-            size += len(chunk)
-            if size > self.max_response_bytes:
-                return too_big
-            if time.monotonic() > deadline:
-                return FetchOutcome(error=self._over_budget("no complete answer"))
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    def _over_budget(self, what: str) -> FetchFailure:
-        return FetchFailure(
-            FetchReason.TIMEOUT, f"{what} within the {self.budget_seconds:g} s budget"
-        )
-
-
-def _http_status(detail: str) -> FetchFailure:
-    return FetchFailure(FetchReason.HTTP_STATUS, detail)
 
 
 def _failed(future: Any) -> bool:

@@ -19,8 +19,8 @@ import pytest
 from fixtures.builder import ANCHOR_INSTANT
 from fixtures.prefetch import hook_request, transaction_resources
 from fixtures.scenarios import scenario
-from service import create_app
 from service.config import Settings
+from tests.support.fhir_apps import app_reading_from
 from tests.support.fhir_server.faulty import FaultyFhirServer
 from tests.support.gunicorn import gunicorn
 from tests.support.summary import add_summary_line
@@ -48,15 +48,7 @@ def server():
 
 
 def app_for(server, tmp_path, **settings):
-    return create_app(
-        Settings(
-            database_url=f"sqlite:///{tmp_path}/t.db",
-            frozen_now=ANCHOR_INSTANT,
-            auth="off",
-            fhir_allowlist=(server.base_url,),
-            **settings,
-        )
-    )
+    return app_reading_from(server.base_url, tmp_path / "t.db", **settings)
 
 
 def body_for(server, prefetch_patient: bool = False) -> dict:

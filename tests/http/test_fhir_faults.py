@@ -172,7 +172,7 @@ def test_slow_or_sloppy_server_gives_the_full_answer(call, servers, mode):
     status, body = call(mode, {"*": mode})
     assert (status, body["cards"]) == (200, [])
     assert (
-        len(servers[0].requests) == 20
+        len(servers[0].reads()) == 20
     )  # one read per prefetch template (dialysis procedures, stage, magnesium and dental work
     # orders and procedures since rev. 2)
 

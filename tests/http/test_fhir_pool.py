@@ -8,11 +8,9 @@ import threading
 
 import pytest
 
-from fixtures.builder import ANCHOR_INSTANT
 from fixtures.prefetch import hook_request, transaction_resources
 from fixtures.scenarios import scenario
-from service import create_app
-from service.config import Settings
+from tests.support.fhir_apps import app_reading_from
 from tests.support.fhir_server.faulty import FaultyFhirServer
 
 SCN = scenario("adjuvant-za-prepared")
@@ -49,22 +47,14 @@ def fetch_threads() -> set[int]:
 
 
 def test_calls_reuse_connections_and_threads(server, tmp_path):
-    app = create_app(
-        Settings(
-            database_url=f"sqlite:///{tmp_path}/pool.db",
-            frozen_now=ANCHOR_INSTANT,
-            auth="off",
-            fhir_allowlist=(server.base_url,),
-            fhir_max_parallel=PARALLEL,
-        )
-    )
+    app = app_reading_from(server.base_url, tmp_path / "pool.db", fhir_max_parallel=PARALLEL)
     client = app.test_client()
     service = type("S", (), {"hook": "order-sign"})()
     body = hook_request(service, SCN.patient_id, SCN.draft_orders, fhir_server=server.base_url)
     threads_before = fetch_threads()
     first = client.post(SIGN, json=body)
     assert first.status_code == 200
-    per_call = len(server.requests)  # the queries (and pages) one call sends
+    per_call = len(server.reads())  # the queries (and pages) one call sends
     assert per_call > PARALLEL
     after_first = server.accepted
     threads = fetch_threads() - threads_before
@@ -72,7 +62,9 @@ def test_calls_reuse_connections_and_threads(server, tmp_path):
         response = client.post(SIGN, json=body)
         assert response.status_code == 200
         assert response.get_json() == first.get_json()  # the same record read each time
-    assert len(server.requests) == CALLS * per_call
+    assert len(server.reads()) == CALLS * per_call
+    # the CapabilityStatement (no batch here) was asked once, by the first call
+    assert len(server.requests) - len(server.reads()) == 1
     # one connection per lane at most, opened by the first call and kept for the next ones
     assert after_first <= PARALLEL, server.accepted
     assert server.accepted == after_first, (after_first, server.accepted)

@@ -8,11 +8,10 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from fixtures.builder import ANCHOR_INSTANT, MEDICATIONS, day, draft_orders, medication_request
+from fixtures.builder import MEDICATIONS, day, draft_orders, medication_request
 from fixtures.load import load_fixtures
 from fixtures.prefetch import hook_request, prefetch_templates, transaction_resources
-from service import create_app
-from service.config import Settings
+from tests.support.fhir_apps import app_reading_from
 from tests.support.order_sign_http import early, new_patient, order, prepared
 
 pytestmark = pytest.mark.integration
@@ -52,14 +51,7 @@ def loaded(fhir_server):
 def app(loaded, tmp_path_factory):
     server = loaded[0]
     tmp = tmp_path_factory.mktemp("medref-int")
-    return create_app(
-        Settings(
-            database_url=f"sqlite:///{tmp}/t.db",
-            frozen_now=ANCHOR_INSTANT,
-            auth="off",
-            fhir_allowlist=(server.base_url,),
-        )
-    )
+    return app_reading_from(server.base_url, tmp / "t.db")
 
 
 def post(app, body: dict) -> list[dict]:

@@ -5,6 +5,12 @@ Faults are set per resource type (the first path segment: "Patient", "Observatio
 of them ("*"); `faults = {"*": "http503", "Patient": "ok"}` breaks every search but lets the Patient
 read through. Every request is recorded (server-side) so tests can assert what was, and what was
 never, asked for.
+
+`GET /metadata` answers a CapabilityStatement (with the `batch` interaction when `batch` is True)
+whatever the "*" fault, or fails as `faults["metadata"]` says (a METADATA_MODES value). With
+`batch`, `POST [base]` answers a batch Bundle: each entry as its resource type's fault says (the
+GET faults that fit in an entry: ok, not-found, outcome, httpNNN and the Bundle faults), or the
+whole batch fails as `faults["batch"]` says (a BATCH_MODES value).
 """
 
 from __future__ import annotations
@@ -45,6 +51,19 @@ FAULT_MODES = (
 )
 
 
+METADATA_MODES = ("ok", "hang", "http500", "malformed")
+BATCH_MODES = (
+    "ok",
+    "hang",
+    "http500",
+    "http405",
+    "http401",
+    "not-bundle",
+    "wrong-count",
+    "malformed",
+)
+
+
 @dataclass(frozen=True)
 class Seen:
     """One request as the server received it (the token itself is not kept, only whether one
@@ -53,6 +72,8 @@ class Seen:
     path: str
     query: str
     authorized: bool
+    method: str = "GET"
+    entries: tuple[str, ...] = ()  # a batch's request URLs
 
 
 @dataclass
@@ -69,6 +90,7 @@ class FaultyFhirServer:
     huge_bytes: int = 12 * 1024 * 1024
     many_entries: int = 1000
     requests: list[Seen] = field(default_factory=list)
+    batch: bool = False  # advertise (and answer) batch Bundles
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
@@ -99,6 +121,11 @@ class FaultyFhirServer:
         if mode not in FAULT_MODES:
             raise ValueError(f"unknown fault mode {mode!r}")
         return mode
+
+    def reads(self) -> list[Seen]:
+        """The requests but the CapabilityStatement reads (asked once per worker and hour)."""
+        with self._lock:
+            return [seen for seen in self.requests if not seen.path.endswith("/metadata")]
 
     def record(self, seen: Seen) -> None:
         with self._lock:
@@ -141,6 +168,8 @@ def _handler_for(server: FaultyFhirServer) -> type[BaseHTTPRequestHandler]:
                 return self._send(404, _outcome("not-found", "no such path"))
             relative = parts.path[len(server.prefix) + 1 :]
             query = relative + (f"?{parts.query}" if parts.query else "")
+            if relative == "metadata":
+                return self._metadata(server.faults.get("metadata", "ok"))
             try:
                 self._serve(server.mode_for(relative.split("/", 1)[0]), query, parts)
             except (BrokenPipeError, ConnectionResetError):
@@ -186,6 +215,60 @@ def _handler_for(server: FaultyFhirServer) -> type[BaseHTTPRequestHandler]:
                     return self._stream(_huge_chunks(answer, server.huge_bytes))
             self._send(200, _json(answer))
 
+        def _metadata(self, mode: str) -> None:
+            if mode not in METADATA_MODES:
+                raise ValueError(f"unknown metadata mode {mode!r}")
+            if mode == "hang":
+                server.pause(server.hang_seconds)
+                return
+            if mode == "http500":
+                return self._send(500, _outcome("exception", "simulated HTTP 500"))
+            statement = _capability(server.batch)
+            self._send(200, _json(statement)[: -7 if mode == "malformed" else None])
+
+        def do_POST(self) -> None:
+            parts = urlsplit(self.path)
+            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            try:
+                bundle = json.loads(raw)
+                urls = tuple(e["request"]["url"] for e in bundle["entry"])
+            except (ValueError, KeyError, TypeError):
+                bundle, urls = None, ()
+            server.record(
+                Seen(
+                    parts.path,
+                    parts.query,
+                    self.headers.get("Authorization", "").startswith("Bearer "),
+                    "POST",
+                    urls,
+                )
+            )
+            if parts.path.rstrip("/") != server.prefix or not server.batch:
+                return self._send(405, _outcome("not-supported", "POST not allowed here"))
+            if not isinstance(bundle, dict) or bundle.get("type") != "batch":
+                return self._send(400, _outcome("invalid", "expected a batch Bundle"))
+            mode = server.faults.get("batch", "ok")
+            if mode not in BATCH_MODES:
+                raise ValueError(f"unknown batch mode {mode!r}")
+            try:
+                self._batch(mode, urls)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up (timeout): nothing to do
+
+        def _batch(self, mode: str, urls: tuple[str, ...]) -> None:
+            if mode == "hang":
+                server.pause(server.hang_seconds)
+                return
+            if mode.startswith("http"):
+                return self._send(int(mode[4:]), _outcome("exception", f"simulated {mode}"))
+            if mode == "not-bundle":
+                return self._send(200, _outcome("informational", "all is well"))
+            entries = [_batch_entry(server, url) for url in urls]
+            if mode == "wrong-count":
+                entries = entries[:-1]
+            answer = _json({"resourceType": "Bundle", "type": "batch-response", "entry": entries})
+            self._send(200, answer[:-7] if mode == "malformed" else answer)
+
         def _send(
             self,
             status: int,
@@ -226,6 +309,39 @@ def _handler_for(server: FaultyFhirServer) -> type[BaseHTTPRequestHandler]:
                 self.wfile.flush()
 
     return Handler
+
+
+def _capability(batch: bool) -> dict:
+    interactions = [{"code": "search-system"}] + ([{"code": "batch"}] if batch else [])
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "kind": "instance",
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json"],
+        "rest": [{"mode": "server", "interaction": interactions}],
+    }
+
+
+def _batch_entry(server: FaultyFhirServer, url: str) -> dict:
+    """One batch entry as a batch-response carries it, under its resource type's fault."""
+    parts = urlsplit(url)
+    query = url.lstrip("/")
+    mode = server.mode_for(parts.path.lstrip("/").split("/", 1)[0])
+    answer = _real_answer(server.resources, query)
+    if mode.startswith("http"):
+        status, text = int(mode[4:]), f"simulated HTTP {mode[4:]}"
+    elif mode == "not-found" or answer is None:
+        status, text = 404, "resource not found"
+    elif mode == "outcome":
+        outcome = json.loads(_outcome("too-costly", "search too expensive"))
+        return {"resource": outcome, "response": {"status": "200 OK"}}
+    else:
+        if answer.get("resourceType") == "Bundle":
+            answer = _bundle_fault(mode, answer, server, query, parts)
+        return {"resource": answer, "response": {"status": "200 OK"}}
+    outcome = json.loads(_outcome("exception" if status != 404 else "not-found", text))
+    return {"response": {"status": str(status), "outcome": outcome}}
 
 
 def _real_answer(resources: list[dict], query: str) -> dict | None:
