@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import traceback
 from collections.abc import Callable, Iterable
+from functools import lru_cache
 from typing import Any, NamedTuple, Protocol
 
 from hooks.cards import Finding
@@ -74,6 +75,16 @@ def rule(rule_id: str, *, after_all: bool = False) -> Callable[[Check], Rule]:
     return declare
 
 
+@lru_cache(maxsize=32)
+def running_order(rules: tuple[tuple[str, Check], ...]) -> tuple[Rule, ...]:
+    """The rules as the loop runs them: registry order, the after-all rules last (worked out once
+    per registry, not for every order and trial)."""
+    registered = [entry if isinstance(entry, Rule) else Rule(*entry) for entry in rules]
+    return tuple(r for r in registered if not r.after_all) + tuple(
+        r for r in registered if r.after_all
+    )
+
+
 def run_rules(rules: Iterable[tuple[str, Check]], ctx: RuleContext) -> list[Finding]:
     """Each rule in scope for the context, in registry order, the after-all rules last.
 
@@ -81,11 +92,8 @@ def run_rules(rules: Iterable[tuple[str, Check]], ctx: RuleContext) -> list[Find
     knowledge entry) yields the context's card saying the check was not done, never silence and
     never a failed call. `rules` are Rules or (rule id, check) pairs.
     """
-    registered = [entry if isinstance(entry, Rule) else Rule(*entry) for entry in rules]
     found: list[Finding] = []
-    for entry in [r for r in registered if not r.after_all] + [
-        r for r in registered if r.after_all
-    ]:
+    for entry in running_order(rules if isinstance(rules, tuple) else tuple(rules)):
         try:
             finding = entry(ctx) if ctx.in_scope(entry.rule_id) else None
         except Exception as error:  # one broken rule must not hide the others, nor pass silently
