@@ -7,8 +7,6 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from hooks.fhir_read import as_list, codings, concept_texts
 from hooks.knowledge import Formulation, Knowledge, Product
 from hooks.product_names import ProductName, parse_product_name
@@ -67,23 +65,11 @@ def identify_ingredient(
     return (found.ingredient, found.recognised_by, found.product) if found else None
 
 
-def concept_key(concepts: list[Any]) -> bytes | None:
-    """The concepts' JSON with sorted keys: equal for equal drugs, whatever the request's key order;
-    None for what JSON cannot encode (nothing from a parsed request)."""
-    try:
-        return orjson.dumps(concepts, option=orjson.OPT_SORT_KEYS)
-    except (TypeError, orjson.JSONEncodeError):
-        return None
-
-
 def identify_medication(concepts: list[Any], knowledge: Knowledge) -> Identification | None:
     """How the concepts name a bone-modifying agent (see `_identify_medication`), remembered per
     concept by the knowledge: the same products recur in every request."""
-    key = concept_key(concepts)
-    if key is None:
-        return _identify_medication(concepts, knowledge)
     return knowledge.recognised(
-        ("identify", key), lambda: _identify_medication(concepts, knowledge)
+        "identify", concepts, lambda: _identify_medication(concepts, knowledge)
     )
 
 

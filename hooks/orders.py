@@ -8,11 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import orjson
-
 from hooks.drug_recognition import (
     Identification,
-    concept_key,
     decide_formulation,
     identify_medication,
     medication_concepts,
@@ -183,13 +180,8 @@ def read_bone_agent_order(
     if identified is None:
         return None
     dosage = next((d for d in as_list(request.get("dosageInstruction")) if isinstance(d, dict)), {})
-    drug, written = concept_key(concepts), dosage_key(dosage)
-    reading = (
-        knowledge.recognised(
-            ("dosage", drug, written), lambda: _read_dosage(identified, dosage, knowledge)
-        )
-        if drug is not None and written is not None
-        else _read_dosage(identified, dosage, knowledge)
+    reading: dict[str, Any] = knowledge.recognised(
+        "dosage", (concepts, dosage), lambda: _read_dosage(identified, dosage, knowledge)
     )
     return BoneAgentOrder(
         resource=request,
@@ -202,14 +194,6 @@ def read_bone_agent_order(
         unlisted_codes=identified.unlisted_codes,
         **reading,
     )
-
-
-def dosage_key(dosage: dict) -> bytes | None:
-    """The dosage instruction's JSON with sorted keys (None for what JSON cannot encode)."""
-    try:
-        return orjson.dumps(dosage, option=orjson.OPT_SORT_KEYS)
-    except (TypeError, orjson.JSONEncodeError):
-        return None
 
 
 def _read_dosage(identified: Identification, dosage: dict, knowledge: Knowledge) -> dict[str, Any]:

@@ -168,14 +168,12 @@ def assess_renal_function(
     current: bool,
 ) -> RenalAssessment:
     """`_assess_renal_function`, once per call for each question (the facts remember it)."""
-    key = ("renal", creatinine, weight_max_age_days, egfr_max_age_days, current)
-    found = facts.derived.get(key)
-    if found is None:
-        found = _assess_renal_function(
+    return facts.remember(
+        ("renal", creatinine, weight_max_age_days, egfr_max_age_days, current),
+        lambda: _assess_renal_function(
             facts, creatinine, weight_max_age_days, egfr_max_age_days, current=current
-        )
-        facts.derived[key] = found
-    return found
+        ),
+    )
 
 
 def _assess_renal_function(

@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from hooks.drug_recognition import concept_key, identify_ingredient, medication_concepts
+from hooks.drug_recognition import identify_ingredient, medication_concepts
 from hooks.facts.model import DoseEvent, MedicationFact, PatientFacts
 from hooks.fhir_read import (
     as_list,
@@ -31,13 +31,8 @@ def read_medication(
     bone_agent = identify_ingredient(concepts, knowledge)
     dosage = next((d for d in as_list(request.get("dosageInstruction")) if isinstance(d, dict)), {})
     route_texts = " ".join(concept_texts(dosage.get("route"))).lower()
-    key = concept_key(concepts)
-    classes = (
-        _classes(concepts, route_texts, knowledge)
-        if key is None
-        else knowledge.recognised(
-            ("classes", key, route_texts), lambda: _classes(concepts, route_texts, knowledge)
-        )
+    classes: frozenset[str] = knowledge.recognised(
+        "classes", (concepts, route_texts), lambda: _classes(concepts, route_texts, knowledge)
     )
     status = request.get("status") if isinstance(request.get("status"), str) else None
     label = next(

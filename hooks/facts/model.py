@@ -3,6 +3,7 @@ findings, unit-normalised."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
@@ -271,6 +272,12 @@ class PatientFacts:
     # Assessments derived from these facts (renal function at a creatinine, ...), computed once per
     # call: the order's rules and the suggestion gate's trials ask the same questions.
     derived: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def remember(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+        """`derived[key]`, computed by `compute()` the first time this call asks."""
+        if key not in self.derived:
+            self.derived[key] = compute()
+        return self.derived[key]
 
     def results(self, kind: str) -> list[LabResult]:
         """Results of one kind, newest first."""

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+import orjson
+
 BUNDLED_KNOWLEDGE = "bundled knowledge file"
 MEMO_LIMIT = 10_000
 
@@ -186,7 +188,7 @@ class Knowledge:
     _value_set_memo: dict[tuple[str | None, str | None], frozenset[str]] = field(
         default_factory=dict, repr=False, compare=False, init=False
     )
-    _recognition_memo: dict[tuple[Any, ...], Any] = field(
+    _recognition_memo: dict[tuple[str, bytes], Any] = field(
         default_factory=dict, repr=False, compare=False, init=False
     )
     origin: str = field(
@@ -211,11 +213,16 @@ class Knowledge:
             index.setdefault(formulation.ingredient, []).append(formulation)
         return {ingredient: tuple(found) for ingredient, found in index.items()}
 
-    def recognised(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
-        """What recognising a drug concept gave before (`key` names the question and the concept's
-        JSON), else `compute()` remembered: the same few products and classes recur in every
-        request, and recognition (names parsed, classes matched) is a pure function of the concept
-        and this knowledge. Bounded like the value-set memo; a race only computes twice."""
+    def recognised(self, question: str, about: Any, compute: Callable[[], Any]) -> Any:
+        """What `question` about a drug gave before for the same JSON `about` (its concepts, its
+        dosage; compared with sorted keys), else `compute()` remembered: the same few products recur
+        in every request, and recognising them (names parsed, classes matched, dosage read) is a
+        pure function of that JSON and this knowledge. Bounded like the value-set memo; a race only
+        computes twice; what JSON cannot encode is computed every time."""
+        try:
+            key = (question, orjson.dumps(about, option=orjson.OPT_SORT_KEYS))
+        except (TypeError, orjson.JSONEncodeError):
+            return compute()
         memo = self._recognition_memo
         try:
             return memo[key]

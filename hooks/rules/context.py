@@ -3,7 +3,7 @@ derived values."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
@@ -135,19 +135,15 @@ class PatientAssessments:
 
     @cached_property
     def menopause(self) -> MenopausalStatus:
-        return self.per_patient("menopause", lambda: menopausal_status(self.facts, self.knowledge))
+        return self.facts.remember(
+            ("menopause",), lambda: menopausal_status(self.facts, self.knowledge)
+        )
 
     @cached_property
     def bone_loss(self) -> BoneLossAssessment:
-        return self.per_patient("bone-loss", lambda: assess_bone_loss(self.facts, self.knowledge))
-
-    def per_patient(self, key: str, compute: Callable[[], Any]) -> Any:
-        """What depends on the patient alone, worked out once per call: every order's context and
-        every trial of the suggestion gate share it through the facts."""
-        derived = self.facts.derived
-        if (key,) not in derived:
-            derived[(key,)] = compute()
-        return derived[(key,)]
+        return self.facts.remember(
+            ("bone-loss",), lambda: assess_bone_loss(self.facts, self.knowledge)
+        )
 
 
 @dataclass
@@ -239,8 +235,8 @@ class OrderContext(PatientAssessments):
     @cached_property
     def calcium(self) -> CalciumReading | None:
         """Latest (corrected where possible) calcium within the calcium rules' window."""
-        return self.per_patient(
-            "calcium",
+        return self.facts.remember(
+            ("calcium",),
             lambda: latest_calcium(
                 self.facts,
                 self.knowledge,
