@@ -56,14 +56,16 @@ def read_dental_work(
             request.get("code"), knowledge
         ):
             continue
-        when = effective_datetime(request) or parse_datetime(request.get("authoredOn"))
+        # When it is planned for (occurrence[x]); the day it was ordered is not that day.
+        when = effective_datetime(request) or _first_timing_event(request)
+        if when is not None:
+            evidence = f"ordered ({status}), planned for {_day(when)}"
+        else:
+            authored = parse_datetime(request.get("authoredOn"))
+            ordered_on = f" on {_day(authored)}" if authored else ""
+            evidence = f"ordered ({status}){ordered_on}, no date planned yet"
         found.append(
-            DentalWork(
-                concept_label(request.get("code"), "dental procedure"),
-                when,
-                True,
-                f"ordered ({status})" + (f", planned for {_day(when)}" if when else ""),
-            )
+            DentalWork(concept_label(request.get("code"), "dental procedure"), when, True, evidence)
         )
     for procedure in procedures:
         status = status_of(procedure)
@@ -82,13 +84,23 @@ def read_dental_work(
             )
         elif status == "in-progress" and when is None:
             found.append(DentalWork(label, None, False, "in progress"))
+        elif status == "completed" and when is None:
+            found.append(DentalWork(label, None, False, "completed, date not recorded", True))
         elif (
             status in PERFORMED_PROCEDURE_STATUS
             and when is not None
             and days_between(when, facts.now) <= recent_days
         ):
             found.append(DentalWork(label, when, False, f"{status} on {_day(when)}"))
-    return sorted(found, key=lambda w: w.when or facts.now, reverse=True)
+    # newest first; work whose date is unknown after everything dated
+    return sorted(found, key=lambda w: (not w.date_unknown, w.when or facts.now), reverse=True)
+
+
+def _first_timing_event(request: dict) -> datetime | None:
+    """occurrenceTiming.event[0]: the first planned day of a request given as a Timing."""
+    timing = request.get("occurrenceTiming")
+    events = timing.get("event") if isinstance(timing, dict) else None
+    return parse_datetime(events[0]) if isinstance(events, list) and events else None
 
 
 def _day(moment: datetime) -> str:

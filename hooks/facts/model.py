@@ -210,7 +210,10 @@ class DentalWork:
     label: str
     when: datetime | None
     planned: bool
-    evidence: str  # e.g. "ServiceRequest (active), planned for 2026-10-20"
+    evidence: str  # e.g. "ordered (active), planned for 2026-10-20"
+    # Done (completed) with no date on record: it may be last week or years ago, so the card asks
+    # rather than warns.
+    date_unknown: bool = False
 
 
 @dataclass(frozen=True)

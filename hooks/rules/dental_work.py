@@ -37,6 +37,14 @@ def invasive_dental_work(ctx: OrderContext) -> Finding | None:
         ),
     ]
     first = work[0]
+    sources = [ctx.label_source, "ago-2024", "za-her2-summary"]
+    if first.date_unknown:
+        # only done work without a date: whether it was within the window cannot be told
+        summary = (
+            f"{first.label} done, date not recorded: check it was more than {weeks} weeks before"
+            f" {order.ingredient_display}"
+        )
+        return finding(ctx, "info", summary, lines, sources=sources)
     when = (
         f"planned{f' for {first.when.date().isoformat()}' if first.when else ''}"
         if first.planned
@@ -50,5 +58,5 @@ def invasive_dental_work(ctx: OrderContext) -> Finding | None:
         f"{first.label} {when}: finish dental work and let it heal before"
         f" {order.ingredient_display}",
         lines,
-        sources=[ctx.label_source, "ago-2024", "za-her2-summary"],
+        sources=sources,
     )

@@ -187,3 +187,51 @@ def test_read_from_the_fhir_server_without_prefetch(make_app):
         f"ServiceRequest?patient={p.patient_id}&status=draft,active,on-hold"
         "&code=http://www.ada.org/cdt|,http://snomed.info/sct|55162003&_sort=-authored&_count=20"
     ]
+
+
+def test_an_order_without_a_planned_day_says_when_it_was_ordered_not_planned(post):
+    p = patient()
+    p.service_request("surgical-extraction", 5)  # authored 2026-10-10, no occurrence[x]
+    card = rules(post(p, order(p)))[RULE]
+    assert (
+        "Surgical removal of erupted tooth: ordered (active) on 2026-10-10, no date planned yet."
+        in card["detail"]
+    )
+    assert "planned for" not in card["detail"]
+    assert card["summary"].startswith("Surgical removal of erupted tooth planned: ")
+
+
+def test_an_order_planned_as_a_timing_gives_its_first_day(post):
+    p = patient()
+    p.service_request("surgical-extraction", 5)
+    p.resources[-1]["occurrenceTiming"] = {"event": ["2026-11-02T09:00:00-05:00"]}
+    card = rules(post(p, order(p)))[RULE]
+    assert "ordered (active), planned for 2026-11-02." in card["detail"]
+    assert card["summary"].startswith("Surgical removal of erupted tooth planned for 2026-11-02: ")
+
+
+def test_a_completed_extraction_without_a_date_asks_instead_of_staying_silent(post):
+    p = patient()
+    p.dental_procedure("tooth-extraction", 3)
+    del p.resources[-1]["performedDateTime"]
+    card = rules(post(p, order(p)))[RULE]
+    assert card["indicator"] == "info"
+    assert card["summary"] == (
+        "Extraction, erupted tooth or exposed root done, date not recorded: check it was more"
+        " than 8 weeks before zoledronic acid"
+    )
+    assert (
+        "- Extraction, erupted tooth or exposed root: completed, date not recorded."
+        in (card["detail"])
+    )
+
+
+def test_dated_recent_work_leads_over_undated_work(post):
+    p = patient()
+    p.dental_procedure("tooth-extraction", 3)
+    del p.resources[-1]["performedDateTime"]
+    p.dental_procedure("surgical-extraction", 10)
+    card = rules(post(p, order(p)))[RULE]
+    assert card["indicator"] == "warning"
+    assert card["summary"].startswith("Surgical removal of erupted tooth on 2026-10-05: ")
+    assert "completed, date not recorded." in card["detail"]
