@@ -132,6 +132,19 @@ def reference_id(reference: Any) -> str | None:
     return parts[-1] if parts else None
 
 
+def referenced_patient(reference: Any) -> str | None:
+    """The Patient id a reference names ('Patient/123', an absolute URL ending in Patient/123,
+    either with /_history/n); None when it names no Patient (a Group, nothing, junk)."""
+    if isinstance(reference, dict):
+        reference = reference.get("reference")
+    if not isinstance(reference, str):
+        return None
+    parts = [p for p in reference.split("/") if p]
+    if len(parts) >= 4 and parts[-2] == "_history":
+        parts = parts[:-2]
+    return parts[-1] if len(parts) >= 2 and parts[-2] == "Patient" else None
+
+
 @dataclass(frozen=True)
 class Quantity:
     value: float

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from hooks.cards import Finding
+from hooks.fhir_read import referenced_patient
 from hooks.record_gaps import unresolved_medication_findings, with_partial_notes
 from service.http.validation import SchemaViolation
 from service.jsonlog import HOOK_INSTANCE
@@ -136,12 +137,8 @@ def refuse_drafts_of_another_patient(context: dict[str, Any]) -> None:
         resource = entry.get("resource") if isinstance(entry, dict) else None
         if not isinstance(resource, dict):
             continue
-        subject = resource.get("subject")
-        reference = subject.get("reference") if isinstance(subject, dict) else None
-        if not isinstance(reference, str) or "Patient/" not in reference:
-            continue
-        named = reference.rsplit("Patient/", 1)[1].split("/_history", 1)[0]
-        if named != patient_id:
+        named = referenced_patient(resource.get("subject"))
+        if named is not None and named != patient_id:
             raise ApiError(
                 400,
                 f"draftOrders entry {index} ({resource.get('resourceType')}) names another patient"

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-from hooks.fhir_read import bundle_resources
+from hooks.fhir_read import bundle_resources, referenced_patient
 from service.outcomes import ApiError
 from service.record.access import FhirAccess, PatientRecord, fetch
 from service.record.fhir_client import FhirFetcher
@@ -185,9 +185,7 @@ def _belongs_to_other_patient(resource: dict, patient_id: str | None) -> bool:
         reference = value.get("reference") if isinstance(value, dict) else None
         if not isinstance(reference, str) or reference == "Patient/" + patient_id:
             continue  # the common case, decided without splitting (1,000s per long record)
-        parts = [p for p in reference.split("/") if p]
-        if len(parts) >= 4 and parts[-2] == "_history":
-            parts = parts[:-2]
-        if len(parts) >= 2 and parts[-2] == "Patient" and parts[-1] != patient_id:
+        named = referenced_patient(reference)
+        if named is not None and named != patient_id:
             return True
     return False

@@ -193,3 +193,26 @@ def test_a_draft_for_another_patient_is_refused_naming_the_entry(client, service
         "reference": f"Patient/{s.patient_id}"
     }
     assert client.post(SIGN, json=body).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "reference, refused",
+    [
+        ("Patient/{id}/", False),
+        ("https://ehr.example.org/fhir/Patient/{id}/_history/3", False),
+        ("Group/ward-7", False),  # names no patient: left to the rules
+        ("https://ehr.example.org/fhir/Patient/someone-else/_history/3", True),
+    ],
+)
+def test_a_draft_subject_is_read_as_the_record_reader_reads_it(client, service, reference, refused):
+    """One reading of a Patient reference for the draft check and the record's patient filter: a
+    trailing slash or a version is still this patient."""
+    from fixtures.prefetch import scenario_request, transaction_resources
+    from fixtures.scenarios import scenario
+
+    s = scenario("dose-adjust-first-dose")
+    body = scenario_request(service, s, resources=transaction_resources(s.patient.transaction()))
+    body["context"]["draftOrders"]["entry"][0]["resource"]["subject"] = {
+        "reference": reference.format(id=s.patient_id)
+    }
+    assert client.post(SIGN, json=body).status_code == (400 if refused else 200)
