@@ -115,7 +115,7 @@ def delete_draft(order: BoneAgentOrder, label: str = "Remove this order") -> Sug
     )
 
 
-def _update_draft(
+def update_draft(
     order: BoneAgentOrder,
     label: str,
     description: str,
@@ -136,7 +136,9 @@ def _update_draft(
     )
 
 
-def _note_change(dosage: dict[str, Any], change: str) -> None:
+def note_change(dosage: dict[str, Any], change: str) -> None:
+    """The sig text, when there is one, says what the suggestion changed (its structured dose and
+    timing are what the EHR reads; the text is what a pharmacist reads)."""
     if isinstance(dosage.get("text"), str):
         dosage["text"] = f"{dosage['text']} ({change})"
 
@@ -166,9 +168,9 @@ def update_draft_dose(
 
     def change(draft: dict[str, Any]) -> None:
         set_dose(draft["dosageInstruction"][0], dose_mg)
-        _note_change(draft["dosageInstruction"][0], f"dose changed to {dose_mg:g} mg")
+        note_change(draft["dosageInstruction"][0], f"dose changed to {dose_mg:g} mg")
 
-    return _update_draft(
+    return update_draft(
         order,
         label or dose_label(order.dose_mg, dose_mg),
         f"Change the dose of the draft order to {dose_mg:g} mg",
@@ -204,14 +206,14 @@ def update_draft_timing(
             repeat.update(frequency=1, period=every[0], periodUnit=every[1])
         if not_before is not None:
             repeat["boundsPeriod"] = {"start": not_before.date().isoformat()}
-        _note_change(draft["dosageInstruction"][0], f"timing changed to {', '.join(parts)}")
+        note_change(draft["dosageInstruction"][0], f"timing changed to {', '.join(parts)}")
 
     parts = (
         (["a single dose"] if single_dose else [])
         + ([every_words(every)] if every else [])
         + ([f"starting {not_before.date().isoformat()}"] if not_before else [])
     )
-    return _update_draft(
+    return update_draft(
         order,
         label or timing_label(every, not_before, single_dose),
         f"Change the timing of the draft order to {', '.join(parts)}",
@@ -225,9 +227,9 @@ def update_draft_infusion(
     def change(draft: dict[str, Any]) -> None:
         repeat = _repeat(draft["dosageInstruction"][0])
         repeat.update(duration=minutes, durationUnit="min")
-        _note_change(draft["dosageInstruction"][0], f"infused over at least {minutes:g} minutes")
+        note_change(draft["dosageInstruction"][0], f"infused over at least {minutes:g} minutes")
 
-    return _update_draft(
+    return update_draft(
         order,
         label or f"Infuse over {minutes:g} minutes",
         f"Infuse the draft order over {minutes:g} minutes",
@@ -303,7 +305,7 @@ def replace_draft_regimen(
         draft["medicationCodeableConcept"] = regimen_medication(knowledge, regimen)
         _apply_regimen(knowledge, regimen, draft["dosageInstruction"][0])
 
-    suggestion = _update_draft(
+    suggestion = update_draft(
         order,
         f"Change to {regimen['label']}",
         f"{REPLACES} {regimen['label']}",

@@ -10,7 +10,7 @@ from hooks.assessments.renal import RenalFunction
 from hooks.fhir_read import json_copy
 from hooks.orders import DAYS_PER_UNIT, BoneAgentOrder
 from hooks.rules.context import below
-from hooks.suggestions import every_words, set_dose
+from hooks.suggestions import every_words, note_change, set_dose
 
 BOUNDS = ("crcl_above", "crcl_at_least", "crcl_from", "crcl_through", "crcl_below")
 
@@ -159,25 +159,37 @@ def exceeded(order: BoneAgentOrder, label: LabelDose) -> list[str]:
 
 
 def at_band(resource: dict[str, Any], order: BoneAgentOrder, label: LabelDose) -> dict[str, Any]:
-    """A copy of an order resource at its band: the dose, the interval and the infusion time the
-    band gives, each only where the order gives more (or faster)."""
+    """A copy of an order resource at its band (see `apply_band`)."""
     changed = json_copy(resource)
     dosages = changed.setdefault("dosageInstruction", [{}])
     if not dosages or not isinstance(dosages[0], dict):
         dosages[:1] = [{}]
-    dosage = dosages[0]
+    apply_band(dosages[0], order, label)
+    return changed
+
+
+def apply_band(dosage: dict[str, Any], order: BoneAgentOrder, label: LabelDose) -> None:
+    """The dosage instruction at its band, in place: the dose, the interval and the infusion time
+    the band gives, each only where the order gives more (or faster); the sig text says what
+    changed, and only that."""
+    changes: list[str] = []
     over = exceeded(order, label)
     if "dose" in over:
-        set_dose(dosage, label.dose_for(order))
+        dose = label.dose_for(order)
+        set_dose(dosage, dose)
+        changes.append(f"{dose:g} mg")
     timing: dict[str, Any] = dosage["timing"] if isinstance(dosage.get("timing"), dict) else {}
     repeat: dict[str, Any] = timing["repeat"] if isinstance(timing.get("repeat"), dict) else {}
     if "interval" in over and label.every is not None:
         repeat.update(frequency=1, period=label.every[0], periodUnit=label.every[1])
+        changes.append(every_words(label.every))
     minimum = label.band.get("min_infusion_minutes")
     if minimum is not None and label.reduced:
         stated = order.infusion_minutes
         if stated is None or stated < minimum - 1e-9:
             repeat.update(duration=minimum, durationUnit="min")
+            changes.append(f"infused over at least {minimum:g} minutes")
     if repeat:
         dosage["timing"] = {**timing, "repeat": repeat}
-    return changed
+    if changes:
+        note_change(dosage, f"changed to {', '.join(changes)} by the renal table")

@@ -3,15 +3,13 @@ censored value cannot decide, shared renal lines."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from hooks.assessments.renal import RenalFunction, assess_renal_function, on_dialysis
 from hooks.cards import Finding, Suggestion
 from hooks.orders import BoneAgentOrder
 from hooks.rules.context import OrderContext
 from hooks.rules.renal_bands import (
     LabelDose,
-    at_band,
+    apply_band,
     band_edges,
     band_indexes,
     band_text,
@@ -21,7 +19,7 @@ from hooks.rules.renal_bands import (
 )
 from hooks.rules.rule import rule
 from hooks.suggestion_labels import dose_label
-from hooks.suggestions import update_draft_dose
+from hooks.suggestions import update_draft
 
 
 def renal_sources(
@@ -229,15 +227,12 @@ def _band_update(order: BoneAgentOrder, label: LabelDose, over: list[str]) -> Su
     with the change."""
     dose = label.dose_for(order)
     every = label.every if "interval" in over else None
-    suggestion = update_draft_dose(order, dose, dose_label(order.dose_mg, dose, every))
-    action = suggestion.actions[0] if suggestion else None
-    if suggestion is None or action is None or action.resource is None:
-        return suggestion
-    resource = at_band(action.resource, order, label)
     text = band_text(label.band, label.per_day)
-    description = f"Change the draft order to {dose:g} mg ({text} by the renal table)"
-    return replace(
-        suggestion, actions=(replace(action, resource=resource, description=description),)
+    return update_draft(
+        order,
+        dose_label(order.dose_mg, dose, every),
+        f"Change the draft order to {dose:g} mg ({text} by the renal table)",
+        lambda draft: apply_band(draft["dosageInstruction"][0], order, label),
     )
 
 

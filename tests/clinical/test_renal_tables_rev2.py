@@ -363,3 +363,25 @@ def test_renal_doses_count_as_metastatic_regimens(post, dose, every, inappropria
     found = rules(post(p, ibandronate(p, dose, every=every, minutes=60)))
     assert ("metastatic-schedule-inappropriate" in found) is inappropriate
     assert "renal-dose-adjust" not in found
+
+
+def test_the_sig_text_of_a_band_update_says_what_changed_and_only_that(post):
+    """The structured timing is what the EHR reads; the text is what the pharmacist reads: an
+    interval change must not be written as a dose change."""
+    p = patient(40, setting="early")
+    draft = ibandronate(p, 50, route="oral", every=(1, "d"))
+    draft["dosageInstruction"][0]["text"] = "50 mg by mouth once daily"
+    card = rules(post(p, draft))["renal-dose-adjust"]
+    assert ordered(card)["every"] == (2, "d") and ordered(card)["dose"] == 50
+    text = actions(card, "update")[0]["resource"]["dosageInstruction"][0]["text"]
+    assert text == "50 mg by mouth once daily (changed to every 2 days by the renal table)"
+
+
+def test_the_sig_text_of_a_band_dose_update_names_the_new_dose(post):
+    p = patient(29.9)
+    draft = ibandronate(p, 6, every=(4, "wk"), minutes=60)
+    draft["dosageInstruction"][0]["text"] = "6 mg IV every 4 weeks over 60 minutes"
+    card = rules(post(p, draft))["renal-dose-adjust"]
+    offer = ordered(card)
+    text = actions(card, "update")[0]["resource"]["dosageInstruction"][0]["text"]
+    assert f"(changed to {offer['dose']:g} mg" in text and "dose changed" not in text
