@@ -166,6 +166,10 @@ def _threshold_problems(raw: dict[str, Any], formulations: set[str]) -> Iterable
     yield from _unknown(
         (*base, "renal_deterioration", "source"), deterioration["source"], sources, "source"
     )
+    by_ingredient = (*base, "renal_deterioration", "source_by_ingredient")
+    for ingredient, source in deterioration.get("source_by_ingredient", {}).items():
+        yield from _unknown((*by_ingredient, ingredient), ingredient, ingredients, "ingredient")
+        yield from _unknown((*by_ingredient, ingredient), source, sources, "source")
     for table in (
         "minimum_intervals",
         "oral_bisphosphonate_regimens",

@@ -378,7 +378,11 @@ def renal_deterioration(ctx: OrderContext) -> Finding | None:
         f"Creatinine up {rise:.1f} mg/dL from baseline on {order.ingredient_display}: withhold this"
         " dose",
         "\n".join(lines),
-        renal_sources(ctx, rule.get("source"), shows_clearance=False),
+        renal_sources(
+            ctx,
+            rule.get("source_by_ingredient", {}).get(order.ingredient, rule["source"]),
+            shows_clearance=False,
+        ),
         (suggestion,) if suggestion else (),
         order.reference,
     )

@@ -287,3 +287,20 @@ def test_crcl_in_a_suggestion_note_is_not_rounded_onto_a_band_edge(post):
     assert "the label dose for CrCl 49.96 mL/min" in card["detail"]
     assert "50.0" not in card["detail"]
     assert labels(card)[0] == "Change to zoledronic acid 3.3 mg IV every 12 weeks"
+
+
+def test_a_pamidronate_withhold_card_cites_the_pamidronate_label(scenario_cards):
+    """The creatinine-rise withhold rule is in the Zometa and the Aredia labels alike: each card
+    cites the label of the drug it is about."""
+    found = {
+        name: card
+        for name, card in scenario_cards
+        if card["source"]["topic"]["code"] == "renal-deterioration"
+    }
+    assert found["renal-pamidronate-creatinine-rise-0.5"]["detail"].endswith(
+        "Source: Aredia PI (label)."
+    )
+    zoledronic = [c for n, c in found.items() if "zoledronic acid" in c["summary"]]
+    assert zoledronic and all(
+        c["detail"].endswith("Source: Zometa PI (label).") for c in zoledronic
+    )

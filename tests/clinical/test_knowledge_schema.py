@@ -248,6 +248,22 @@ BROKEN_COPIES = [
         "unknown source 'zometa-labl'",
     ),
     (
+        "unknown-source-by-ingredient",
+        lambda r: r["thresholds"]["renal_deterioration"]["source_by_ingredient"].update(
+            pamidronate="aredia"
+        ),
+        "thresholds.renal_deterioration.source_by_ingredient.pamidronate",
+        "unknown source 'aredia'",
+    ),
+    (
+        "unknown-ingredient-in-source-by-ingredient",
+        lambda r: r["thresholds"]["renal_deterioration"]["source_by_ingredient"].update(
+            pamidronat="pamidronate-label"
+        ),
+        "thresholds.renal_deterioration.source_by_ingredient.pamidronat",
+        "unknown ingredient 'pamidronat'",
+    ),
+    (
         "unknown-ingredient-in-product",
         lambda r: r["products"][2].update(ingredient="zoledronate"),
         "products[2].ingredient",
