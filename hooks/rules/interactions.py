@@ -204,8 +204,8 @@ def nephrotoxic_comedication(ctx: OrderContext) -> Finding | None:
         ]
     if order.ingredient == "pamidronate":
         lines.append(
-            "For pamidronate this is the same class caution as the Zometa label gives (to be"
-            " verified against the Aredia label)."
+            "For pamidronate, the Zometa label's caution for these drug classes is applied by"
+            " analogy."
         )
     names = _words(list(dict.fromkeys(hypo.names + nephro.names)))
     abnormal = hypo.abnormal + nephro.abnormal

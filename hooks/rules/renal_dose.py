@@ -259,8 +259,7 @@ def _dose_check(ctx: OrderContext) -> Finding | None:
         *evidence,
         "",
         f"The knowledge holds no renal dose table for this product; below {limit:g} mL/min the"
-        " label's renal dose applies. This limit is a default to be verified against the label"
-        " before go-live.",
+        " label's renal dose applies: look it up before this dose is given.",
     ]
     return Finding(
         ctx.rule_id,

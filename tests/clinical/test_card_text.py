@@ -87,6 +87,10 @@ def test_no_developer_text_in_any_card(scenario_cards):
     for name, card in scenario_cards:
         rule = card["source"]["topic"]["code"]
         assert "knowledge version" not in text(card).lower(), name
+        # what the team still has to check before go-live belongs in the knowledge, not on a card
+        assert not re.search(r"go-live|to be verified", text(card), re.I), name
+        links = " ".join(link["label"] for link in card.get("links", []))
+        assert not re.search(r"go-live|to be verified", links, re.I), name
         assert not re.search(rf"(?<![\w-]){re.escape(rule)}(?![\w-])", text(card)), (name, rule)
         assert "**Source:**" not in card["detail"] and "**Evidence:**" not in card["detail"], name
         # the rules catalog's row ids (L19, G5, seed 002) mean nothing to a clinician

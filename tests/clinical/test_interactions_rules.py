@@ -226,7 +226,10 @@ def test_pamidronate_gets_the_class_caution(post):
     drug(p, "furosemide")
     draft = order(p, "pamidronate-90mg", dose_mg=90, every=(4, "wk"), infusion_minutes=120)
     card = rules(post(p, draft))[RULE]
-    assert "to be verified against the Aredia label" in card["detail"]
+    assert (
+        "For pamidronate, the Zometa label's caution for these drug classes is applied by"
+        in (card["detail"])
+    )
 
 
 def test_denosumab_is_not_concerned(post):
