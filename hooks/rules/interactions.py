@@ -186,7 +186,13 @@ def nephrotoxic_comedication(ctx: OrderContext) -> Finding | None:
             f"{drug} (for long periods with aminoglycosides):",
             *hypo.drugs,
             *hypo.results,
-            f"Check calcium and magnesium (within {days} days) and hydrate before the dose.",
+            (
+                f"Correct the {_words(hypo.abnormal)} and hydrate before the dose, then check"
+                f" calcium and magnesium again (within {days} days)."
+                if hypo.abnormal
+                else f"Check calcium and magnesium (within {days} days) and hydrate before the"
+                " dose."
+            ),
         ]
         if ctx.setting == "hypercalcemia-of-malignancy":
             lines.append(

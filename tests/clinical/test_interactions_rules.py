@@ -307,3 +307,15 @@ def test_local_corticosteroid_is_not_systemic():
 
     assert "systemic-corticosteroid" not in classes("dexamethasone 1 MG/ML Ophthalmic Suspension")
     assert "systemic-corticosteroid" in classes("dexamethasone 4 MG Oral Tablet")
+
+
+def test_a_low_magnesium_is_to_be_corrected_not_checked_again_first(post):
+    p = patient(magnesium=None)
+    p.magnesium(3, 1.5, "mg/dL")
+    drug(p, "furosemide")
+    card = rules(post(p, order(p)))[RULE]
+    assert (
+        "Correct the magnesium 1.5 mg/dL and hydrate before the dose, then check calcium and"
+        " magnesium again (within 7 days)." in card["detail"]
+    )
+    assert "Check calcium and magnesium (within" not in card["detail"]
