@@ -75,15 +75,21 @@ def order_in_scope(
 
     A bisphosphonate whose route is unknown counts as parenteral, the stricter reading.
     """
-    kinds = order_kinds(order, knowledge)
-    named = set(only_for)
+    return kinds_in_scope(order, order_kinds(order, knowledge), scopes, only_for)
+
+
+def kinds_in_scope(
+    order: BoneAgentOrder, kinds: frozenset[str], scopes: Iterable[str], only_for: Iterable[str]
+) -> bool:
+    """`order_in_scope` for an order whose kinds are already known."""
+    named = only_for if isinstance(only_for, frozenset) else frozenset(only_for)
     if (
         named
         and order.ingredient not in named
         and (order.formulation is None or order.formulation.id not in named)
     ):
         return False
-    return bool(kinds & set(scopes))
+    return not kinds.isdisjoint(scopes)
 
 
 def rule_error(rule_id: str, order: BoneAgentOrder) -> Finding:
@@ -176,15 +182,7 @@ class OrderContext(PatientAssessments):
 
     def in_scope(self, rule_id: str) -> bool:
         # every rule asks this of every order and trial: the order's kinds are read once
-        applies_to, only_for = self.knowledge.rule_scope(rule_id)
-        order = self.order
-        if (
-            only_for
-            and order.ingredient not in only_for
-            and (order.formulation is None or order.formulation.id not in only_for)
-        ):
-            return False
-        return not self._order_kinds.isdisjoint(applies_to)
+        return kinds_in_scope(self.order, self._order_kinds, *self.knowledge.rule_scope(rule_id))
 
     @cached_property
     def _order_kinds(self) -> frozenset[str]:
