@@ -56,6 +56,12 @@ class OrderSignService:
         """The orders to check; none means an empty answer without reading the record."""
         return find_bone_agent_orders(context.get("draftOrders"), self.knowledge)
 
+    def all_orders(
+        self, context: dict[str, Any], orders: list[BoneAgentOrder]
+    ) -> list[BoneAgentOrder]:
+        """Every bone-agent draft of the request: what triage found, for order-sign."""
+        return orders
+
     def evaluate(
         self,
         context: dict[str, Any],
@@ -65,7 +71,7 @@ class OrderSignService:
         unavailable: dict[str, str],
         now: datetime,
     ) -> list[Finding]:
-        all_orders = find_bone_agent_orders(context.get("draftOrders"), self.knowledge)
+        all_orders = self.all_orders(context, orders)
         draft_ids = frozenset(o.resource_id for o in all_orders if o.resource_id)
         companions = [
             r
@@ -106,6 +112,12 @@ class OrderSelectService(OrderSignService):
     )
     context_schema = "order-select-context"
     tolerant = True
+
+    def all_orders(
+        self, context: dict[str, Any], orders: list[BoneAgentOrder]
+    ) -> list[BoneAgentOrder]:
+        """Triage kept the selected orders only; the others of the order set count too."""
+        return find_bone_agent_orders(context.get("draftOrders"), self.knowledge)
 
     def triage(self, context: dict[str, Any]) -> list[BoneAgentOrder]:
         selected = {s for s in context.get("selections", []) if isinstance(s, str)}

@@ -46,6 +46,9 @@ def unresolved_medication_findings(
     whose Medication could not be obtained: the service cannot tell whether it orders a
     bone-modifying agent, so it must not stay silent.
     """
+    unresolved = list(unresolved)
+    if not unresolved:
+        return []  # the common case: no draft to read again
     selections = context.get("selections")
     selected = (
         {s for s in selections if isinstance(s, str)} if isinstance(selections, list) else None

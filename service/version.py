@@ -3,9 +3,11 @@ metrics next to the knowledge version."""
 
 from __future__ import annotations
 
+from functools import cache
 from importlib import metadata
 
 
+@cache  # read from the installed package's metadata once per process (/readyz shows it)
 def software_version() -> str:
     try:
         return metadata.version("bonecds")
