@@ -7,12 +7,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from hooks.fhir_read import as_list, codings, concept_texts
+from hooks.fhir_read import DAYS_PER_UNIT, as_list, codings, concept_texts
 from hooks.knowledge import Formulation, Knowledge, Product
 from hooks.product_names import ProductName, parse_product_name
-
-# Days per UCUM unit of time, for the knowledge's intervals ("interval_shorter_than": [3, "mo"]).
-_DAYS = {"min": 1 / 1440, "h": 1 / 24, "d": 1.0, "wk": 7.0, "mo": 365.25 / 12, "a": 365.25}
 
 
 def medication_concepts(request: dict, bundled_medications: dict[str, dict]) -> list[Any]:
@@ -291,6 +288,6 @@ def _chosen(
             return True
     if interval_days is not None and "interval_shorter_than" in when:
         period, unit = when["interval_shorter_than"]
-        if interval_days < period * _DAYS[unit] - 1e-9:
+        if interval_days < period * DAYS_PER_UNIT[unit] - 1e-9:
             return True
     return setting is not None and setting in when.get("settings", ())

@@ -12,6 +12,17 @@ from typing import Any
 
 import orjson
 
+# Days per UCUM unit of time, as FHIR Timing and the knowledge's intervals write them.
+DAYS_PER_UNIT = {
+    "s": 1 / 86400,
+    "min": 1 / 1440,
+    "h": 1 / 24,
+    "d": 1.0,
+    "wk": 7.0,
+    "mo": 365.25 / 12,
+    "a": 365.25,
+}
+
 
 def as_list(value: Any) -> list:
     """FHIR arrays sometimes arrive as a single object (the CDS Hooks Sandbox does this with

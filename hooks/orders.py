@@ -15,6 +15,7 @@ from hooks.drug_recognition import (
     medication_concepts,
 )
 from hooks.fhir_read import (
+    DAYS_PER_UNIT,
     Quantity,
     as_list,
     bundle_resources,
@@ -27,15 +28,6 @@ from hooks.fhir_read import (
 )
 from hooks.knowledge import Formulation, Knowledge, Product
 
-DAYS_PER_UNIT = {
-    "s": 1 / 86400,
-    "min": 1 / 1440,
-    "h": 1 / 24,
-    "d": 1.0,
-    "wk": 7.0,
-    "mo": 365.25 / 12,
-    "a": 365.25,
-}
 UNIT_WORDS = {
     "s": "second",
     "min": "minute",
