@@ -900,16 +900,13 @@ def time_batch_query(base_url: str, token: str, context: dict, repeats: int) -> 
     import httpx
 
     from fixtures.prefetch import prefetch_templates
+    from service.record.batch import batch_bundle
     from service.record.prefetch import fill_template
 
-    bundle = {
-        "resourceType": "Bundle",
-        "type": "batch",
-        "entry": [
-            {"request": {"method": "GET", "url": fill_template(key.template, context)}}
-            for key in prefetch_templates()
-        ],
-    }
+    # the Bundle the service itself sends
+    bundle = batch_bundle(
+        base_url, {key.key: fill_template(key.template, context) for key in prefetch_templates()}
+    )
     samples = []
     with httpx.Client(
         timeout=10.0,
@@ -917,7 +914,7 @@ def time_batch_query(base_url: str, token: str, context: dict, repeats: int) -> 
     ) as client:
 
         def post() -> None:
-            answer = client.post(base_url, json=bundle).raise_for_status().json()
+            answer = client.post(base_url, content=bundle).raise_for_status().json()
             if answer.get("type") != "batch-response":
                 raise RuntimeError("the local FHIR server did not answer the batch")
 

@@ -163,6 +163,8 @@ class BatchReader:
         )
         batch = says_batch(answer)
         understood = isinstance(answer, dict) and answer["resourceType"] == "CapabilityStatement"
+        if isinstance(answer, FetchOutcome) and answer.status in (401, 403):
+            return False  # this call's token was refused: not an answer about the server
         self.remember(key, batch, CAPABILITY_SECONDS if understood else UNKNOWN_SECONDS)
         if not understood:
             log.info("FHIR server's /metadata gave no CapabilityStatement: parallel GETs for now")

@@ -337,3 +337,20 @@ def test_how_long_a_server_is_remembered():
     assert not reader.supports_batch(send, "https://ehr.example.org/fhir", now[0] + 10)
     now[0] += UNKNOWN_SECONDS + 1
     assert reader.known(key) is None
+
+
+def test_a_capability_statement_refused_for_this_calls_token_is_not_remembered():
+    """A 401 or 403 on /metadata says nothing about the server: the next call (another token) asks
+    again, as after a batch refused for a token."""
+    reader = BatchReader(monotonic=lambda: 0.0)
+    key = server_key("https://ehr.example.org/fhir")
+    for status in (401, 403):
+        refused = status_failure(status)
+        assert not reader.supports_batch(
+            lambda *_, answer=refused: answer, "https://ehr.example.org/fhir", 10.0
+        )
+        assert reader.known(key) is None
+    assert not reader.supports_batch(
+        lambda *_: status_failure(500), "https://ehr.example.org/fhir", 10.0
+    )
+    assert reader.known(key) is False  # a failing server: GETs for a while
