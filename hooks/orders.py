@@ -277,19 +277,9 @@ def _route(
 
     Otherwise unknown: never assumed intravenous.
     """
-    route_concept = dosage.get("route")
-    for system, code, _display in codings(route_concept):
-        if system == knowledge.systems["snomed"] and code in knowledge.route_by_snomed:
-            return knowledge.route_by_snomed[code], "order"
-    for text in concept_texts(route_concept):
-        route = knowledge.route_by_text.get(text.strip().lower())
-        if route is None:
-            route = next(
-                (r for t, r in knowledge.route_by_text.items() if len(t) > 3 and t in text.lower()),
-                None,
-            )
-        if route:
-            return route, "order"
+    stated = stated_route(dosage.get("route"), knowledge)
+    if stated:
+        return stated, "order"
     if product and product.route:
         return product.route, "product"
     if dose is not None and count_unit(dose.unit) in ("tablet", "capsule"):
@@ -298,6 +288,24 @@ def _route(
     if len(routes) == 1:
         return routes[0], "ingredient"
     return None, None
+
+
+def stated_route(route_concept: Any, knowledge: Knowledge) -> str | None:
+    """The route a dosage's route concept names, by its SNOMED CT code, else its text ("PO", "by
+    mouth", "IV infusion"), as the knowledge's route table reads them; None when it names none."""
+    for system, code, _display in codings(route_concept):
+        if system == knowledge.systems["snomed"] and code in knowledge.route_by_snomed:
+            return knowledge.route_by_snomed[code]
+    for text in concept_texts(route_concept):
+        route = knowledge.route_by_text.get(text.strip().lower())
+        if route is None:
+            route = next(
+                (r for t, r in knowledge.route_by_text.items() if len(t) > 3 and t in text.lower()),
+                None,
+            )
+        if route:
+            return route
+    return None
 
 
 def in_setting(order: BoneAgentOrder, setting: str, knowledge: Knowledge) -> BoneAgentOrder:

@@ -18,7 +18,7 @@ from hooks.fhir_read import (
     status_of,
 )
 from hooks.knowledge import Knowledge
-from hooks.orders import read_bone_agent_order
+from hooks.orders import read_bone_agent_order, stated_route
 
 GIVEN_REQUEST_STATUS = frozenset({"active", "completed", "stopped", "on-hold"})
 GIVEN_ADMINISTRATION_STATUS = frozenset({"completed", "in-progress"})
@@ -30,7 +30,12 @@ def read_medication(
     concepts = medication_concepts(request, medications)
     bone_agent = identify_ingredient(concepts, knowledge)
     dosage = next((d for d in as_list(request.get("dosageInstruction")) if isinstance(d, dict)), {})
-    route_texts = " ".join(concept_texts(dosage.get("route"))).lower()
+    route = dosage.get("route")
+    # as written, plus the route the knowledge reads from its code or text ("PO" and SNOMED
+    # 26643006 are "oral", which the drug classes' route exclusions name)
+    route_texts = (
+        " ".join([*concept_texts(route), stated_route(route, knowledge) or ""]).lower().strip()
+    )
     classes: frozenset[str] = knowledge.recognised(
         "classes", (concepts, route_texts), lambda: _classes(concepts, route_texts, knowledge)
     )

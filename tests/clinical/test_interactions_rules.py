@@ -319,3 +319,33 @@ def test_a_low_magnesium_is_to_be_corrected_not_checked_again_first(post):
         " magnesium again (within 7 days)." in card["detail"]
     )
     assert "Check calcium and magnesium (within" not in card["detail"]
+
+
+@pytest.mark.parametrize(
+    "route, systemic",
+    [
+        ({"text": "PO"}, False),
+        ({"text": "By mouth"}, False),
+        ({"coding": [{"system": "http://snomed.info/sct", "code": "26643006"}]}, False),
+        ({"text": "IV"}, True),
+        ({"coding": [{"system": "http://snomed.info/sct", "code": "47625008"}]}, True),
+    ],
+    ids=["PO", "by-mouth", "snomed-oral", "IV", "snomed-iv"],
+)
+def test_a_route_given_as_code_or_abbreviation_decides_the_drug_class(route, systemic):
+    """Oral vancomycin stays in the gut: only a stated parenteral route makes it a nephrotoxic drug,
+    whether the route is written 'PO', 'by mouth' or coded."""
+    from hooks.facts.medications import read_medication
+    from hooks.knowledge import load_knowledge
+
+    request = {
+        "resourceType": "MedicationRequest",
+        "status": "active",
+        "medicationCodeableConcept": {
+            "coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "11124"}],
+            "text": "vancomycin",
+        },
+        "dosageInstruction": [{"route": route}],
+    }
+    classes = read_medication(request, {}, load_knowledge()).classes
+    assert ("nephrotoxic-other" in classes) is systemic
