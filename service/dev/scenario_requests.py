@@ -11,7 +11,6 @@ from typing import Any
 from fixtures.dates import FIXTURE_ANCHOR_DATE, days_between, shift_dates
 
 # What the bundled FHIR test server (`make fhir`) requires; fixtures are loaded with it too.
-DEMO_FHIR_TOKEN = "bonecds-test-token"  # noqa: S105  (a fixed token of a loopback test server)
 
 
 class UnknownScenario(LookupError):
