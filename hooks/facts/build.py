@@ -17,6 +17,7 @@ from hooks.facts.observations import read_observations
 from hooks.facts.procedures import read_dental_exams, read_dialysis_procedures, read_oophorectomies
 from hooks.fhir_read import as_list, id_of, parse_date
 from hooks.knowledge import Knowledge
+from hooks.orders import BoneAgentOrder, read_bone_agent_order
 
 BIRTH_SEX_URL = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-birthsex"
 
@@ -53,6 +54,16 @@ def build_facts(
     read_observations(facts, by_type.get("Observation", {}).values(), knowledge)
     read_conditions(facts, by_type.get("Condition", {}).values(), knowledge)
     medications = by_type.get("Medication", {})
+    bone_agent_orders: dict[int, BoneAgentOrder | None] = {}
+
+    def read_order(request: dict) -> BoneAgentOrder | None:
+        """Each MedicationRequest read once this call (by identity: the record's dicts live as long
+        as the call)."""
+        key = id(request)
+        if key not in bone_agent_orders:
+            bone_agent_orders[key] = read_bone_agent_order(request, medications, knowledge)
+        return bone_agent_orders[key]
+
     requests = [
         r for r in by_type.get("MedicationRequest", {}).values() if id_of(r) not in draft_ids
     ]
@@ -62,15 +73,16 @@ def build_facts(
         by_type.get("MedicationAdministration", {}).values(),
         medications,
         knowledge,
+        read_order,
     )
     companions = [r for r in companion_drafts if r.get("resourceType") == "MedicationRequest"]
     companion_ids = {id_of(r) for r in companions if id_of(r)}
     facts.medications = [
-        read_medication(r, medications, knowledge)
+        read_medication(r, medications, knowledge, read_order)
         for r in requests
         if id_of(r) not in companion_ids
     ]
-    drafted = [read_medication(r, medications, knowledge) for r in companions]
+    drafted = [read_medication(r, medications, knowledge, read_order) for r in companions]
     facts.medications += [
         replace(m, in_request=True) for m in drafted if m.bone_agent is None
     ]  # bone agents are orders

@@ -4,10 +4,10 @@ doses."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from hooks.drug_recognition import identify_ingredient, medication_concepts
+from hooks.drug_recognition import medication_concepts
 from hooks.facts.model import DoseEvent, MedicationFact, PatientFacts
 from hooks.fhir_read import (
     as_list,
@@ -18,17 +18,25 @@ from hooks.fhir_read import (
     status_of,
 )
 from hooks.knowledge import Knowledge
-from hooks.orders import read_bone_agent_order, stated_route
+from hooks.orders import BoneAgentOrder, read_bone_agent_order, stated_route
 
 GIVEN_REQUEST_STATUS = frozenset({"active", "completed", "stopped", "on-hold"})
 GIVEN_ADMINISTRATION_STATUS = frozenset({"completed", "in-progress"})
 
 
+# How a MedicationRequest reads as a bone-agent order (None when it orders none); build_facts
+# passes one that reads each request once per call: the medication list and dose history both ask.
+OrderReader = Callable[[dict], BoneAgentOrder | None]
+
+
 def read_medication(
-    request: dict, medications: dict[str, dict], knowledge: Knowledge
+    request: dict,
+    medications: dict[str, dict],
+    knowledge: Knowledge,
+    read_order: OrderReader | None = None,
 ) -> MedicationFact:
     concepts = medication_concepts(request, medications)
-    bone_agent = identify_ingredient(concepts, knowledge)
+    as_order = (read_order or _order_reader(medications, knowledge))(request)
     dosage = next((d for d in as_list(request.get("dosageInstruction")) if isinstance(d, dict)), {})
     route = dosage.get("route")
     # as written, plus the route the knowledge reads from its code or text ("PO" and SNOMED
@@ -43,14 +51,13 @@ def read_medication(
     label = next(
         (text for concept in concepts for text in concept_texts(concept)), "unnamed medication"
     )
-    as_order = read_bone_agent_order(request, medications, knowledge) if bone_agent else None
     return MedicationFact(
         request.get("id") if isinstance(request.get("id"), str) else None,
         label,
         status,
         parse_datetime(request.get("authoredOn")),
         classes,
-        bone_agent[0] if bone_agent else None,
+        as_order.ingredient if as_order else None,
         route_text=route_texts,
         formulation=as_order.formulation.id if as_order and as_order.formulation else None,
         dose_mg=as_order.dose_mg if as_order else None,
@@ -75,22 +82,29 @@ def _classes(concepts: list[Any], route_texts: str, knowledge: Knowledge) -> fro
     )
 
 
-def _product_and_dose(
-    resource: dict, medications: dict[str, dict], knowledge: Knowledge
-) -> tuple[str | None, float | None]:
-    """The formulation and dose of a given dose, read as an order is read (an administration's
-    dosage.dose and route stand in for the order's dosage instruction)."""
-    if resource.get("resourceType") == "MedicationAdministration":
-        given = resource.get("dosage")
-        dosage: dict[str, Any] = given if isinstance(given, dict) else {}
-        instruction: dict[str, Any] = {"doseAndRate": [{"doseQuantity": dosage.get("dose")}]}
-        if dosage.get("route") is not None:
-            instruction["route"] = dosage["route"]
-        resource = {**resource, "dosageInstruction": [instruction]}
-    read = read_bone_agent_order(resource, medications, knowledge)
+def _order_reader(medications: dict[str, dict], knowledge: Knowledge) -> OrderReader:
+    return lambda request: read_bone_agent_order(request, medications, knowledge)
+
+
+def _product_and_dose(read: BoneAgentOrder | None) -> tuple[str | None, float | None]:
     if read is None:
         return None, None
     return (read.formulation.id if read.formulation else None), read.dose_mg
+
+
+def _administration_as_order(
+    administration: dict, medications: dict[str, dict], knowledge: Knowledge
+) -> BoneAgentOrder | None:
+    """A given dose read as an order is read: the administration's dosage.dose and route stand in
+    for the order's dosage instruction."""
+    given = administration.get("dosage")
+    dosage: dict[str, Any] = given if isinstance(given, dict) else {}
+    instruction: dict[str, Any] = {"doseAndRate": [{"doseQuantity": dosage.get("dose")}]}
+    if dosage.get("route") is not None:
+        instruction["route"] = dosage["route"]
+    return read_bone_agent_order(
+        {**administration, "dosageInstruction": [instruction]}, medications, knowledge
+    )
 
 
 def _excluded_route(evidence: str, routes: frozenset[str]) -> bool:
@@ -118,22 +132,19 @@ def read_doses(
     administrations: Iterable[dict],
     medications: dict[str, dict],
     knowledge: Knowledge,
+    read_order: OrderReader | None = None,
 ) -> None:
+    read_order = read_order or _order_reader(medications, knowledge)
     from_administrations: list[DoseEvent] = []
     for administration in administrations:
         if status_of(administration) not in GIVEN_ADMINISTRATION_STATUS:
             continue
-        identified = identify_ingredient(
-            medication_concepts(administration, medications), knowledge
-        )
+        given = _administration_as_order(administration, medications, knowledge)
         when = effective_datetime(administration)
-        if identified and when:
+        if given and when:
             from_administrations.append(
                 DoseEvent(
-                    identified[0],
-                    when,
-                    "administration recorded",
-                    *_product_and_dose(administration, medications, knowledge),
+                    given.ingredient, when, "administration recorded", *_product_and_dose(given)
                 )
             )
     administered = {d.ingredient for d in from_administrations}
@@ -141,15 +152,15 @@ def read_doses(
     for request in requests:
         if status_of(request) not in GIVEN_REQUEST_STATUS:
             continue
-        identified = identify_ingredient(medication_concepts(request, medications), knowledge)
+        order = read_order(request)
         when = parse_datetime(request.get("authoredOn"))
-        if identified and when and identified[0] not in administered and when <= facts.now:
+        if order and when and order.ingredient not in administered and when <= facts.now:
             from_requests.append(
                 DoseEvent(
-                    identified[0],
+                    order.ingredient,
                     when,
                     f"order {request.get('status')}",
-                    *_product_and_dose(request, medications, knowledge),
+                    *_product_and_dose(order),
                 )
             )
     facts.bone_agent_doses = sorted(

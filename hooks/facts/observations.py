@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import NamedTuple
 
 from hooks.facts.model import (
     CodedFinding,
@@ -17,6 +17,7 @@ from hooks.facts.model import (
     UnreadableResult,
 )
 from hooks.fhir_read import (
+    _str,
     codings,
     concept_label,
     concept_texts,
@@ -24,7 +25,6 @@ from hooks.fhir_read import (
     id_of,
     object_at,
     parse_datetime,
-    quantity,
     status_of,
 )
 from hooks.knowledge import Knowledge
@@ -64,6 +64,7 @@ UNIT_LISTS = {
     "dxa_t_score": ("t_score_units", "T-score"),
 }
 MOLAR_UNITS = frozenset({"mmol/L", "mmol/l"})
+UNREADABLE_COMPARATOR = "unreadable"
 
 
 def observation_datetime(observation: dict) -> datetime | None:
@@ -78,8 +79,7 @@ def observation_datetime(observation: dict) -> datetime | None:
     )
 
 
-@dataclass(frozen=True)
-class _Value:
+class _Value(NamedTuple):
     value: float
     unit: str | None
     comparator: str | None
@@ -88,10 +88,20 @@ class _Value:
 def _observation_value(observation: dict, kind: str, knowledge: Knowledge) -> _Value | None:
     """The numeric value of a result: valueQuantity (with its comparator), or a string value such as
     '>60', '<0.5 mg/dL' or '22' (an eGFR string carries no unit: the eGFR codes fix it)."""
-    measured = quantity(observation.get("valueQuantity"))
-    if measured is not None:
-        raw = observation["valueQuantity"].get("comparator")
-        return _Value(measured.value, measured.unit, raw if raw in COMPARATORS else None)
+    measured = observation.get("valueQuantity")
+    if measured.__class__ is dict:
+        number = measured.get("value")
+        # bool is not a number here (its class is bool, not int)
+        if number.__class__ is float or number.__class__ is int:
+            comparator = measured.get("comparator")
+            if comparator.__class__ is not str:
+                # junk there (a list, a number) may stand for a bound: never read as exact
+                comparator = None if comparator is None else UNREADABLE_COMPARATOR
+            elif comparator not in COMPARATORS:
+                comparator = None  # 'ad' and other codes that bound nothing
+            return _Value(
+                float(number), _str(measured.get("code")) or _str(measured.get("unit")), comparator
+            )
     text = observation.get("valueString")
     if not isinstance(text, str):
         return None
@@ -141,6 +151,10 @@ def _observation_kind(observation: dict, knowledge: Knowledge) -> tuple[str | No
 def read_observations(
     facts: PatientFacts, observations: Iterable[dict], knowledge: Knowledge
 ) -> None:
+    # A long history repeats each draw's date across its panel and a few units across thousands of
+    # results: each is read once per call (and never kept past it).
+    dates: dict[str, datetime | None] = {}
+    factors: dict[tuple[str, str | None], float | None] = {}
     for observation in observations:
         if status_of(observation) in IGNORED_OBSERVATION_STATUS:
             continue
@@ -149,7 +163,15 @@ def read_observations(
             _read_pregnancy_status(facts, observation, knowledge)
             _read_menopause_observation(facts, observation, knowledge)
             continue
-        when = observation_datetime(observation)
+        effective = observation.get("effectiveDateTime")
+        when = None
+        if effective.__class__ is str:
+            if effective in dates:
+                when = dates[effective]
+            else:
+                when = dates[effective] = parse_datetime(effective)
+        if when is None:
+            when = observation_datetime(observation)
         if kind in STAGE_KINDS:
             _read_stage(facts, observation, kind, when, knowledge)
             continue
@@ -158,10 +180,15 @@ def read_observations(
             continue
         measured = _observation_value(observation, kind, knowledge)
         if kind == "dxa_t_score" and measured is not None and measured.unit is None:
-            measured = replace(measured, unit="")  # T-scores are often sent without a unit
+            measured = measured._replace(unit="")  # T-scores are often sent without a unit
         if measured is None or when is None:
             reason = "no date" if when is None else "no numeric value"
             facts.unreadable.setdefault(kind, []).append(UnreadableResult(kind, when, None, reason))
+            continue
+        if measured.comparator == UNREADABLE_COMPARATOR:
+            facts.unreadable.setdefault(kind, []).append(
+                UnreadableResult(kind, when, measured.unit, "a comparator that cannot be read")
+            )
             continue
         if measured.comparator and kind not in CENSORABLE_KINDS:
             facts.unreadable.setdefault(kind, []).append(
@@ -199,7 +226,10 @@ def read_observations(
                 facts.t_scores.append(TScore(value, site, when))
         else:
             table, unit = UNIT_TABLES[kind]
-            factor = knowledge.unit_factor(table, measured.unit)
+            if (table, measured.unit) in factors:
+                factor = factors[table, measured.unit]
+            else:
+                factor = factors[table, measured.unit] = knowledge.unit_factor(table, measured.unit)
             if factor is None:
                 facts.unreadable.setdefault(kind, []).append(
                     UnreadableResult(kind, when, measured.unit, "unknown unit")

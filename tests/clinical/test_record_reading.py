@@ -361,6 +361,20 @@ def test_censored_creatinine_that_cannot_decide_the_floor(post):
     assert "CrCl >14.6 mL/min" in detail and "limit of 30 mL/min" in detail
 
 
+def test_creatinine_with_an_unreadable_comparator_is_not_read_as_exact(post):
+    """A comparator that is not a code (a list, an object) may hide a bound: the result is named as
+    unusable, never read as the exact value (which here would be quiet) and never a 500."""
+    for junk in (["<"], {"code": "<"}, 1):
+        p = metastatic(prepared(new_patient("creat-junk"), renal=False)).weight(5, 70)
+        observation(p, CREATININE, 3, 0.8, "mg/dL")
+        p.resources[-1]["valueQuantity"]["comparator"] = junk
+        found = rules(post(p, order(p)))
+        assert "a comparator that cannot be read" in found["renal-data-missing"]["detail"]
+    p = metastatic(prepared(new_patient("creat-ad"), renal=False)).weight(5, 70)
+    observation(p, CREATININE, 3, 0.8, "mg/dL", comparator="ad")
+    assert post(p, order(p)) == []
+
+
 def test_creatinine_above_a_bound_decides_the_floor(post):
     """Creatinine '>3.0' gives a clearance of at most 11.8 mL/min: below zoledronic acid's floor
     whatever the value."""
