@@ -13,6 +13,7 @@ from typing import Any
 from fhir.resources.R4B import get_fhir_model_class
 
 from hooks.knowledge import Knowledge, Source
+from hooks.quick_frozen import quick_frozen
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,7 @@ EXTENSION_KEY = "bonecds"
 TRACE_MARKER = re.compile(r" \((?:seed \d+|[LG]\d+)(?:[,;]? (?:seed \d+|[LG]\d+))*\)")
 
 
+@quick_frozen
 @dataclass(frozen=True)
 class Action:
     type: str
@@ -34,6 +36,7 @@ class Action:
     resource_id: str | None = None
 
 
+@quick_frozen
 @dataclass(frozen=True)
 class Suggestion:
     label: str
@@ -45,6 +48,7 @@ class Suggestion:
     fallback: bool = False
 
 
+@quick_frozen
 @dataclass(frozen=True)
 class Finding:
     """What one rule concluded about one order; rendering adds ids, source, links and override

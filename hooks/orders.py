@@ -27,6 +27,7 @@ from hooks.fhir_read import (
     quantity,
 )
 from hooks.knowledge import Formulation, Knowledge, Product
+from hooks.quick_frozen import quick_frozen
 
 UNIT_WORDS = {
     "s": "second",
@@ -65,6 +66,7 @@ VOLUME_UNITS = {"ml": 1.0, "l": 1000.0}
 ACTIVE_ORDER_STATUSES = frozenset({"draft", "active", "on-hold", "unknown"})
 
 
+@quick_frozen
 @dataclass(frozen=True)
 class Interval:
     """How often the order repeats, as written (every `period` `unit`, `frequency` times) and in
@@ -85,6 +87,7 @@ class Interval:
         return every if self.frequency == 1 else f"{self.frequency:g} times {every}"
 
 
+@quick_frozen
 @dataclass(frozen=True)
 class BoneAgentOrder:
     """A draft order for a bone-modifying agent, with what could be read from it."""

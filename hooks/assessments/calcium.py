@@ -10,8 +10,10 @@ from hooks.facts.model import ConditionFact, LabResult, PatientFacts, censored_b
 from hooks.facts.observations import MOLAR_UNITS
 from hooks.fhir_read import days_between
 from hooks.knowledge import Knowledge
+from hooks.quick_frozen import quick_frozen
 
 
+@quick_frozen
 @dataclass(frozen=True)
 class CalciumReading:
     """The latest calcium for the calcium rules, in the unit family it was reported in (mg/dL or

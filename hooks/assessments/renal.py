@@ -9,6 +9,7 @@ from datetime import datetime
 
 from hooks.facts.model import LabResult, PatientFacts, censored_below, flipped
 from hooks.fhir_read import days_between
+from hooks.quick_frozen import quick_frozen
 
 FEMALE_FACTOR = 0.85
 EGFR_UNIT = "mL/min/1.73 m²"
@@ -44,6 +45,7 @@ def _as_reported(value: float) -> str:
     return f"{value:g}"
 
 
+@quick_frozen
 @dataclass(frozen=True)
 class RenalFunction:
     """A renal function estimate with the inputs used, so a card can show its working.
@@ -137,6 +139,7 @@ class RenalFunction:
         )
 
 
+@quick_frozen
 @dataclass(frozen=True)
 class RenalAssessment:
     """The renal estimate at one point in time, or why there is none."""

@@ -9,11 +9,13 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from hooks.fhir_read import days_between
+from hooks.quick_frozen import quick_frozen
 
 if TYPE_CHECKING:
     from hooks.orders import Interval
 
 
+@quick_frozen
 @dataclass(frozen=True)
 class LabResult:
     """One numeric result, converted to the unit the rules use, with what was recorded."""
@@ -85,6 +87,7 @@ def trimmed(value: float, digits: int) -> str:
     return text or "0"
 
 
+@quick_frozen
 @dataclass(frozen=True)
 class UnreadableResult:
     """A result that exists but cannot be used (unknown unit, no value); the rules say so instead of
@@ -96,6 +99,7 @@ class UnreadableResult:
     reason: str
 
 
+@quick_frozen
 @dataclass(frozen=True)
 class ConditionFact:
     value_sets: frozenset[str]
@@ -105,6 +109,7 @@ class ConditionFact:
     status: str | None = None
 
 
+@quick_frozen
 @dataclass(frozen=True)
 class MedicationFact:
     """A MedicationRequest on record (not one of this request's drafts), classified by what the
@@ -151,12 +156,14 @@ class AllergyFact:
     verification: str | None
 
 
+@quick_frozen
 @dataclass(frozen=True)
 class DentalExam:
     when: datetime
     evidence: str
 
 
+@quick_frozen
 @dataclass(frozen=True)
 class PregnancyStatus:
     answer: str
@@ -164,6 +171,7 @@ class PregnancyStatus:
     label: str
 
 
+@quick_frozen
 @dataclass(frozen=True)
 class TScore:
     """A DXA T-score at one site (lumbar spine, hip, femur)."""
@@ -176,6 +184,7 @@ class TScore:
         return f"T-score {self.value:g} ({self.site}) on {self.when.date().isoformat()}"
 
 
+@quick_frozen
 @dataclass(frozen=True)
 class CodedFinding:
     """A dated coded answer or procedure the eligibility logic reads: menopausal status, smoking,
@@ -189,6 +198,7 @@ class CodedFinding:
         return f"{self.label}" + (f" ({self.when.date().isoformat()})" if self.when else "")
 
 
+@quick_frozen
 @dataclass(frozen=True)
 class DoseEvent:
     """A dose of a bone-modifying agent that was given (or ordered and not cancelled) before this

@@ -9,6 +9,7 @@ from typing import Any
 from hooks.assessments.renal import RenalFunction
 from hooks.fhir_read import json_copy
 from hooks.orders import DAYS_PER_UNIT, BoneAgentOrder
+from hooks.quick_frozen import quick_frozen
 from hooks.rules.context import below
 from hooks.suggestions import every_words, note_change, set_dose
 
@@ -99,6 +100,7 @@ def doses_per_day(order: BoneAgentOrder) -> float:
     return 1 / order.interval.days if order.interval else 1.0
 
 
+@quick_frozen
 @dataclass(frozen=True)
 class LabelDose:
     """The band of a product's renal table for this order, and the renal function it rests on
