@@ -14,6 +14,8 @@ from service import client_keys, evaluate
 from service.dev import example
 from service.jsonlog import configure_logging
 
+YOUNG_COLLECTION_THRESHOLD = 10_000  # allocations before a young garbage collection
+
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from gunicorn.app.base import BaseApplication
@@ -67,6 +69,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
             # garbage collector's scans, so a collection in a worker neither walks it nor touches
             # (copies) its pages.
             gc.freeze()
+            # A call allocates a few thousand short-lived objects that reference counting frees
+            # when it ends; at the default threshold (700) a young collection ran about once a
+            # call and walked them while they were still alive. At this one a typical call ends
+            # before a collection starts (3% fewer instructions a call; cyclic garbage waits a
+            # little longer).
+            gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, 10, 10)
             return apps[0]
 
     logging.getLogger("bonecds").info(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 from hooks.drug_recognition import medication_concepts
 from hooks.facts.model import DoseEvent, MedicationFact, PatientFacts
@@ -39,30 +39,42 @@ def read_medication(
     as_order = (read_order or _order_reader(medications, knowledge))(request)
     dosage = next((d for d in as_list(request.get("dosageInstruction")) if isinstance(d, dict)), {})
     route = dosage.get("route")
-    # as written, plus the route the knowledge reads from its code or text ("PO" and SNOMED
-    # 26643006 are "oral", which the drug classes' route exclusions name)
-    route_texts = (
-        " ".join([*concept_texts(route), stated_route(route, knowledge) or ""]).lower().strip()
-    )
-    classes: frozenset[str] = knowledge.recognised(
-        "classes", (concepts, route_texts), lambda: _classes(concepts, route_texts, knowledge)
+    drug: _DrugReading = knowledge.recognised(
+        "drug", (concepts, route), lambda: _read_drug(concepts, route, knowledge)
     )
     status = request.get("status") if isinstance(request.get("status"), str) else None
-    label = next(
-        (text for concept in concepts for text in concept_texts(concept)), "unnamed medication"
-    )
     return MedicationFact(
         request.get("id") if isinstance(request.get("id"), str) else None,
-        label,
+        drug.label,
         status,
         parse_datetime(request.get("authoredOn")),
-        classes,
+        drug.classes,
         as_order.ingredient if as_order else None,
-        route_text=route_texts,
+        route_text=drug.route_texts,
         formulation=as_order.formulation.id if as_order and as_order.formulation else None,
         dose_mg=as_order.dose_mg if as_order else None,
         interval=as_order.interval if as_order else None,
     )
+
+
+class _DrugReading(NamedTuple):
+    label: str
+    route_texts: str
+    classes: frozenset[str]
+
+
+def _read_drug(concepts: list[Any], route: Any, knowledge: Knowledge) -> _DrugReading:
+    """What a drug and its route say, whoever it is ordered for: its name, the route as written
+    plus the route the knowledge reads from its code or text ("PO" and SNOMED 26643006 are "oral",
+    which the drug classes' route exclusions name), and its drug classes; remembered per drug and
+    route by the knowledge."""
+    route_texts = (
+        " ".join([*concept_texts(route), stated_route(route, knowledge) or ""]).lower().strip()
+    )
+    label = next(
+        (text for concept in concepts for text in concept_texts(concept)), "unnamed medication"
+    )
+    return _DrugReading(label, route_texts, _classes(concepts, route_texts, knowledge))
 
 
 def _classes(concepts: list[Any], route_texts: str, knowledge: Knowledge) -> frozenset[str]:

@@ -6,13 +6,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cached_property
 from typing import Any
 
 from hooks.assessments.bone_health import BoneLossAssessment, assess_bone_loss
 from hooks.assessments.calcium import CalciumReading, latest_calcium
 from hooks.assessments.menopause import MenopausalStatus, menopausal_status
 from hooks.assessments.renal import RenalAssessment, assess_renal_function
+from hooks.call_cached import call_cached
 from hooks.cards import Finding
 from hooks.facts.model import DoseEvent, LabResult, PatientFacts, censored_below
 from hooks.fhir_read import days_between
@@ -139,13 +139,13 @@ class PatientAssessments:
     facts: PatientFacts
     knowledge: Knowledge
 
-    @cached_property
+    @call_cached
     def menopause(self) -> MenopausalStatus:
         return self.facts.remember(
             ("menopause",), lambda: menopausal_status(self.facts, self.knowledge)
         )
 
-    @cached_property
+    @call_cached
     def bone_loss(self) -> BoneLossAssessment:
         return self.facts.remember(
             ("bone-loss",), lambda: assess_bone_loss(self.facts, self.knowledge)
@@ -184,7 +184,7 @@ class OrderContext(PatientAssessments):
         # every rule asks this of every order and trial: the order's kinds are read once
         return kinds_in_scope(self.order, self._order_kinds, *self.knowledge.rule_scope(rule_id))
 
-    @cached_property
+    @call_cached
     def _order_kinds(self) -> frozenset[str]:
         return order_kinds(self.order, self.knowledge)
 
@@ -203,7 +203,7 @@ class OrderContext(PatientAssessments):
     def days_since(self, moment: datetime) -> int:
         return days_between(moment, self.now)
 
-    @cached_property
+    @call_cached
     def creatinine_window_days(self) -> int:
         """30 days before a parenteral bisphosphonate dose (or when the route is unknown), a year
         for oral bisphosphonates, 180 days for denosumab (no renal dose adjustment;
@@ -216,11 +216,11 @@ class OrderContext(PatientAssessments):
             name = "creatinine_max_age_days_parenteral"
         return self.threshold(name)
 
-    @cached_property
+    @call_cached
     def recent_creatinine(self) -> LabResult | None:
         return self.facts.latest("creatinine", self.creatinine_window_days)
 
-    @cached_property
+    @call_cached
     def current_renal(self) -> RenalAssessment:
         return assess_renal_function(
             self.facts,
@@ -230,7 +230,7 @@ class OrderContext(PatientAssessments):
             current=True,
         )
 
-    @cached_property
+    @call_cached
     def calcium(self) -> CalciumReading | None:
         """Latest (corrected where possible) calcium within the calcium rules' window."""
         return self.facts.remember(
@@ -242,13 +242,13 @@ class OrderContext(PatientAssessments):
             ),
         )
 
-    @cached_property
+    @call_cached
     def ionized_calcium(self) -> LabResult | None:
         return self.facts.latest(
             "calcium_ionized", self.knowledge.thresholds["calcium_low"]["max_age_days"]
         )
 
-    @cached_property
+    @call_cached
     def low_vitamin_d(self) -> LabResult | None:
         """The latest 25-OH vitamin D within the window when it is below the limit (compared in the
         unit reported)."""
@@ -264,7 +264,7 @@ class OrderContext(PatientAssessments):
             result if censored_below(value, result.comparator, limit) is True else None
         )  # a bound must decide it
 
-    @cached_property
+    @call_cached
     def course_doses(self) -> list[DoseEvent]:
         """Earlier doses of the ordered ingredient in the current course, newest first."""
         return course_of(
@@ -277,18 +277,18 @@ class OrderContext(PatientAssessments):
         the rules marked "first dose of a course" stay quiet on later doses."""
         return not self.course_doses
 
-    @cached_property
+    @call_cached
     def course_start(self) -> DoseEvent | None:
         return self.course_doses[-1] if self.course_doses else None
 
-    @cached_property
+    @call_cached
     def last_dose(self) -> DoseEvent | None:
         """The most recent earlier dose of the ordered ingredient, in or out of the current
         course."""
         doses = self.facts.doses_of(self.order.ingredient)
         return doses[0] if doses else None
 
-    @cached_property
+    @call_cached
     def baseline_creatinine(self) -> tuple[LabResult, str] | None:
         """Last creatinine before the course started, else the earliest within the look-back window,
         with which one."""

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from functools import cached_property
 
+from hooks.call_cached import call_cached
 from hooks.cards import Finding, Suggestion
 from hooks.facts.model import DoseEvent, PatientFacts
 from hooks.fhir_read import shift_months
@@ -50,13 +50,13 @@ class ReviewContext(PatientAssessments):
     def setting(self) -> str:
         return self.facts.setting.name
 
-    @cached_property
+    @call_cached
     def breast_cancer(self) -> bool:
         """The review is for breast cancer: a breast cancer on record, active or not (a relapse may
         sit on an old entry)."""
         return bool(self.facts.conditions_in("breast-cancer", active_only=False))
 
-    @cached_property
+    @call_cached
     def bone_metastases(self) -> bool:
         """Active bone metastases, also when hypercalcemia of malignancy takes precedence as the
         order setting."""
@@ -67,7 +67,7 @@ class ReviewContext(PatientAssessments):
         day."""
         return shift_months(self.now, -months).date()
 
-    @cached_property
+    @call_cached
     def current_bone_agent(self) -> list[str]:
         """Evidence that the patient is on a bone agent: an active order, or a dose within the
         review window."""
@@ -137,11 +137,11 @@ class ReviewContext(PatientAssessments):
     def window(self, name: str) -> int:
         return self.knowledge.threshold("review")[name]
 
-    @cached_property
+    @call_cached
     def last_denosumab(self) -> DoseEvent | None:
         return next((d for d in self.facts.bone_agent_doses if d.ingredient == "denosumab"), None)
 
-    @cached_property
+    @call_cached
     def denosumab_stopped(self) -> bool:
         """Breast cancer without bone metastases, last denosumab dose more than 7 and at most 24
         months ago, no active denosumab order and no bisphosphonate since (G12)."""
@@ -175,7 +175,7 @@ class ReviewContext(PatientAssessments):
         )
         return not (since or active)
 
-    @cached_property
+    @call_cached
     def latest_diagnosis(self) -> datetime | None:
         """The latest onset (else recordedDate) of the breast-cancer Conditions."""
         dates = [
@@ -185,7 +185,7 @@ class ReviewContext(PatientAssessments):
         ]
         return max(dates, default=None)
 
-    @cached_property
+    @call_cached
     def adjuvant_reasons(self) -> list[str]:
         """Why the patient is a candidate for adjuvant systemic therapy now: a recent diagnosis, or
         adjuvant endocrine therapy running (G1)."""
@@ -207,7 +207,7 @@ class ReviewContext(PatientAssessments):
     def window_list(self, name: str) -> list[str]:
         return list(self.knowledge.threshold("review")[name])
 
-    @cached_property
+    @call_cached
     def adjuvant_candidate(self) -> bool:
         """Early, postmenopausal (natural or by ovarian suppression), no bone agent, a candidate for
         adjuvant therapy now, and the denosumab card does not already ask for a bisphosphonate."""
