@@ -161,31 +161,34 @@ def _add(
     """Keep what belongs to this patient: a server (or prefetch) that ignores `patient=` must not
     mix in others' data."""
     foreign = 0
+    provides_patient = "patient" in key.provides
+    own_reference = None if patient_id is None else "Patient/" + patient_id
+    kept = record.resources
     for resource in resources:
-        if "patient" in key.provides and resource.get("resourceType") == "Patient":
+        if provides_patient and resource.get("resourceType") == "Patient":
             if patient_id is None or resource.get("id") == patient_id:
                 record.patient = resource
             else:
                 foreign += 1
-        elif _belongs_to_other_patient(resource, patient_id):
+        elif own_reference is not None and _belongs_to_other_patient(resource, own_reference):
             foreign += 1
         else:
-            record.resources.append(resource)
+            kept.append(resource)
     if foreign:
         log.warning("prefetch key %s: %d resource(s) of another patient ignored", key.key, foreign)
 
 
-def _belongs_to_other_patient(resource: dict, patient_id: str | None) -> bool:
-    """Subject or patient names a different Patient (Group subjects and missing references are left
-    to the rules)."""
-    if patient_id is None:
-        return False
+def _belongs_to_other_patient(resource: dict, own_reference: str) -> bool:
+    """Subject or patient names a different Patient than `own_reference` ('Patient/<id>'); Group
+    subjects and missing references are left to the rules."""
     for key in ("subject", "patient"):
         value = resource.get(key)
-        reference = value.get("reference") if isinstance(value, dict) else None
-        if not isinstance(reference, str) or reference == "Patient/" + patient_id:
+        if not isinstance(value, dict):
+            continue
+        reference = value.get("reference")
+        if reference == own_reference or not isinstance(reference, str):
             continue  # the common case, decided without splitting (1,000s per long record)
         named = referenced_patient(reference)
-        if named is not None and named != patient_id:
+        if named is not None and "Patient/" + named != own_reference:
             return True
     return False
