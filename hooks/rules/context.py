@@ -181,8 +181,24 @@ class OrderContext(PatientAssessments):
         return f"- Clinical setting: {self.facts.setting.name} ({self.facts.setting.evidence})."
 
     def in_scope(self, rule_id: str) -> bool:
-        # every rule asks this of every order and trial: the order's kinds are read once
-        return kinds_in_scope(self.order, self._order_kinds, *self.knowledge.rule_scope(rule_id))
+        # A rule the knowledge does not list raises KeyError here, inside the rule loop's guard.
+        return self._rules_in_scope[rule_id]
+
+    @call_cached
+    def _rules_in_scope(self) -> dict[str, bool]:
+        """Whether each rule of the knowledge concerns this order: worked out once per knowledge
+        for each kind, ingredient and formulation of order (every rule asks, for every order and
+        every trial of the suggestion gate)."""
+        order, kinds, knowledge = self.order, self._order_kinds, self.knowledge
+        formulation = order.formulation.id if order.formulation else None
+        return knowledge.recognised(
+            "rules in scope",
+            [sorted(kinds), order.ingredient, formulation],
+            lambda: {
+                rule_id: kinds_in_scope(order, kinds, *knowledge.rule_scope(rule_id))
+                for rule_id in knowledge.raw["rules"]
+            },
+        )
 
     @call_cached
     def _order_kinds(self) -> frozenset[str]:

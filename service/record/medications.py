@@ -76,7 +76,9 @@ def resolve_draft_medications(
         for r in resources
         if r.get("resourceType") == "Medication" and isinstance(r.get("id"), str)
     }
-    elsewhere = _medications_in_request(body, bundle)
+    # Medications sent elsewhere in the request: the whole request is searched only for a draft
+    # that needs one (most name their drug by code).
+    elsewhere: dict[str, dict] | None = None
     added: dict[
         str, dict
     ] = {}  # the hooks' lookup key (last segment of the reference) -> the Medication
@@ -110,6 +112,8 @@ def resolve_draft_medications(
         if key in in_bundle or key in added:
             continue
         literal = _medication_literal(target)
+        if elsewhere is None:
+            elsewhere = _medications_in_request(body, bundle)
         found = elsewhere.get(target) or (elsewhere.get(literal[1]) if literal else None)
         if found is not None:
             added[key] = _as_id(found, key)
