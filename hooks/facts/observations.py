@@ -115,6 +115,51 @@ def _observation_value(observation: dict, kind: str, knowledge: Knowledge) -> _V
     return _Value(float(match.group(2)), unit, comparator)
 
 
+def _unit_factor(
+    factors: dict[tuple[str, str | None], float | None],
+    table: str,
+    unit: str | None,
+    knowledge: Knowledge,
+) -> float | None:
+    """The knowledge's factor from `unit` to the rules' unit, read once per call and unit."""
+    key = (table, unit)
+    if key not in factors:
+        factors[key] = knowledge.unit_factor(table, unit)
+    return factors[key]
+
+
+def _plain_result(
+    observation: dict,
+    kind: str,
+    code: str | None,
+    when: datetime,
+    factors: dict[tuple[str, str | None], float | None],
+    knowledge: Knowledge,
+) -> LabResult | None:
+    """The result when its valueQuantity is a number with a unit (code, else unit) and no
+    comparator, in a unit the knowledge converts for its kind; None for anything else (the general
+    reading then says what is wrong with it)."""
+    measured = observation.get("valueQuantity")
+    if measured.__class__ is not dict or "comparator" in measured:
+        return None
+    number = measured.get("value")
+    if number.__class__ is not float and number.__class__ is not int:
+        return None
+    unit = measured.get("code")
+    if unit.__class__ is not str or not unit:
+        unit = measured.get("unit")
+        if unit.__class__ is not str or not unit:
+            return None
+    table, rule_unit = UNIT_TABLES[kind]
+    factor = _unit_factor(factors, table, unit, knowledge)
+    if factor is None:
+        return None
+    value = float(number)
+    return LabResult(
+        kind, value * factor, rule_unit, value, unit, when, id_of(observation), None, code, ""
+    )
+
+
 def _observation_kind(observation: dict, knowledge: Knowledge) -> tuple[str | None, str | None]:
     """The knowledge's kind of result by LOINC code (stage Observations also by their SNOMED
     observable), and the code."""
@@ -178,6 +223,13 @@ def read_observations(
         if kind == "smoking_status":
             _read_smoking_status(facts, observation, when, knowledge)
             continue
+        if when is not None and kind in UNIT_TABLES:
+            # Nearly every result: a dated number with a unit and no comparator, in a unit the
+            # knowledge converts. Read here in one step; anything else takes the general reading.
+            plain = _plain_result(observation, kind, code, when, factors, knowledge)
+            if plain is not None:
+                facts.labs.setdefault(kind, []).append(plain)
+                continue
         measured = _observation_value(observation, kind, knowledge)
         if kind == "dxa_t_score" and measured is not None and measured.unit is None:
             measured = measured._replace(unit="")  # T-scores are often sent without a unit
@@ -226,10 +278,7 @@ def read_observations(
                 facts.t_scores.append(TScore(value, site, when))
         else:
             table, unit = UNIT_TABLES[kind]
-            if (table, measured.unit) in factors:
-                factor = factors[table, measured.unit]
-            else:
-                factor = factors[table, measured.unit] = knowledge.unit_factor(table, measured.unit)
+            factor = _unit_factor(factors, table, measured.unit, knowledge)
             if factor is None:
                 facts.unreadable.setdefault(kind, []).append(
                     UnreadableResult(kind, when, measured.unit, "unknown unit")
