@@ -8,20 +8,21 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import NamedTuple
 
+from hooks.facts.coded_observations import (
+    read_menopause_observation,
+    read_pregnancy_status,
+    read_smoking_status,
+    read_stage,
+)
 from hooks.facts.model import (
-    CodedFinding,
     LabResult,
     PatientFacts,
-    PregnancyStatus,
     TScore,
     UnreadableResult,
 )
 from hooks.fhir_read import (
     _str,
     codings,
-    concept_label,
-    concept_texts,
-    effective_datetime,
     id_of,
     object_at,
     parse_datetime,
@@ -205,8 +206,8 @@ def read_observations(
             continue
         kind, code = _observation_kind(observation, knowledge)
         if kind is None:
-            _read_pregnancy_status(facts, observation, knowledge)
-            _read_menopause_observation(facts, observation, knowledge)
+            read_pregnancy_status(facts, observation, knowledge)
+            read_menopause_observation(facts, observation, knowledge)
             continue
         effective = observation.get("effectiveDateTime")
         when = None
@@ -218,10 +219,10 @@ def read_observations(
         if when is None:
             when = observation_datetime(observation)
         if kind in STAGE_KINDS:
-            _read_stage(facts, observation, kind, when, knowledge)
+            read_stage(facts, observation, kind, when, knowledge)
             continue
         if kind == "smoking_status":
-            _read_smoking_status(facts, observation, when, knowledge)
+            read_smoking_status(facts, observation, when, knowledge)
             continue
         if when is not None and kind in UNIT_TABLES:
             # Nearly every result: a dated number with a unit and no comparator, in a unit the
@@ -320,94 +321,3 @@ def _total_vitamin_d_first(results: list[LabResult], knowledge: Knowledge) -> li
     total = set(knowledge.raw["observations"]["vitamin_d"].get("total", []))
     days_with_total = {r.when.date() for r in results if r.loinc in total}
     return [r for r in results if r.loinc in total or r.when.date() not in days_with_total]
-
-
-def _read_stage(
-    facts: PatientFacts, observation: dict, kind: str, when: datetime | None, knowledge: Knowledge
-) -> None:
-    """A TNM distant-metastasis (M) or stage-group Observation whose value shows distant metastasis
-    (M1, cM1, pM1, M1a-M1c; stage IV, IVA, IVB, 4), by SNOMED code or by text.
-
-    Any other value (M0, stage III...) is not metastasis.
-    """
-    spec = knowledge.raw["observations"][kind]
-    snomed, loinc = knowledge.systems["snomed"], knowledge.systems["loinc"]
-    value = observation.get("valueCodeableConcept")
-    texts = list(concept_texts(value))
-    if isinstance(observation.get("valueString"), str):
-        texts.append(observation["valueString"])
-    coded = [(system, code) for system, code, _ in codings(value) if code]
-    texts += [
-        code for system, code in coded if system not in (snomed, loinc)
-    ]  # AJCC-style codes: 'cM1', 'IV'
-    pattern = re.compile(spec["value_text_pattern"])
-    if any(
-        system == snomed and code in spec.get("value_snomed", []) for system, code in coded
-    ) or any(pattern.search(text) for text in texts):
-        shown = next(iter(texts), "distant metastasis")
-        what = "distant metastases (M)" if kind == "distant_metastasis_stage" else "stage group"
-        facts.stage_findings.append(CodedFinding(kind, when, f"{what} {shown}"))
-
-
-def _read_menopause_observation(
-    facts: PatientFacts, observation: dict, knowledge: Knowledge
-) -> None:
-    """A menopausal-status observation (SNOMED observable 161712005) answered before/after
-    menopause."""
-    spec = knowledge.raw["menopause"]
-    if not any(
-        knowledge.coding_in(spec["status_observation"], system, code)
-        for system, code, _ in codings(observation.get("code"))
-    ):
-        return
-    answer = observation.get("valueCodeableConcept")
-    for system, code, _ in codings(answer):
-        for value_set, status in spec["status_answers"].items():
-            if knowledge.condition_sets[value_set].matches(system, code, knowledge.systems):
-                facts.menopause_observations.append(
-                    CodedFinding(
-                        status,
-                        effective_datetime(observation),
-                        f"menopausal status observation: {concept_label(answer)}",
-                    )
-                )
-                return
-
-
-def _read_smoking_status(
-    facts: PatientFacts, observation: dict, when: datetime | None, knowledge: Knowledge
-) -> None:
-    answer = observation.get("valueCodeableConcept")
-    current = any(
-        knowledge.coding_in(knowledge.raw["smoking"]["current_smoker_answers"], system, code)
-        for system, code, _ in codings(answer)
-    )
-    facts.smoking_statuses.append(
-        CodedFinding(
-            "current" if current else "not-current",
-            when,
-            f"smoking status: {concept_label(answer, 'coded answer')}",
-        )
-    )
-
-
-def _read_pregnancy_status(facts: PatientFacts, observation: dict, knowledge: Knowledge) -> None:
-    """Pregnancy status is recognised by its answer (the question's LOINC code is unverified)."""
-    answers = knowledge.raw["pregnancy_status"]
-    for system, code, _ in codings(observation.get("valueCodeableConcept")):
-        answer = next(
-            (
-                name
-                for name in ("pregnant", "not_pregnant", "unknown")
-                if knowledge.coding_in(answers[name], system, code)
-            ),
-            None,
-        )
-        when = effective_datetime(observation)
-        if answer and when:
-            facts.pregnancy_statuses.append(
-                PregnancyStatus(
-                    answer, when, concept_label(observation.get("valueCodeableConcept"))
-                )
-            )
-            return
