@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from hooks.facts.coded_observations import (
     read_menopause_observation,
@@ -89,20 +89,16 @@ class _Value(NamedTuple):
 def _observation_value(observation: dict, kind: str, knowledge: Knowledge) -> _Value | None:
     """The numeric value of a result: valueQuantity (with its comparator), or a string value such as
     '>60', '<0.5 mg/dL' or '22' (an eGFR string carries no unit: the eGFR codes fix it)."""
-    measured = observation.get("valueQuantity")
-    if measured.__class__ is dict:
-        number = measured.get("value")
-        # bool is not a number here (its class is bool, not int)
-        if number.__class__ is float or number.__class__ is int:
-            comparator = measured.get("comparator")
-            if comparator.__class__ is not str:
-                # junk there (a list, a number) may stand for a bound: never read as exact
-                comparator = None if comparator is None else UNREADABLE_COMPARATOR
-            elif comparator not in COMPARATORS:
-                comparator = None  # 'ad' and other codes that bound nothing
-            return _Value(
-                float(number), _str(measured.get("code")) or _str(measured.get("unit")), comparator
-            )
+    measured: Any = observation.get("valueQuantity")
+    number_and_unit = _number_and_unit(measured)
+    if number_and_unit is not None:
+        comparator = measured.get("comparator")
+        if comparator.__class__ is not str:
+            # junk there (a list, a number) may stand for a bound: never read as exact
+            comparator = None if comparator is None else UNREADABLE_COMPARATOR
+        elif comparator not in COMPARATORS:
+            comparator = None  # 'ad' and other codes that bound nothing
+        return _Value(*number_and_unit, comparator)
     text = observation.get("valueString")
     if not isinstance(text, str):
         return None
@@ -114,6 +110,17 @@ def _observation_value(observation: dict, kind: str, knowledge: Knowledge) -> _V
         "string_value_unit"
     )
     return _Value(float(match.group(2)), unit, comparator)
+
+
+def _number_and_unit(measured: Any) -> tuple[float, str | None] | None:
+    """A valueQuantity's number and unit (the UCUM code, else the unit text; None when neither), or
+    None when it holds no number (bool is not one: its class is bool, not int)."""
+    if measured.__class__ is not dict:
+        return None
+    number = measured.get("value")
+    if number.__class__ is not float and number.__class__ is not int:
+        return None
+    return float(number), _str(measured.get("code")) or _str(measured.get("unit"))
 
 
 def _unit_factor(
@@ -140,22 +147,17 @@ def _plain_result(
     """The result when its valueQuantity is a number with a unit (code, else unit) and no
     comparator, in a unit the knowledge converts for its kind; None for anything else (the general
     reading then says what is wrong with it)."""
-    measured = observation.get("valueQuantity")
-    if measured.__class__ is not dict or "comparator" in measured:
+    measured: Any = observation.get("valueQuantity")
+    number_and_unit = _number_and_unit(measured)
+    if number_and_unit is None or "comparator" in measured:
         return None
-    number = measured.get("value")
-    if number.__class__ is not float and number.__class__ is not int:
+    value, unit = number_and_unit
+    if unit is None:
         return None
-    unit = measured.get("code")
-    if unit.__class__ is not str or not unit:
-        unit = measured.get("unit")
-        if unit.__class__ is not str or not unit:
-            return None
     table, rule_unit = UNIT_TABLES[kind]
     factor = _unit_factor(factors, table, unit, knowledge)
     if factor is None:
         return None
-    value = float(number)
     return LabResult(
         kind, value * factor, rule_unit, value, unit, when, id_of(observation), None, code, ""
     )
