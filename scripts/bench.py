@@ -724,6 +724,26 @@ class Row:
     cpu_ms_per_request: float | None = None
     worker_split: str = ""
 
+    @classmethod
+    def against_floor(
+        cls,
+        scenario: str,
+        concurrency: int,
+        result: WrkResult,
+        floor: WrkResult,
+        cpu: float | None,
+        split: str,
+    ) -> Row:
+        """A scenario's row, its p50 as a ratio of the floor's measured with the same body."""
+        return cls(
+            scenario,
+            concurrency,
+            result,
+            ratio=result.p50_ms / floor.p50_ms,
+            cpu_ms_per_request=cpu,
+            worker_split=split,
+        )
+
     def as_json(self) -> dict[str, Any]:
         r = self.result
         return {
@@ -954,13 +974,8 @@ def run_fhir_parallel(
         result, cpu, split = measure(service, url, concurrency, args.duration, env)
         floor = floors[("FHIR-server path (no prefetch)", concurrency)]
         out.append(
-            Row(
-                "FHIR-server path, parallel GETs",
-                concurrency,
-                result,
-                ratio=result.p50_ms / floor.p50_ms,
-                cpu_ms_per_request=cpu,
-                worker_split=split,
+            Row.against_floor(
+                "FHIR-server path, parallel GETs", concurrency, result, floor, cpu, split
             )
         )
     stop_service(service)
@@ -1178,16 +1193,7 @@ def run(args: argparse.Namespace) -> int:
                         worker_split=floor_split,
                     )
                 )
-                rows.append(
-                    Row(
-                        label,
-                        concurrency,
-                        result,
-                        ratio=result.p50_ms / floor.p50_ms,
-                        cpu_ms_per_request=cpu,
-                        worker_split=split,
-                    )
-                )
+                rows.append(Row.against_floor(label, concurrency, result, floor, cpu, split))
 
         # Soak: mixed typical / no-bone-agent / feedback at concurrency 16.
         say(
@@ -1335,13 +1341,8 @@ def run_jwt(args, bodies, rows, floors, processes, results) -> list[Row]:
                     )
                 floor = floors[("typical order-sign (full prefetch)", concurrency)]
                 out.append(
-                    Row(
-                        "typical order-sign + JWT (ES384)",
-                        concurrency,
-                        result,
-                        ratio=result.p50_ms / floor.p50_ms,
-                        cpu_ms_per_request=cpu,
-                        worker_split=split,
+                    Row.against_floor(
+                        "typical order-sign + JWT (ES384)", concurrency, result, floor, cpu, split
                     )
                 )
     results["jwt"] = {
