@@ -66,22 +66,12 @@ def order_kinds(order: BoneAgentOrder, knowledge: Knowledge) -> frozenset[str]:
     )
 
 
-def order_in_scope(
-    order: BoneAgentOrder, scopes: Iterable[str], knowledge: Knowledge, only_for: Iterable[str] = ()
-) -> bool:
-    """Whether a rule written for these kinds of order (knowledge file `applies_to`) concerns this
-    order, and, when the rule names ingredients or formulations (`only_for`), whether the order is
-    of one of them.
-
-    A bisphosphonate whose route is unknown counts as parenteral, the stricter reading.
-    """
-    return kinds_in_scope(order, order_kinds(order, knowledge), scopes, only_for)
-
-
 def kinds_in_scope(
     order: BoneAgentOrder, kinds: frozenset[str], scopes: Iterable[str], only_for: Iterable[str]
 ) -> bool:
-    """`order_in_scope` for an order whose kinds are already known."""
+    """Whether a rule written for these kinds of order (knowledge file `applies_to`) concerns an
+    order of `kinds` (`order_kinds`), and, when the rule names ingredients or formulations
+    (`only_for`), whether the order is of one of them."""
     named = only_for if isinstance(only_for, frozenset) else frozenset(only_for)
     if (
         named

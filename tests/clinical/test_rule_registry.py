@@ -19,7 +19,7 @@ from fixtures.scenarios import scenario
 from hooks.cards import Finding
 from hooks.knowledge import KnowledgeError, build_knowledge, load_knowledge
 from hooks.orders import find_bone_agent_orders
-from hooks.rules.context import order_in_scope
+from hooks.rules.context import kinds_in_scope, order_kinds
 from hooks.rules.registry import ORDER_RULES, REVIEW_RULES, check_registry
 from hooks.rules.rule import Rule, rule, run_rules
 from hooks.services import build_services
@@ -178,8 +178,9 @@ def test_a_scope_can_name_an_ingredient_or_a_formulation(only_for, in_scope):
     order = find_bone_agent_orders(s.draft_orders, KNOWLEDGE)[0]
     assert order.ingredient == "zoledronic-acid" and order.formulation is not None
     assert order.formulation.id == "zoledronic-acid-4mg"
-    assert order_in_scope(order, ["parenteral"], KNOWLEDGE, only_for) is in_scope
-    assert order_in_scope(order, ["oral-bisphosphonate"], KNOWLEDGE, only_for) is False
+    kinds = order_kinds(order, KNOWLEDGE)
+    assert kinds_in_scope(order, kinds, ["parenteral"], only_for) is in_scope
+    assert kinds_in_scope(order, kinds, ["oral-bisphosphonate"], only_for) is False
 
 
 def test_only_for_names_a_known_ingredient_or_formulation():
