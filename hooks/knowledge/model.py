@@ -217,8 +217,9 @@ class Knowledge:
         """What `question` about a drug (or a kind of order) gave before for the same JSON `about`
         (its concepts, its dosage; compared with sorted keys), else `compute()` remembered: the same
         few products recur in every request, and recognising them (names parsed, classes matched,
-        dosage read, rules in scope) is a pure function of that JSON and this knowledge. Bounded like the value-set memo; a race only
-        computes twice; what JSON cannot encode is computed every time."""
+        dosage read, rules in scope) is a pure function of that JSON and this knowledge. Bounded
+        like the value-set memo; a race only computes twice; what JSON cannot encode is computed
+        every time."""
         try:
             key = (question, orjson.dumps(about, option=orjson.OPT_SORT_KEYS))
         except (TypeError, orjson.JSONEncodeError):

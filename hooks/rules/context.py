@@ -15,9 +15,9 @@ from hooks.assessments.renal import RenalAssessment, assess_renal_function
 from hooks.call_cached import call_cached
 from hooks.cards import Finding
 from hooks.facts.model import DoseEvent, LabResult, PatientFacts, censored_below
-from hooks.fhir_read import days_between
+from hooks.fhir_read import DAYS_PER_UNIT, days_between
 from hooks.knowledge import Knowledge
-from hooks.orders import DAYS_PER_UNIT, BoneAgentOrder
+from hooks.orders import BoneAgentOrder
 
 MONTH_UNITS = frozenset({"mo", "a"})
 

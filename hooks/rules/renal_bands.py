@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from hooks.assessments.renal import RenalFunction
-from hooks.fhir_read import json_copy
-from hooks.orders import DAYS_PER_UNIT, BoneAgentOrder
+from hooks.fhir_read import DAYS_PER_UNIT, json_copy
+from hooks.orders import BoneAgentOrder
 from hooks.quick_frozen import quick_frozen
 from hooks.rules.context import below
 from hooks.suggestions import every_words, note_change, set_dose

@@ -25,6 +25,7 @@ import jsonschema
 import pytest
 
 from hooks.assessments.setting import derive_setting
+from hooks.fhir_read import DAYS_PER_UNIT
 from hooks.knowledge import (
     BUNDLED_KNOWLEDGE,
     FACT_GROUPS,
@@ -38,7 +39,7 @@ from hooks.knowledge import (
     path_text,
     validate_knowledge,
 )
-from hooks.orders import COUNTABLE_AS, DAYS_PER_UNIT
+from hooks.orders import COUNTABLE_AS
 from hooks.rules.registry import ORDER_RULES, REVIEW_RULES
 from hooks.suggestions import ROUTE_CODES
 
