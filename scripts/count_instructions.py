@@ -30,8 +30,6 @@ REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
 
 def serve_requests(body: Path, path: str, count: int) -> None:
     """The measured child: build the app as `bonecds serve` does, then answer `count` requests."""
-    import gc
-
     sys.path.insert(0, str(ROOT))
     os.environ.update(
         BONECDS_AUTH="off",
@@ -42,14 +40,12 @@ def serve_requests(body: Path, path: str, count: int) -> None:
     )
     sys.stderr = open(os.devnull, "w")  # the child's log lines are not wanted
     from service import create_app
-    from service.cli import YOUNG_COLLECTION_THRESHOLD
+    from service.cli import settle_for_calls
     from service.jsonlog import configure_logging
 
     configure_logging("INFO")
     app = create_app()
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, 10, 10)
+    settle_for_calls()
     client = app.test_client()
     data = body.read_bytes()
     for _ in range(count):
