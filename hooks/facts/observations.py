@@ -258,11 +258,12 @@ def read_observations(
         note = ""
         if kind in UNIT_LISTS:
             units_key, unit = UNIT_LISTS[kind]
-            accepted = set(knowledge.raw["units"][units_key])
+            # short lists in the knowledge file: looked up as they are, not copied per result
+            accepted = knowledge.raw["units"][units_key]
             without_surface = (
-                set(knowledge.raw["units"].get("egfr_units_without_body_surface", []))
+                knowledge.raw["units"].get("egfr_units_without_body_surface", [])
                 if kind == "egfr"
-                else set()
+                else []
             )
             if measured.unit in without_surface:
                 note = f"reported in {measured.unit}, read as mL/min/1.73 m²"
