@@ -10,8 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from fhir.resources.R4B import get_fhir_model_class
-
+from hooks.fhir_validation import SuggestionValidator
 from hooks.knowledge import Knowledge, Source
 from hooks.quick_frozen import quick_frozen
 
@@ -67,14 +66,6 @@ class Finding:
     alternatives: bool = False
 
 
-def validate_fhir_resource(resource: dict[str, Any]) -> dict[str, Any]:
-    """Check a resource against the R4B model (fhir.resources' R4 line) and return it unchanged;
-    raises if invalid."""
-    model = get_fhir_model_class(resource["resourceType"])
-    model.model_validate(resource)
-    return resource
-
-
 class CardRenderer:
     """Turns findings into CDS Hooks card JSON; built once per app with the knowledge and optional
     icon URL."""
@@ -84,10 +75,13 @@ class CardRenderer:
         knowledge: Knowledge,
         icon_url: str | None = None,
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+        validator: SuggestionValidator | None = None,
     ) -> None:
         self.knowledge = knowledge
         self.icon_url = icon_url
         self.new_id = new_id
+        # every resource a suggestion carries is checked against the R4B models before it is sent
+        self.validator = validator or SuggestionValidator()
 
     def render(self, finding: Finding) -> dict[str, Any]:
         knowledge = self.knowledge
@@ -149,7 +143,7 @@ class CardRenderer:
             rendered: dict[str, Any] = {"type": action.type, "description": action.description}
             if action.resource is not None:
                 try:
-                    rendered["resource"] = validate_fhir_resource(action.resource)
+                    rendered["resource"] = self.validator.validate(action.resource)
                 except (
                     Exception
                 ) as error:  # an invalid resource must never reach the EHR; the card still stands

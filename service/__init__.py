@@ -10,7 +10,8 @@ from typing import Any
 import orjson
 from flask import Flask
 
-from hooks.cards import CardRenderer, validate_fhir_resource
+from hooks.cards import CardRenderer
+from hooks.fhir_validation import validate_fhir_resource
 from hooks.knowledge import Knowledge, load_knowledge
 from hooks.services import build_services
 from service.auth import Authenticator, JwksCache, TrustedClient, load_clients

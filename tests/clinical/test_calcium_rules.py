@@ -11,7 +11,7 @@ from collections.abc import Callable
 import pytest
 
 from fixtures.builder import ANCHOR_INSTANT, PatientBuilder, medication_request
-from hooks.cards import validate_fhir_resource
+from hooks.fhir_validation import validate_fhir_resource
 from hooks.knowledge import load_knowledge
 from tests.support.order_sign_http import (
     actions,

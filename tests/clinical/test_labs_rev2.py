@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 
 from fixtures.builder import ANCHOR_INSTANT, PatientBuilder, day
-from hooks.cards import validate_fhir_resource
+from hooks.fhir_validation import validate_fhir_resource
 from hooks.knowledge import load_knowledge
 from tests.support.order_sign_http import (
     actions,

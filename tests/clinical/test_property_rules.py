@@ -24,10 +24,11 @@ from hypothesis import strategies as st
 from fixtures.builder import ANCHOR_INSTANT, MEDICATIONS, ROUTES, UCUM, medication_request
 from fixtures.prefetch import hook_request, prefetch_templates, transaction_resources
 from fixtures.scenarios import all_scenarios
-from hooks.cards import CardRenderer, validate_fhir_resource
+from hooks.cards import CardRenderer
 from hooks.engine import evaluate_orders
 from hooks.facts.build import build_facts
 from hooks.fhir_read import bundle_resources
+from hooks.fhir_validation import validate_fhir_resource
 from hooks.knowledge import load_knowledge
 from hooks.orders import find_bone_agent_orders
 from hooks.rules.registry import ORDER_RULES
