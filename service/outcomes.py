@@ -21,11 +21,19 @@ ISSUE_CODES = {
 class ApiError(Exception):
     """Raised anywhere in request handling; answered as an OperationOutcome with this status."""
 
-    def __init__(self, status: int, diagnostics: str, expression: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        diagnostics: str,
+        expression: str | None = None,
+        retry_after_seconds: int | None = None,
+    ) -> None:
         super().__init__(diagnostics)
         self.status = status
         self.diagnostics = diagnostics
         self.expression = expression
+        # an overloaded service (503) says when to try again (the Retry-After header)
+        self.retry_after_seconds = retry_after_seconds
 
 
 def operation_outcome(

@@ -32,6 +32,8 @@ ERRORS = {
     412: "The patient's record could not be obtained",
     413: "Request body too large",
     415: "Content-Type is not JSON",
+    503: "Busy: too many calls of this worker are reading FHIR servers (Retry-After says when to"
+    " try again)",
 }
 
 
@@ -198,7 +200,7 @@ def build_openapi(services: dict[str, Any], version: str = "") -> dict[str, Any]
                 },
                 "responses": {
                     "200": _json(refs["cds-response"], "Cards (possibly none)"),
-                    **_errors(400, 401, 412, 413, 415),
+                    **_errors(400, 401, 412, 413, 415, 503),
                 },
             }
         }

@@ -96,7 +96,10 @@ def add_cors_headers(response: Response) -> Response:
 def handle_api_error(error: ApiError) -> Response:
     if error.expression:
         g.refusal = f"at {error.expression}"
-    return _with_cors(error_response(error.status, error.diagnostics, error.expression))
+    response = error_response(error.status, error.diagnostics, error.expression)
+    if error.retry_after_seconds is not None:
+        response.headers["Retry-After"] = str(error.retry_after_seconds)
+    return _with_cors(response)
 
 
 @bp.app_errorhandler(HTTPException)

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
+from hooks.facts.fetch_failure import FetchReason
 from hooks.fhir_read import bundle_resources, referenced_patient
 from service.outcomes import ApiError
 from service.record.access import FhirAccess, PatientRecord, fetch
@@ -98,6 +99,8 @@ def gather_record(
                 record.unavailable.update({group: reason for group in key.provides})
         to_fetch = {}
     queries = {**to_fetch, **pages}
+    busy = 0  # queries not started because the worker was at its limit of FHIR calls
+    patient_shed = False
     if queries:
         outcomes = fetch(fetcher, access, queries, metrics)
         for key in keys:
@@ -108,10 +111,17 @@ def gather_record(
             _add(record, key, outcome.resources, patient_id)
             if outcome.ok:
                 continue
+            shed = outcome.error is not None and outcome.error.reason is FetchReason.BUSY
+            if shed:
+                busy += 1  # one log line for the call below, not one per query
+                patient_shed = patient_shed or "patient" in key.provides
             if key.key in pages:
-                log.warning(
-                    "prefetch key %s: its next page could not be read: %s", key.key, outcome.error
-                )
+                if not shed:
+                    log.warning(
+                        "prefetch key %s: its next page could not be read: %s",
+                        key.key,
+                        outcome.error,
+                    )
                 record.partial.update(
                     {
                         group: f"its next page could not be read: {outcome.error}"
@@ -119,8 +129,21 @@ def gather_record(
                     }
                 )
             else:
-                log.warning("prefetch key %s could not be fetched: %s", key.key, outcome.error)
+                if not shed:
+                    log.warning("prefetch key %s could not be fetched: %s", key.key, outcome.error)
                 record.unavailable.update({group: str(outcome.error) for group in key.provides})
+    if busy:
+        log.warning("%d FHIR queries not read: this worker is at its limit of FHIR calls", busy)
+    if record.patient is None and patient_shed:
+        # Overload, not a record the EHR lacks: the client may try again (CDS Hooks clients treat
+        # any error as no cards; 412 would send integration teams looking for a data problem).
+        raise ApiError(
+            503,
+            "The service is busy: too many calls on this worker are reading FHIR servers. Try"
+            " again shortly.",
+            "prefetch.patient",
+            retry_after_seconds=1,
+        )
     if record.patient is None:
         reason = record.unavailable.get("patient", "the Patient resource was not found")
         raise ApiError(

@@ -178,3 +178,42 @@ def test_health_stays_quick_with_24_slow_calls_in_flight(server, tmp_path):
     assert any(
         busy for _, _, busy in results
     )  # over the limit: answered at once, saying what was not read
+
+
+def test_a_worker_at_its_limit_answers_503_with_retry_after_when_it_cannot_read_the_patient(
+    server, tmp_path
+):
+    """One FHIR call at a time on this worker, its reads slow: the calls that cannot start their
+    reads (the patient's among them) are told the service is busy (503, Retry-After), not that the
+    patient's record could not be obtained (412). A call whose patient came with the request still
+    answers with cards saying what was not read."""
+    server.slow_seconds = 2.0
+    server.reset({"*": "slow", "Patient": "ok"})
+    app = app_for(server, tmp_path, fhir_max_concurrent_calls=1, fhir_budget_seconds=2.5)
+    without_patient = body_for(server)
+    with_patient = body_for(server, prefetch_patient=True)
+
+    def sign(body: dict):
+        return app.test_client().post(SIGN, json=body)
+
+    with ThreadPoolExecutor(4) as pool:
+        first = pool.submit(sign, without_patient)
+        time.sleep(0.3)  # the first call holds the worker's one FHIR slot now
+        started = time.monotonic()
+        others = [pool.submit(sign, without_patient) for _ in range(2)]
+        prefetched = pool.submit(sign, with_patient)
+        shed = [call.result() for call in others]
+        elapsed = time.monotonic() - started
+        assert first.result().status_code == 200
+        answered = prefetched.result()
+    assert answered.status_code == 200
+    assert any("service is busy" in card["detail"] for card in answered.get_json()["cards"])
+    assert [response.status_code for response in shed] == [503, 503]
+    for response in shed:
+        assert response.headers["Retry-After"] == "1"
+        outcome = response.get_json()
+        assert outcome["resourceType"] == "OperationOutcome"
+        assert outcome["issue"][0]["code"] == "transient"
+        assert "busy" in outcome["issue"][0]["diagnostics"]
+    assert elapsed < 1.8, f"{elapsed:.2f} s"  # at most the one-second wait for a slot
+    FIGURES["busy worker without the patient -> 503"] = f"{elapsed:.2f} s"
