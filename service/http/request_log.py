@@ -87,7 +87,9 @@ def _route_path() -> str:
 
 
 def _level(status: int) -> int:
-    if status >= 500:
+    # 503 is load shed by design (a worker at its limit of FHIR calls): a capacity signal, counted
+    # by status in the metrics, not a fault to page someone for
+    if status >= 500 and status != 503:
         return logging.ERROR
     if status >= 400:
         return logging.WARNING

@@ -47,9 +47,9 @@ class FhirFetcher:
     fork, on first use, and reused by every call.
 
     At most `max_concurrent_calls` hook calls of one worker read from FHIR servers at a time, and at
-    most one fewer wait for their turn (SLOT_WAIT_SECONDS at most): the others answer at once with
-    cards saying what could not be checked, so a slow EHR server cannot hold every thread (and the
-    health probes).
+    most one fewer wait for their turn (SLOT_WAIT_SECONDS at most): the others answer at once, with
+    cards saying what could not be checked, or 503 with Retry-After when the Patient itself was to
+    be read, so a slow EHR server cannot hold every thread (and the health probes).
     """
 
     def __init__(

@@ -181,7 +181,7 @@ def test_health_stays_quick_with_24_slow_calls_in_flight(server, tmp_path):
 
 
 def test_a_worker_at_its_limit_answers_503_with_retry_after_when_it_cannot_read_the_patient(
-    server, tmp_path
+    server, tmp_path, caplog
 ):
     """One FHIR call at a time on this worker, its reads slow: the calls that cannot start their
     reads (the patient's among them) are told the service is busy (503, Retry-After), not that the
@@ -216,4 +216,9 @@ def test_a_worker_at_its_limit_answers_503_with_retry_after_when_it_cannot_read_
         assert outcome["issue"][0]["code"] == "transient"
         assert "busy" in outcome["issue"][0]["diagnostics"]
     assert elapsed < 1.8, f"{elapsed:.2f} s"  # at most the one-second wait for a slot
+    # load shed by design: logged as a warning (capacity), not an error (fault)
+    shed_lines = [
+        r for r in caplog.records if r.name == "bonecds.http" and "status=503" in r.message
+    ]
+    assert len(shed_lines) == 2 and {r.levelname for r in shed_lines} == {"WARNING"}
     FIGURES["busy worker without the patient -> 503"] = f"{elapsed:.2f} s"
