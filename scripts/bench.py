@@ -505,6 +505,27 @@ def start_service(
     return service
 
 
+IN_FLIGHT = re.compile(r"^bonecds_http_requests_in_flight(?:\{[^}]*\})? ([0-9.e+-]+)$", re.M)
+
+
+def wait_idle(service: Service, timeout: float = 5.0) -> None:
+    """Wait until the service answers nothing but this probe: when wrk stops (the warm-up before a
+    measured run), the calls it had sent go on in the workers, and a measured run started at once
+    would share the workers with them (on the FHIR path, a slow call holds one of the worker's FHIR
+    slots for a few hundred ms, so the new run's first calls were shed as busy)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            found = IN_FLIGHT.search(httpx.get(f"{service.base}/metrics", timeout=1.0).text)
+        except httpx.HTTPError:
+            found = None
+        if found is not None and float(found.group(1)) <= 1:  # the probe itself
+            return
+        time.sleep(0.01)
+
+
 def wait_healthy(service: Service, timeout: float = 30.0) -> None:
     import httpx
 
@@ -869,7 +890,8 @@ def measure(
     **options: Any,
 ) -> tuple[WrkResult, float | None, str]:
     """One wrk run with the workers' CPU time sampled around it: (result, CPU ms per request, CPU
-    split per worker)."""
+    split per worker). It starts once the calls of the run before it have ended."""
+    wait_idle(service)
     before = service.worker_cpu_s()
     result = run_wrk(url, concurrency, seconds, env, **options)
     after = service.worker_cpu_s()
