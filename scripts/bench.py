@@ -2,8 +2,8 @@
 """Latency and throughput benchmark of bonecds as it runs in production (`bonecds serve`, gunicorn,
 2 workers, preload).
 
-    make bench                       # full run (about 9 minutes)
-    make bench BENCH_ARGS=--quick    # short runs (about 3 minutes)
+    make bench                       # full run (about 15 minutes)
+    make bench BENCH_ARGS=--quick    # short runs (about 6 minutes)
     python3 scripts/bench.py [--quick] [--duration S] [--warmup S] [--soak-seconds S] [--no-jwt]
 
 From a fresh clone it creates .venv and .venv-fhir (as scripts/dev.py does), installs `wrk` with
@@ -16,8 +16,9 @@ apt-get when it is missing (as root), and then, over loopback only:
   service/bench_floor.py), and measures the time from process start to the first successful
   order-sign answer;
 - measures worker memory (VmRSS) after 5,000 and 10,000 order-sign requests;
-- runs every scenario with wrk at concurrency 1 and 8, each right after the floor endpoint with the
-  same body, so the ratio p50 / floor p50 is taken in the same run under the same conditions;
+- runs every scenario with wrk at concurrency 1 and 8 in turns with the floor endpoint with the same
+  body (5 rounds of 2 s each, floor then scenario; 3 of 1 s with --quick) and reports the median of
+  the rounds, so a slow spell of the machine falls on both and the ratios to the floor hold;
 - runs a mixed soak at concurrency 16 and checks errors, stored feedback rows and memory;
 - optionally (default on) runs the typical order-sign with JWT authentication on (pre-minted tokens,
   one per request).
@@ -31,6 +32,7 @@ included.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -46,6 +48,7 @@ import subprocess
 import sys
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -891,15 +894,86 @@ def measure(
 ) -> tuple[WrkResult, float | None, str]:
     """One wrk run with the workers' CPU time sampled around it: (result, CPU ms per request, CPU
     split per worker). It starts once the calls of the run before it have ended."""
+    result, used = _sampled_run(service, url, concurrency, seconds, env, **options)
+    return result, *_cpu_figures(used, result.requests)
+
+
+def _sampled_run(
+    service: Service,
+    url: str,
+    concurrency: int,
+    seconds: float,
+    env: dict[str, str],
+    **options: Any,
+) -> tuple[WrkResult, dict[int, float]]:
+    """One wrk run, once the service is idle, and the CPU seconds each worker used during it."""
     wait_idle(service)
     before = service.worker_cpu_s()
     result = run_wrk(url, concurrency, seconds, env, **options)
     after = service.worker_cpu_s()
-    used = {pid: after[pid] - before[pid] for pid in before if pid in after}
+    return result, {pid: after[pid] - before[pid] for pid in before if pid in after}
+
+
+def _cpu_figures(used: dict[int, float], requests: int) -> tuple[float | None, str]:
+    """CPU ms per request of both workers, and each worker's share ('48/52')."""
     total = sum(used.values())
-    per_request = total * 1000 / result.requests if result.requests else None
+    per_request = total * 1000 / requests if requests else None
     split = "/".join(f"{100 * used[pid] / total:.0f}" for pid in sorted(used)) if total > 0 else ""
-    return result, per_request, split
+    return per_request, split
+
+
+def rounds_for(seconds: float) -> tuple[int, int]:
+    """(rounds, whole seconds per round) for `seconds` of measuring taken in turns: 5 rounds of 2 s
+    in a full run, 3 of 1 s in a quick one (wrk's -d is in whole seconds)."""
+    rounds = min(5, max(1, int(seconds)))
+    return rounds, max(1, round(seconds / rounds))
+
+
+def combined(results: list[WrkResult]) -> WrkResult:
+    """Short runs of one scenario as one result: the median of their p50, p99 and rate (a slow spell
+    of the machine moves one round, not the figure), their requests, errors and counts added."""
+    counts: dict[str, int] = {}
+    for result in results:
+        for key, value in result.counts.items():
+            counts[key] = counts.get(key, 0) + value
+    return WrkResult(
+        statistics.median(r.p50_ms for r in results),
+        statistics.median(r.p99_ms for r in results),
+        statistics.median(r.rps for r in results),
+        sum(r.requests for r in results),
+        sum(r.non_2xx for r in results),
+        {k: sum(r.socket_errors.get(k, 0) for r in results) for k in results[0].socket_errors},
+        counts,
+        sum(r.duration_s for r in results),
+    )
+
+
+def measure_in_turns(
+    service: Service,
+    runs: list[tuple[str, dict[str, str]]],
+    concurrency: int,
+    seconds: float,
+    for_round: Callable[[dict[str, str]], dict[str, str]] = lambda env: env,
+) -> list[tuple[WrkResult, float | None, str]]:
+    """The runs (url, wrk environment; `for_round` adapts it to each round) measured in alternating
+    short rounds (floor, scenario, floor, scenario, ...) for `seconds` each in all, each combined
+    (`combined`): on a machine whose speed drifts by tens of percent within a minute, the floor and
+    the scenario are measured in the same spells, so their ratio holds where two back-to-back runs
+    did not."""
+    rounds, each = rounds_for(seconds)
+    taken: list[list[WrkResult]] = [[] for _ in runs]
+    used: list[dict[int, float]] = [{} for _ in runs]
+    for _ in range(rounds):
+        for index, (url, env) in enumerate(runs):
+            result, cpu = _sampled_run(service, url, concurrency, each, for_round(env))
+            taken[index].append(result)
+            for pid, seconds_used in cpu.items():
+                used[index][pid] = used[index].get(pid, 0.0) + seconds_used
+    out = []
+    for results, cpu in zip(taken, used, strict=True):
+        result = combined(results)
+        out.append((result, *_cpu_figures(cpu, result.requests)))
+    return out
 
 
 def time_parallel_queries(
@@ -1137,8 +1211,15 @@ def run(args: argparse.Namespace) -> int:
             f" {split_first}, {split_second}"
         )
 
-        # Scenarios, each right after the floor endpoint with the same body and concurrency.
-        run_counter = iter(range(1, 100))
+        # Scenarios, each in turns with the floor endpoint with the same body and concurrency.
+        run_counter = itertools.count(1)
+
+        def new_run(env: dict[str, str]) -> dict[str, str]:
+            """A feedback run sends new feedback (its run number is in the feedback ids)."""
+            if env.get("BENCH_MODE") != "feedback":
+                return env
+            return {**env, "BENCH_RUN": str(next(run_counter))}
+
         scenarios = [
             (
                 "typical order-sign (full prefetch)",
@@ -1193,18 +1274,13 @@ def run(args: argparse.Namespace) -> int:
             )
             for concurrency in (1, 8):
                 say(f"  {label}, c={concurrency} ...")
+
                 run_wrk(floor_url, concurrency, warmup, floor_env)
-                floor, floor_cpu, floor_split = measure(
-                    service, floor_url, concurrency, duration, floor_env
+                run_wrk(url, concurrency, warmup, new_run(env))
+                (floor, floor_cpu, floor_split), (result, cpu, split) = measure_in_turns(
+                    service, [(floor_url, floor_env), (url, env)], concurrency, duration, new_run
                 )
                 floors[(label, concurrency)] = floor
-                scenario_env = dict(env)
-                if env["BENCH_MODE"] == "feedback":
-                    scenario_env["BENCH_RUN"] = str(next(run_counter))
-                run_wrk(url, concurrency, warmup, scenario_env)
-                if env["BENCH_MODE"] == "feedback":
-                    scenario_env["BENCH_RUN"] = str(next(run_counter))
-                result, cpu, split = measure(service, url, concurrency, duration, scenario_env)
                 rows.append(
                     Row(
                         floor_label,
@@ -1551,8 +1627,9 @@ def report(args: argparse.Namespace, rows: list[Row], results: dict) -> None:
     say("\n" + "=" * 100)
     say(
         f"bonecds benchmark ({'quick' if args.quick else 'full'}: {args.duration:g} s per run after"
-        f" {args.warmup:g} s warm-up; {os.cpu_count()} CPUs; wrk, server and FHIR server share this"
-        " machine)\n"
+        f" {args.warmup:g} s warm-up, scenario and floor in {rounds_for(args.duration)[0]}"
+        f" alternating rounds (medians); {os.cpu_count()} CPUs; wrk, server and FHIR server"
+        " share this machine)\n"
     )
     say(table)
     say("")
