@@ -2,8 +2,8 @@
 """Latency and throughput benchmark of bonecds as it runs in production (`bonecds serve`, gunicorn,
 2 workers, preload).
 
-    make bench                       # full run (about 15 minutes)
-    make bench BENCH_ARGS=--quick    # short runs (about 6 minutes)
+    make bench                       # full run (about 13 minutes)
+    make bench BENCH_ARGS=--quick    # short runs (about 5 minutes)
     python3 scripts/bench.py [--quick] [--duration S] [--warmup S] [--soak-seconds S] [--no-jwt]
 
 From a fresh clone it creates .venv and .venv-fhir (as scripts/dev.py does), installs `wrk` with
