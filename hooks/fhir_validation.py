@@ -17,6 +17,9 @@ RECURRING_ELEMENTS = frozenset(
     {"medicationCodeableConcept", "dosageInstruction", "code", "category", "dispenseRequest"}
 )
 MEMO_LIMIT = 512  # distinct elements; a product table's products times its doses stay well below
+# Free text a clinician may write into an element ("give after dialysis on Tuesdays"): an element
+# carrying it is validated on every call and not kept, so no text about a patient outlives the call.
+FREE_TEXT = frozenset({"text", "patientInstruction"})
 
 
 def validate_fhir_resource(resource: dict[str, Any]) -> dict[str, Any]:
@@ -49,16 +52,20 @@ class SuggestionValidator:
             value = resource[name]
             if element_model is None or value is None:
                 continue
+            # a concept's text is the drug's or test's name; a dosage's text is the clinician's
+            kept = name != "dosageInstruction"
             if isinstance(value, list):
-                checked[name] = [self._element(element_model, item) for item in value]
+                checked[name] = [self._element(element_model, item, kept) for item in value]
             else:
-                checked[name] = self._element(element_model, value)
+                checked[name] = self._element(element_model, value, kept)
         model.model_validate(checked)
         return resource
 
-    def _element(self, model: Any, value: Any) -> Any:
+    def _element(self, model: Any, value: Any, text_kept: bool) -> Any:
         if not isinstance(value, dict):
             return value  # left to the resource's own validation, which refuses it
+        if not text_kept and not FREE_TEXT.isdisjoint(value):
+            return model.model_validate(value)
         try:
             key = (model.__name__, orjson.dumps(value, option=orjson.OPT_SORT_KEYS))
         except orjson.JSONEncodeError:  # not JSON-shaped (a non-string key): checked, not kept

@@ -157,3 +157,18 @@ def test_the_memo_stays_within_its_limit():
         validator.validate(dose_update(dose=float(dose)))
         assert len(validator) <= 3
     assert not refused(validator.validate, dose_update(dose=4.0))
+
+
+def test_a_dosage_with_the_clinicians_text_is_checked_every_time_and_never_kept():
+    validator = SuggestionValidator()
+    written = changed(
+        dose_update(), _set(["dosageInstruction", 0, "text"], "after dialysis on Tuesdays")
+    )
+    instructed = changed(
+        dose_update(), _set(["dosageInstruction", 0, "patientInstruction"], "sit upright")
+    )
+    for resource in (written, instructed):
+        validator.validate(resource)
+    assert len(validator) == 1  # the medication concept only
+    bad = changed(written, _set([*DOSE, "value"], "three"))
+    assert refused(validator.validate, bad) and refused(validate_fhir_resource, bad)
