@@ -19,7 +19,8 @@ RECURRING_ELEMENTS = frozenset(
 MEMO_LIMIT = 512  # distinct elements; a product table's products times its doses stay well below
 # Free text a clinician may write into an element ("give after dialysis on Tuesdays"): an element
 # carrying it is validated on every call and not kept, so no text about a patient outlives the call.
-FREE_TEXT = frozenset({"text", "patientInstruction"})
+# (A concept's text is the drug's or the test's name.)
+CLINICIAN_TEXT = {"dosageInstruction": frozenset({"text", "patientInstruction"})}
 
 
 def validate_fhir_resource(resource: dict[str, Any]) -> dict[str, Any]:
@@ -52,24 +53,20 @@ class SuggestionValidator:
             value = resource[name]
             if element_model is None or value is None:
                 continue
-            # a concept's text is the drug's or test's name; a dosage's text is the clinician's
-            kept = name != "dosageInstruction"
+            free_text = CLINICIAN_TEXT.get(name, frozenset())
             if isinstance(value, list):
-                checked[name] = [self._element(element_model, item, kept) for item in value]
+                checked[name] = [self._element(element_model, item, free_text) for item in value]
             else:
-                checked[name] = self._element(element_model, value, kept)
+                checked[name] = self._element(element_model, value, free_text)
         model.model_validate(checked)
         return resource
 
-    def _element(self, model: Any, value: Any, text_kept: bool) -> Any:
+    def _element(self, model: Any, value: Any, free_text: frozenset[str]) -> Any:
         if not isinstance(value, dict):
             return value  # left to the resource's own validation, which refuses it
-        if not text_kept and not FREE_TEXT.isdisjoint(value):
-            return model.model_validate(value)
-        try:
-            key = (model.__name__, orjson.dumps(value, option=orjson.OPT_SORT_KEYS))
-        except orjson.JSONEncodeError:  # not JSON-shaped (a non-string key): checked, not kept
-            return model.model_validate(value)
+        key = _memo_key(model, value) if free_text.isdisjoint(value) else None
+        if key is None:
+            return model.model_validate(value)  # checked, not kept
         found = self._validated.get(key)
         if found is None:
             found = model.model_validate(value)  # raises for an invalid element: nothing kept
@@ -81,6 +78,15 @@ class SuggestionValidator:
 
     def __len__(self) -> int:
         return len(self._validated)
+
+
+def _memo_key(model: Any, value: dict[str, Any]) -> tuple[str, bytes] | None:
+    """The element's model and its JSON with sorted keys; None when it is not JSON-shaped (a
+    non-string key)."""
+    try:
+        return model.__name__, orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:
+        return None
 
 
 def _element_model(model: Any, name: str) -> Any:

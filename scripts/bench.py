@@ -1274,7 +1274,6 @@ def run(args: argparse.Namespace) -> int:
             )
             for concurrency in (1, 8):
                 say(f"  {label}, c={concurrency} ...")
-
                 run_wrk(floor_url, concurrency, warmup, floor_env)
                 run_wrk(url, concurrency, warmup, new_run(env))
                 (floor, floor_cpu, floor_split), (result, cpu, split) = measure_in_turns(
