@@ -4,8 +4,8 @@ suggestions."""
 from __future__ import annotations
 
 import logging
+import os
 import re
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +17,9 @@ from hooks.quick_frozen import quick_frozen
 log = logging.getLogger(__name__)
 
 SUMMARY_LIMIT = 139
+# A random UUID's version (4) and variant (RFC 4122) bits, as uuid.uuid4() sets them.
+UUID4_CLEARED = ~(0xC000 << 48 | 0xF000 << 64)
+UUID4_SET = 0x8000 << 48 | 0x4000 << 64
 LABEL_LIMIT = 80  # a suggestion's button text; EHRs such as the CDS Hooks Sandbox show it whole
 # The card's `extension` key for what developers and feedback analysis need (rule id, knowledge
 # version): the clinician's text does not carry it.
@@ -66,6 +69,14 @@ class Finding:
     alternatives: bool = False
 
 
+def random_uuid() -> str:
+    """A random (version 4) UUID as text, as str(uuid.uuid4()) gives it, at half its cost: each
+    card and suggestion gets one."""
+    value = int.from_bytes(os.urandom(16), "big") & UUID4_CLEARED | UUID4_SET
+    text = f"{value:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
 class CardRenderer:
     """Turns findings into CDS Hooks card JSON; built once per app with the knowledge and optional
     icon URL."""
@@ -74,12 +85,12 @@ class CardRenderer:
         self,
         knowledge: Knowledge,
         icon_url: str | None = None,
-        new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+        new_id: Callable[[], str] | None = None,
         validator: SuggestionValidator | None = None,
     ) -> None:
         self.knowledge = knowledge
         self.icon_url = icon_url
-        self.new_id = new_id
+        self.new_id = new_id or random_uuid
         # every resource a suggestion carries is checked against the R4B models before it is sent
         self.validator = validator or SuggestionValidator()
 

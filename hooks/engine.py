@@ -82,10 +82,10 @@ class OrderEvaluator:
     def run_rules(self, order: BoneAgentOrder, others: tuple[BoneAgentOrder, ...]) -> list[Finding]:
         """Each rule in scope for the order (the one rule loop: a rule that fails yields a card
         saying so, never silence), each finding noting how the drug was recognised."""
-        return [
-            _with_recognition_note(f, order)
-            for f in run_rules(self.rules, self.context(order, others))
-        ]
+        return self._findings(order, self.context(order, others))
+
+    def _findings(self, order: BoneAgentOrder, ctx: OrderContext) -> list[Finding]:
+        return [_with_recognition_note(f, order) for f in run_rules(self.rules, ctx)]
 
     def evaluate(self, orders: Iterable[BoneAgentOrder]) -> list[Finding]:
         """Each order against each rule; per order the cards come most serious first, suggestions
@@ -120,8 +120,8 @@ class OrderEvaluator:
             if suggestion.fallback and passed:
                 continue  # a first choice passed: the fallback is not needed
             proposed += 1
-            suggestion, proposal, dose_note = self._at_label_dose(suggestion, proposal)
-            trial = self.trial(proposal)
+            suggestion, proposal, dose_note, prepared = self._at_label_dose(suggestion, proposal)
+            trial = self.trial(proposal, prepared)
             blocking = trial.blocking
             again = [
                 f
@@ -172,14 +172,16 @@ class OrderEvaluator:
         detail = finding.detail + "\n\n" + "\n".join([heading, *notes])
         return dataclasses.replace(finding, detail=detail, suggestions=tuple(kept))
 
-    def trial(self, proposal: Proposal) -> Trial:
+    def trial(self, proposal: Proposal, prepared: OrderContext | None = None) -> Trial:
         """Evaluate the proposed order as if signed: the other drafts of the request stay, the one
-        it replaces goes."""
+        it replaces goes. `prepared` is a context already made for exactly this (no rule has run in
+        it): what it worked out (renal function, label band) is not worked out again."""
         candidate = proposal.order
         if candidate is None:
             return Trial(None, ())
         others = self._others(proposal.replaces) + (candidate,)
-        return Trial(candidate, tuple(self.run_rules(candidate, others)))
+        ctx = prepared if prepared is not None else self.context(candidate, others)
+        return Trial(candidate, tuple(self._findings(candidate, ctx)))
 
     def _others(self, replaced: BoneAgentOrder | None) -> tuple[BoneAgentOrder, ...]:
         """The request's other bone-agent drafts once `replaced` is taken out (matched by id: the
@@ -216,17 +218,19 @@ class OrderEvaluator:
 
     def _at_label_dose(
         self, suggestion: Suggestion, proposal: Proposal
-    ) -> tuple[Suggestion, Proposal, str]:
+    ) -> tuple[Suggestion, Proposal, str, OrderContext | None]:
         """A proposed order of a product with a renal table carries its band for this patient (dose,
         interval, infusion time; the baseline clearance of a course under way for zoledronic acid):
-        a schedule or product change never undoes a renal reduction."""
+        a schedule or product change never undoes a renal reduction.
+
+        Also the context made for the proposal when it comes back unchanged, for its trial."""
         candidate = proposal.order
         if (
             candidate is None
             or candidate.formulation is None
             or not candidate.formulation.renal.get("dose_table")
         ):
-            return suggestion, proposal, ""
+            return suggestion, proposal, "", None
         others = self._others(proposal.replaces) + (candidate,)
         ctx = self.context(candidate, others)
         label = renal_label_dose(ctx)
@@ -244,11 +248,12 @@ class OrderEvaluator:
                     with_description_note(suggestion, note),
                     proposal,
                     f"No renal function: {note}",
+                    ctx,
                 )
-            return suggestion, proposal, ""
+            return suggestion, proposal, "", ctx
         over = exceeded(candidate, label)
         if not over:
-            return suggestion, proposal, ""
+            return suggestion, proposal, "", ctx
         resource = at_band(proposal.resource, candidate, label)
         dose = label.dose_for(candidate)
         edges = band_edges(label.bands)
@@ -260,7 +265,7 @@ class OrderEvaluator:
             renamed = dataclasses.replace(
                 renamed, label=f"{renamed.label}, {every_words(label.every)}"
             )
-        return renamed, Proposal(resource, proposal.replaces, self._read(resource)), note
+        return renamed, Proposal(resource, proposal.replaces, self._read(resource)), note, None
 
     def _with_administration_text(
         self, suggestion: Suggestion, candidate: BoneAgentOrder

@@ -73,16 +73,15 @@ class OrderSignService:
     ) -> list[Finding]:
         all_orders = self.all_orders(context, orders)
         draft_ids = frozenset(o.resource_id for o in all_orders if o.resource_id)
+        drafted = bundle_resources(context.get("draftOrders"))
         companions = [
-            r
-            for r in bundle_resources(context.get("draftOrders"))
-            if not (isinstance(r.get("id"), str) and r["id"] in draft_ids)
+            r for r in drafted if not (isinstance(r.get("id"), str) and r["id"] in draft_ids)
         ]
         facts = build_facts(
             patient, resources, unavailable, self.knowledge, now, draft_ids, companions
         )
         patient_reference = f"Patient/{context['patientId']}"
-        medications = medications_by_id([*resources, *bundle_resources(context.get("draftOrders"))])
+        medications = medications_by_id([*resources, *drafted])
         return evaluate_orders(
             orders,
             facts,

@@ -239,14 +239,19 @@ def _assess_renal_function(
     return RenalAssessment(None, creatinine, tuple(missing))
 
 
-def on_dialysis(facts: PatientFacts) -> list[str]:
+def on_dialysis(facts: PatientFacts) -> tuple[str, ...]:
     """Evidence that the patient is on dialysis, one line each: an active dialysis or end-stage
     renal disease Condition (ICD-10-CM N18.6, Z99.2; SNOMED 46177005, 236435004), or a dialysis
-    Procedure within the knowledge's window."""
+    Procedure within the knowledge's window. Worked out once per call (five rules and the
+    suggestion gate's trials ask)."""
+    return facts.remember(("dialysis",), lambda: _dialysis_evidence(facts))
+
+
+def _dialysis_evidence(facts: PatientFacts) -> tuple[str, ...]:
     lines = [c.label for c in facts.conditions_in("dialysis", active_only=True)]
     lines += [
         f"{p.label} performed {p.when.date().isoformat()}"
         for p in facts.dialysis_procedures
         if p.when
     ]
-    return lines
+    return tuple(lines)

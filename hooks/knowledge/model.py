@@ -194,10 +194,20 @@ class Knowledge:
     origin: str = field(
         default=BUNDLED_KNOWLEDGE, compare=False
     )  # the file it came from, as errors name it
+    # Each threshold's value ({"value": ..., "source": ...} entries unwrapped), worked out once: the
+    # rules ask for one about fifty times a call, the suggestion gate's trials included.
+    _threshold_values: dict[str, Any] = field(
+        default_factory=dict, repr=False, compare=False, init=False
+    )
+
+    def __post_init__(self) -> None:
+        self._threshold_values.update(
+            (name, entry["value"] if isinstance(entry, dict) and "value" in entry else entry)
+            for name, entry in self.thresholds.items()
+        )
 
     def threshold(self, name: str) -> Any:
-        entry = self.thresholds[name]
-        return entry["value"] if isinstance(entry, dict) and "value" in entry else entry
+        return self._threshold_values[name]
 
     def formulation(self, formulation_id: str) -> Formulation:
         return next(f for f in self.formulations if f.id == formulation_id)

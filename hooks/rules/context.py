@@ -3,7 +3,7 @@ derived values."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -159,6 +159,15 @@ class OrderContext(PatientAssessments):
     # order-select: the order may not say its dose or timing yet, so rules skip what it does not say
     tolerant: bool = False
     rule_id: str = ""  # the rule running now (set by the rule loop); its findings carry this id
+    # Values derived from this order that modules above this one work out (the renal label band),
+    # each once per context: several rules and the suggestion gate ask.
+    derived: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def remember(self, key: str, compute: Callable[[], Any]) -> Any:
+        """`derived[key]`, computed by `compute()` the first time this context asks."""
+        if key not in self.derived:
+            self.derived[key] = compute()
+        return self.derived[key]
 
     def threshold(self, name: str):
         return self.knowledge.threshold(name)

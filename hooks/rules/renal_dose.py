@@ -103,6 +103,10 @@ def renal_label_dose(ctx: OrderContext) -> LabelDose | None:
     table or floor (renal-contraindicated speaks then). The suggestion gate writes this band into
     every order it lets through, so no suggestion draws renal-dose-adjust.
     """
+    return ctx.remember("renal label dose", lambda: _renal_label_dose(ctx))
+
+
+def _renal_label_dose(ctx: OrderContext) -> LabelDose | None:
     order, facts = ctx.order, ctx.facts
     renal = order.formulation.renal if order.formulation else {}
     table = renal.get("dose_table")

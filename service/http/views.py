@@ -85,10 +85,15 @@ def add_cors_headers(response: Response) -> Response:
     elif origin and origin in origins:
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Vary"] = "Origin"
-    response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
-    response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type, X-Request-ID"
     response.headers["Access-Control-Expose-Headers"] = "X-Request-ID"
-    response.headers["Access-Control-Max-Age"] = "600"
+    if request.method == "OPTIONS":
+        # what may be sent, and for how long that holds: a browser reads these from the preflight's
+        # answer only, so the calls themselves do not carry them
+        response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+        response.headers["Access-Control-Allow-Headers"] = (
+            "Authorization, Content-Type, X-Request-ID"
+        )
+        response.headers["Access-Control-Max-Age"] = "600"
     return response
 
 

@@ -21,18 +21,17 @@ from service.record.ssrf import parse_base_url
 log = logging.getLogger(__name__)
 
 
-def _prefetched(value: Any) -> tuple[str, dict[str, Any]]:
-    """Classify one prefetch value: ('none'|'resource'|'bundle'|'failed', payload); the payload is
-    empty unless the kind is 'resource' or 'bundle'."""
-    if value is None:
-        return "none", {}
-    if not isinstance(value, dict) or not isinstance(value.get("resourceType"), str):
-        return "failed", {}
-    if value["resourceType"] == "OperationOutcome":
-        return "failed", {}
-    if value["resourceType"] == "Bundle":
-        return "bundle", value
-    return "resource", value
+ABSENT: Any = object()  # a prefetch key the request did not send
+
+
+def _prefetched(value: Any) -> str:
+    """Classify one prefetch value the request sent (not null): 'resource', 'bundle' or 'failed'."""
+    if value.__class__ is not dict:
+        return "failed"
+    resource_type = value.get("resourceType")
+    if resource_type.__class__ is not str or resource_type == "OperationOutcome":
+        return "failed"
+    return "bundle" if resource_type == "Bundle" else "resource"
 
 
 def gather_record(
@@ -63,15 +62,17 @@ def gather_record(
     pages: dict[str, str] = {}  # prefetch key -> the next page of the EHR's paged prefetch
     keys = tuple(keys)
     for key in keys:
-        kind, payload = _prefetched(prefetch[key.key]) if key.key in prefetch else ("absent", {})
-        if kind == "none":
-            continue
+        value = prefetch.get(key.key, ABSENT)
+        if value is None:
+            continue  # sent as null: the EHR found nothing
+        kind = "absent" if value is ABSENT else _prefetched(value)
         if kind == "resource":
-            _add(record, key, [payload], patient_id)
+            _add(record, key, [value], patient_id)
             continue
         if kind == "bundle":
-            _add(record, key, bundle_resources(payload), patient_id)
-            following = next_link(payload)
+            if value.get("entry"):  # most keys of a request find nothing: an empty searchset
+                _add(record, key, bundle_resources(value), patient_id)
+            following = next_link(value) if value.get("link") else None
             if following:  # the EHR paginated its prefetch: read the rest ourselves if we may
                 page, why_not = _next_page(following, access)
                 if page:
@@ -193,10 +194,10 @@ def _add(
                 record.patient = resource
             else:
                 foreign += 1
-        elif own_reference is not None and _belongs_to_other_patient(resource, own_reference):
-            foreign += 1
-        else:
+        elif own_reference is None or not _belongs_to_other_patient(resource, own_reference):
             kept.append(resource)
+        else:
+            foreign += 1
     if foreign:
         log.warning("prefetch key %s: %d resource(s) of another patient ignored", key.key, foreign)
 
@@ -204,6 +205,13 @@ def _add(
 def _belongs_to_other_patient(resource: dict, own_reference: str) -> bool:
     """Subject or patient names a different Patient than `own_reference` ('Patient/<id>'); Group
     subjects and missing references are left to the rules."""
+    subject = resource.get("subject")
+    if (
+        subject.__class__ is dict
+        and subject.get("reference") == own_reference
+        and "patient" not in resource
+    ):
+        return False  # the common case in one look (1,000s per long record)
     for key in ("subject", "patient"):
         value = resource.get(key)
         if not isinstance(value, dict):

@@ -451,8 +451,10 @@ def test_13_to_20_card_content_for_every_scenario(client, service):
             assert not re.search(r"<[a-zA-Z/][^>]*>", card["detail"]), (
                 "detail must be markdown without raw HTML"
             )  # 20
-        for value in uuids:  # 15
-            assert str(uuid.UUID(value)) == value
+        for value in uuids:  # 15: random (version 4) UUIDs in their usual text form
+            parsed = uuid.UUID(value)
+            assert str(parsed) == value
+            assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122)
         assert len(uuids) == len(set(uuids))
         for path, value in walk(body):  # 19
             if path == "$.cards":
@@ -606,7 +608,24 @@ def test_cors_preflight_on_all_endpoints(client, path):
     assert "Authorization" in response.headers["Access-Control-Allow-Headers"]
     assert "Content-Type" in response.headers["Access-Control-Allow-Headers"]
     assert "POST" in response.headers["Access-Control-Allow-Methods"]
+    assert response.headers["Access-Control-Max-Age"] == "600"
     assert response.headers["Access-Control-Allow-Origin"] == "*"
+
+
+def test_cors_on_a_call_names_the_origin_and_exposes_the_request_id(client, service):
+    """The call's own answer carries what a browser reads from it (origin, exposed headers); what
+    may be sent is the preflight's to say."""
+    s = scenario("calcium-low")
+    body = hook_request_for(service, s, resources=transaction_resources(s.patient.transaction()))
+    origin = {"Origin": "https://sandbox.cds-hooks.org"}
+    response = client.post(SERVICE_URL, json=body, headers=origin)
+    assert response.status_code == 200
+    assert response.get_json()["cards"]
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+    assert response.headers["Access-Control-Expose-Headers"] == "X-Request-ID"
+    assert response.headers["X-Request-ID"]
+    for preflight_only in ("Allow-Methods", "Allow-Headers", "Max-Age"):
+        assert f"Access-Control-{preflight_only}" not in response.headers
 
 
 def test_resources_of_another_patient_are_ignored(client, service, caplog):
