@@ -93,13 +93,15 @@ def parse_datetime(value: Any) -> datetime | None:
     if not isinstance(value, str) or len(value) < 4:
         return None
     text = value.strip()
+    size = len(text)
     try:
-        if len(text) == 4:
-            return datetime(int(text), 1, 1, tzinfo=UTC)
-        if len(text) == 7:
-            return datetime(int(text[:4]), int(text[5:7]), 1, tzinfo=UTC)
-        if len(text) == 10:
-            return datetime.fromisoformat(text).replace(tzinfo=UTC)
+        if size <= 10:  # a date, year-month or year; an instant or dateTime below
+            if size == 10:
+                return datetime.fromisoformat(text).replace(tzinfo=UTC)
+            if size == 7:
+                return datetime(int(text[:4]), int(text[5:7]), 1, tzinfo=UTC)
+            if size == 4:
+                return datetime(int(text), 1, 1, tzinfo=UTC)
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return None

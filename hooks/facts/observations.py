@@ -163,11 +163,12 @@ def _plain_result(
     )
 
 
-def _observation_kind(observation: dict, knowledge: Knowledge) -> tuple[str | None, str | None]:
+def _observation_kind(
+    observation: dict, knowledge: Knowledge, loinc: str, by_loinc: dict[str, str]
+) -> tuple[str | None, str | None]:
     """The knowledge's kind of result by LOINC code (stage Observations also by their SNOMED
-    observable), and the code."""
-    loinc, snomed = knowledge.systems["loinc"], knowledge.systems["snomed"]
-    by_loinc = knowledge.observation_kind_by_loinc
+    observable), and the code; `loinc` and `by_loinc` are the knowledge's, looked up once per
+    record."""
     concept = observation.get("code")
     # The shape nearly every result has ({"coding": [{"system": LOINC, "code": ...}]}) is looked up
     # directly: a long history has thousands of them. Anything else takes the lenient reading.
@@ -181,6 +182,7 @@ def _observation_kind(observation: dict, knowledge: Knowledge) -> tuple[str | No
     for system, code, _ in coded:
         if system == loinc and code in by_loinc:
             return by_loinc[code], code
+    snomed = knowledge.systems["snomed"]
     for system, code, _ in coded:
         if system == snomed and code:
             kind = next(
@@ -203,10 +205,11 @@ def read_observations(
     # results: each is read once per call (and never kept past it).
     dates: dict[str, datetime | None] = {}
     factors: dict[tuple[str, str | None], float | None] = {}
+    loinc, by_loinc = knowledge.systems["loinc"], knowledge.observation_kind_by_loinc
     for observation in observations:
         if status_of(observation) in IGNORED_OBSERVATION_STATUS:
             continue
-        kind, code = _observation_kind(observation, knowledge)
+        kind, code = _observation_kind(observation, knowledge, loinc, by_loinc)
         if kind is None:
             read_pregnancy_status(facts, observation, knowledge)
             read_menopause_observation(facts, observation, knowledge)

@@ -719,3 +719,31 @@ def test_stage_observations_not_retrieved_are_reported(post, frozen_order_sign_a
         "Cancer stage observations (TNM, stage group) could not be retrieved"
         in found["record-incomplete"]["detail"]
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "read"),
+    [
+        ("2026", "2026-01-01T00:00:00+00:00"),
+        ("2026-10", "2026-10-01T00:00:00+00:00"),
+        ("2026-10-12", "2026-10-12T00:00:00+00:00"),
+        (" 2026-10-12 ", "2026-10-12T00:00:00+00:00"),
+        ("2026-10-12T10:00:00Z", "2026-10-12T10:00:00+00:00"),
+        ("2026-10-12T10:00:00.250Z", "2026-10-12T10:00:00.250000+00:00"),
+        ("2026-10-12T10:00:00+02:00", "2026-10-12T08:00:00+00:00"),
+        ("2026-10-12T10:00:00", "2026-10-12T10:00:00+00:00"),  # no zone: read as UTC
+        ("2026-13", None),
+        ("2026-02-30", None),
+        ("12", None),
+        ("", None),
+        ("yesterday", None),
+        ("0001-01-01T00:00:00+14:00", None),  # before year 1 in UTC
+        (20261012, None),
+    ],
+)
+def test_fhir_dates_and_instants_are_read_as_utc(text, read):
+    """Every length a FHIR date, dateTime or instant takes (and what is none), read as UTC."""
+    from hooks.fhir_read import parse_datetime
+
+    parsed = parse_datetime(text)
+    assert (parsed.isoformat() if parsed else None) == read
