@@ -659,3 +659,39 @@ def test_a_patient_read_returning_another_patient_is_412(client, service):
     body["prefetch"]["patient"] = {**body["prefetch"]["patient"], "id": "someone-else"}
     response = client.post(SERVICE_URL, json=body)
     assert response.status_code == 412
+
+
+def _depth(value: Any) -> int:
+    """The reference reading: how deep arrays and objects nest (a scalar is 0, `[]` is 1)."""
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(v) for v in value), default=0)
+    return 0
+
+
+def test_depth_check_agrees_with_a_recursive_count():
+    """The request's nesting limit is exceeded exactly when a recursive count says so, for mixed
+    objects and arrays at every depth around the limit; prefetch is not counted."""
+    import random
+
+    from service.http.views import _json_depth_exceeds
+
+    rng = random.Random(18)
+
+    def document(depth: int) -> Any:
+        if depth == 0:
+            return rng.choice([1, "x", None, True, 2.5])
+        inner = [document(rng.randrange(depth)) for _ in range(rng.randrange(3))]
+        inner.insert(rng.randrange(len(inner) + 1), document(depth - 1))
+        if rng.random() < 0.5:
+            return inner
+        return {f"k{i}": v for i, v in enumerate(inner)}
+
+    for _ in range(400):
+        built = document(rng.randrange(1, 12))
+        for limit in range(1, 13):
+            assert _json_depth_exceeds(built, limit) == (_depth(built) > limit), (built, limit)
+    deep = {"prefetch": {"a": [[[[[[]]]]]]}, "context": {"b": [1]}}
+    assert not _json_depth_exceeds(deep, 3)  # prefetch is read field by field, never echoed
+    assert _json_depth_exceeds({**deep, "context": {"b": [[1]]}}, 3)
