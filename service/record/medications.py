@@ -150,6 +150,14 @@ def resolve_draft_medications(
     )
 
 
+def _medication_ids(resources: list[dict]) -> set[str]:
+    return {
+        r["id"]
+        for r in resources
+        if r.get("resourceType") == "Medication" and isinstance(r.get("id"), str)
+    }
+
+
 def read_record_medications(
     record: PatientRecord,
     context: dict[str, Any],
@@ -167,11 +175,7 @@ def read_record_medications(
         for r in drafts
         if r.get("resourceType") == "MedicationRequest" and isinstance(r.get("id"), str)
     }
-    known = {
-        r["id"]
-        for r in [*record.resources, *drafts]
-        if r.get("resourceType") == "Medication" and isinstance(r.get("id"), str)
-    }
+    known: set[str] | None = None  # the Medication ids at hand, gathered for the first reference
     to_read: dict[str, list[tuple[dict, str]]] = {}  # Medication id -> [(resource, lookup key)]
     missing: list[tuple[dict, str]] = []  # (resource, why its Medication is not there)
     for resource in record.resources:
@@ -194,6 +198,8 @@ def read_record_medications(
                 missing.append((resource, "a contained Medication it names is not there"))
             continue
         key = target.rstrip("/").split("/")[-1]
+        if known is None:
+            known = _medication_ids([*record.resources, *drafts])
         if key in known:
             continue
         medication_id, why_not = _readable_medication(target, access)
@@ -219,7 +225,7 @@ def read_record_medications(
             for resource, key in users:
                 if medication is None:
                     missing.append((resource, why_not))
-                elif key not in known:
+                elif known is not None and key not in known:
                     known.add(key)
                     record.resources.append(_as_id(medication, key))
     by_group: dict[str, list[tuple[dict, str]]] = {}
