@@ -197,15 +197,20 @@ def bundle_resources(bundle: Any) -> list[dict]:
     if not isinstance(bundle, dict):
         return []
     resources = []
+    # `x.__class__ is dict` first: what orjson decodes, decided without a call (a long record has
+    # thousands of entries); isinstance still takes any other mapping of the dict type
     for entry in as_list(bundle.get("entry")):
-        if not isinstance(entry, dict):
-            continue
-        search = entry.get("search")
-        if isinstance(search, dict) and search.get("mode") == "outcome":
+        if entry.__class__ is not dict and not isinstance(entry, dict):
             continue
         resource = entry.get("resource")
-        if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str):
-            resources.append(resource)
+        if resource.__class__ is not dict and not isinstance(resource, dict):
+            continue
+        if not isinstance(resource.get("resourceType"), str):
+            continue
+        search = entry.get("search")
+        if search is not None and isinstance(search, dict) and search.get("mode") == "outcome":
+            continue
+        resources.append(resource)
     return resources
 
 
