@@ -7,6 +7,7 @@ import dataclasses
 import logging
 from collections.abc import Iterable
 from datetime import datetime
+from functools import lru_cache
 
 from hooks.assessments.renal import on_dialysis
 from hooks.cards import Finding, Suggestion
@@ -57,7 +58,7 @@ class OrderEvaluator:
         self.facts = facts
         self.knowledge = knowledge
         self.rules = tuple(rules)
-        self.checks = tuple(rule_id for rule_id, _ in self.rules)
+        self.checks = _rule_ids(self.rules)
         self.patient_reference = patient_reference
         self.user_reference = user_reference
         self.now = now
@@ -357,6 +358,13 @@ def evaluate_orders(
         tolerant=tolerant,
     )
     return evaluator.evaluate(orders)
+
+
+@lru_cache(maxsize=32)
+def _rule_ids(rules: tuple[tuple[str, Check], ...]) -> tuple[str, ...]:
+    """The ids of a registry's rules, worked out once per registry (every call makes an
+    evaluator)."""
+    return tuple(rule_id for rule_id, _ in rules)
 
 
 def medications_by_id(resources: Iterable[dict]) -> dict[str, dict]:

@@ -194,7 +194,16 @@ def _add(
                 record.patient = resource
             else:
                 foreign += 1
-        elif own_reference is None or not _belongs_to_other_patient(resource, own_reference):
+        elif (
+            own_reference is None
+            # the common case in one look, without a call (1,000s per long record)
+            or (
+                (subject := resource.get("subject")).__class__ is dict
+                and subject.get("reference") == own_reference
+                and "patient" not in resource
+            )
+            or not _belongs_to_other_patient(resource, own_reference)
+        ):
             kept.append(resource)
         else:
             foreign += 1
@@ -205,13 +214,6 @@ def _add(
 def _belongs_to_other_patient(resource: dict, own_reference: str) -> bool:
     """Subject or patient names a different Patient than `own_reference` ('Patient/<id>'); Group
     subjects and missing references are left to the rules."""
-    subject = resource.get("subject")
-    if (
-        subject.__class__ is dict
-        and subject.get("reference") == own_reference
-        and "patient" not in resource
-    ):
-        return False  # the common case in one look (1,000s per long record)
     for key in ("subject", "patient"):
         value = resource.get(key)
         if not isinstance(value, dict):
