@@ -7,7 +7,6 @@ import dataclasses
 import logging
 from collections.abc import Iterable
 from datetime import datetime
-from functools import lru_cache
 
 from hooks.assessments.renal import on_dialysis
 from hooks.cards import Finding, Suggestion
@@ -26,7 +25,7 @@ from hooks.proposals import (
 from hooks.rules.context import OrderContext
 from hooks.rules.renal_bands import at_band, band_edges, band_text, exceeded, full_dose_text
 from hooks.rules.renal_dose import renal_label_dose
-from hooks.rules.rule import Check, run_rules
+from hooks.rules.rule import Check, rule_ids, run_rules
 from hooks.suggestions import every_words
 
 log = logging.getLogger(__name__)
@@ -58,7 +57,7 @@ class OrderEvaluator:
         self.facts = facts
         self.knowledge = knowledge
         self.rules = tuple(rules)
-        self.checks = _rule_ids(self.rules)
+        self.checks = rule_ids(self.rules)
         self.patient_reference = patient_reference
         self.user_reference = user_reference
         self.now = now
@@ -358,13 +357,6 @@ def evaluate_orders(
         tolerant=tolerant,
     )
     return evaluator.evaluate(orders)
-
-
-@lru_cache(maxsize=32)
-def _rule_ids(rules: tuple[tuple[str, Check], ...]) -> tuple[str, ...]:
-    """The ids of a registry's rules, worked out once per registry (every call makes an
-    evaluator)."""
-    return tuple(rule_id for rule_id, _ in rules)
 
 
 def medications_by_id(resources: Iterable[dict]) -> dict[str, dict]:

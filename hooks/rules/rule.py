@@ -85,6 +85,13 @@ def running_order(rules: tuple[tuple[str, Check], ...]) -> tuple[Rule, ...]:
     )
 
 
+@lru_cache(maxsize=32)
+def rule_ids(rules: tuple[tuple[str, Check], ...]) -> tuple[str, ...]:
+    """The ids of a registry's rules in registry order, worked out once per registry (every call
+    makes an evaluator that asks)."""
+    return tuple(rule_id for rule_id, _ in rules)
+
+
 def run_rules(rules: Iterable[tuple[str, Check]], ctx: RuleContext) -> list[Finding]:
     """Each rule in scope for the context, in registry order, the after-all rules last.
 
