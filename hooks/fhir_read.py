@@ -198,7 +198,7 @@ def bundle_resources(bundle: Any) -> list[dict]:
         return []
     resources = []
     # `x.__class__ is dict` first: what orjson decodes, decided without a call (a long record has
-    # thousands of entries); isinstance still takes any other mapping of the dict type
+    # thousands of entries); isinstance still takes a subclass of dict
     for entry in as_list(bundle.get("entry")):
         if entry.__class__ is not dict and not isinstance(entry, dict):
             continue
