@@ -17,9 +17,6 @@ from hooks.quick_frozen import quick_frozen
 log = logging.getLogger(__name__)
 
 SUMMARY_LIMIT = 139
-# A random UUID's version (4) and variant (RFC 4122) bits, as uuid.uuid4() sets them.
-UUID4_CLEARED = ~(0xC000 << 48 | 0xF000 << 64)
-UUID4_SET = 0x8000 << 48 | 0x4000 << 64
 LABEL_LIMIT = 80  # a suggestion's button text; EHRs such as the CDS Hooks Sandbox show it whole
 # The card's `extension` key for what developers and feedback analysis need (rule id, knowledge
 # version): the clinician's text does not carry it.
@@ -67,6 +64,11 @@ class Finding:
     # them)
     reports_unavailable: tuple[str, ...] = ()
     alternatives: bool = False
+
+
+# A random UUID's version (4) and variant (RFC 4122) bits, as uuid.uuid4() sets them.
+UUID4_CLEARED = ~(0xC000 << 48 | 0xF000 << 64)
+UUID4_SET = 0x8000 << 48 | 0x4000 << 64
 
 
 def random_uuid() -> str:

@@ -46,8 +46,7 @@ def build_facts(
     )
     by_type: dict[str | None, dict[str, dict]] = {}
     for resource in resources:
-        rid = resource.get("id")  # id_of, inline: every resource of the record passes here
-        key = rid if rid and isinstance(rid, str) else str(id(resource))
+        key = id_of(resource) or str(id(resource))
         by_type.setdefault(resource.get("resourceType"), {})[key] = (
             resource  # the same resource can come from two prefetch keys
         )

@@ -148,14 +148,10 @@ def _plain_result(
     comparator, in a unit the knowledge converts for its kind; None for anything else (the general
     reading then says what is wrong with it)."""
     measured: Any = observation.get("valueQuantity")
-    # _number_and_unit, inline: nearly every result of a long history passes here
-    if measured.__class__ is not dict or "comparator" in measured:
+    number_and_unit = _number_and_unit(measured)
+    if number_and_unit is None or "comparator" in measured:
         return None
-    number = measured.get("value")
-    if number.__class__ is not float and number.__class__ is not int:
-        return None
-    value = float(number)
-    unit = _str(measured.get("code")) or _str(measured.get("unit"))
+    value, unit = number_and_unit
     if unit is None:
         return None
     table, rule_unit = UNIT_TABLES[kind]

@@ -36,7 +36,6 @@ class Metrics:
     def __init__(self, multiproc_dir: str | None = None) -> None:
         self.multiproc_dir = multiproc_dir
         self.registry = CollectorRegistry()
-        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         # In multiprocess mode the metrics write to mmap files and are collected from there, not
         # registered.
         target = None if multiproc_dir else self.registry
@@ -146,22 +145,9 @@ class Metrics:
     def hook_call(
         self, hook: str, service: str, seconds: float, cards: Iterable[tuple[str, str]] = ()
     ) -> None:
-        self._labelled(self.request_seconds, hook, service).observe(seconds)
+        self.request_seconds.labels(hook, service).observe(seconds)
         for rule, indicator in cards:
-            self._labelled(self.cards, rule, indicator).inc()
-
-    def response_status(self, status: int) -> None:
-        self._labelled(self.status_codes, str(status)).inc()
-
-    def _labelled(self, metric: Any, *labels: str) -> Any:
-        """The metric's child for these label values, looked up in a plain dict: every request asks
-        for the same few (hooks, services, rule ids, status codes: the service's vocabulary, never
-        a client's text), and prometheus_client's `labels()` checks and locks on each call."""
-        key = (id(metric), labels)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = metric.labels(*labels)
-        return child
+            self.cards.labels(rule, indicator).inc()
 
     def fhir_fetch(self, seconds: float, errors: Iterable[FetchFailure]) -> None:
         """One call's FHIR reads: their time, and each failed query by its reason (the detail never

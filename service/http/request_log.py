@@ -38,7 +38,7 @@ def install(app: Flask, metrics: Any) -> None:
     def finish_request(response: Response) -> Response:
         response.headers["X-Request-ID"] = g.get("request_id") or uuid.uuid4().hex
         if request.path != "/metrics":
-            metrics.response_status(response.status_code)
+            metrics.status_codes.labels(str(response.status_code)).inc()
         if not g.get("call_logged"):
             _log_line(response.status_code)
         return response

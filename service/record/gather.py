@@ -26,10 +26,10 @@ ABSENT: Any = object()  # a prefetch key the request did not send
 
 def _prefetched(value: Any) -> str:
     """Classify one prefetch value the request sent (not null): 'resource', 'bundle' or 'failed'."""
-    if value.__class__ is not dict:
+    if not isinstance(value, dict):
         return "failed"
     resource_type = value.get("resourceType")
-    if resource_type.__class__ is not str or resource_type == "OperationOutcome":
+    if not isinstance(resource_type, str) or resource_type == "OperationOutcome":
         return "failed"
     return "bundle" if resource_type == "Bundle" else "resource"
 
@@ -194,16 +194,7 @@ def _add(
                 record.patient = resource
             else:
                 foreign += 1
-        elif (
-            own_reference is None
-            # the common case in one look, without a call (1,000s per long record)
-            or (
-                (subject := resource.get("subject")).__class__ is dict
-                and subject.get("reference") == own_reference
-                and "patient" not in resource
-            )
-            or not _belongs_to_other_patient(resource, own_reference)
-        ):
+        elif own_reference is None or not _belongs_to_other_patient(resource, own_reference):
             kept.append(resource)
         else:
             foreign += 1
@@ -214,6 +205,13 @@ def _add(
 def _belongs_to_other_patient(resource: dict, own_reference: str) -> bool:
     """Subject or patient names a different Patient than `own_reference` ('Patient/<id>'); Group
     subjects and missing references are left to the rules."""
+    subject = resource.get("subject")
+    if (
+        isinstance(subject, dict)
+        and subject.get("reference") == own_reference
+        and "patient" not in resource
+    ):
+        return False  # the common case in one look (1,000s per long record)
     for key in ("subject", "patient"):
         value = resource.get(key)
         if not isinstance(value, dict):

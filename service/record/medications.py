@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from hooks.engine import medications_by_id
 from hooks.fhir_read import as_list, bundle_resources
 from hooks.record_gaps import UnresolvedMedication
 from service.record.access import FhirAccess, PatientRecord, fetch
@@ -71,11 +72,7 @@ def resolve_draft_medications(
         return DraftMedications(context)
     resources = bundle_resources(bundle)
     drafts = [r for r in resources if r.get("resourceType") == "MedicationRequest"]
-    in_bundle = {
-        r["id"]
-        for r in resources
-        if r.get("resourceType") == "Medication" and isinstance(r.get("id"), str)
-    }
+    in_bundle = set(medications_by_id(resources))
     # Medications sent elsewhere in the request: the whole request is searched only for a draft
     # that needs one (most name their drug by code).
     elsewhere: dict[str, dict] | None = None
@@ -150,14 +147,6 @@ def resolve_draft_medications(
     )
 
 
-def _medication_ids(resources: list[dict]) -> set[str]:
-    return {
-        r["id"]
-        for r in resources
-        if r.get("resourceType") == "Medication" and isinstance(r.get("id"), str)
-    }
-
-
 def read_record_medications(
     record: PatientRecord,
     context: dict[str, Any],
@@ -175,7 +164,7 @@ def read_record_medications(
         for r in drafts
         if r.get("resourceType") == "MedicationRequest" and isinstance(r.get("id"), str)
     }
-    known: set[str] | None = None  # the Medication ids at hand, gathered for the first reference
+    known = set(medications_by_id([*record.resources, *drafts]))
     to_read: dict[str, list[tuple[dict, str]]] = {}  # Medication id -> [(resource, lookup key)]
     missing: list[tuple[dict, str]] = []  # (resource, why its Medication is not there)
     for resource in record.resources:
@@ -198,8 +187,6 @@ def read_record_medications(
                 missing.append((resource, "a contained Medication it names is not there"))
             continue
         key = target.rstrip("/").split("/")[-1]
-        if known is None:
-            known = _medication_ids([*record.resources, *drafts])
         if key in known:
             continue
         medication_id, why_not = _readable_medication(target, access)
@@ -225,7 +212,7 @@ def read_record_medications(
             for resource, key in users:
                 if medication is None:
                     missing.append((resource, why_not))
-                elif known is not None and key not in known:
+                elif key not in known:
                     known.add(key)
                     record.resources.append(_as_id(medication, key))
     by_group: dict[str, list[tuple[dict, str]]] = {}
