@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -66,16 +67,22 @@ class Finding:
     alternatives: bool = False
 
 
-# A random UUID's version (4) and variant (RFC 4122) bits, as uuid.uuid4() sets them.
-UUID4_CLEARED = ~(0xC000 << 48 | 0xF000 << 64)
-UUID4_SET = 0x8000 << 48 | 0x4000 << 64
+# A UUID's version and variant bits (RFC 9562): cleared, then set for version 7.
+UUID_VERSION_CLEARED = ~(0xC000 << 48 | 0xF000 << 64)
+UUID7_SET = 0x8000 << 48 | 0x7000 << 64
 
 
-def random_uuid() -> str:
-    """A random (version 4) UUID as text, as str(uuid.uuid4()) gives it, at half its cost: each
-    card and suggestion gets one."""
-    value = int.from_bytes(os.urandom(16), "big") & UUID4_CLEARED | UUID4_SET
-    text = f"{value:032x}"
+def time_ordered_uuid() -> str:
+    """A version 7 UUID (RFC 9562) as text: the Unix time in milliseconds, then 74 random bits.
+
+    Each card and suggestion gets one. The issued-card ledger is keyed by the card's: ids that
+    follow the clock go to the end of the ledger's index, where random (version 4) ones each land
+    on another page of a growing index (the writer's work per card was 2-3 times as much at 50,000
+    to 300,000 cards).
+    """
+    milliseconds = time.time_ns() // 1_000_000
+    value = milliseconds << 80 | int.from_bytes(os.urandom(10), "big")
+    text = f"{value & UUID_VERSION_CLEARED | UUID7_SET:032x}"
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
@@ -92,7 +99,7 @@ class CardRenderer:
     ) -> None:
         self.knowledge = knowledge
         self.icon_url = icon_url
-        self.new_id = new_id or random_uuid
+        self.new_id = new_id or time_ordered_uuid
         # every resource a suggestion carries is checked against the R4B models before it is sent
         self.validator = validator or SuggestionValidator()
 

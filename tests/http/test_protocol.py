@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -397,6 +398,21 @@ def all_scenario_responses(client, service):
         yield s, body, response.get_json()
 
 
+def test_card_ids_follow_the_clock_and_do_not_repeat():
+    """Card ids key the issued-card ledger: a later id sorts after an earlier one (so each is added
+    at the end of the index), and the 74 random bits keep ids of the same millisecond apart."""
+    from hooks.cards import time_ordered_uuid
+
+    earlier = time_ordered_uuid()
+    time.sleep(0.002)
+    later = time_ordered_uuid()
+    assert earlier < later
+    burst = [time_ordered_uuid() for _ in range(20_000)]
+    assert len(set(burst)) == len(burst)
+    assert {uuid.UUID(value).version for value in burst} == {7}
+    assert len({value[19:] for value in burst}) == len(burst)  # the random tail differs
+
+
 def test_13_to_20_card_content_for_every_scenario(client, service):
     seen_cards = 0
     for s, request_body, body in all_scenario_responses(client, service):
@@ -451,10 +467,12 @@ def test_13_to_20_card_content_for_every_scenario(client, service):
             assert not re.search(r"<[a-zA-Z/][^>]*>", card["detail"]), (
                 "detail must be markdown without raw HTML"
             )  # 20
-        for value in uuids:  # 15: random (version 4) UUIDs in their usual text form
+        for value in uuids:  # 15: time-ordered (version 7) UUIDs in their usual text form
             parsed = uuid.UUID(value)
             assert str(parsed) == value
-            assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122)
+            assert (parsed.version, parsed.variant) == (7, uuid.RFC_4122)
+            issued_ms = parsed.int >> 80
+            assert abs(issued_ms - time.time() * 1000) < 600_000
         assert len(uuids) == len(set(uuids))
         for path, value in walk(body):  # 19
             if path == "$.cards":
