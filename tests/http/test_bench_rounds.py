@@ -48,3 +48,42 @@ def test_a_slow_spell_falls_on_floor_and_scenario_alike():
     floor = bench.combined([result(1.0, 2000), result(1.0, 2000), result(2.0, 1000)])
     scenario = bench.combined([result(2.0, 1000), result(2.0, 1000), result(4.0, 500)])
     assert scenario.rps / floor.rps == 0.5
+
+
+def test_the_fhir_path_and_its_queries_at_once_are_measured_in_turns(monkeypatch):
+    """The batch-off FHIR row and its reference (all queries at once) alternate round by round, so
+    a slow spell of the FHIR server falls on both; the reference is the median over the rounds."""
+    calls: list[str] = []
+    speed = iter([1.0, 1.0, 2.0, 1.0, 1.0])  # the machine slows down in the third round
+
+    def queries_at_once(*_args, **_kwargs) -> float:
+        calls.append("at once")
+        factor = next(speed)
+        calls.append(f"x{factor:g}")
+        return 30.0 * factor
+
+    def service_round(_service, _url, concurrency, seconds, _env):
+        assert (concurrency, seconds) == (1, 2)
+        calls.append("service")
+        factor = float(calls[-2][1:])
+        return result(33.0 * factor, 30.0 / factor), {1: 0.05 * factor}
+
+    monkeypatch.setattr(bench, "time_parallel_queries", queries_at_once)
+    monkeypatch.setattr(bench, "_sampled_run", service_round)
+    measured, cpu, split, at_once = bench.measure_against_queries_at_once(
+        None, "url", {}, 10, "base", "token", {}, 20
+    )
+    assert (
+        calls
+        == ["at once", "x1", "service"] * 2
+        + ["at once", "x2", "service"]
+        + [
+            "at once",
+            "x1",
+            "service",
+        ]
+        * 2
+    )
+    assert (measured.p50_ms, at_once) == (33.0, 30.0)
+    assert measured.requests == 5 * 60 - 30  # the slow round answered half as many
+    assert split == "100" and cpu is not None
