@@ -100,9 +100,13 @@ def run_rules(rules: Iterable[tuple[str, Check]], ctx: RuleContext) -> list[Find
     never a failed call. `rules` are Rules or (rule id, check) pairs.
     """
     found: list[Finding] = []
+    outer = ctx.rule_id
     for entry in running_order(rules if isinstance(rules, tuple) else tuple(rules)):
         try:
-            finding = entry(ctx) if ctx.in_scope(entry.rule_id) else None
+            # what calling the rule does (run the check under its id), without a call of its own for
+            # each of the 30-odd rules of every order and trial
+            ctx.rule_id = entry.rule_id
+            finding = entry.check(ctx) if ctx.in_scope(entry.rule_id) else None
         except Exception as error:  # one broken rule must not hide the others, nor pass silently
             # Exception text can quote record values, so only the type and code location are logged.
             where = traceback.extract_tb(error.__traceback__)[-1]
@@ -118,4 +122,5 @@ def run_rules(rules: Iterable[tuple[str, Check]], ctx: RuleContext) -> list[Find
             ctx.reported_unavailable.update(finding.reports_unavailable)
             ctx.decided.add(finding.rule_id)
             found.append(finding)
+    ctx.rule_id = outer
     return found
