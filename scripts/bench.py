@@ -530,6 +530,8 @@ def wait_idle(service: Service, timeout: float = 5.0) -> None:
 
 
 def wait_healthy(service: Service, timeout: float = 30.0) -> None:
+    """Until /readyz answers 200: every worker listens (before that, wrk's keep-alive connections
+    would all land on the first worker)."""
     import httpx
 
     deadline = time.monotonic() + timeout
@@ -540,13 +542,13 @@ def wait_healthy(service: Service, timeout: float = 30.0) -> None:
                 + service.log_path.read_text(errors="replace")[-3000:]
             )
         try:
-            if httpx.get(f"{service.base}/healthz", timeout=1.0).status_code == 200:
+            if httpx.get(f"{service.base}/readyz", timeout=1.0).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.02)
     raise RuntimeError(
-        f"the service did not answer /healthz within {timeout:g} s; see {service.log_path}"
+        f"the service was not ready (/readyz) within {timeout:g} s; see {service.log_path}"
     )
 
 

@@ -36,6 +36,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from service import create_app, reload_trusted_clients
     from service.config import Settings
+    from service.serving import (
+        ListeningWorkers,
+        close_connection_after,
+        flush_store,
+        gunicorn_logger_class,
+        prepare_metrics_dir,
+        worker_exited,
+    )
     from service.startup import check_configuration
 
     settings = Settings.from_env()
@@ -46,6 +54,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     metrics_dir = prepare_metrics_dir(os.environ)
     client_keys.record_serving_address(settings, args.host, args.port)
     apps: list[Any] = []
+    listening = ListeningWorkers(args.workers)
 
     def on_reload(_server: Any) -> None:
         """SIGHUP: the trusted-clients file is read again in the master; the new workers fork with
@@ -67,10 +76,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 # connections over the workers, so keep-alive clients do not all stay on the one
                 # worker that happened to accept first
                 "reuse_port": True,
+                # ... and a keep-alive connection is closed after so many requests, so that
+                # connections made while only one worker listened (the first tenth of a second
+                # after start, or while one restarts) are spread anew instead of staying on it
+                "pre_request": close_connection_after(args.requests_per_connection),
                 "accesslog": None,
                 "loglevel": settings.log_level.lower(),
                 "on_reload": on_reload,
-                "child_exit": forget_worker_gauges,
+                "post_worker_init": lambda _worker: listening.add(),
+                "child_exit": lambda _server, worker: worker_exited(listening, worker),
                 "worker_exit": lambda _server, _worker: flush_store(apps),
                 "logger_class": gunicorn_logger_class(),
             }
@@ -79,6 +93,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         def load(self) -> Any:
             apps[:] = [create_app(settings)]
+            apps[0].extensions["bonecds"].workers = listening
             settle_for_calls()
             return apps[0]
 
@@ -91,56 +106,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     BonecdsServer().run()
     return 0
-
-
-def prepare_metrics_dir(env: Any) -> str:
-    """The multi-process metrics directory every worker writes to, so /metrics counts them all:
-    PROMETHEUS_MULTIPROC_DIR when set, else a new private directory; emptied at start, so counters
-    of an earlier run never come back."""
-    import tempfile
-    from pathlib import Path
-
-    configured = env.get("PROMETHEUS_MULTIPROC_DIR")
-    if not configured:
-        configured = tempfile.mkdtemp(prefix="bonecds-metrics-")
-        env["PROMETHEUS_MULTIPROC_DIR"] = configured
-    directory = Path(configured)
-    directory.mkdir(parents=True, exist_ok=True)
-    for stale in directory.glob("*.db"):
-        stale.unlink()
-    return configured
-
-
-def flush_store(apps: list[Any]) -> None:
-    """A stopping worker writes the issued cards and feedback its store writer still holds."""
-    store = apps[0].extensions["bonecds"].store if apps else None
-    flush = getattr(store, "flush", None)
-    if flush is not None:
-        flush(2.0)
-
-
-def forget_worker_gauges(_server: Any, worker: Any) -> None:
-    """A worker that exits leaves the in-flight gauge (livesum counts live workers only)."""
-    from prometheus_client import multiprocess
-
-    multiprocess.mark_process_dead(worker.pid)
-
-
-def gunicorn_logger_class() -> Any:
-    """gunicorn's own log lines in the service's format: JSON objects in JSON mode, like every other
-    line."""
-    from gunicorn.glogging import Logger
-
-    from service.jsonlog import json_or_text
-
-    class BonecdsGunicornLogger(Logger):
-        def setup(self, cfg: Any) -> None:
-            super().setup(cfg)
-            formatter = json_or_text()
-            for handler in [*self.error_log.handlers, *self.access_log.handlers]:
-                handler.setFormatter(formatter)
-
-    return BonecdsGunicornLogger
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -233,15 +198,24 @@ def _run(argv: list[str] | None) -> int:
     )
     serve.add_argument(
         "--workers",
-        type=int,
+        type=_positive_int,
         default=_env_int("BONECDS_WORKERS", 2),
         help="worker processes, about one per core (BONECDS_WORKERS, default 2)",
     )
     serve.add_argument(
         "--threads",
-        type=int,
+        type=_positive_int,
         default=_env_int("BONECDS_THREADS", 8),
         help="threads per worker (BONECDS_THREADS, default 8)",
+    )
+    serve.add_argument(
+        "--requests-per-connection",
+        type=_positive_int,
+        default=_env_int("BONECDS_REQUESTS_PER_CONNECTION", 1000),
+        help=(
+            "requests on one keep-alive connection before it is closed and the client reconnects"
+            " (BONECDS_REQUESTS_PER_CONNECTION, default 1000)"
+        ),
     )
     serve.set_defaults(func=cmd_serve)
     check = sub.add_parser(
@@ -300,6 +274,12 @@ class VersionAction(argparse.Action):
 
         print(f"bonecds {software_version()} (knowledge {load_knowledge().version})")
         parser.exit()
+
+
+def _positive_int(raw: str) -> int:
+    if not raw.isdigit() or int(raw) == 0:
+        raise argparse.ArgumentTypeError(f"a positive whole number, not {raw!r}")
+    return int(raw)
 
 
 def _env_int(name: str, default: int) -> int:

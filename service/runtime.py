@@ -30,3 +30,6 @@ class Runtime:
     ] = ()  # service.record.prefetch.PrefetchKey: what every service asks EHRs for
     authenticator: Any = None  # None only when the operator turned authentication off
     metrics: Any = None  # service.metrics.Metrics, built by create_app
+    # under `bonecds serve`: how many of its workers listen (service.serving.ListeningWorkers);
+    # None in one process (tests, the CLI's evaluations), which is ready as soon as it answers
+    workers: Any = None

@@ -110,7 +110,8 @@ def build_openapi(services: dict[str, Any], version: str = "") -> dict[str, Any]
         "type": "object",
         "required": ["status"],
         "properties": {
-            "status": {"type": "string", "enum": ["ok", "ready", "degraded"]},
+            "status": {"type": "string", "enum": ["ok", "ready", "degraded", "starting"]},
+            "workers": {"type": "string"},
             "database": {"type": "string"},
             "backend": {"type": "string"},
             "queuedWrites": {"type": "integer", "minimum": 0},
@@ -164,7 +165,11 @@ def build_openapi(services: dict[str, Any], version: str = "") -> dict[str, Any]
                     "Readiness: answers hook calls (status degraded while the database is away)"
                 ),
                 "responses": {
-                    "200": _json({"$ref": "#/components/schemas/Health"}, "Ready or degraded")
+                    "200": _json({"$ref": "#/components/schemas/Health"}, "Ready or degraded"),
+                    "503": _json(
+                        {"$ref": "#/components/schemas/Health"},
+                        "Starting: not all workers listen yet",
+                    ),
                 },
             }
         },

@@ -16,7 +16,7 @@ import httpx
 @contextlib.contextmanager
 def gunicorn(env: dict[str, str], log_path: Path):
     """`bonecds serve` (gunicorn, 2 workers) on a free loopback port; yields its base URL once
-    /healthz answers."""
+    /readyz answers 200 (both workers listen)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -44,7 +44,7 @@ def gunicorn(env: dict[str, str], log_path: Path):
         ready_by = time.monotonic() + 15
         while process.poll() is None and time.monotonic() < ready_by:
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
                     break
             time.sleep(0.1)
         assert process.poll() is None, log_path.read_text()[-2000:]
