@@ -37,8 +37,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from service import create_app, reload_trusted_clients
     from service.config import Settings
     from service.serving import (
+        ConnectionControl,
         ListeningWorkers,
-        close_connection_after,
         flush_store,
         gunicorn_logger_class,
         prepare_metrics_dir,
@@ -55,6 +55,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     client_keys.record_serving_address(settings, args.host, args.port)
     apps: list[Any] = []
     listening = ListeningWorkers(args.workers)
+    connections = ConnectionControl(args.requests_per_connection)
 
     def on_reload(_server: Any) -> None:
         """SIGHUP: the trusted-clients file is read again in the master; the new workers fork with
@@ -76,10 +77,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 # connections over the workers, so keep-alive clients do not all stay on the one
                 # worker that happened to accept first
                 "reuse_port": True,
-                # ... and a keep-alive connection is closed after so many requests, so that
-                # connections made while only one worker listened (the first tenth of a second
-                # after start, or while one restarts) are spread anew instead of staying on it
-                "pre_request": close_connection_after(args.requests_per_connection),
+                # ... and a keep-alive connection is let go after so many requests, or when its
+                # call was shed, so connections bunched on one worker do not stay there
+                "pre_request": connections.pre_request,
+                "post_request": connections.post_request,
                 "accesslog": None,
                 "loglevel": settings.log_level.lower(),
                 "on_reload": on_reload,
@@ -94,6 +95,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         def load(self) -> Any:
             apps[:] = [create_app(settings)]
             apps[0].extensions["bonecds"].workers = listening
+            apps[0].extensions["bonecds"].close_client_connection = connections.close_after_answer
             settle_for_calls()
             return apps[0]
 

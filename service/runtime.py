@@ -3,6 +3,7 @@ services), built once."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,3 +34,6 @@ class Runtime:
     # under `bonecds serve`: how many of its workers listen (service.serving.ListeningWorkers);
     # None in one process (tests, the CLI's evaluations), which is ready as soon as it answers
     workers: Any = None
+    # under `bonecds serve`: the answer being written closes its keep-alive connection (a call shed
+    # because the worker is at its limit: the client's next connection may reach another worker)
+    close_client_connection: Callable[[], None] = lambda: None

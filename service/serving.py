@@ -1,9 +1,10 @@
-"""What `bonecds serve` hands gunicorn: the workers' shared count of who listens (readiness), the
-connection cap, the metrics directory, the store flush at exit and gunicorn's log format."""
+"""What `bonecds serve` hands gunicorn: the workers' shared count of who listens (readiness), which
+connections to close, the metrics directory, the store flush at exit and gunicorn's log format."""
 
 from __future__ import annotations
 
 import multiprocessing
+import threading
 from typing import Any
 
 
@@ -38,16 +39,31 @@ class ListeningWorkers:
         return f"{self._count.value} of {self.expected} listening"
 
 
-def close_connection_after(requests: int) -> Any:
-    """gunicorn's pre_request hook: the `requests`-th request of a keep-alive connection is
-    answered with `Connection: close`; the client's next connection goes to whichever worker's
-    socket the kernel picks."""
+class ConnectionControl:
+    """Which keep-alive connections a worker lets go (gunicorn's pre_request and post_request
+    hooks): the `requests`-th request of a connection, and the one answered 503 because the worker
+    is at its limit of FHIR reads. Either answer says `Connection: close`, and the client's next
+    connection goes to whichever worker's socket the kernel picks, so connections bunched on one
+    worker (opened while only it listened, or by the kernel's draw) spread out again."""
 
-    def pre_request(_worker: Any, request: Any) -> None:
-        if request.req_number >= requests:  # counts the requests of this connection, from 1
+    def __init__(self, requests: int) -> None:
+        self.requests = requests
+        self._answering = threading.local()  # the gunicorn request this thread answers
+
+    def pre_request(self, _worker: Any, request: Any) -> None:
+        self._answering.request = request
+        if request.req_number >= self.requests:  # counts the requests of this connection, from 1
             request.force_close()
 
-    return pre_request
+    def post_request(self, _worker: Any, _request: Any, _environ: Any, _response: Any) -> None:
+        self._answering.request = None  # it holds the request's headers (tokens): not kept
+
+    def close_after_answer(self) -> None:
+        """The request this thread answers closes its connection once answered (before the
+        answer's headers are written)."""
+        request = getattr(self._answering, "request", None)
+        if request is not None:
+            request.force_close()
 
 
 def prepare_metrics_dir(env: Any) -> str:

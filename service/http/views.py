@@ -104,6 +104,9 @@ def handle_api_error(error: ApiError) -> Response:
     response = error_response(error.status, error.diagnostics, error.expression)
     if error.retry_after_seconds is not None:
         response.headers["Retry-After"] = str(error.retry_after_seconds)
+    if error.status == 503:
+        # shed: this worker is at its limit, and a keep-alive client would come straight back to it
+        runtime().close_client_connection()
     return _with_cors(response)
 
 

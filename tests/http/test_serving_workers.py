@@ -1,7 +1,7 @@
 """`bonecds serve` and its workers: /readyz answers 503 until every worker listens (each opens its
-own socket as it boots), a keep-alive connection is closed after BONECDS_REQUESTS_PER_CONNECTION
-requests, and a client's new connections land on both workers, so connections made while only one
-worker listened do not stay on it for good."""
+own socket as it boots); a keep-alive connection is closed after BONECDS_REQUESTS_PER_CONNECTION
+requests and when its call was shed (503, the worker at its limit of FHIR reads); a client's new
+connections land on both workers, so connections bunched on one worker do not stay there."""
 
 from __future__ import annotations
 
@@ -12,15 +12,22 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import orjson
 
+from fixtures.prefetch import hook_request, transaction_resources
+from fixtures.scenarios import scenario
 from service import create_app
 from service.config import Settings
 from service.serving import ListeningWorkers
 from tests.http.test_served_logs_and_metrics import served_env
+from tests.support.fhir_server.faulty import FaultyFhirServer
 from tests.support.gunicorn import gunicorn
+
+SIGN = "/cds-services/bonecds-order-sign"
 
 
 def serving_process(connection: http.client.HTTPConnection) -> int:
@@ -149,3 +156,48 @@ def serving_master(base: str) -> int:
     connection.close()
     stat = open(f"/proc/{holder[0]}/stat").read()
     return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def test_a_shed_call_closes_its_connection_and_an_answered_one_keeps_it(tmp_path):
+    """One FHIR call at a time per worker and slow reads: of 6 calls at once on 6 connections, the
+    ones a worker cannot take are answered 503 with `Connection: close`, so the client's next try
+    may reach the other worker; the answered calls keep their connections."""
+    chosen = scenario("metastatic-za-prepared")
+    resources = transaction_resources(chosen.patient.transaction())
+    with FaultyFhirServer(resources, hang_seconds=5.0) as fhir:
+        fhir.slow_seconds = 2.0
+        fhir.reset({"*": "slow", "Patient": "ok"})
+        env = served_env(
+            tmp_path,
+            BONECDS_FHIR_ALLOWLIST=fhir.base_url,
+            BONECDS_FHIR_MAX_CONCURRENT_CALLS="1",
+            BONECDS_FHIR_BREAKER_FAILURES="10000",
+        )
+        service = type("S", (), {"hook": "order-sign"})()
+        body = hook_request(
+            service,
+            chosen.patient_id,
+            chosen.draft_orders,
+            fhir_server=fhir.base_url,
+            token="local-test-token",
+        )
+        payload = orjson.dumps(body)
+        with gunicorn(env, tmp_path / "service.log") as base:
+            host, port = base.removeprefix("http://").split(":")
+
+            def sign(_: int) -> tuple[int, str]:
+                connection = http.client.HTTPConnection(host, int(port), timeout=15)
+                connection.request(
+                    "POST", SIGN, body=payload, headers={"Content-Type": "application/json"}
+                )
+                answer = connection.getresponse()
+                answer.read()
+                connection.close()
+                return answer.status, answer.getheader("Connection", "")
+
+            with ThreadPoolExecutor(6) as pool:
+                answers = list(pool.map(sign, range(6)))
+    statuses = sorted(status for status, _ in answers)
+    assert statuses.count(503) >= 2 and 503 in statuses and statuses[0] == 200, answers
+    assert {connection for status, connection in answers if status == 503} == {"close"}, answers
+    assert {connection for status, connection in answers if status == 200} == {"keep-alive"}
