@@ -163,7 +163,7 @@ def preview_service(tmp_path_factory):
     base = f"http://127.0.0.1:{port}"
     try:
         try:
-            _wait_http(f"{base}/healthz")
+            _wait_http(f"{base}/readyz")
         except AssertionError as err:
             log_tail = (workdir / "service.log").read_text(errors="replace")[-4000:]
             raise AssertionError(log_tail) from err

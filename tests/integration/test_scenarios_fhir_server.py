@@ -119,7 +119,7 @@ def running_service(tmp_path_factory, loaded_server, client_key):
     try:
         for _ in range(150):
             try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass

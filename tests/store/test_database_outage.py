@@ -105,10 +105,11 @@ def service(tmp_path_factory, postgres, key):
     base = f"http://127.0.0.1:{port}"
     for _ in range(150):
         try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
                 break
         except httpx.HTTPError:
-            time.sleep(0.1)
+            pass
+        time.sleep(0.1)
     try:
         yield base, work / "service.log"
     finally:
