@@ -279,20 +279,23 @@ class VersionAction(argparse.Action):
 
 
 def _positive_int(raw: str) -> int:
+    """A command-line count: a positive whole number (argparse says which flag is wrong)."""
     if not raw.isdigit() or int(raw) == 0:
         raise argparse.ArgumentTypeError(f"a positive whole number, not {raw!r}")
     return int(raw)
 
 
 def _env_int(name: str, default: int) -> int:
+    """The flag's default from the environment, held to the same rule as the flag itself."""
     from service.config import ConfigError
 
     raw = os.environ.get(name)
     if not raw:
         return default
-    if not raw.isdigit() or int(raw) == 0:
-        raise ConfigError(f"{name} must be a positive whole number, not {raw!r}")
-    return int(raw)
+    try:
+        return _positive_int(raw)
+    except argparse.ArgumentTypeError:
+        raise ConfigError(f"{name} must be a positive whole number, not {raw!r}") from None
 
 
 if __name__ == "__main__":

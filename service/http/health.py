@@ -38,6 +38,8 @@ def readyz() -> Response:
         "knowledge": runtime.knowledge.version,
         **status,
     }
+    if runtime.workers is not None:
+        body["workers"] = runtime.workers.describe()
     return Response(orjson.dumps(body), mimetype="application/json")
 
 
