@@ -14,13 +14,12 @@ from functools import partial
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-import httpx
-
 from hooks.facts.fetch_failure import FetchFailure, FetchReason
 from service.record.batch import BatchReader, Send
 from service.record.breaker import CircuitBreaker
 from service.record.budget import call_deadline
 from service.record.fetch_outcome import FetchOutcome
+from service.record.fhir_http import HostConnections
 from service.record.fhir_request import fhir_headers, over_budget, request_json
 from service.record.paging import count_of, matches_and_included, next_link
 from service.record.pools import WorkerPools, run_in_lanes
@@ -58,7 +57,6 @@ class FhirFetcher:
         budget_seconds: float,
         max_pages: int,
         max_parallel: int,
-        transport: httpx.BaseTransport | None = None,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
         max_concurrent_calls: int = 4,
         breaker: CircuitBreaker | None = None,
@@ -70,7 +68,7 @@ class FhirFetcher:
         self.max_parallel = max_parallel
         self.max_response_bytes = max_response_bytes
         # connections for every admitted call's parallel queries at once, per host
-        self._pools = WorkerPools(transport, max_parallel * max_concurrent_calls)
+        self._pools = WorkerPools(max_parallel * max_concurrent_calls)
         self.max_concurrent_calls = max_concurrent_calls
         self._slots = threading.BoundedSemaphore(max_concurrent_calls)
         self._waiting = 0  # calls waiting for a slot
@@ -211,7 +209,7 @@ class FhirFetcher:
         except Exception as error:  # a metrics hook must never turn a FHIR read into a failed call
             log.error("FHIR read-mode hook failed (%s)", type(error).__name__)
 
-    def _sender(self, http: httpx.Client, token: str | None) -> Send:
+    def _sender(self, http: HostConnections, token: str | None) -> Send:
         """Requests of the batch reader (its /metadata and the batch POST), with the token, the
         size cap and no redirects, as every read."""
 
@@ -229,7 +227,7 @@ class FhirFetcher:
 
     def _run_query(
         self,
-        http: httpx.Client,
+        http: HostConnections,
         base_url: str,
         token: str | None,
         query: str,

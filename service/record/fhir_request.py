@@ -8,11 +8,11 @@ import re
 import time
 from typing import Protocol
 
-import httpx
 import orjson
 
 from hooks.facts.fetch_failure import FetchFailure, FetchReason
 from service.record.fetch_outcome import FetchOutcome, status_failure
+from service.record.fhir_http import Answer, FhirTimedOut, FhirUnreachable, HostConnections
 
 log = logging.getLogger("service.record.fhir_client")
 
@@ -40,7 +40,7 @@ def over_budget(limits: Limits, what: str) -> FetchFailure:
 
 def request_json(
     limits: Limits,
-    http: httpx.Client,
+    http: HostConnections,
     url: str,
     headers: dict[str, str],
     deadline: float,
@@ -67,7 +67,7 @@ def request_json(
             status = response.status_code
             if not 200 <= status < 300:
                 return status_failure(status)
-            media_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+            media_type = response.header("Content-Type").split(";")[0].strip().lower()
             if media_type and "json" not in media_type:
                 # server text goes on a card: keep it plain
                 shown = re.sub(r"[^a-z0-9.+/-]", "", media_type)[:40]
@@ -80,13 +80,11 @@ def request_json(
             raw = _read_capped(limits, response, deadline)
             if isinstance(raw, FetchOutcome):
                 return raw
-    except httpx.TimeoutException:
+    except FhirTimedOut:
         return FetchOutcome(error=FetchFailure(FetchReason.TIMEOUT, "FHIR server timed out"))
-    except httpx.HTTPError as error:
+    except FhirUnreachable as error:
         return FetchOutcome(
-            error=FetchFailure(
-                FetchReason.UNREACHABLE, f"FHIR server unreachable ({type(error).__name__})"
-            )
+            error=FetchFailure(FetchReason.UNREACHABLE, f"FHIR server unreachable ({error.kind})")
         )
     finally:
         log.debug("FHIR %s page %d took %.1f ms", method, page, (time.monotonic() - started) * 1000)
@@ -105,7 +103,7 @@ def request_json(
     return body
 
 
-def _read_capped(limits: Limits, response: httpx.Response, deadline: float) -> bytes | FetchOutcome:
+def _read_capped(limits: Limits, response: Answer, deadline: float) -> bytes | FetchOutcome:
     """The body, read in chunks: never more than max_response_bytes, never past the deadline (a
     trickling server)."""
     too_big = FetchOutcome(
@@ -114,7 +112,7 @@ def _read_capped(limits: Limits, response: httpx.Response, deadline: float) -> b
             f"FHIR server's answer is larger than {limits.max_response_bytes // (1024 * 1024)} MiB",
         )
     )
-    declared = response.headers.get("Content-Length", "")
+    declared = response.header("Content-Length")
     if declared.isdigit() and int(declared) > limits.max_response_bytes:
         return too_big
     chunks: list[bytes] = []

@@ -4,6 +4,7 @@ one bounded pool of query threads on which each call runs its queries a few at a
 from __future__ import annotations
 
 import os
+import ssl
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -11,7 +12,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-import httpx
+from service.record.fhir_http import HostConnections, ssl_context
 
 # FHIR hosts with a connection pool in one worker (the allowlist, or the clients' servers: a few)
 MAX_POOLED_HOSTS = 32
@@ -23,21 +24,21 @@ class WorkerPools:
     """Created on first use after fork (gunicorn's preloading master never hands its connections or
     threads to a worker), then reused by every call of the worker."""
 
-    def __init__(self, transport: httpx.BaseTransport | None, connections: int) -> None:
-        self._transport = transport
+    def __init__(self, connections: int) -> None:
         self._connections = connections
         self._lock = threading.Lock()
         self._pid: int | None = None
-        self._clients: dict[str, httpx.Client] = {}
+        self._clients: dict[str, HostConnections] = {}
         self._executor: ThreadPoolExecutor | None = None
+        self._ssl: ssl.SSLContext | None = None
 
     def _this_process(self) -> None:
         if self._pid != os.getpid():
             self._clients, self._executor, self._pid = {}, None, os.getpid()
 
-    def client(self, base_url: str) -> httpx.Client:
-        """The host's pooled client (httpx.Client is safe to share between threads): its kept-alive
-        connections serve the next calls too, so a call pays no TCP (or TLS) set-up."""
+    def client(self, base_url: str) -> HostConnections:
+        """The host's connection pool: its kept-alive connections serve the next calls too, so a
+        call pays no TCP (or TLS) set-up."""
         parts = urlsplit(base_url)
         origin = f"{parts.scheme}://{parts.netloc}".lower()
         with self._lock:
@@ -47,14 +48,10 @@ class WorkerPools:
                 if len(self._clients) >= MAX_POOLED_HOSTS:
                     # the oldest host's pool goes; a call still using it finishes with it
                     del self._clients[next(iter(self._clients))]
-                client = self._clients[origin] = httpx.Client(
-                    transport=self._transport,
-                    follow_redirects=False,
-                    limits=httpx.Limits(
-                        max_connections=self._connections,
-                        max_keepalive_connections=self._connections,
-                    ),
-                )
+                if self._ssl is None:
+                    self._ssl = ssl_context()
+                client = HostConnections(base_url, self._connections, self._ssl)
+                self._clients[origin] = client
             return client
 
     def executor(self) -> ThreadPoolExecutor:

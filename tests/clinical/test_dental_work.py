@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from urllib.parse import unquote
 
-import httpx
+import orjson
 import pytest
 
 from fixtures.builder import CDT, SNOMED, PatientBuilder, draft_orders, service_request
 from fixtures.prefetch import answer_template, hook_request, transaction_resources
 from service.record.fhir_client import FhirFetcher
+from tests.support.answering_server import AnsweringServer, Asked, Reply
 from tests.support.order_sign_http import (
     denosumab_order,
     metastatic,
@@ -152,37 +153,32 @@ def test_dental_work_not_retrieved_is_named_in_the_completeness_card(post, froze
     assert "invasive dental work planned or recent" in detail
 
 
-FHIR = "https://ehr.example.org/fhir"
-
-
 def test_read_from_the_fhir_server_without_prefetch(make_app):
     """No prefetch: the service searches ServiceRequest and Procedure on fhirServer (plain FHIR
     searches narrowed by patient, status and code) and finds the planned extraction."""
     p = patient()
     p.service_request("surgical-extraction", 5, status="active", planned_in_days=10)
     resources = transaction_resources(p.transaction())
-    asked: list[str] = []
 
-    def server(request: httpx.Request) -> httpx.Response:
-        query = unquote(str(request.url)).removeprefix(FHIR + "/")
-        asked.append(query)
-        return httpx.Response(200, json=answer_template(query, resources) or {})
+    def answer(asked: Asked) -> Reply:
+        query = unquote(asked.target).removeprefix("/fhir/")
+        return Reply(200, orjson.dumps(answer_template(query, resources) or {}))
 
-    fetcher = FhirFetcher(
-        timeout_seconds=2.0,
-        budget_seconds=5.0,
-        max_pages=3,
-        max_parallel=2,
-        transport=httpx.MockTransport(server),
-    )
-    app = make_app(fetcher=fetcher)
-    service = app.extensions["bonecds"].services["bonecds-order-sign"]
-    body = hook_request(service, p.patient_id, draft_orders(order(p)), fhir_server=FHIR)
-    response = app.test_client().post("/cds-services/bonecds-order-sign", json=body)
+    with AnsweringServer(answer) as server:
+        fhir = server.base_url + "/fhir"
+        fetcher = FhirFetcher(timeout_seconds=2.0, budget_seconds=5.0, max_pages=3, max_parallel=2)
+        app = make_app(fetcher=fetcher, fhir_allowlist=(fhir,))
+        service = app.extensions["bonecds"].services["bonecds-order-sign"]
+        body = hook_request(service, p.patient_id, draft_orders(order(p)), fhir_server=fhir)
+        response = app.test_client().post("/cds-services/bonecds-order-sign", json=body)
     assert response.status_code == 200
     found = rules(response.get_json()["cards"])
     assert list(found) == [RULE]
-    searches = [q for q in asked if q.startswith("ServiceRequest?")]
+    searches = [
+        unquote(a.target).removeprefix("/fhir/")
+        for a in server.asked
+        if a.target.startswith("/fhir/ServiceRequest?")
+    ]
     assert searches == [
         f"ServiceRequest?patient={p.patient_id}&status=draft,active,on-hold"
         "&code=http://www.ada.org/cdt|,http://snomed.info/sct|55162003&_sort=-authored&_count=20"
