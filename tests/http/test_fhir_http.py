@@ -5,6 +5,7 @@ followed (or refused when it cannot be)."""
 from __future__ import annotations
 
 import gzip
+import time
 import zlib
 from datetime import UTC, datetime, timedelta
 from ipaddress import IPv4Address
@@ -19,7 +20,7 @@ from cryptography.x509.oid import NameOID
 
 from hooks.facts.fetch_failure import FetchFailure, FetchReason
 from service.record.fhir_client import FhirFetcher
-from service.record.fhir_http import FhirUnreachable, HostConnections, ssl_context
+from service.record.fhir_http import FhirTimedOut, FhirUnreachable, HostConnections, ssl_context
 from tests.support.answering_server import AnsweringServer, Asked, Reply
 
 BUNDLE = orjson.dumps(
@@ -203,3 +204,80 @@ def test_https_servers_are_trusted_through_the_environments_ca_bundle(
     )
     assert trusted.ok and len(trusted.resources) == 20
     assert len(server.asked) == 1  # the unverified server was never sent the query
+
+
+def read_all(host: HostConnections, url: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    with host.stream("GET", url, headers={}, timeout=timeout) as answer:
+        return answer.status_code, b"".join(answer.iter_bytes())
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        Reply(200, b"{}", {"Connection": "close"}),  # says it closes
+        Reply(200, b"{}", then_close=True),  # closes an idle connection without a word
+    ],
+    ids=["announced", "silent"],
+)
+def test_a_connection_the_server_closed_is_replaced_not_used(reply):
+    with AnsweringServer(lambda _a: reply) as server:
+        host = HostConnections(server.base_url, 4, ssl_context())
+        answers = [read_all(host, server.base_url + "/fhir/Patient/p1") for _ in range(3)]
+    assert answers == [(200, b"{}")] * 3
+    assert len({asked.peer_port for asked in server.asked}) == 3
+
+
+def test_an_answer_left_unread_closes_its_connection_instead_of_returning_it():
+    with AnsweringServer(lambda _a: Reply(401, b'{"resourceType": "OperationOutcome"}')) as server:
+        host = HostConnections(server.base_url, 4, ssl_context())
+        for _ in range(3):
+            with host.stream("GET", server.base_url + "/fhir/Patient/p1", headers={}, timeout=2):
+                pass  # the status says enough: the body is not read
+        assert read_all(host, server.base_url + "/fhir/Patient/p1")[0] == 401
+    assert len({asked.peer_port for asked in server.asked}) == 4
+
+
+def test_connections_are_capped_and_a_request_waits_only_its_timeout_for_one():
+    with AnsweringServer(lambda _a: Reply(200, b"{}")) as server:
+        host = HostConnections(server.base_url, 2, ssl_context())
+        url = server.base_url + "/fhir/Patient/p1"
+        with (
+            host.stream("GET", url, headers={}, timeout=2) as first,
+            host.stream("GET", url, headers={}, timeout=2) as second,
+        ):
+            assert b"".join(first.iter_bytes()) == b"".join(second.iter_bytes()) == b"{}"
+            started = time.monotonic()
+            with pytest.raises(FhirTimedOut):
+                read_all(host, url, timeout=0.2)
+            waited = time.monotonic() - started
+        assert read_all(host, url) == (200, b"{}")  # both back in the pool
+    assert 0.2 <= waited < 1.0
+    assert len(server.asked) == 3  # the third request was never sent
+    assert len({asked.peer_port for asked in server.asked}) == 2
+
+
+def test_a_read_the_server_hung_up_on_goes_again_once_on_a_new_connection():
+    """The server closes a kept-alive connection as the next request arrives (its idle timeout): no
+    answer came, so the read goes again on a new connection; on a new connection it is not
+    repeated."""
+    seen_ports: set[int] = set()
+
+    def answer(asked: Asked) -> Reply:
+        reused = asked.peer_port in seen_ports
+        seen_ports.add(asked.peer_port)
+        return Reply(hang_up=True) if reused else Reply(200, b"{}")
+
+    with AnsweringServer(answer) as server:
+        host = HostConnections(server.base_url, 4, ssl_context())
+        url = server.base_url + "/fhir/Patient/p1"
+        assert read_all(host, url) == (200, b"{}")
+        assert read_all(host, url) == (200, b"{}")
+    first, hung_up, again = (asked.peer_port for asked in server.asked)
+    assert first == hung_up != again
+
+    with AnsweringServer(lambda _a: Reply(hang_up=True)) as server:
+        outcome = conditions(server.base_url)
+    assert outcome.error == FetchFailure(
+        FetchReason.UNREACHABLE, "FHIR server unreachable (RemoteProtocolError)"
+    )
+    assert len(server.asked) == 1

@@ -30,6 +30,8 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds before the answer (a slow server)
     cut_after: int | None = None  # send only this many body bytes, then close (a dropped answer)
+    then_close: bool = False  # close the connection after the answer, without saying so before
+    hang_up: bool = False  # close the connection without answering (an idle timeout's race)
 
 
 class AnsweringServer:
@@ -43,8 +45,7 @@ class AnsweringServer:
         self.answer = answer
         self.asked: list[Asked] = []
         self._stop = threading.Event()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self.httpd.daemon_threads = True
+        self.httpd = _Quiet(("127.0.0.1", 0), _handler(self))
         scheme = "http"
         if tls is not None:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -67,6 +68,13 @@ class AnsweringServer:
         self._thread.join(timeout=5)
 
 
+class _Quiet(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # a client that hangs up (a failed TLS check, a timeout) is what the tests do
+
+
 def _handler(server: AnsweringServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -81,6 +89,9 @@ def _handler(server: AnsweringServer) -> type[BaseHTTPRequestHandler]:
             )
             server.asked.append(asked)
             reply = server.answer(asked)
+            if reply.hang_up:
+                self.close_connection = True
+                return
             if reply.delay and server._stop.wait(reply.delay):
                 return
             try:
@@ -95,6 +106,7 @@ def _handler(server: AnsweringServer) -> type[BaseHTTPRequestHandler]:
                     self.close_connection = True
                     return
                 self.wfile.write(reply.body)
+                self.close_connection = reply.then_close
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client gave up
 
