@@ -43,6 +43,9 @@ CREATE TABLE IF NOT EXISTS jwt_replay (
     expires_at {real} NOT NULL,
     PRIMARY KEY (issuer, jti)
 );
+-- every claim first purges the expired rows: through this index it reads only those, not every
+-- token still valid (a full scan under the write lock made each claim slower as traffic grew)
+CREATE INDEX IF NOT EXISTS jwt_replay_expiry ON jwt_replay (expires_at);
 """
 # The one schema of both backends; only the auto-increment key and the float type are spelled per
 # dialect.

@@ -7,7 +7,8 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from service.store.base import (
 )
 
 CARD_INSERT = "INSERT OR IGNORE INTO issued_card VALUES (?, ?, ?, ?, ?, ?)"
+PURGE_SQL = "DELETE FROM jwt_replay WHERE expires_at < ?"
 # Built only from the constant column list and placeholders; every value is bound.
 FEEDBACK_INSERT = (
     f"INSERT OR IGNORE INTO feedback ({', '.join(FEEDBACK_COLUMNS)})"  # noqa: S608
@@ -43,6 +45,7 @@ class SqliteFeedbackStore:
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
+        self._write_lock = threading.Lock()
         with self._connection() as connection:
             connection.executescript(SCHEMA)
 
@@ -58,6 +61,22 @@ class SqliteFeedbackStore:
             local.connection, local.pid = connection, os.getpid()
         return local.connection
 
+    @contextmanager
+    def _writing(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction. A worker's threads take turns on a lock of their own first, so
+        only one of them at a time waits for the database file's write lock, whose busy wait backs
+        off to sleeps of up to 100 ms (JWT calls at c=8, 3 runs each: p99 40-126 ms without this
+        lock, 38-45 ms with it)."""
+        connection = self._connection()
+        with self._write_lock:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield connection
+                connection.execute("COMMIT")
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+
     def claim_jti(self, issuer: str, jti: str, expires_at: float, now: float | None = None) -> bool:
         """Record a token id; False when this issuer already used it.
 
@@ -65,21 +84,12 @@ class SqliteFeedbackStore:
         longer be accepted anyway.
         """
         now = time.time() if now is None else now
-        connection = self._connection()
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            connection.execute("DELETE FROM jwt_replay WHERE expires_at < ?", (now,))
-            inserted = (
-                connection.execute(
-                    "INSERT OR IGNORE INTO jwt_replay VALUES (?, ?, ?)", (issuer, jti, expires_at)
-                ).rowcount
-                == 1
+        with self._writing() as connection:
+            connection.execute(PURGE_SQL, (now,))
+            claimed = connection.execute(
+                "INSERT OR IGNORE INTO jwt_replay VALUES (?, ?, ?)", (issuer, jti, expires_at)
             )
-            connection.execute("COMMIT")
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-        return inserted
+            return claimed.rowcount == 1
 
     def record_cards(
         self, service_id: str, hook_instance: str, cards: Iterable[IssuedCard], issued_at: datetime
@@ -87,36 +97,21 @@ class SqliteFeedbackStore:
         rows = card_rows(service_id, hook_instance, cards, issued_at)
         if not rows:
             return
-        connection = self._connection()
-        connection.execute("BEGIN IMMEDIATE")
-        try:
+        with self._writing() as connection:
             connection.executemany(CARD_INSERT, rows)
-            connection.execute("COMMIT")
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
 
     def record_feedback(
         self, service_id: str, items: list[dict[str, Any]], received_at: datetime
     ) -> FeedbackReceipt:
-        connection = self._connection()
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            receipt = store_feedback_items(
+        with self._writing() as connection:
+            return store_feedback_items(
                 connection.execute, "?", FEEDBACK_INSERT, service_id, items, received_at
             )
-            connection.execute("COMMIT")
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-        return receipt
 
     def record_batch(self, writes: Sequence[PendingWrite]) -> list[FeedbackReceipt | None]:
         """The writer's batch in one transaction (one lock of the database file, one commit)."""
-        connection = self._connection()
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            receipts = write_batch(
+        with self._writing() as connection:
+            return write_batch(
                 connection.execute,
                 connection.executemany,
                 "?",
@@ -124,11 +119,6 @@ class SqliteFeedbackStore:
                 FEEDBACK_INSERT,
                 writes,
             )
-            connection.execute("COMMIT")
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-        return receipts
 
     def outcomes_by_rule(self) -> list[dict[str, Any]]:
         """Per rule: cards issued, accepted and overridden feedback, and the override rate among

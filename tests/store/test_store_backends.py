@@ -22,6 +22,8 @@ from service import create_app
 from service.config import Settings
 from service.store import store_for
 from service.store.base import FeedbackReceipt, IssuedCard
+from service.store.postgres import PURGE_SQL as POSTGRES_PURGE
+from service.store.sqlite import PURGE_SQL as SQLITE_PURGE
 from tests.support.jwt_clients import BASE, call, token_for
 from tests.support.pg_server import PASSWORD
 
@@ -132,6 +134,28 @@ def test_a_jti_is_claimed_once_per_issuer_and_expired_rows_are_purged(store, dat
         store.claim_jti("iss-b", "j1", now + 300, now + 91) is True
     )  # expired, so claimable again
     assert store.claim_jti("iss-b", "j1", now + 300, now + 92) is False
+
+
+def test_the_purge_before_each_claim_reads_only_expired_rows_through_the_expiry_index(
+    store, database_url
+):
+    """The replay cache holds every token still valid (minutes of traffic); the purge that runs
+    before each claim, under the write lock, must not read them all."""
+    now = 1_800_000_000.0
+    store.claim_jti("iss-a", "j0", now + 300, now)
+    if database_url.startswith("sqlite:///"):
+        with sqlite3.connect(database_url[len("sqlite:///") :]) as connection:
+            plan = connection.execute(f"EXPLAIN QUERY PLAN {SQLITE_PURGE}", (now,)).fetchall()
+        assert "USING INDEX jwt_replay_expiry (expires_at<?)" in " ".join(row[-1] for row in plan)
+        return
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        connection.execute(
+            "INSERT INTO jwt_replay SELECT 'iss-b', 'j' || n, %s FROM generate_series(1, 20000) n",
+            (now + 300,),
+        )
+        connection.execute("ANALYZE jwt_replay")
+        plan = connection.execute(f"EXPLAIN {POSTGRES_PURGE}", (now,)).fetchall()
+    assert "jwt_replay_expiry" in "\n".join(row[0] for row in plan)
 
 
 def test_two_replicas_on_one_database_refuse_a_replay_and_share_feedback(
