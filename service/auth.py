@@ -290,10 +290,11 @@ class Authenticator:
             raise AuthError("no bearer token", "no-token")
         token = authorization[len("Bearer ") :].strip()
         try:
-            header = jwt.get_unverified_header(token)
-            unverified = jwt.decode(token, options={"verify_signature": False})
+            # header and claims from one reading of the token (the verified decode is the other)
+            parts = jwt.decode_complete(token, options={"verify_signature": False})
         except jwt.PyJWTError:
             raise AuthError("malformed token", "malformed") from None
+        header, unverified = parts["header"], parts["payload"]
         algorithm = header.get("alg")
         kid = header.get("kid")
         issuer = unverified.get("iss")
