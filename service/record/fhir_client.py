@@ -35,6 +35,9 @@ MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 SLOT_WAIT_SECONDS = 1.0
 
 
+PATIENT_NOT_READ = FetchFailure(
+    FetchReason.PATIENT_FAILED, "not read: the patient could not be read"
+)
 BUSY = FetchFailure(
     FetchReason.BUSY,
     "not read: the service is busy (too many FHIR reads in progress on this worker)",
@@ -146,6 +149,19 @@ class FhirFetcher:
             # go as GETs below, within what is left of the budget
             first, mode = self._batches.read(self._sender(http, token), base_url, queries, deadline)
         self._tell(mode)
+        pages = first or {}
+        # A query whose whole answer the batch brought is read here: on a query thread it would
+        # only add hand-offs. Next pages, and every query without a batch, go to the lanes.
+        outcomes = {
+            key: self._read_in_place(http, base_url, token, key, query, deadline, pages[key])
+            for key, query in queries.items()
+            if key in pages and not _has_next_page(pages[key])
+        }
+        rest = {key: query for key, query in queries.items() if key not in outcomes}
+        if not rest:
+            return outcomes
+        if critical in outcomes and _failed_outcome(outcomes[critical]):
+            return {**outcomes, **{key: FetchOutcome(error=PATIENT_NOT_READ) for key in rest}}
         jobs = {
             # each query in a copy of the call's context: its log lines name the request
             key: partial(
@@ -156,12 +172,11 @@ class FhirFetcher:
                 token,
                 query,
                 deadline,
-                (first or {}).get(key),
+                pages.get(key),
             )
-            for key, query in queries.items()
+            for key, query in rest.items()
         }
         futures = run_in_lanes(self._pools.executor(), self.max_parallel, jobs, first=critical)
-        outcomes: dict[str, FetchOutcome] = {}
         stopped = False
         try:
             pending = set(futures.values())
@@ -177,24 +192,10 @@ class FhirFetcher:
             for key, future in futures.items():
                 if not future.done() or future.cancelled():
                     outcomes[key] = FetchOutcome(
-                        error=(
-                            FetchFailure(
-                                FetchReason.PATIENT_FAILED,
-                                "not read: the patient could not be read",
-                            )
-                            if stopped
-                            else over_budget(self, "no answer")
-                        )
+                        error=PATIENT_NOT_READ if stopped else over_budget(self, "no answer")
                     )
-                elif future.exception() is not None:
-                    log.error(
-                        "FHIR query %s failed unexpectedly: %s",
-                        key,
-                        type(future.exception()).__name__,
-                    )
-                    outcomes[key] = FetchOutcome(
-                        error=FetchFailure(FetchReason.OTHER, "query failed")
-                    )
+                elif (error := future.exception()) is not None:
+                    outcomes[key] = _query_failed(key, error)
                 else:
                     outcomes[key] = future.result()
         finally:
@@ -202,6 +203,21 @@ class FhirFetcher:
             for future in futures.values():
                 future.cancel()
         return outcomes
+
+    def _read_in_place(
+        self,
+        http: HostConnections,
+        base_url: str,
+        token: str | None,
+        key: str,
+        query: str,
+        deadline: float,
+        page: dict | FetchOutcome,
+    ) -> FetchOutcome:
+        try:
+            return self._run_query(http, base_url, token, query, deadline, page)
+        except Exception as error:  # as on a lane: one query's fault is that query's card
+            return _query_failed(key, error)
 
     def _tell(self, mode: str) -> None:
         try:
@@ -319,5 +335,17 @@ class FhirFetcher:
 def _failed(future: Any) -> bool:
     if future.cancelled() or future.exception() is not None:
         return True
-    outcome = future.result()
+    return _failed_outcome(future.result())
+
+
+def _failed_outcome(outcome: FetchOutcome) -> bool:
     return not outcome.ok or not outcome.found or not outcome.resources
+
+
+def _has_next_page(page: dict | FetchOutcome) -> bool:
+    return isinstance(page, dict) and page.get("resourceType") == "Bundle" and bool(next_link(page))
+
+
+def _query_failed(key: str, error: BaseException) -> FetchOutcome:
+    log.error("FHIR query %s failed unexpectedly: %s", key, type(error).__name__)
+    return FetchOutcome(error=FetchFailure(FetchReason.OTHER, "query failed"))
