@@ -7,9 +7,11 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,10 @@ class SqliteFeedbackStore:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._write_lock = threading.Lock()
+        # a worker forked while a thread of the preloading master held the lock gets a free one
+        os.register_at_fork(
+            after_in_child=partial(_call_if_alive, weakref.WeakMethod(self._new_write_lock))
+        )
         with self._connection() as connection:
             connection.executescript(SCHEMA)
 
@@ -60,6 +66,9 @@ class SqliteFeedbackStore:
             connection.execute("PRAGMA busy_timeout=10000")
             local.connection, local.pid = connection, os.getpid()
         return local.connection
+
+    def _new_write_lock(self) -> None:
+        self._write_lock = threading.Lock()
 
     @contextmanager
     def _writing(self) -> Iterator[sqlite3.Connection]:
@@ -139,3 +148,9 @@ class SqliteFeedbackStore:
         """Raises when the database cannot be read (used by /readyz); cheap, whatever the table
         sizes."""
         self._connection().execute("SELECT 1 FROM feedback LIMIT 1").fetchall()
+
+
+def _call_if_alive(method: weakref.WeakMethod) -> None:
+    alive = method()
+    if alive is not None:
+        alive()

@@ -7,6 +7,7 @@ password-free error for an unreachable PostgreSQL server."""
 from __future__ import annotations
 
 import multiprocessing
+import os
 import socket
 import sqlite3
 import threading
@@ -24,6 +25,7 @@ from service.store import store_for
 from service.store.base import FeedbackReceipt, IssuedCard
 from service.store.postgres import PURGE_SQL as POSTGRES_PURGE
 from service.store.sqlite import PURGE_SQL as SQLITE_PURGE
+from service.store.sqlite import SqliteFeedbackStore
 from tests.support.jwt_clients import BASE, call, token_for
 from tests.support.pg_server import PASSWORD
 
@@ -327,3 +329,19 @@ def test_database_url_scheme_picks_the_backend(url, backend):
     if backend != "sqlite":
         with pytest.raises(ValueError):
             _ = settings.sqlite_path
+
+
+def test_a_sqlite_worker_forked_while_the_master_was_writing_can_write(tmp_path):
+    """gunicorn forks workers from a preloaded master: a write lock held by one of the master's
+    threads at that moment must not be held forever in the worker."""
+    sqlite_store = SqliteFeedbackStore(str(tmp_path / "forked.sqlite3"))
+    # a master thread inside a write (its transaction ends in the master, never in the worker)
+    with sqlite_store._write_lock:
+        child = os.fork()
+        if child == 0:  # the worker: claims a token id and leaves, without pytest's cleanup
+            if not sqlite_store._write_lock.acquire(timeout=5):
+                os._exit(2)  # the lock stayed held: every write of this worker would hang
+            sqlite_store._write_lock.release()
+            os._exit(0 if sqlite_store.claim_jti("iss-a", "j1", 2e9, 1e9) else 1)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
