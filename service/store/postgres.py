@@ -147,8 +147,11 @@ class PostgresFeedbackStore:
         """
         now = time.time() if now is None else now
         connection = self._connection()
-        connection.execute(PURGE_SQL, (now,))
-        return connection.execute(CLAIM_SQL, (issuer, jti, expires_at, now)).rowcount == 1
+        # both statements in one round trip to the server: every authenticated call waits for it
+        with connection.pipeline():
+            connection.execute(PURGE_SQL, (now,))
+            claimed = connection.execute(CLAIM_SQL, (issuer, jti, expires_at, now))
+        return claimed.rowcount == 1
 
     def record_cards(
         self, service_id: str, hook_instance: str, cards: Iterable[IssuedCard], issued_at: datetime
