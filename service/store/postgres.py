@@ -15,6 +15,7 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -148,7 +149,8 @@ class PostgresFeedbackStore:
         now = time.time() if now is None else now
         connection = self._connection()
         # both statements in one round trip to the server: every authenticated call waits for it
-        with connection.pipeline():
+        # (a libpq older than 14, possible with psycopg[c], has no pipeline: two round trips)
+        with connection.pipeline() if psycopg.capabilities.has_pipeline() else nullcontext():
             connection.execute(PURGE_SQL, (now,))
             claimed = connection.execute(CLAIM_SQL, (issuer, jti, expires_at, now))
         return claimed.rowcount == 1

@@ -138,6 +138,29 @@ def test_a_jti_is_claimed_once_per_issuer_and_expired_rows_are_purged(store, dat
     assert store.claim_jti("iss-b", "j1", now + 300, now + 92) is False
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("pipeline", [True, False], ids=["pipelined", "libpq-without-pipeline"])
+def test_a_jti_claim_on_postgresql_works_with_and_without_libpq_pipelines(
+    database_url, monkeypatch, pipeline
+):
+    """Claims go to PostgreSQL in one round trip where libpq can pipeline (14 and later, always
+    with psycopg[binary]); an older libpq (psycopg[c] on an old system) gets the same answers."""
+    if not pipeline:  # as psycopg answers over a libpq without pipeline mode
+
+        def has_pipeline(check: bool = False) -> bool:
+            if check:
+                raise psycopg.NotSupportedError("pipeline mode needs libpq 14")
+            return False
+
+        monkeypatch.setattr(psycopg.capabilities, "has_pipeline", has_pipeline)
+    store = store_for(Settings(database_url=database_url))
+    now = 1_800_000_000.0
+    assert store.claim_jti("iss-a", "j1", now + 60, now) is True
+    assert store.claim_jti("iss-a", "j1", now + 60, now + 1) is False
+    assert store.claim_jti("iss-a", "j1", now + 200, now + 61) is True  # expired: claimable again
+    assert table_count(database_url, "jwt_replay") == 1
+
+
 def test_the_purge_before_each_claim_reads_only_expired_rows_through_the_expiry_index(
     store, database_url
 ):
