@@ -96,6 +96,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             apps[:] = [create_app(settings)]
             apps[0].extensions["bonecds"].workers = listening
             apps[0].extensions["bonecds"].close_client_connection = connections.close_after_answer
+            apps[0].extensions["bonecds"].fetcher.prepare()
             settle_for_calls()
             return apps[0]
 

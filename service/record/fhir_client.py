@@ -84,6 +84,10 @@ class FhirFetcher:
         self._batches = BatchReader()
         self.on_read: Callable[[str], None] = lambda _mode: None  # "batch", "parallel", "fallback"
 
+    def prepare(self) -> None:
+        """What a worker would otherwise set up on its first FHIR read, done before the fork."""
+        self._pools.prepare()
+
     def fetch_all(
         self,
         base_url: str,

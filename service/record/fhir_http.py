@@ -1,5 +1,5 @@
-"""HTTP to one FHIR server on httpcore's connection pool: kept-alive connections, the environment's
-proxy and CA bundle, gzip answers, and two errors (timed out; no answer, named)."""
+"""HTTP to one FHIR server on httpcore's connections: kept-alive connections taken from a stack, the
+environment's proxy and CA bundle, gzip answers, and two errors (timed out; no answer, named)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from urllib.request import getproxies_environment, proxy_bypass_environment  # t
 import httpcore
 import httpx
 
+from service.record.ssrf import DEFAULT_PORTS
 from service.version import software_version
 
 log = logging.getLogger("service.record.fhir_client")
@@ -27,7 +28,6 @@ URL_SAFE = "!#$%&'()*+,/:;=?@[]~|"
 # compressed answer that expands a thousandfold after one piece, not after the whole of it.
 DECODED_PIECE_BYTES = 64 * 1024
 
-DEFAULT_PORTS = {b"http": 80, b"https": 443}
 NO_ANSWER = (
     httpcore.NetworkError,
     httpcore.ProtocolError,
@@ -155,7 +155,7 @@ class DirectConnections:
         host = target.host.decode("ascii")
         if ":" in host:
             host = f"[{host}]"  # an IPv6 address
-        if target.port is not None and target.port != DEFAULT_PORTS[target.scheme]:
+        if target.port is not None and target.port != DEFAULT_PORTS[target.scheme.decode()]:
             host = f"{host}:{target.port}"
         request = httpcore.Request(
             method,

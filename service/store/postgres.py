@@ -110,6 +110,8 @@ class PostgresFeedbackStore:
         params.setdefault("application_name", "bonecds")
         self._params = params
         self._local = threading.local()
+        # a libpq older than 14 (possible with psycopg[c]) has no pipeline mode: two round trips
+        self._pipelines = psycopg.capabilities.has_pipeline()
         # The start-up connection is closed at once: the preloading master never holds one its
         # workers would inherit.
         with self._connect() as connection, connection.transaction():
@@ -149,8 +151,7 @@ class PostgresFeedbackStore:
         now = time.time() if now is None else now
         connection = self._connection()
         # both statements in one round trip to the server: every authenticated call waits for it
-        # (a libpq older than 14, possible with psycopg[c], has no pipeline: two round trips)
-        with connection.pipeline() if psycopg.capabilities.has_pipeline() else nullcontext():
+        with connection.pipeline() if self._pipelines else nullcontext():
             connection.execute(PURGE_SQL, (now,))
             claimed = connection.execute(CLAIM_SQL, (issuer, jti, expires_at, now))
         return claimed.rowcount == 1
