@@ -90,12 +90,10 @@ def handle_call(
     findings: list[Finding] = []
     fetched: list[str] = []
     unavailable: list[str] = []
-    with call_budget(
-        rt.settings.fhir_budget_seconds
-    ):  # every FHIR read of this call shares one time budget
+    # Every FHIR read of this call shares one time budget.
+    with call_budget(rt.settings.fhir_budget_seconds):
         # A draft naming its drug by reference gets its Medication first: before that, no one can
-        # tell whether it
-        # orders a bone agent. Nothing else is read unless one does.
+        # tell whether it orders a bone agent. Nothing else is read unless one does.
         drafts = resolve_draft_medications(body, context, access, rt.fetcher, rt.metrics)
         context = drafts.context
         work = service.triage(context)

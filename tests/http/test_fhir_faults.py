@@ -195,7 +195,7 @@ def test_paging_and_page_size_are_capped(call, servers, mode, cut_short):
     """An endless next chain stops at the page cap; a server ignoring _count is cut to it.
 
     Sorted searches keep the newest results; the unsorted ones (problem list, allergies,
-    oophorectomy) say they were cut short ("many" copies the first entry 1000 times, and this
+    oophorectomy) say they were cut short ("many" copies the first entry 400 times, and this
     patient has no allergy or oophorectomy to copy).
     """
     status, body = call(mode, {"*": mode})
