@@ -167,9 +167,8 @@ class CardRenderer:
                 except (
                     Exception
                 ) as error:  # an invalid resource must never reach the EHR; the card still stands
-                    if (
-                        action.type == "update"
-                    ):  # built from the client's own draft, which was not valid FHIR
+                    # built from the client's own draft, which was not valid FHIR
+                    if action.type == "update":
                         log.warning(
                             "rule %s: the draft order in the request is not valid FHIR (%s); update"
                             " suggestion dropped",

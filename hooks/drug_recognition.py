@@ -84,9 +84,8 @@ def _identify_medication(concepts: list[Any], knowledge: Knowledge) -> Identific
     for system, code in coded:
         if system == rxnorm and code in knowledge.product_by_rxnorm:
             product = knowledge.product_by_rxnorm[code]
-            if (
-                not product.verified
-            ):  # a candidate code: the order's own text, when it reads, says more
+            # a candidate code: the order's own text, when it reads, says more
+            if not product.verified:
                 named = _product_from_names(texts, knowledge, product.ingredient, code)
                 if named is not None:
                     product = _merge_unverified(product, named)

@@ -118,9 +118,8 @@ class ProductName:
         mg = component.mg
         if mg is None or component.per_unit is None or component.per_unit.upper() != "ML":
             if mg is not None and component.per_unit is None and self.volume_ml:
-                return round(
-                    mg / self.volume_ml, 6
-                )  # "5 ML zoledronic acid 4 MG ...": 4 mg in a 5 mL container
+                # "5 ML zoledronic acid 4 MG ...": 4 mg in a 5 mL container
+                return round(mg / self.volume_ml, 6)
             return None
         return round(mg / component.per_amount, 6) if component.per_amount else mg
 

@@ -685,9 +685,8 @@ def run_wrk(
         command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     ) as process:
         try:
-            if (
-                done_files
-            ):  # wrk sleeps for the whole -d even when every thread has stopped: interrupt it then
+            # wrk sleeps for the whole -d even when every thread has stopped: interrupt it then
+            if done_files:
                 while process.poll() is None and not all(f.exists() for f in done_files):
                     time.sleep(0.02)
                 if process.poll() is None:

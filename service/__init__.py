@@ -81,9 +81,8 @@ def create_app(
     app.extensions["bonecds"] = runtime
     from service.http import health, metrics, openapi, request_log, views
 
-    runtime.metrics = metrics.install(
-        app
-    )  # GET /metrics, no authentication: keep it off the public network
+    # GET /metrics, no authentication: keep it off the public network
+    runtime.metrics = metrics.install(app)
     request_log.install(app, runtime.metrics)
     if isinstance(runtime.store, ResilientStore):
         runtime.store.on_event = runtime.metrics.store_event
@@ -95,14 +94,12 @@ def create_app(
     app.register_blueprint(openapi.bp)
     from service.dev import bench_floor
 
-    bench_floor.register_if_enabled(
-        app
-    )  # benchmark-only floor endpoint, off unless BONECDS_BENCH_FLOOR=1
+    # benchmark-only floor endpoint, off unless BONECDS_BENCH_FLOOR=1
+    bench_floor.register_if_enabled(app)
     from service.dev import preview
 
-    preview.register_if_enabled(
-        app
-    )  # card preview page /preview, only when BONECDS_AUTH is "dev" or "off"
+    # card preview page /preview, only when BONECDS_AUTH is "dev" or "off"
+    preview.register_if_enabled(app)
     _warm_up(runtime)
     if settings.frozen_now:
         log.warning(

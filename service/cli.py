@@ -48,9 +48,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     configure_logging(settings.log_level)
-    check_configuration(
-        settings
-    )  # every setting, knowledge and trusted client, before the server listens
+    # every setting, knowledge and trusted client, before the server listens
+    check_configuration(settings)
     metrics_dir = prepare_metrics_dir(os.environ)
     client_keys.record_serving_address(settings, args.host, args.port)
     apps: list[Any] = []

@@ -67,9 +67,8 @@ class JsonFormatter(logging.Formatter):
             if key in record.__dict__:
                 line[key] = record.__dict__[key]
         if record.exc_info:
-            line["exception"] = (
-                record.exc_info[0].__name__ if record.exc_info[0] else None
-            )  # the type only, no text
+            # the type only, no text
+            line["exception"] = record.exc_info[0].__name__ if record.exc_info[0] else None
         return orjson.dumps(line, default=str).decode()
 
 

@@ -85,9 +85,8 @@ def assess_bone_loss(facts: PatientFacts, knowledge: Knowledge) -> BoneLossAsses
     bmi = body_mass_index(facts, limits)
     if bmi is None:
         not_assessed.append("BMI (no recent BMI, or weight and height)")
-    elif (
-        bmi[0] < limits["bmi_below"] - 1e-9
-    ):  # weight / height squared carries float noise: 51.2 kg, 160 cm is 20
+    # weight / height squared carries float noise: 51.2 kg, 160 cm is 20
+    elif bmi[0] < limits["bmi_below"] - 1e-9:
         factors.append(f"BMI {bmi[0]:.1f} kg/m2 ({bmi[1]})")
     fracture = _fragility_fracture(facts, limits["fragility_fracture_from_age"])
     if fracture:

@@ -26,9 +26,8 @@ def creatinine_clearance(
 def near_limits(value: float, limits: Iterable[float] = ()) -> str:
     """A computed value with one decimal, or more when one decimal would put it onto or across a
     limit it is compared with (29.96 against 30 is '29.96', never '30.0')."""
-    limits = [
-        limit for limit in limits if abs(value - limit) > 1e-9
-    ]  # a value exactly at a limit is shown at it
+    # a value exactly at a limit is shown at it
+    limits = [limit for limit in limits if abs(value - limit) > 1e-9]
     for digits in (1, 2, 3):
         text = f"{value:.{digits}f}"
         shown = float(text)

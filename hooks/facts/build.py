@@ -82,9 +82,8 @@ def build_facts(
         if id_of(r) not in companion_ids
     ]
     drafted = [read_medication(r, medications, knowledge, read_order) for r in companions]
-    facts.medications += [
-        replace(m, in_request=True) for m in drafted if m.bone_agent is None
-    ]  # bone agents are orders
+    # bone agents are orders
+    facts.medications += [replace(m, in_request=True) for m in drafted if m.bone_agent is None]
     facts.allergies = [
         a
         for a in (

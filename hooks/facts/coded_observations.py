@@ -26,9 +26,8 @@ def read_stage(
     if isinstance(observation.get("valueString"), str):
         texts.append(observation["valueString"])
     coded = [(system, code) for system, code, _ in codings(value) if code]
-    texts += [
-        code for system, code in coded if system not in (snomed, loinc)
-    ]  # AJCC-style codes: 'cM1', 'IV'
+    # AJCC-style codes: 'cM1', 'IV'
+    texts += [code for system, code in coded if system not in (snomed, loinc)]
     pattern = re.compile(spec["value_text_pattern"])
     if any(
         system == snomed and code in spec.get("value_snomed", []) for system, code in coded

@@ -269,15 +269,12 @@ class PatientFacts:
     sex_basis: str = (
         ""  # where the sex was read: Patient.gender, or the US Core birth-sex extension
     )
-    forearm_t_scores: list[TScore] = field(
-        default_factory=list
-    )  # seen, never used for the bone-loss indication
-    stage_findings: list[CodedFinding] = field(
-        default_factory=list
-    )  # stage Observations showing distant metastasis
-    dialysis_procedures: list[CodedFinding] = field(
-        default_factory=list
-    )  # within the knowledge's window
+    # seen, never used for the bone-loss indication
+    forearm_t_scores: list[TScore] = field(default_factory=list)
+    # stage Observations showing distant metastasis
+    stage_findings: list[CodedFinding] = field(default_factory=list)
+    # within the knowledge's window
+    dialysis_procedures: list[CodedFinding] = field(default_factory=list)
     # Planned or recent invasive dental procedures (ServiceRequests and Procedures), newest first.
     dental_work: list[DentalWork] = field(default_factory=list)
     # Administrations of drugs of the knowledge's classes (not bone agents), newest first.

@@ -191,9 +191,8 @@ class Knowledge:
     _recognition_memo: dict[tuple[str, bytes], Any] = field(
         default_factory=dict, repr=False, compare=False, init=False
     )
-    origin: str = field(
-        default=BUNDLED_KNOWLEDGE, compare=False
-    )  # the file it came from, as errors name it
+    # the file it came from, as errors name it
+    origin: str = field(default=BUNDLED_KNOWLEDGE, compare=False)
     # Each threshold's value ({"value": ..., "source": ...} entries unwrapped), worked out once: the
     # rules ask for one about fifty times a call, the suggestion gate's trials included.
     _threshold_values: dict[str, Any] = field(

@@ -175,9 +175,8 @@ def _threshold_problems(raw: dict[str, Any], formulations: set[str]) -> Iterable
         "oral_bisphosphonate_regimens",
         "metastatic_inappropriate_regimens",
     ):
-        if (
-            table == "metastatic_inappropriate_regimens"
-        ):  # cited on its cards, so a key of 'sources'
+        # cited on its cards, so a key of 'sources'
+        if table == "metastatic_inappropriate_regimens":
             yield from _unknown(
                 (*base, table, "source"), thresholds[table]["source"], sources, "source"
             )

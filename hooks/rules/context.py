@@ -275,9 +275,8 @@ class OrderContext(PatientAssessments):
         value, limit = (
             (result.recorded_value, limits["nmol_l"]) if molar else (result.value, limits["ng_ml"])
         )
-        return (
-            result if censored_below(value, result.comparator, limit) is True else None
-        )  # a bound must decide it
+        # a bound must decide it
+        return result if censored_below(value, result.comparator, limit) is True else None
 
     @call_cached
     def course_doses(self) -> list[DoseEvent]:

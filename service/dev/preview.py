@@ -40,9 +40,10 @@ def _json(body: Any, status: int = 200) -> Response:
 
 
 def _scenarios() -> dict[str, Any]:
+    # test fixtures: imported only when the page is used
     from service.dev.scenario_requests import (
         scenarios as all_scenarios,
-    )  # test fixtures: imported only when the page is used
+    )
 
     return all_scenarios()
 

@@ -69,9 +69,8 @@ def _to_components(name: str, schema: dict[str, Any], components: dict[str, Any]
                     if schemas:
                         out["dependentSchemas"] = schemas
                 elif key in ("properties", "patternProperties") and isinstance(value, dict):
-                    out[key] = {
-                        k: rewrite(v) for k, v in value.items()
-                    }  # property names are not keywords
+                    # property names are not keywords
+                    out[key] = {k: rewrite(v) for k, v in value.items()}
                 else:
                     out[key] = rewrite(value)
             return out

@@ -155,9 +155,8 @@ def read_json_body() -> Any:
     if len(raw) > limit:
         raise RequestEntityTooLarge()
     try:
-        document = orjson.loads(
-            raw
-        )  # orjson itself refuses nesting beyond 1024 with JSONDecodeError
+        # orjson itself refuses nesting beyond 1024 with JSONDecodeError
+        document = orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise ApiError(400, "Request body is not valid JSON.") from None
     max_depth = runtime().settings.max_json_depth

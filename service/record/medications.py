@@ -90,9 +90,8 @@ def resolve_draft_medications(
         target = reference.get("reference")
         if not isinstance(target, str) or not target.strip():
             display = reference.get("display")
-            if not (
-                isinstance(display, str) and display.strip()
-            ):  # a display alone is read as the drug's name
+            # a display alone is read as the drug's name
+            if not (isinstance(display, str) and display.strip()):
                 unresolved.append(
                     UnresolvedMedication(draft, None, "the reference names no Medication")
                 )
@@ -227,9 +226,8 @@ def read_record_medications(
             "%d record %s name a Medication that could not be obtained", len(gaps), "/".join(kinds)
         )
         names = "name their drug" if len(gaps) > 1 else "names its drug"
-        what = (
-            " and ".join(kinds) if len(gaps) > 1 else kinds[0][:-1]
-        )  # "1 medication order names its drug ..."
+        # "1 medication order names its drug ..."
+        what = " and ".join(kinds) if len(gaps) > 1 else kinds[0][:-1]
         record.unavailable.setdefault(
             group,
             f"{len(gaps)} {what} {names} by a reference to a Medication that could "

@@ -16,9 +16,10 @@ def store_for(settings: Settings) -> FeedbackStore:
     """The store DATABASE_URL names: sqlite:///PATH, or postgresql:// (postgres://) for a store
     shared by replicas."""
     if settings.database_backend == "postgresql":
+        # psycopg only when PostgreSQL is configured
         from service.store.postgres import (
             PostgresFeedbackStore,
-        )  # psycopg only when PostgreSQL is configured
+        )
 
         return PostgresFeedbackStore(settings.database_url)
     from service.store.sqlite import SqliteFeedbackStore

@@ -91,9 +91,8 @@ class ResilientStore:
         self.backend = backend
         self._inner: FeedbackStore | None = None
         self._lock = threading.Lock()
-        self._flush_lock = (
-            threading.Lock()
-        )  # one writer at a time: the writer thread, or a request flushing first
+        # one writer at a time: the writer thread, or a request flushing first
+        self._flush_lock = threading.Lock()
         self._queue: deque[_Write] = deque()
         self._queue_limit = queue_limit
         self._wake = threading.Event()
@@ -131,9 +130,8 @@ class ResilientStore:
             if len(self._jti_memory) >= JTI_MEMORY_LIMIT:
                 for key in [k for k, expiry in self._jti_memory.items() if expiry < now]:
                     del self._jti_memory[key]
-                if (
-                    len(self._jti_memory) >= JTI_MEMORY_LIMIT
-                ):  # all still valid: forget the soonest to expire
+                # all still valid: forget the soonest to expire
+                if len(self._jti_memory) >= JTI_MEMORY_LIMIT:
                     del self._jti_memory[min(self._jti_memory, key=self._jti_memory.__getitem__)]
             self._jti_memory[(issuer, jti)] = expires_at
         return True

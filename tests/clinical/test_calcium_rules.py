@@ -26,10 +26,11 @@ from tests.support.order_sign_http import (
 )
 
 CALCIUM_LOINC, ALBUMIN_LOINC, IONIZED_CALCIUM_LOINC = "17861-6", "1751-7", "1995-0"
+# ingredient codes: never what a supplement suggestion orders
 CALCIUM_RXNORM, VITAMIN_D3_RXNORM = (
     "1895",
     "2418",
-)  # ingredient codes: never what a supplement suggestion orders
+)
 UCUM, SNOMED_SYSTEM = "http://unitsofmeasure.org", "http://snomed.info/sct"
 KNOWLEDGE = load_knowledge()
 PRODUCT_BY_NAME = {p["display"]: p for p in KNOWLEDGE.raw["supplements"]["products"].values()}
@@ -395,9 +396,8 @@ def test_calcium_missing_explains_why(post, prefetch_without, record, unavailabl
     p, draft = case(calcium=False)
     record(p)
     keys = prefetch_without(unavailable) if unavailable else None
-    card = only(
-        post, p, draft, "calcium-data-missing", prefetch_keys=keys
-    )  # no record-incomplete card either
+    # no record-incomplete card either
+    card = only(post, p, draft, "calcium-data-missing", prefetch_keys=keys)
     assert (card is None) is (text is None)
     if text:
         assert text in card["detail"] and codes(card, "ServiceRequest") == [
@@ -452,9 +452,8 @@ def renal(
 def test_denosumab_renal_hypocalcemia(post, kind, record, text):
     p, draft = case(kind, sex="male", age=68, renal=False)
     record(p)
-    if (
-        kind != "denosumab"
-    ):  # the renal rules have their say on zoledronic acid; this rule must stay silent
+    # the renal rules have their say on zoledronic acid; this rule must stay silent
+    if kind != "denosumab":
         assert "denosumab-renal-hypocalcemia" not in rules(post(p, draft))
         return
     card = only(post, p, draft, "denosumab-renal-hypocalcemia")

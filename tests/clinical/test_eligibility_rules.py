@@ -480,9 +480,8 @@ def test_adjuvant_denosumab(post, draft, strength, every, fires):
         assert card["indicator"] == "warning"
         [update] = actions(card, "update")
         dosage = update["resource"]["dosageInstruction"][0]
-        assert (
-            update["resource"]["medicationCodeableConcept"]["coding"][0]["code"] == "1865665"
-        )  # ZA 4 mg
+        # ZA 4 mg
+        assert update["resource"]["medicationCodeableConcept"]["coding"][0]["code"] == "1865665"
         assert (
             dosage["timing"]["repeat"]["period"] == 6
             and dosage["timing"]["repeat"]["periodUnit"] == "mo"

@@ -580,9 +580,8 @@ def test_dental_procedures_unavailable(post, frozen_order_sign_app, encounter_da
             "Dental examinations could not be retrieved" in found["dental-check-missing"]["detail"]
         )
     else:
-        assert (
-            not found
-        )  # the encounter settles the check, so there is nothing incomplete to report either
+        # the encounter settles the check, so there is nothing incomplete to report either
+        assert not found
 
 
 @pytest.mark.parametrize(

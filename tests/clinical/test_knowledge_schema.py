@@ -325,9 +325,8 @@ def test_the_bundled_file_conforms_to_the_schema():
 def test_the_schema_is_a_valid_draft07_schema():
     assert SCHEMA["$schema"] == "http://json-schema.org/draft-07/schema#"
     jsonschema.Draft7Validator.check_schema(SCHEMA)
-    KnowledgeSchema(
-        SCHEMA
-    )  # every keyword known to the load-time check, every $ref resolves, every pattern compiles
+    # every keyword known to the load-time check, every $ref resolves, every pattern compiles
+    KnowledgeSchema(SCHEMA)
 
 
 def test_the_schema_is_package_data_next_to_the_knowledge_file():
@@ -509,10 +508,10 @@ def _reference_violations(raw: dict[str, Any]) -> set[tuple[str, str]]:
     found = set()
     for error in REFERENCE.iter_errors(raw):
         message = error.message
-        if (
-            error.validator == "additionalProperties"
-        ):  # worded "... do(es) not match any of the regexes" when
-            message = "unexpected key"  # documentation keys are allowed by pattern
+        # jsonschema words it "... do(es) not match any of the regexes" when documentation keys are
+        # allowed by pattern
+        if error.validator == "additionalProperties":
+            message = "unexpected key"
         elif error.validator in ("anyOf", "oneOf"):
             message = "not valid under any"  # the load-time check cuts the value shown
         found.add((path_text(error.absolute_path), message))

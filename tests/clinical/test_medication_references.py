@@ -245,19 +245,19 @@ def test_medication_only_on_the_fhir_server_is_read_once_with_the_token(call, se
     p = za_patient()
     med = medication(f"{p.patient_id}-za", "zoledronic-acid-4mg")
     server.resources = [med]
+    # the same, absolute
     drafts = [
         by_reference(za_draft(p), f"Medication/{med['id']}"),
         by_reference(za_draft(p, "second"), f"{server.base_url}/Medication/{med['id']}"),
-    ]  # the same, absolute
+    ]
     status, cards, _ = call(p, *drafts, fhir_server=server.base_url)
     assert status == 200
     assert [(seen.path, seen.query, seen.authorized) for seen in server.requests] == [
         (f"/fhir/Medication/{med['id']}", "", True)
     ]
     found = by_rule(cards)
-    assert (
-        "renal-data-missing" in found and "duplicate-bone-agent" in found
-    )  # two zoledronic acid drafts, both seen
+    # two zoledronic acid drafts, both seen
+    assert "renal-data-missing" in found and "duplicate-bone-agent" in found
 
 
 def test_absolute_reference_to_another_server_is_not_read(call, server, servers):
@@ -304,9 +304,8 @@ def test_unobtainable_draft_medication_is_named_in_a_record_incomplete_card(call
         f"MedicationRequest/{p.patient_id}-mystery" in card["detail"] and reason in card["detail"]
     ), card["detail"]
     assert seconds < BUDGET + MARGIN
-    if (
-        fhir_server == "main"
-    ):  # one read of that Medication and nothing else (no record was gathered)
+    # one read of that Medication and nothing else (no record was gathered)
+    if fhir_server == "main":
         assert [(seen.path, seen.authorized) for seen in server.requests] == [
             (f"/fhir/Medication/{p.patient_id}-unknown", True)
         ]
@@ -409,9 +408,8 @@ def test_aromatase_inhibitor_by_code_is_the_baseline(call, server):
 def test_aromatase_inhibitor_by_reference_included_in_the_prefetch(call, server):
     p = early_without_dxa()
     _, med = on_ai_by_reference(p)
-    status, cards, _ = call(
-        p, adjuvant_za(p), extra=[med]
-    )  # the prefetch _includes it; no fhirServer
+    # the prefetch _includes it; no fhirServer
+    status, cards, _ = call(p, adjuvant_za(p), extra=[med])
     found = by_rule(cards)
     assert status == 200 and "record-incomplete" not in found
     assert "- Endocrine therapy: anastrozole" in found["dxa-missing"]["detail"]
@@ -421,9 +419,8 @@ def test_aromatase_inhibitor_by_reference_read_from_the_server(call, server):
     p = early_without_dxa()
     _, med = on_ai_by_reference(p)
     server.resources = [med]
-    status, cards, _ = call(
-        p, adjuvant_za(p), fhir_server=server.base_url
-    )  # prefetch without the Medication
+    # prefetch without the Medication
+    status, cards, _ = call(p, adjuvant_za(p), fhir_server=server.base_url)
     found = by_rule(cards)
     assert status == 200 and "record-incomplete" not in found
     assert "- Endocrine therapy: anastrozole" in found["dxa-missing"]["detail"]
@@ -512,9 +509,8 @@ def test_one_time_budget_for_the_whole_call(server, tmp_path):
         "Medication orders could not be retrieved" in details
         and "no answer within the 1 s budget" in details
     )
-    assert [seen.path for seen in server.requests] == [
-        f"/fhir/Medication/{p.patient_id}-hangs"
-    ]  # never started
+    # never started
+    assert [seen.path for seen in server.requests] == [f"/fhir/Medication/{p.patient_id}-hangs"]
 
 
 # --- paged prefetch -------------------------------------------------------------------------------
@@ -564,9 +560,8 @@ def test_paged_prefetch_with_an_allowed_server_follows_next(call, server):
         prefetch=_paged("medications", f"{server.base_url}/{query}", keep_entries=False),
     )
     found = by_rule(cards)
-    assert (
-        status == 200 and "- Endocrine therapy: anastrozole" in found["dxa-missing"]["detail"]
-    )  # from page 2
+    # from page 2
+    assert status == 200 and "- Endocrine therapy: anastrozole" in found["dxa-missing"]["detail"]
     assert not any(FIRST_PAGE in card["detail"] for card in cards)
     assert [(seen.path, seen.query, seen.authorized) for seen in server.requests] == [
         ("/fhir/MedicationRequest", query.partition("?")[2], True)

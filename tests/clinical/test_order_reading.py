@@ -432,9 +432,8 @@ def test_route_comes_from_the_order_first_then_the_dose_form_then_a_single_route
     assert (syringe.route, syringe.route_from) == ("subcutaneous", "product")
     by_ingredient = read("46041", "alendronate", 70, "mg")
     assert (by_ingredient.route, by_ingredient.route_from) == ("oral", "ingredient")
-    counted = read(
-        "115264", "ibandronate", 1, "{tablet}"
-    )  # a tablet is swallowed, though its strength is unknown
+    # a tablet is swallowed, though its strength is unknown
+    counted = read("115264", "ibandronate", 1, "{tablet}")
     assert (counted.route, counted.route_from, counted.dose_mg) == ("oral", "dose unit", None)
 
 
@@ -594,9 +593,8 @@ def test_note_says_no_code_only_when_there_is_none():
     assert "the order carries no medication code" in _note(
         read(None, "Alendronic acid 70 MG Oral Tablet", 1, "{pill}")
     )
-    assert (
-        _note(read(*SANDBOX_ALENDRONATE, 1, "{pill}")) == "detail"
-    )  # recognised by its code: no note
+    # recognised by its code: no note
+    assert _note(read(*SANDBOX_ALENDRONATE, 1, "{pill}")) == "detail"
 
 
 # --- through HTTP ---------------------------------------------------------------------------------
@@ -640,9 +638,8 @@ def test_sandbox_alendronate_weekly_pill_is_quiet(post):
 
 @pytest.mark.parametrize("ml, ordered", [(4.1, "3.28 mg"), (5, "4 mg"), (3.75, None)])
 def test_zometa_millilitres_are_read_as_mg_against_the_renal_table(post, ml, ordered):
-    p = (
-        prepared(metastatic(new_patient("zometa-ml")), renal=False).creatinine(5, 1.8).weight(5, 70)
-    )  # CrCl 34.9
+    # CrCl 34.9
+    p = prepared(metastatic(new_patient("zometa-ml")), renal=False).creatinine(5, 1.8).weight(5, 70)
     cards = post(p, _sandbox(p, *ZOMETA_5ML, ml, "mL", route="intravenous", every=(12, "wk")))
     card = rules(cards).get("renal-dose-adjust")
     if ordered is None:  # 3.75 mL is exactly the 3 mg of the table
@@ -705,9 +702,8 @@ def test_local_code_card_names_the_code(post):
     ],
 )
 def test_tablets_without_route_are_never_judged_as_iv(post, display, value, unit, iv):
-    p = (
-        prepared(early(new_patient("tablets")), renal=False).creatinine(5, 2.6).weight(5, 70)
-    )  # CrCl 24.2
+    # CrCl 24.2
+    p = prepared(early(new_patient("tablets")), renal=False).creatinine(5, 2.6).weight(5, 70)
     cards = post(p, _sandbox(p, None, display, value, unit))
     if iv:
         assert (

@@ -72,11 +72,12 @@ def test_a_selected_order_on_a_prepared_patient_gets_no_card(select, draft):
 
 @pytest.mark.parametrize("dose_mg, fires", [(None, False), (4, True), (3.3, False)])
 def test_renal_dose_adjust_waits_for_a_dose(select, dose_mg, fires):
+    # CrCl 45
     p = (
         prepared(metastatic(new_patient("select", age=70)), renal=False)
         .creatinine(7, 1.1)
         .weight(7, 60)
-    )  # CrCl 45
+    )
     cards = select(p, za_selected(p, dose_mg=dose_mg))
     assert codes(cards) == (["renal-dose-adjust"] if fires else [])
     assert (
@@ -231,7 +232,6 @@ def test_no_bone_agent_selected_is_an_exact_empty_answer_without_reading_the_rec
     )
     response = post_raw(frozen_order_sign_app, ORDER_SELECT, body)
     assert response.status_code == 200 and response.get_data() == b'{"cards":[]}'
-    body["context"]["selections"] = [
-        reference(za)
-    ]  # the same request with the bone agent selected needs the record
+    # the same request with the bone agent selected needs the record
+    body["context"]["selections"] = [reference(za)]
     assert post_raw(frozen_order_sign_app, ORDER_SELECT, body).status_code == 412

@@ -306,9 +306,8 @@ def check_answer(response, statuses=(200, 400, 412), sent: Any = None) -> dict:
                         validate_fhir_resource(action["resource"])
     else:
         SCHEMAS.validate("operation-outcome", body)
-    errors = [
-        r.getMessage() for r in ERRORS.records
-    ]  # an invalid client draft is only a warning, never an error
+    # an invalid client draft is only a warning, never an error
+    errors = [r.getMessage() for r in ERRORS.records]
     assert not errors, errors
     return body
 

@@ -115,9 +115,8 @@ def test_loader_accepts_synthea_bundles_and_turns_them_into_upserts():
             "method": "PUT",
             "url": f"{resource['resourceType']}/{resource['id']}",
         }
-        assert (
-            sent["fullUrl"] == original["fullUrl"] and sent["resource"] == resource
-        )  # urn:uuid refs kept
+        # urn:uuid refs kept
+        assert sent["fullUrl"] == original["fullUrl"] and sent["resource"] == resource
     check_bundle("upserts", upserts)
 
 

@@ -158,9 +158,8 @@ def test_calcium_in_blood_at_hypercalcemic_level_is_read(post):
     observation(p, CALCIUM_BLOOD, 1, 12.6, "mg/dL")
     cards = post(p, order(p))
     found = rules(cards)
-    assert (
-        not offers_calcium(cards) and "supplements-missing" not in found
-    )  # no supplements in this setting
+    # no supplements in this setting
+    assert not offers_calcium(cards) and "supplements-missing" not in found
     assert "hypercalcemia-of-malignancy" in found["interval-too-short"]["detail"]
 
 
@@ -685,9 +684,8 @@ def test_no_recorded_sex_gives_no_clearance_and_no_menopausal_status_from_age(po
 def test_no_recorded_sex_with_a_menopause_code(post):
     p = early(prepared(birth_sex_patient("nosex-post", "unknown", None), renal=False))
     p.condition("postmenopausal").t_score(100, -1.0)
-    p.creatinine(3, 0.8).weight(5, 70).egfr(
-        3, 80
-    )  # eGFR stands in for the clearance (no recorded sex), said so
+    # eGFR stands in for the clearance (no recorded sex), said so
+    p.creatinine(3, 0.8).weight(5, 70).egfr(3, 80)
     found = rules(post(p, order(p, every=(6, "mo"))))
     assert "menopausal-status-unknown" not in found and "renal-data-missing" not in found
 

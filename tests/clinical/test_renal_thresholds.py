@@ -351,9 +351,8 @@ def test_hypercalcemia_of_malignancy_only_while_current(post, unit, onset_days, 
     add_creatinine(p, 3, 4.0, unit).weight(5, 60)
     found = rules(post(p, order_for(p)))
     if current:
-        assert (
-            "renal-contraindicated" not in found
-        )  # creatinine 4.0 < 4.5: no renal card in that setting
+        # creatinine 4.0 < 4.5: no renal card in that setting
+        assert "renal-contraindicated" not in found
     else:
         card = found["renal-contraindicated"]
         assert card["indicator"] == "critical" and "bone-metastatic" in card["detail"]

@@ -241,9 +241,8 @@ def test_harness_applies_update_create_delete_and_isolates():
         "ca",
     ]
     assert updated["context"]["draftOrders"]["entry"][0]["resource"] == changed
-    assert (
-        body["context"]["draftOrders"]["entry"][0]["resource"] == za
-    )  # the original body is untouched
+    # the original body is untouched
+    assert body["context"]["draftOrders"]["entry"][0]["resource"] == za
     alone = isolate(updated, changed)
     assert [e["resource"]["id"] for e in alone["context"]["draftOrders"]["entry"]] == ["za", "ca"]
     assert alone["context"]["selections"] == ["MedicationRequest/za"]
@@ -268,9 +267,8 @@ def test_harness_applies_update_create_delete_and_isolates():
         "dmab",
         "ca",
     ]
-    assert deleted["context"]["selections"] == [
-        "MedicationRequest/dmab"
-    ]  # the deleted selection is replaced
+    # the deleted selection is replaced
+    assert deleted["context"]["selections"] == ["MedicationRequest/dmab"]
     view = {
         "hook": "patient-view",
         "hookInstance": "y",
@@ -382,9 +380,8 @@ def test_scenario_with_six_monthly_draft_suggestions_are_orders(scn, client, ser
         results,
         "scenarios 6-monthly",
     )
-    assert_no(
-        (NOT_200, CRITICAL_NEW, CRITICAL_KEPT, REFIRES), problems
-    )  # labs and supplements: as in (a)
+    # labs and supplements: as in (a)
+    assert_no((NOT_200, CRITICAL_NEW, CRITICAL_KEPT, REFIRES), problems)
 
 
 # --- (b) generated patients -----------------------------------------------------------------------
@@ -475,9 +472,8 @@ def patients(draw, review: bool = False) -> tuple[PatientBuilder, list[str]]:
     elif allergy:
         p.allergy(text="bisphosphonate")
         said.append("allergy 'bisphosphonate'")
-    days_ago = st.integers(7, 900) | st.sampled_from(
-        [10, 20, 60, 80, 150, 170, 200]
-    )  # often inside a minimum interval
+    # often inside a minimum interval
+    days_ago = st.integers(7, 900) | st.sampled_from([10, 20, 60, 80, 150, 170, 200])
     for key, days in draw(
         st.lists(
             st.tuples(

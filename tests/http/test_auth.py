@@ -156,9 +156,8 @@ def test_every_token_defect_is_a_bare_401(client, keys, endpoint, defect, caplog
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
     outcome = response.get_json()
     assert outcome["resourceType"] == "OperationOutcome"
-    assert (
-        outcome["issue"][0]["diagnostics"] == "Authentication required."
-    )  # no reason is given away
+    # no reason is given away
+    assert outcome["issue"][0]["diagnostics"] == "Authentication required."
     if token:
         assert token not in caplog.text
 
@@ -204,9 +203,8 @@ def test_replayed_jti_is_refused_by_another_worker_sharing_the_database(
     assert call(first, "discovery", token).status_code == 200
     assert call(second, "discovery", token).status_code == 401
     assert call(first, "discovery", token).status_code == 401
-    assert (
-        call(second, "discovery", token_for(keys, "discovery")).status_code == 200
-    )  # a new jti is fine
+    # a new jti is fine
+    assert call(second, "discovery", token_for(keys, "discovery")).status_code == 200
 
 
 def test_jwks_is_cached_and_an_unknown_kid_does_not_hammer_the_jku(
@@ -228,9 +226,8 @@ def test_jwks_is_cached_and_an_unknown_kid_does_not_hammer_the_jku(
             keys, "discovery", key="rsa", issuer=issuer, headers={"kid": "rotated-away"}
         )
         assert call(client, "discovery", token).status_code == 401
-    assert (
-        jwks_server.requests - before <= 2
-    )  # one re-fetch for the unknown kid, then the rate limit holds
+    # one re-fetch for the unknown kid, then the rate limit holds
+    assert jwks_server.requests - before <= 2
 
 
 def test_a_hanging_jku_is_a_quick_401(tmp_path, clients_file, keys, jwks_server):

@@ -340,9 +340,8 @@ def test_sighup_reloads_the_trusted_clients_file_and_a_bad_file_keeps_the_old_on
         )
         process.send_signal(signal.SIGHUP)
         assert eventually(200, second, "https://b.example.org/")
-        clients.write_text(
-            '{"clients": ['
-        )  # a broken edit: refused, the clients already trusted stay
+        # a broken edit: refused, the clients already trusted stay
+        clients.write_text('{"clients": [')
         process.send_signal(signal.SIGHUP)
         time.sleep(1.5)
         assert (

@@ -11,9 +11,8 @@ SERVICE_URL = "/cds-services/bonecds-order-sign"
 
 def test_crashing_rule_gives_a_warning_card_and_other_rules_still_run(client, service, caplog):
     def broken(ctx):
-        raise ZeroDivisionError(
-            "Quill 1962-03-01"
-        )  # a message with record values must not reach the log
+        # a message with record values must not reach the log
+        raise ZeroDivisionError("Quill 1962-03-01")
 
     service.rules = (("renal-contraindicated", broken),) + tuple(
         r for r in service.rules if r[0] != "renal-contraindicated"

@@ -104,9 +104,8 @@ def test_a_host_that_keeps_timing_out_is_skipped_then_probed(server, tmp_path):
         fhir_breaker_seconds=1.0,
     )
     client = app.test_client()
-    body = body_for(
-        server, prefetch_patient=True
-    )  # the patient came with the request: cards, not 412
+    # the patient came with the request: cards, not 412
+    body = body_for(server, prefetch_patient=True)
     server.reset({"*": "hang"})
     for _ in range(3):
         assert client.post(SIGN, json=body).status_code == 200
@@ -120,9 +119,8 @@ def test_a_host_that_keeps_timing_out_is_skipped_then_probed(server, tmp_path):
     FIGURES["circuit-open call"] = f"{elapsed * 1000:.0f} ms"
     time.sleep(1.1)
     server.reset({"*": "ok"})  # (also forgets the requests seen so far)
-    probe = client.post(
-        SIGN, json=body
-    )  # half-open: this call goes through, and closes the circuit
+    # half-open: this call goes through, and closes the circuit
+    probe = client.post(SIGN, json=body)
     assert probe.status_code == 200 and server.requests
     assert probe.get_json()["cards"] == []
     metrics = client.get("/metrics").get_data(as_text=True)
@@ -175,9 +173,8 @@ def test_health_stays_quick_with_24_slow_calls_in_flight(server, tmp_path):
     assert all(status == 200 for _, status, _ in probes) and median_probe < 0.25, probes
     assert all(status == 200 for status, _, _ in results)
     assert max(t for _, t, _ in results) < 2.5 + 1.0
-    assert any(
-        busy for _, _, busy in results
-    )  # over the limit: answered at once, saying what was not read
+    # over the limit: answered at once, saying what was not read
+    assert any(busy for _, _, busy in results)
 
 
 def test_a_worker_at_its_limit_answers_503_with_retry_after_when_it_cannot_read_the_patient(

@@ -171,10 +171,9 @@ def test_slow_or_sloppy_server_gives_the_full_answer(call, servers, mode):
     answer as a good server."""
     status, body = call(mode, {"*": mode})
     assert (status, body["cards"]) == (200, [])
-    assert (
-        len(servers[0].reads()) == 20
-    )  # one read per prefetch template (dialysis procedures, stage, magnesium and dental work
+    # one read per prefetch template (dialysis procedures, stage, magnesium and dental work
     # orders and procedures since rev. 2)
+    assert len(servers[0].reads()) == 20
 
 
 def _per_query(requests) -> Counter:
@@ -272,11 +271,12 @@ def test_gunicorn_answers_concurrent_calls_to_a_hanging_server_within_budget(
                 time.monotonic() - started,
             )
 
+        # "ok" first: each worker's first call pays one-time costs
         for mode in (
             "ok",
             "hang",
             "trickle",
-        ):  # "ok" first: each worker's first call pays one-time costs
+        ):
             main.reset({"*": mode, "Patient": "ok"})
             with ThreadPoolExecutor(CONCURRENT) as pool:
                 results = list(pool.map(timed, range(CONCURRENT)))

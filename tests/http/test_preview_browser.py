@@ -72,9 +72,8 @@ def test_preview_in_dev_mode_mints_tokens_the_service_accepts(tmp_path):
     assert (
         page.status_code == 200 and b"<select" in page.data and b'const AUTH = "dev"' in page.data
     )
-    assert (
-        b"http://" not in page.data.replace(b"https?:\\/\\/", b"") and b"<link" not in page.data
-    )  # self-contained
+    # self-contained
+    assert b"http://" not in page.data.replace(b"https?:\\/\\/", b"") and b"<link" not in page.data
     names = {s["name"] for s in client.get("/preview/scenarios").json}
     assert {"calcium-low", "adjuvant-za-prepared"} <= names
     body = client.get("/preview/scenarios/calcium-low").json

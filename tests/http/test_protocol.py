@@ -464,9 +464,10 @@ def test_13_to_20_card_content_for_every_scenario(client, service):
                     and link["type"] == "absolute"
                     and "appContext" not in link
                 )
+            # 20
             assert not re.search(r"<[a-zA-Z/][^>]*>", card["detail"]), (
                 "detail must be markdown without raw HTML"
-            )  # 20
+            )
         for value in uuids:  # 15: time-ordered (version 7) UUIDs in their usual text form
             parsed = uuid.UUID(value)
             assert str(parsed) == value
@@ -658,9 +659,8 @@ def test_resources_of_another_patient_are_ignored(client, service, caplog):
         for r in transaction_resources(other.patient.transaction())
         if r["resourceType"] == "Observation"
     ]
-    body["prefetch"]["calcium"]["entry"] += [
-        {"resource": r} for r in others
-    ]  # the other patient's normal calcium, newer
+    # the other patient's normal calcium, newer
+    body["prefetch"]["calcium"]["entry"] += [{"resource": r} for r in others]
     cards = client.post(SERVICE_URL, json=body).get_json()["cards"]
     assert [c["source"]["topic"]["code"] for c in cards] == ["calcium-low"]
     assert "resource(s) of another patient ignored" in caplog.text

@@ -258,9 +258,8 @@ def test_service_log_has_no_patient_names_or_tokens(loaded_server, running_servi
     for scn in SCENARIOS:
         patient = scn.patient.patient()
         assert scn.patient.family not in log_text and scn.patient.given not in log_text
-        assert (
-            "birthDate" not in patient or patient["birthDate"] not in log_text
-        )  # some scenarios record none
+        # some scenarios record none
+        assert "birthDate" not in patient or patient["birthDate"] not in log_text
         assert all(identifier["value"] not in log_text for identifier in patient["identifier"])
     if loaded_server.token:
         assert loaded_server.token not in log_text

@@ -222,9 +222,8 @@ def test_postgresql_outage_under_load(postgres, service, key):
         and sorted(c["source"]["topic"]["code"] for c in first.json()["cards"]) == before
     )
     assert second.status_code == 401  # the replay, refused from the process' memory
-    assert (
-        queued_answer["stored"] == 0 and queued_answer.get("queued") == 1
-    )  # never answered as stored
+    # never answered as stored
+    assert queued_answer["stored"] == 0 and queued_answer.get("queued") == 1
     assert all(cards == before for phase in (up, down) for run in phase for cards in run)
     # when the database is back, the queued feedback and ledger rows are written
     deadline = time.monotonic() + 30

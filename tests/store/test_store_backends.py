@@ -94,18 +94,16 @@ def test_override_statistics_count_cards_answered_on_the_issuing_service(store):
         NOW,
     )
     store.record_cards(SIGN, "hook-2", [IssuedCard("c4", "calcium-low", "critical")], NOW)
-    store.record_cards(
-        SIGN, "hook-2", [IssuedCard("c4", "calcium-low", "critical")], NOW
-    )  # a repeat is one card
+    # a repeat is one card
+    store.record_cards(SIGN, "hook-2", [IssuedCard("c4", "calcium-low", "critical")], NOW)
     answers = [
         item("c1", "accepted", acceptedSuggestions=[{"id": "s"}]),
         item("c2"),
         item("c2", minute=9),
     ]
     store.record_feedback(SIGN, answers, NOW)
-    store.record_feedback(
-        SELECT, [item("c4")], NOW
-    )  # sent to the wrong service: not an override of calcium-low
+    # sent to the wrong service: not an override of calcium-low
+    store.record_feedback(SELECT, [item("c4")], NOW)
     assert store.outcomes_by_rule() == [
         {
             "rule_id": "calcium-low",
@@ -132,9 +130,8 @@ def test_a_jti_is_claimed_once_per_issuer_and_expired_rows_are_purged(store, dat
     assert table_count(database_url, "jwt_replay") == 2
     assert store.claim_jti("iss-a", "j2", now + 200, now + 61) is True  # iss-a/j1 expired: purged
     assert table_count(database_url, "jwt_replay") == 2
-    assert (
-        store.claim_jti("iss-b", "j1", now + 300, now + 91) is True
-    )  # expired, so claimable again
+    # expired, so claimable again
+    assert store.claim_jti("iss-b", "j1", now + 300, now + 91) is True
     assert store.claim_jti("iss-b", "j1", now + 300, now + 92) is False
 
 
@@ -265,9 +262,8 @@ def write_feedback(store, worker: int, results) -> None:
 
 
 def test_concurrent_feedback_from_several_processes_loses_no_rows(store):
-    store.record_feedback(
-        SIGN, [item("before-fork")], NOW
-    )  # the parent holds a connection the children must not use
+    # the parent holds a connection the children must not use
+    store.record_feedback(SIGN, [item("before-fork")], NOW)
     context = multiprocessing.get_context("fork")
     results = context.Queue()
     processes = [
@@ -291,9 +287,8 @@ def test_readiness_is_ok_and_survives_a_lost_connection(database_url):
     app = create_app(Settings(database_url=database_url, auth="off"))
     client = app.test_client()
     assert client.get("/readyz").get_json()["status"] == "ready"
-    if database_url.startswith(
-        "postgresql://"
-    ):  # the server drops every session (a restart, a fail-over)
+    # the server drops every session (a restart, a fail-over)
+    if database_url.startswith("postgresql://"):
         with psycopg.connect(database_url, autocommit=True) as admin:
             admin.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
@@ -306,9 +301,8 @@ def test_readiness_is_ok_and_survives_a_lost_connection(database_url):
 def test_an_unreachable_postgresql_starts_degraded_quickly_without_the_password(caplog):
     """The service starts without its database (safety checks do not need it) and says so, never
     with the password."""
-    silent = (
-        socket.socket()
-    )  # accepts TCP connections but never answers: only the connect timeout ends the wait
+    # accepts TCP connections but never answers: only the connect timeout ends the wait
+    silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen(8)
     closed = socket.socket()

@@ -51,9 +51,8 @@ def free_port() -> int:
 class PostgresServer:
     def __init__(self, bin_dir: Path) -> None:
         self.bin_dir = bin_dir
-        self.root = Path(
-            tempfile.mkdtemp(prefix="bonecds-pg-")
-        )  # not under pytest's root-only tmp dir
+        # not under pytest's root-only tmp dir
+        self.root = Path(tempfile.mkdtemp(prefix="bonecds-pg-"))
         self.data, self.log = self.root / "data", self.root / "server.log"
         self.port = 0
         self.prefix: list[str] = []

@@ -323,9 +323,8 @@ class ResignResult:
     new_order: dict | None = (
         None  # the bone-agent MedicationRequest the suggestion created or updated, if any
     )
-    concerning: list[dict] = field(
-        default_factory=list
-    )  # cards on that order (see the module docstring)
+    # cards on that order (see the module docstring)
+    concerning: list[dict] = field(default_factory=list)
     service_id: str = ""
     body: dict | None = None  # the re-signed request, to reproduce a failure
     isolated_body: dict | None = None  # the isolated sign's request, when one was needed
