@@ -1,5 +1,6 @@
 """scripts/count_instructions.py: its measured child answers the bench's bodies through the whole
-app, and without valgrind it says so instead of printing figures."""
+app (also with parts of a call switched off), and without valgrind it says so instead of printing
+figures."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "count_instructions.py"
+SIGN = "/cds-services/bonecds-order-sign"
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -44,3 +46,21 @@ def test_without_valgrind_it_says_how_to_install_it(tmp_path):
     env = {**os.environ, "PATH": str(tmp_path)}  # no valgrind on this PATH
     done = run("typical", env=env)
     assert done.returncode == 2 and "apt-get install valgrind" in done.stderr
+
+
+def test_the_child_answers_with_every_part_switched_off(tmp_path):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import count_instructions
+
+    import bench
+
+    bodies = bench.build_bodies(tmp_path)
+    every_part = ",".join(count_instructions.PARTS)
+    done = run("--child", str(bodies["with-card"]["path"]), SIGN, "3", every_part)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_an_unknown_part_is_refused_before_anything_is_counted():
+    done = run("typical", "--without", "metrics,rules")
+    assert done.returncode == 2 and "unknown part 'rules'" in done.stderr
+    assert "call-log" in done.stderr  # the message lists the parts there are
