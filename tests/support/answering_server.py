@@ -5,11 +5,12 @@ proxy)."""
 from __future__ import annotations
 
 import ssl
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from tests.support.served_in_background import ServedInBackground
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class Reply:
     hang_up: bool = False  # close the connection without answering (an idle timeout's race)
 
 
-class AnsweringServer:
+class AnsweringServer(ServedInBackground):
     """`with AnsweringServer(answer) as server:` then `server.base_url`; `server.asked` lists the
     requests."""
 
@@ -44,28 +45,15 @@ class AnsweringServer:
         """`tls`: a certificate and its key file, to answer HTTPS."""
         self.answer = answer
         self.asked: list[Asked] = []
-        self._stop = threading.Event()
-        self.httpd = _Quiet(("127.0.0.1", 0), _handler(self))
+        httpd = _Quiet(("127.0.0.1", 0), _handler(self))
         scheme = "http"
         if tls is not None:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.load_cert_chain(*tls)
-            self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+            httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
             scheme = "https"
-        self.base_url = f"{scheme}://127.0.0.1:{self.httpd.server_address[1]}"
-        self._thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    def __enter__(self) -> AnsweringServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self._thread.join(timeout=5)
+        self.base_url = f"{scheme}://127.0.0.1:{httpd.server_address[1]}"
+        self.serve_in_background(httpd)
 
 
 class _Quiet(ThreadingHTTPServer):
@@ -92,7 +80,7 @@ def _handler(server: AnsweringServer) -> type[BaseHTTPRequestHandler]:
             if reply.hang_up:
                 self.close_connection = True
                 return
-            if reply.delay and server._stop.wait(reply.delay):
+            if reply.delay and server.stopping.wait(reply.delay):
                 return
             try:
                 self.send_response(reply.status)

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from fixtures.prefetch import answer_template
+from tests.support.served_in_background import ServedInBackground
 
 FHIR_JSON = "application/fhir+json"
 # mode -> what the server does; "ok" serves the real answer
@@ -79,7 +80,7 @@ class Seen:
 
 
 @dataclass
-class FaultyFhirServer:
+class FaultyFhirServer(ServedInBackground):
     resources: list[dict]
     prefix: str = "/fhir"
     faults: dict[str, str] = field(default_factory=dict)
@@ -97,23 +98,10 @@ class FaultyFhirServer:
     batch: bool = False  # advertise (and answer) batch Bundles
 
     def __post_init__(self) -> None:
-        self._stop = threading.Event()
         self._lock = threading.Lock()
-        self.httpd = _Server(("127.0.0.1", 0), _handler_for(self))
-        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}{self.prefix}"
-        self._thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    def __enter__(self) -> FaultyFhirServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()  # releases hanging and trickling handlers
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self._thread.join(timeout=5)
+        httpd = _Server(("127.0.0.1", 0), _handler_for(self))
+        self.base_url = f"http://127.0.0.1:{httpd.server_address[1]}{self.prefix}"
+        self.serve_in_background(httpd)
 
     def reset(self, faults: dict[str, str] | None = None) -> None:
         with self._lock:
@@ -137,7 +125,7 @@ class FaultyFhirServer:
 
     def pause(self, seconds: float) -> bool:
         """Sleep, but wake up at shutdown; True if the server is stopping."""
-        return self._stop.wait(seconds)
+        return self.stopping.wait(seconds)
 
 
 class _Server(ThreadingHTTPServer):
